@@ -1,0 +1,303 @@
+//! Commands that need no device: help, version, reset, dma, peek, teardown.
+
+use alloc::string::String;
+use core::fmt::Write;
+
+use evidence::{Body, DmaLedger, LedgerEntry};
+
+use crate::args::{parse_number, Args};
+use crate::table::{all_commands, lookup, CmdError, CommandSpec, Ctx, Flag};
+
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "help",
+        usage: "help [command]",
+        summary: "list commands, or explain one",
+        details: "Without an argument lists every command. With one (e.g. 'help nvme read') prints its \
+                  grammar, what it does, and examples.",
+        examples: &["help", "help nvme read"],
+        min_args: 0,
+        max_args: 2,
+        flags: &[],
+        run: help,
+    },
+    CommandSpec {
+        name: "version",
+        usage: "version",
+        summary: "monitor version, build and boot facts",
+        details: "Prints the version, build id, firmware, memory and the bounce pool, and emits a banner frame.",
+        examples: &["version"],
+        min_args: 0,
+        max_args: 0,
+        flags: &[],
+        run: version,
+    },
+    CommandSpec {
+        name: "dma",
+        usage: "dma",
+        summary: "bounce DMA pool usage and ledger",
+        details: "Every byte a device can see comes from one bounce pool below 4 GiB. Shows the pool's base \
+                  and size, used/free/quarantined pages, and each allocation's owner and purpose. \
+                  Quarantined pages belong to a device that did not confirm it stopped; they are never reused.",
+        examples: &["dma"],
+        min_args: 0,
+        max_args: 0,
+        flags: &[],
+        run: dma,
+    },
+    CommandSpec {
+        name: "peek",
+        usage: "peek <addr> [len]",
+        summary: "hexdump memory at a virtual address",
+        details: "Reads len bytes (default 64, max 4096) at addr. An unmapped address raises a page fault; \
+                  the monitor reports it and returns to the prompt.",
+        examples: &["peek 0x100000", "peek 0xb8000 32"],
+        min_args: 1,
+        max_args: 2,
+        flags: &[],
+        run: peek,
+    },
+    CommandSpec {
+        name: "teardown",
+        usage: "teardown [nvme|gvnic|all]",
+        summary: "stop bound devices in reverse order and release their DMA",
+        details: "Undoes bring-up in reverse, reporting each step (and a frame per step), then shows the DMA \
+                  ledger: empty, or what stays quarantined and why. Default: all.",
+        examples: &["teardown", "teardown nvme"],
+        min_args: 0,
+        max_args: 1,
+        flags: &[],
+        run: teardown,
+    },
+    CommandSpec {
+        name: "reset",
+        usage: "reset",
+        summary: "tear everything down and reset the machine",
+        details: "Tears down bound devices, then resets the machine (keyboard controller, then triple fault).",
+        examples: &["reset"],
+        min_args: 0,
+        max_args: 0,
+        flags: &[],
+        run: reset,
+    },
+];
+
+fn help(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
+    if args.positional.is_empty() {
+        ctx.out
+            .print("commands (numbers are decimal or 0x-hex; 'help <command>' for details):\n");
+        for spec in all_commands() {
+            let _ = writeln!(ctx.out, "  {:<34} {}", spec.usage, spec.summary);
+        }
+        ctx.out
+            .print("keys: up/down history, Ctrl-C aborts a long wait\n");
+        return Ok(());
+    }
+    let (spec, used) = lookup(&args.positional)?;
+    if used != args.positional.len() {
+        return Err(CmdError::new(
+            "usage",
+            alloc::format!("no command '{}'", args.positional.join(" ")),
+        ));
+    }
+    let _ = writeln!(
+        ctx.out,
+        "usage: {}\n  {}\n\n{}",
+        spec.usage,
+        spec.summary,
+        wrap(spec.details, 78)
+    );
+    for flag in spec.flags {
+        let value = if flag.takes_value { " <value>" } else { "" };
+        let _ = writeln!(ctx.out, "  {}{value:<10} {}", flag.name, flag.help);
+    }
+    ctx.out.print("examples:\n");
+    for example in spec.examples {
+        let _ = writeln!(ctx.out, "  {example}");
+    }
+    Ok(())
+}
+
+/// Re-wraps a help paragraph (the source strings use `\` continuations).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut column = 0;
+    for word in text.split_whitespace() {
+        if column > 0 && column + 1 + word.len() > width {
+            out.push('\n');
+            column = 0;
+        } else if column > 0 {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += word.len();
+    }
+    out
+}
+
+fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
+    let info = ctx.info;
+    let _ = writeln!(
+        ctx.out,
+        "bringup {} ({}), firmware {:?}, {} MiB RAM, boot to prompt {} ms",
+        info.version,
+        info.build,
+        info.firmware,
+        info.memory_bytes >> 20,
+        info.boot_us / 1000
+    );
+    ctx.out.frame(Body::Banner(evidence::Banner {
+        format_version: evidence::FORMAT_VERSION,
+        version: info.version.into(),
+        build: info.build.into(),
+        firmware: info.firmware,
+        memory_bytes: info.memory_bytes,
+        dma_base: info.dma_base,
+        dma_bytes: info.dma_bytes,
+        cmdline: info.cmdline.chars().take(128).collect(),
+        boot_us: info.boot_us,
+    }));
+    Ok(())
+}
+
+fn dma(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
+    report_ledger(ctx);
+    Ok(())
+}
+
+/// Prints the pool and its ledger and emits the ledger frame (also the end of `teardown`).
+pub(crate) fn report_ledger(ctx: &mut Ctx) {
+    let pool = &*ctx.hw.dma;
+    let usage = pool.usage();
+    let _ = writeln!(
+        ctx.out,
+        "DMA pool {:#x}..{:#x} ({} KiB): {} pages used, {} free, {} quarantined",
+        pool.phys_base(),
+        pool.phys_base() + pool.bytes(),
+        pool.bytes() >> 10,
+        usage.used_pages,
+        usage.free_pages,
+        usage.quarantined_pages
+    );
+    let mut entries = alloc::vec::Vec::new();
+    for entry in pool.ledger() {
+        let state = match &entry.quarantine {
+            Some(reason) => alloc::format!("QUARANTINED: {reason}"),
+            None => String::from("in use"),
+        };
+        let _ = writeln!(
+            ctx.out,
+            "  {:#012x} {:>5} pages  {:<16} {:<20} {state}",
+            entry.phys, entry.pages, entry.owner, entry.purpose
+        );
+        entries.push(LedgerEntry {
+            owner: entry.owner.clone(),
+            purpose: entry.purpose.into(),
+            pages: entry.pages,
+            phys: entry.phys,
+            quarantined: entry.quarantine.is_some(),
+            reason: entry.quarantine.clone().unwrap_or_default(),
+        });
+    }
+    if entries.is_empty() {
+        ctx.out.print("  ledger empty: no device owns DMA memory\n");
+    }
+    ctx.out.frame(Body::DmaLedger(DmaLedger {
+        base: pool.phys_base(),
+        bytes: pool.bytes(),
+        used_pages: usage.used_pages,
+        free_pages: usage.free_pages,
+        quarantined_pages: usage.quarantined_pages,
+        entries,
+    }));
+}
+
+fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
+    let addr = parse_number("addr", args.get(0).unwrap_or(""))?;
+    let len = args
+        .get(1)
+        .map_or(Ok(64), |text| parse_number("len", text))?;
+    if len == 0 || len > 4096 {
+        return Err(CmdError::new(
+            "bad-argument",
+            alloc::format!("len must be 1..=4096, got {len}"),
+        ));
+    }
+    if addr.checked_add(len).is_none() {
+        return Err(CmdError::new("bad-argument", "addr + len overflows"));
+    }
+    let mut buffer = alloc::vec![0u8; len as usize];
+    if !ctx.hw.memory.read(addr, &mut buffer) {
+        return Err(CmdError::new(
+            "bad-address",
+            alloc::format!("{addr:#x} is not a canonical address"),
+        ));
+    }
+    hexdump(ctx, addr, &buffer);
+    Ok(())
+}
+
+/// Classic 16-bytes-a-line hexdump with an ASCII column.
+pub(crate) fn hexdump(ctx: &mut Ctx, base: u64, data: &[u8]) {
+    for (row, chunk) in data.chunks(16).enumerate() {
+        let mut line = alloc::format!("{:016x}  ", base + row as u64 * 16);
+        for i in 0..16 {
+            match chunk.get(i) {
+                Some(byte) => line.push_str(&alloc::format!("{byte:02x} ")),
+                None => line.push_str("   "),
+            }
+        }
+        line.push(' ');
+        line.extend(chunk.iter().map(|b| {
+            if b.is_ascii_graphic() || *b == b' ' {
+                *b as char
+            } else {
+                '.'
+            }
+        }));
+        line.push('\n');
+        ctx.out.print(&line);
+    }
+}
+
+fn teardown(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
+    let which = args.get(0).unwrap_or("all");
+    let (nvme, gvnic) = match which {
+        "all" => (true, true),
+        "nvme" => (true, false),
+        "gvnic" => (false, true),
+        other => {
+            return Err(CmdError::new(
+                "usage",
+                alloc::format!(
+                    "teardown: unknown device '{other}'; usage: teardown [nvme|gvnic|all]"
+                ),
+            ))
+        }
+    };
+    // Reverse bring-up order across devices too: the NIC came up last in a full bring-up.
+    let mut first_error = None;
+    if gvnic {
+        if let Err(err) = crate::gvnic::teardown(ctx) {
+            first_error.get_or_insert(err);
+        }
+    }
+    if nvme {
+        if let Err(err) = crate::nvme::teardown(ctx) {
+            first_error.get_or_insert(err);
+        }
+    }
+    report_ledger(ctx);
+    first_error.map_or(Ok(()), Err)
+}
+
+fn reset(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
+    let _ = crate::gvnic::teardown(ctx);
+    let _ = crate::nvme::teardown(ctx);
+    ctx.out.print("resetting the machine\n");
+    Ok(())
+}
+
+#[allow(dead_code)]
+const _FLAG_TYPE_USED: Option<Flag> = None;

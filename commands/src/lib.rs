@@ -1,0 +1,22 @@
+//! The monitor's command language: grammar, parser, dispatch table, help texts and human
+//! output. Knows nothing of x86: the monitor lends it the hardware through
+//! [`drivers::platform::Hw`] and a [`Console`] to print to, so all of it runs in host tests.
+//!
+//! Every command produces exactly one result frame (ok, or an error with a stable code),
+//! preceded by a start frame and any evidence frames the command emits.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod args;
+mod core_cmds;
+pub mod gvnic;
+pub mod nvme;
+pub mod output;
+pub mod pci;
+pub mod shell;
+pub mod table;
+
+pub use output::Console;
+pub use shell::{Action, Shell, SystemInfo};
+pub use table::CmdError;

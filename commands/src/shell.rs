@@ -1,0 +1,203 @@
+//! The read-eval-print core: turns one input line into one command run, framed by a start
+//! frame and exactly one result frame.
+
+use alloc::string::String;
+use core::fmt::Write;
+
+use drivers::platform::Hw;
+use evidence::{Body, CommandResult, CommandStart, Fault, Firmware, Outcome};
+
+use crate::args::{split_line, Args};
+use crate::output::{Console, FrameCounter, Output};
+use crate::table::{lookup, CmdError, Ctx};
+
+/// Facts about this boot, filled in by the monitor.
+#[derive(Debug, Clone)]
+pub struct SystemInfo {
+    pub version: &'static str,
+    pub build: &'static str,
+    pub firmware: Firmware,
+    pub memory_bytes: u64,
+    pub cmdline: String,
+    pub dma_base: u64,
+    pub dma_bytes: u64,
+    /// Monitor entry to first prompt, µs.
+    pub boot_us: u64,
+}
+
+/// The bound devices; `teardown` walks this in reverse bring-up order.
+#[derive(Default)]
+pub struct DeviceState {
+    pub nvme: crate::nvme::NvmeState,
+    pub gvnic: crate::gvnic::GvnicState,
+}
+
+/// What the monitor must do after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// The user asked for a machine reset (devices are already torn down).
+    Reset,
+}
+
+pub const PROMPT: &str = "bringup> ";
+
+/// The longest command line echoed into a start frame; frames must stay small.
+const START_LINE_MAX: usize = 96;
+
+pub struct Shell {
+    info: SystemInfo,
+    counter: FrameCounter,
+    commands_run: u32,
+    devices: DeviceState,
+    /// Set while a command runs, so a fault handler knows which command to fail.
+    running: Option<(u32, u64)>,
+}
+
+impl Shell {
+    pub fn new(boot_id: u64, info: SystemInfo) -> Self {
+        Shell {
+            info,
+            counter: FrameCounter {
+                boot_id,
+                next_seq: 0,
+            },
+            commands_run: 0,
+            devices: DeviceState::default(),
+            running: None,
+        }
+    }
+
+    pub fn info(&self) -> &SystemInfo {
+        &self.info
+    }
+
+    /// The boot banner: human lines, then the banner frame.
+    pub fn banner(&mut self, console: &mut dyn Console) {
+        let info = &self.info;
+        let boot_id = self.counter.boot_id;
+        let mut out = Output::new(console, &mut self.counter, 0);
+        let firmware = match info.firmware {
+            Firmware::Bios => "BIOS",
+            Firmware::Uefi => "UEFI",
+            Firmware::Unknown => "unknown",
+        };
+        let _ = write!(
+            out,
+            "\nbringup monitor {} ({})\nfirmware: {firmware}, memory: {} MiB, DMA pool: {} KiB at {:#x}\n\
+             boot id {:016x}; type 'help' for commands\n",
+            info.version,
+            info.build,
+            info.memory_bytes >> 20,
+            info.dma_bytes >> 10,
+            info.dma_base,
+            boot_id,
+        );
+        out.frame(Body::Banner(evidence::Banner {
+            format_version: evidence::FORMAT_VERSION,
+            version: info.version.into(),
+            build: info.build.into(),
+            firmware: info.firmware,
+            memory_bytes: info.memory_bytes,
+            dma_base: info.dma_base,
+            dma_bytes: info.dma_bytes,
+            cmdline: info.cmdline.chars().take(128).collect(),
+            boot_us: info.boot_us,
+        }));
+    }
+
+    /// Runs one input line. Empty lines do nothing (no frames).
+    pub fn execute(
+        &mut self,
+        line: &str,
+        hw: &mut Hw,
+        console: &mut dyn Console,
+        now_us: impl Fn() -> u64,
+    ) -> Action {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Action::Continue;
+        }
+        self.commands_run = self.commands_run.wrapping_add(1);
+        let cmd = self.commands_run;
+        let started = now_us();
+        self.running = Some((cmd, started));
+        let mut out = Output::new(console, &mut self.counter, cmd);
+        out.frame(Body::CommandStart(CommandStart {
+            line: trimmed.chars().take(START_LINE_MAX).collect(),
+        }));
+        let mut action = Action::Continue;
+        let result = match split_line(trimmed) {
+            Err(err) => Err(err),
+            Ok(words) => match lookup(&words) {
+                Err(err) => Err(err),
+                Ok((spec, used)) => match Args::parse(spec, &words[used..]) {
+                    Err(err) => Err(err),
+                    Ok(args) => {
+                        if spec.name == "reset" {
+                            action = Action::Reset;
+                        }
+                        let mut ctx = Ctx {
+                            hw,
+                            out,
+                            devices: &mut self.devices,
+                            info: &self.info,
+                        };
+                        let result = (spec.run)(&mut ctx, &args);
+                        out = ctx.out;
+                        result
+                    }
+                },
+            },
+        };
+        if result.is_err() {
+            action = Action::Continue;
+        }
+        finish(&mut out, result, now_us().saturating_sub(started));
+        self.running = None;
+        action
+    }
+
+    /// Called by the monitor's exception path when a CPU fault aborted the running command:
+    /// reports the fault and fails that command, so the host still sees one result frame.
+    pub fn command_faulted(&mut self, console: &mut dyn Console, fault: Fault, now_us: u64) {
+        let (cmd, started) = self.running.take().unwrap_or((0, now_us));
+        let mut out = Output::new(console, &mut self.counter, cmd);
+        let message = alloc::format!(
+            "{} at rip {:#x} aborted the command",
+            fault.exception,
+            fault.rip
+        );
+        out.frame(Body::Fault(fault));
+        if cmd != 0 {
+            finish(
+                &mut out,
+                Err(CmdError::new("cpu-fault", message)),
+                now_us.saturating_sub(started),
+            );
+        }
+    }
+
+    /// Tears down every bound device (used before a reset and by `teardown all`).
+    pub fn devices(&mut self) -> &mut DeviceState {
+        &mut self.devices
+    }
+}
+
+fn finish(out: &mut Output, result: Result<(), CmdError>, elapsed_us: u64) {
+    out.finish_line();
+    let outcome = match result {
+        Ok(()) => Outcome::Ok,
+        Err(err) => {
+            out.print(&alloc::format!("error: {}\n", err.message));
+            Outcome::Error {
+                code: err.code.into(),
+                message: err.message,
+            }
+        }
+    };
+    out.frame(Body::CommandResult(CommandResult {
+        outcome,
+        elapsed_us,
+    }));
+}

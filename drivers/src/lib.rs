@@ -1,0 +1,15 @@
+//! Device drivers for bringup, written against small platform traits so that every driver
+//! runs both on the bare-metal monitor and in host tests against fakes and device models.
+//!
+//! Module map (one concern each):
+//! - [`platform`]: the traits a platform implements (config space, register windows,
+//!   MMIO mapping, clock) and the deadline helper every wait goes through.
+//! - [`dma`]: the one bounce pool all device-visible memory comes from, and its ledger.
+//! - `pci`: config-space decoding, enumeration behind bridges, BAR sizing.
+//! - `nvme`, `gvnic`: the two device drivers.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod dma;
+pub mod platform;

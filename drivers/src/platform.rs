@@ -1,0 +1,218 @@
+//! What a driver needs from the machine, as small object-safe traits.
+//!
+//! The bare-metal monitor implements these on real hardware (port I/O or ECAM config
+//! access, uncached MMIO mappings, the TSC); host tests implement them over in-memory fakes
+//! and device models. Drivers never touch a port or a pointer themselves.
+
+use alloc::boxed::Box;
+use core::fmt;
+
+/// A PCI function address: bus, device (0..32), function (0..8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bdf {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+}
+
+impl Bdf {
+    pub const fn new(bus: u8, device: u8, function: u8) -> Self {
+        Bdf {
+            bus,
+            device,
+            function,
+        }
+    }
+
+    /// Parses `bb:dd.f` (hex, as lspci prints it).
+    pub fn parse(text: &str) -> Option<Bdf> {
+        let (bus, rest) = text.split_once(':')?;
+        let (device, function) = rest.split_once('.')?;
+        let field = |digits: &str, max_len: usize| {
+            if digits.is_empty() || digits.len() > max_len {
+                return None;
+            }
+            u8::from_str_radix(digits, 16).ok()
+        };
+        let bdf = Bdf {
+            bus: field(bus, 2)?,
+            device: field(device, 2)?,
+            function: field(function, 1)?,
+        };
+        (bdf.device < 32 && bdf.function < 8).then_some(bdf)
+    }
+}
+
+impl fmt::Display for Bdf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:02x}:{:02x}.{:x}",
+            self.bus, self.device, self.function
+        )
+    }
+}
+
+/// PCI configuration space of every function (legacy 0xCF8/0xCFC ports or ECAM).
+///
+/// Offsets are byte offsets into the function's config space; an access must be naturally
+/// aligned. Reads of a function that does not exist return all ones, as on real PCI.
+pub trait ConfigSpace {
+    fn read8(&self, bdf: Bdf, offset: u16) -> u8;
+    fn read16(&self, bdf: Bdf, offset: u16) -> u16;
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32;
+    fn write8(&self, bdf: Bdf, offset: u16, value: u8);
+    fn write16(&self, bdf: Bdf, offset: u16, value: u16);
+    fn write32(&self, bdf: Bdf, offset: u16, value: u32);
+    /// Highest config offset + 1 this access method reaches (256 legacy, 4096 ECAM).
+    fn size(&self) -> u16;
+}
+
+/// A device register window (a mapped BAR, or a fake device's registers).
+///
+/// Values are what a CPU load/store of that width sees on x86: the bus is little-endian.
+/// A big-endian device register (gVNIC) is therefore read as `u32::from_be(read32(..))`:
+/// drivers state the byte order at the call site, through their own typed helpers.
+pub trait RegisterWindow {
+    /// Window length in bytes; accesses past it are driver bugs and are ignored (reads
+    /// return all ones).
+    fn len(&self) -> usize;
+    fn read8(&self, offset: usize) -> u8;
+    fn read16(&self, offset: usize) -> u16;
+    fn read32(&self, offset: usize) -> u32;
+    fn write8(&self, offset: usize, value: u8);
+    fn write16(&self, offset: usize, value: u16);
+    fn write32(&self, offset: usize, value: u32);
+}
+
+/// Why a physical range could not be mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// The monitor's MMIO window is full.
+    WindowFull,
+    /// Address or size is not usable (zero, not page aligned, overflows).
+    BadRange,
+}
+
+/// A mapping of a physical MMIO range.
+pub struct Mapping {
+    /// Virtual address of the window (for display and evidence).
+    pub window: u64,
+    /// false when an identical earlier mapping was returned.
+    pub newly_mapped: bool,
+    pub regs: Box<dyn RegisterWindow>,
+}
+
+/// Maps physical MMIO ranges uncached. Mapping the same range twice returns the same window.
+pub trait MmioMapper {
+    fn map(&mut self, phys: u64, len: u64) -> Result<Mapping, MapError>;
+    /// Forgets a mapping made by `map` (the window may be reused).
+    fn unmap(&mut self, phys: u64, len: u64);
+}
+
+/// Time, and the user's wish to stop waiting.
+pub trait Clock {
+    /// Monotonic microseconds since some fixed point.
+    fn now_us(&self) -> u64;
+    /// Called in every polling loop: a place to pause the CPU (or, in a simulation, to let
+    /// time or the device model advance).
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
+    /// True when the user asked to abort a long wait (Ctrl-C on the console).
+    fn interrupted(&self) -> bool {
+        false
+    }
+}
+
+/// How a bounded wait ended without its condition coming true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitError {
+    TimedOut,
+    Interrupted,
+}
+
+/// Polls `done` until it returns `Some`, the deadline passes, or the user interrupts.
+///
+/// Every wait in every driver goes through here, so no wait is ever without a deadline.
+/// The condition is checked once more after the deadline so a slow poll loop never reports
+/// a timeout for a condition that did come true.
+pub fn wait_for<T>(
+    clock: &dyn Clock,
+    timeout_us: u64,
+    mut done: impl FnMut() -> Option<T>,
+) -> Result<T, WaitError> {
+    let deadline = clock.now_us().saturating_add(timeout_us);
+    loop {
+        if let Some(value) = done() {
+            return Ok(value);
+        }
+        if clock.now_us() >= deadline {
+            return done().ok_or(WaitError::TimedOut);
+        }
+        if clock.interrupted() {
+            return Err(WaitError::Interrupted);
+        }
+        clock.relax();
+    }
+}
+
+/// Raw memory reads for the `peek` command. On the monitor an unmapped address faults, and
+/// the fault aborts the command (that is the point: it proves the fault path).
+pub trait MemoryAccess {
+    /// Reads `out.len()` bytes at virtual address `addr`; `false` if the address is not
+    /// canonical or otherwise refused before touching it.
+    fn read(&self, addr: u64, out: &mut [u8]) -> bool;
+}
+
+/// The hardware a command may touch, lent to it for the command's duration.
+pub struct Hw<'a> {
+    pub config: &'a dyn ConfigSpace,
+    pub mmio: &'a mut dyn MmioMapper,
+    pub clock: &'a dyn Clock,
+    pub dma: &'a mut crate::dma::DmaPool,
+    pub memory: &'a dyn MemoryAccess,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    struct StepClock(Cell<u64>);
+    impl Clock for StepClock {
+        fn now_us(&self) -> u64 {
+            let t = self.0.get();
+            self.0.set(t + 10);
+            t
+        }
+    }
+
+    #[test]
+    fn bdf_parse_and_display() {
+        let bdf = Bdf::parse("03:1f.7").unwrap();
+        assert_eq!(bdf, Bdf::new(3, 0x1f, 7));
+        assert_eq!(bdf.to_string(), "03:1f.7");
+        assert_eq!(Bdf::parse("00:20.0"), None);
+        assert_eq!(Bdf::parse("00:00.8"), None);
+        assert_eq!(Bdf::parse("100:00.0"), None);
+        assert_eq!(Bdf::parse("0000"), None);
+    }
+
+    #[test]
+    fn wait_times_out_and_succeeds() {
+        let clock = StepClock(Cell::new(0));
+        assert_eq!(
+            wait_for(&clock, 100, || None::<()>),
+            Err(WaitError::TimedOut)
+        );
+        let mut polls = 0;
+        assert_eq!(
+            wait_for(&clock, 1_000, || {
+                polls += 1;
+                (polls == 3).then_some(7)
+            }),
+            Ok(7)
+        );
+    }
+}
