@@ -1,0 +1,214 @@
+//! The shell's contract, on a machine with no devices: every non-empty line gives one start
+//! frame and exactly one result frame, sequence numbers never skip, and no input panics.
+
+use commands::{Console, Shell, SystemInfo};
+use drivers::dma::testing::leaked_pool;
+use drivers::platform::{Bdf, Clock, ConfigSpace, Hw, MapError, Mapping, MemoryAccess, MmioMapper};
+use evidence::{Body, Firmware, Frame, Outcome};
+use std::cell::Cell;
+
+struct NoPci;
+impl ConfigSpace for NoPci {
+    fn read8(&self, _: Bdf, _: u16) -> u8 {
+        0xff
+    }
+    fn read16(&self, _: Bdf, _: u16) -> u16 {
+        0xffff
+    }
+    fn read32(&self, _: Bdf, _: u16) -> u32 {
+        0xffff_ffff
+    }
+    fn write8(&self, _: Bdf, _: u16, _: u8) {}
+    fn write16(&self, _: Bdf, _: u16, _: u16) {}
+    fn write32(&self, _: Bdf, _: u16, _: u32) {}
+    fn size(&self) -> u16 {
+        256
+    }
+}
+
+struct NoMmio;
+impl MmioMapper for NoMmio {
+    fn map(&mut self, _: u64, _: u64) -> Result<Mapping, MapError> {
+        Err(MapError::WindowFull)
+    }
+    fn unmap(&mut self, _: u64, _: u64) {}
+}
+
+struct StepClock(Cell<u64>);
+impl Clock for StepClock {
+    fn now_us(&self) -> u64 {
+        self.0.set(self.0.get() + 1);
+        self.0.get()
+    }
+}
+
+/// 256 bytes of "memory" at 0x1000.
+struct SmallMemory;
+impl MemoryAccess for SmallMemory {
+    fn read(&self, addr: u64, out: &mut [u8]) -> bool {
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = (addr as usize + i) as u8;
+        }
+        addr >= 0x1000 && addr + out.len() as u64 <= 0x1100
+    }
+}
+
+#[derive(Default)]
+struct Captured(String);
+impl Console for Captured {
+    fn write_str(&mut self, text: &str) {
+        self.0.push_str(text);
+    }
+}
+
+fn frames(text: &str) -> Vec<Frame> {
+    text.lines()
+        .filter(|l| l.contains(evidence::MARKER))
+        .map(|l| evidence::decode_line(l).unwrap())
+        .collect()
+}
+
+fn run(lines: &[&str]) -> (String, Vec<Frame>) {
+    let (mut pool, _) = leaked_pool(0x10_0000, 16 * 4096);
+    let clock = StepClock(Cell::new(0));
+    let mut mmio = NoMmio;
+    let mut hw = Hw {
+        config: &NoPci,
+        mmio: &mut mmio,
+        clock: &clock,
+        dma: &mut pool,
+        memory: &SmallMemory,
+    };
+    let info = SystemInfo {
+        version: "0.1.0",
+        build: "test",
+        firmware: Firmware::Bios,
+        memory_bytes: 512 << 20,
+        cmdline: "dma=64K".into(),
+        dma_base: 0x10_0000,
+        dma_bytes: 16 * 4096,
+        boot_us: 1234,
+    };
+    let mut shell = Shell::new(0xfeed, info);
+    let mut console = Captured::default();
+    shell.banner(&mut console);
+    for line in lines {
+        shell.execute(line, &mut hw, &mut console, || 0);
+    }
+    let frames = frames(&console.0);
+    (console.0, frames)
+}
+
+fn results(frames: &[Frame]) -> Vec<&Outcome> {
+    frames
+        .iter()
+        .filter_map(|f| match &f.body {
+            Body::CommandResult(r) => Some(&r.outcome),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_framing(frames: &[Frame], commands: usize) {
+    for (i, frame) in frames.iter().enumerate() {
+        assert_eq!(frame.seq, i as u32, "sequence gap");
+        assert_eq!(frame.boot_id, 0xfeed);
+    }
+    assert!(matches!(frames[0].body, Body::Banner(_)));
+    for cmd in 1..=commands as u32 {
+        let own: Vec<&Frame> = frames.iter().filter(|f| f.cmd == cmd).collect();
+        assert!(
+            matches!(own.first().unwrap().body, Body::CommandStart(_)),
+            "cmd {cmd} starts with a start frame"
+        );
+        assert!(
+            matches!(own.last().unwrap().body, Body::CommandResult(_)),
+            "cmd {cmd} ends with its result"
+        );
+        let result_count = own
+            .iter()
+            .filter(|f| matches!(f.body, Body::CommandResult(_)))
+            .count();
+        assert_eq!(result_count, 1, "cmd {cmd} has exactly one result frame");
+    }
+}
+
+fn error_code(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Error { code, .. } => code,
+    }
+}
+
+#[test]
+fn help_version_and_errors() {
+    let (text, frames) = run(&[
+        "help",
+        "version",
+        "",
+        "   ",
+        "lsppcii",
+        "help nvme",
+        "version extra",
+        "help bogus",
+        "dma",
+    ]);
+    assert_framing(&frames, 7);
+    let codes: Vec<&str> = results(&frames).into_iter().map(error_code).collect();
+    assert_eq!(
+        codes,
+        [
+            "ok",
+            "ok",
+            "unknown-command",
+            "unknown-command",
+            "usage",
+            "unknown-command",
+            "ok"
+        ]
+    );
+    assert!(text.contains("help [command]"));
+    assert!(text.contains("error: 'version' takes 0 argument(s), got 1; usage: version"));
+    assert!(text.contains("ledger empty"));
+}
+
+#[test]
+fn hostile_input_never_breaks_framing() {
+    let long = "a".repeat(4096);
+    let mut seed = 0x1234_5678u32;
+    let mut garbage = Vec::new();
+    for _ in 0..64 {
+        let mut line = String::new();
+        for _ in 0..(seed % 200) {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            line.push(char::from_u32((seed >> 8) % 0x800).unwrap_or('\u{fffd}'));
+        }
+        garbage.push(line);
+    }
+    let mut lines: Vec<&str> = vec![
+        &long,
+        "ls\u{1b}[A\u{7}",
+        "\u{fffd}\u{fffd}",
+        "peek 0xffffffffffffffff 2",
+        "peek 0x1000 0",
+    ];
+    lines.extend(garbage.iter().map(String::as_str));
+    lines.push("version");
+    let (_, frames) = run(&lines);
+    let nonempty = lines.iter().filter(|l| !l.trim().is_empty()).count();
+    assert_framing(&frames, nonempty);
+    let outcomes = results(&frames);
+    assert_eq!(error_code(outcomes[0]), "line-too-long");
+    assert_eq!(error_code(outcomes[1]), "bad-input");
+    assert_eq!(error_code(outcomes[3]), "bad-argument");
+    assert_eq!(error_code(outcomes[4]), "bad-argument");
+    assert_eq!(error_code(outcomes.last().unwrap()), "ok");
+}
+
+#[test]
+fn peek_dumps_memory() {
+    let (text, frames) = run(&["peek 0x1000 20"]);
+    assert_framing(&frames, 1);
+    assert!(text.contains("0000000000001000  00 01 02 03"), "{text}");
+    assert!(text.contains("0000000000001010  10 11 12 13"), "{text}");
+}
