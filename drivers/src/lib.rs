@@ -12,4 +12,6 @@
 extern crate alloc;
 
 pub mod dma;
+pub mod nvme;
+pub mod pci;
 pub mod platform;
