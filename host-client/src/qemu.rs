@@ -1,0 +1,463 @@
+//! Launching QEMU for the monitor: the command line (pure, unit-tested), the process with
+//! its serial socket, and the gVNIC model attachment through the multi-process proxy.
+
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// OVMF firmware code (read-only pflash).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF variable store template (copied per run).
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// TCG (portable, what tests use) or KVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Accel {
+    #[default]
+    Tcg,
+    Kvm,
+}
+
+/// One NVMe controller backed by a raw file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NvmeDrive {
+    pub path: PathBuf,
+    pub serial: String,
+}
+
+/// The gVNIC device model, attached as `x-pci-proxy-dev`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GvnicOptions {
+    /// Write every frame the guest transmits (and the model's answers) here.
+    pub pcap: Option<PathBuf>,
+    /// PCI revision the model reports.
+    pub revision: u8,
+    /// MAC the model reports (the model's default when None).
+    pub mac: Option<[u8; 6]>,
+    /// Offer only DQO queue formats (like a4-highgpu-8g), to test refusal paths.
+    pub dqo_only: bool,
+    /// PCI slot on bus 0 (default 5).
+    pub slot: Option<u8>,
+}
+
+/// Everything about one QEMU run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QemuConfig {
+    /// Boot disk; default `<workspace>/target/bringup.img`, `BRINGUP_IMAGE` overrides.
+    pub image: PathBuf,
+    /// OVMF instead of SeaBIOS.
+    pub uefi: bool,
+    pub accel: Accel,
+    pub memory_mib: u32,
+    /// `pc` (i440fx, like GCE) or `q35`.
+    pub machine: String,
+    pub nvme: Vec<NvmeDrive>,
+    pub gvnic: Option<GvnicOptions>,
+    /// QMP on a private UNIX socket (see `Session::qmp`).
+    pub qmp: bool,
+    /// Raw QEMU arguments, appended last.
+    pub extra_args: Vec<String>,
+    /// The QEMU binary.
+    pub qemu_binary: String,
+}
+
+impl Default for QemuConfig {
+    fn default() -> Self {
+        QemuConfig {
+            image: default_image(),
+            uefi: false,
+            accel: Accel::Tcg,
+            memory_mib: 512,
+            machine: "pc".into(),
+            nvme: Vec::new(),
+            gvnic: None,
+            qmp: false,
+            extra_args: Vec::new(),
+            qemu_binary: "qemu-system-x86_64".into(),
+        }
+    }
+}
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `BRINGUP_IMAGE`, else `<workspace>/target/bringup.img`.
+pub fn default_image() -> PathBuf {
+    std::env::var_os("BRINGUP_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/bringup.img"))
+}
+
+/// Paths of the per-run files the command line refers to.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    pub serial: PathBuf,
+    pub qmp: PathBuf,
+    pub ovmf_vars: PathBuf,
+}
+
+/// The QEMU argv (without the program). `gvnic_fd` is the inherited socket for the proxy.
+pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    let mem = format!("{}M", cfg.memory_mib);
+    if cfg.gvnic.is_some() {
+        // The model needs guest RAM as a shared fd, or it gets no DMA.
+        push(&[
+            "-object",
+            &format!("memory-backend-memfd,id=mem,size={mem},share=on"),
+        ]);
+        push(&["-machine", &format!("{},memory-backend=mem", cfg.machine)]);
+    } else {
+        push(&["-machine", &cfg.machine]);
+    }
+    push(&["-m", &mem]);
+    push(&[
+        "-accel",
+        match cfg.accel {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        },
+    ]);
+    push(&[
+        "-display",
+        "none",
+        "-vga",
+        "none",
+        "-monitor",
+        "none",
+        "-parallel",
+        "none",
+    ]);
+    push(&["-nic", "none", "-no-reboot"]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=ser0,path={},server=on,wait=on",
+            files.serial.display()
+        ),
+        "-serial",
+        "chardev:ser0",
+    ]);
+    if cfg.uefi {
+        push(&[
+            "-drive",
+            &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+        ]);
+        push(&[
+            "-drive",
+            &format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                files.ovmf_vars.display()
+            ),
+        ]);
+    } else {
+        // Keep SeaBIOS's serial VGA emulation off COM1 (no display adapter).
+        push(&["-fw_cfg", "name=etc/sercon-port,string=0"]);
+    }
+    // snapshot=on: runs never write the shared image, so tests can run side by side.
+    push(&[
+        "-drive",
+        &format!(
+            "file={},format=raw,if=ide,index=0,media=disk,snapshot=on",
+            cfg.image.display()
+        ),
+    ]);
+    for (i, d) in cfg.nvme.iter().enumerate() {
+        push(&[
+            "-drive",
+            &format!("file={},if=none,format=raw,id=nvme{i}", d.path.display()),
+        ]);
+        push(&[
+            "-device",
+            &format!("nvme,serial={},drive=nvme{i}", d.serial),
+        ]);
+    }
+    if let (Some(g), Some(fd)) = (&cfg.gvnic, gvnic_fd) {
+        push(&[
+            "-device",
+            &format!(
+                "x-pci-proxy-dev,id=gve0,fd={fd},addr={:#x}",
+                g.slot.unwrap_or(5)
+            ),
+        ]);
+    }
+    if cfg.qmp {
+        push(&[
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", files.qmp.display()),
+        ]);
+    }
+    a.extend(cfg.extra_args.iter().cloned());
+    a
+}
+
+/// A running QEMU. Killed (and reaped) on drop; it also dies with this process.
+pub struct QemuProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+    files: RunFiles,
+    stderr_tail: Arc<Mutex<String>>,
+    gvnic_thread: Option<JoinHandle<Result<()>>>,
+    pub(crate) started: Instant,
+}
+
+impl QemuProcess {
+    /// Starts QEMU. It waits (wait=on) until something connects to [`Self::serial_path`].
+    pub fn spawn(cfg: &QemuConfig) -> Result<QemuProcess> {
+        check_inputs(cfg)?;
+        let dir = tempfile::Builder::new().prefix("bringup-qemu-").tempdir()?;
+        let files = RunFiles {
+            serial: dir.path().join("serial.sock"),
+            qmp: dir.path().join("qmp.sock"),
+            ovmf_vars: dir.path().join("OVMF_VARS_4M.fd"),
+        };
+        if cfg.uefi {
+            std::fs::copy(OVMF_VARS, &files.ovmf_vars)
+                .context("cannot copy the OVMF variable store (is the ovmf package installed?)")?;
+        }
+        let mut gvnic = match &cfg.gvnic {
+            Some(opts) => Some(crate::gvnic::attach(opts)?),
+            None => None,
+        };
+        let fd = gvnic
+            .as_ref()
+            .and_then(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()));
+        let args = qemu_args(cfg, &files, fd);
+        let mut command = Command::new(&cfg.qemu_binary);
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let inherit = fd;
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                // Die with the test or tool that started us: no leaked QEMUs.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(fd) = inherit {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                }
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let mut child = command.spawn().with_context(|| {
+            format!(
+                "cannot start {} (is qemu-system-x86 installed?)",
+                cfg.qemu_binary
+            )
+        })?;
+        let stderr = child.stderr.take().context("qemu has no stderr")?;
+        let stderr_tail = crate::transport::collect_tail(stderr);
+        let gvnic_thread = gvnic.as_mut().map(|g| {
+            // Our copy of QEMU's end is no longer needed once QEMU has it.
+            g.close_qemu_end();
+            g.thread.take()
+        });
+        Ok(QemuProcess {
+            child,
+            dir,
+            files,
+            stderr_tail,
+            gvnic_thread: gvnic_thread.flatten(),
+            started,
+        })
+    }
+
+    pub fn serial_path(&self) -> &Path {
+        &self.files.serial
+    }
+
+    pub fn qmp_path(&self) -> &Path {
+        &self.files.qmp
+    }
+
+    /// The per-run directory (sockets, OVMF vars).
+    pub fn run_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Connects to the serial socket, waiting for QEMU to create it.
+    pub fn connect_serial(&mut self, timeout: Duration) -> Result<UnixStream> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match UnixStream::connect(&self.files.serial) {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    if let Some(status) = self.child.try_wait()? {
+                        std::thread::sleep(Duration::from_millis(100));
+                        bail!(
+                            "QEMU exited ({status}) before its serial socket was ready:\n{}",
+                            self.stderr_tail()
+                        );
+                    }
+                    if Instant::now() >= deadline {
+                        bail!("QEMU's serial socket did not appear within {timeout:?}: {e}");
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// What QEMU wrote to stderr (last 8 KiB).
+    pub fn stderr_tail(&self) -> String {
+        self.stderr_tail
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether QEMU is still running.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Kills QEMU and reports how the gVNIC model thread ended (if one ran).
+    pub fn shutdown(&mut self) -> Option<Result<()>> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.gvnic_thread.take().map(|t| {
+            t.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
+        })
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn check_inputs(cfg: &QemuConfig) -> Result<()> {
+    if !cfg.image.is_file() {
+        bail!(
+            "boot image {} not found: build it with `make image` (or set BRINGUP_IMAGE / --image)",
+            cfg.image
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        );
+    }
+    if cfg.uefi && !Path::new(OVMF_CODE).is_file() {
+        bail!("OVMF firmware not found: install the ovmf package for --uefi");
+    }
+    for d in &cfg.nvme {
+        if !d.path.is_file() {
+            bail!("NVMe backing file {} not found", d.path.display());
+        }
+        if d.serial.is_empty() || d.serial.contains(',') {
+            bail!(
+                "NVMe serial {:?} must be non-empty and contain no commas",
+                d.serial
+            );
+        }
+    }
+    if cfg.memory_mib < 64 {
+        bail!("memory {} MiB is too small (at least 64)", cfg.memory_mib);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> RunFiles {
+        RunFiles {
+            serial: "/run/x/serial.sock".into(),
+            qmp: "/run/x/qmp.sock".into(),
+            ovmf_vars: "/run/x/vars.fd".into(),
+        }
+    }
+
+    fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn bios_defaults_have_no_display_and_serial_on_socket() {
+        let cfg = QemuConfig {
+            image: "/img/bringup.img".into(),
+            ..Default::default()
+        };
+        let a = qemu_args(&cfg, &files(), None);
+        assert_eq!(value_after(&a, "-vga"), ["none"]);
+        assert_eq!(value_after(&a, "-display"), ["none"]);
+        assert_eq!(value_after(&a, "-accel"), ["tcg"]);
+        assert_eq!(value_after(&a, "-m"), ["512M"]);
+        assert_eq!(value_after(&a, "-serial"), ["chardev:ser0"]);
+        assert!(value_after(&a, "-chardev")[0].contains("path=/run/x/serial.sock,server=on"));
+        assert!(!a.iter().any(|x| x.contains("pflash")));
+        assert!(value_after(&a, "-drive")[0].starts_with("file=/img/bringup.img,format=raw"));
+    }
+
+    #[test]
+    fn uefi_nvme_gvnic_qmp_and_extra_args() {
+        let cfg = QemuConfig {
+            image: "/img/b.img".into(),
+            uefi: true,
+            accel: Accel::Kvm,
+            nvme: vec![NvmeDrive {
+                path: "/d/disk.raw".into(),
+                serial: "nvme_card-pd".into(),
+            }],
+            gvnic: Some(GvnicOptions::default()),
+            qmp: true,
+            extra_args: vec!["-device".into(), "pci-bridge,id=br1,chassis_nr=1".into()],
+            ..Default::default()
+        };
+        let a = qemu_args(&cfg, &files(), Some(7));
+        let drives = value_after(&a, "-drive");
+        assert!(drives[0].contains("readonly=on") && drives[0].contains(OVMF_CODE));
+        assert!(drives[1].contains("unit=1,file=/run/x/vars.fd"));
+        assert!(drives.contains(&"file=/d/disk.raw,if=none,format=raw,id=nvme0"));
+        let devices = value_after(&a, "-device");
+        assert!(devices.contains(&"nvme,serial=nvme_card-pd,drive=nvme0"));
+        assert!(devices.contains(&"x-pci-proxy-dev,id=gve0,fd=7,addr=0x5"));
+        assert_eq!(
+            value_after(&a, "-object"),
+            ["memory-backend-memfd,id=mem,size=512M,share=on"]
+        );
+        assert_eq!(value_after(&a, "-machine"), ["pc,memory-backend=mem"]);
+        assert_eq!(value_after(&a, "-accel"), ["kvm"]);
+        assert_eq!(
+            value_after(&a, "-qmp"),
+            ["unix:/run/x/qmp.sock,server=on,wait=off"]
+        );
+        assert_eq!(
+            &a[a.len() - 2..],
+            &["-device", "pci-bridge,id=br1,chassis_nr=1"]
+        );
+    }
+
+    #[test]
+    fn missing_image_is_a_clear_error() {
+        let cfg = QemuConfig {
+            image: "/nonexistent/bringup.img".into(),
+            ..Default::default()
+        };
+        let err = check_inputs(&cfg).unwrap_err().to_string();
+        assert!(err.contains("make image"), "{err}");
+        assert!(!err.contains("/nonexistent"), "no machine paths: {err}");
+    }
+}

@@ -1,0 +1,269 @@
+//! Byte pipes to a monitor: TCP, UNIX socket, a spawned command's stdio (`exec:`), and the
+//! GCE serial console over OpenSSH. Every connection has a reader thread that feeds a
+//! channel, so callers can wait with deadlines.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::gce::GceTarget;
+
+/// Where the monitor's serial line is.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// `tcp:HOST:PORT`, e.g. QEMU `-serial tcp::4444,server=on`.
+    Tcp(String),
+    /// `unix:PATH`, e.g. QEMU `-chardev socket,path=PATH,server=on`.
+    Unix(PathBuf),
+    /// `exec:CMD`: run CMD with `sh -c`; its stdin/stdout are the serial line.
+    Exec(String),
+    /// The GCE interactive serial console through OpenSSH.
+    Gce(GceTarget),
+}
+
+impl FromStr for Transport {
+    type Err = anyhow::Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        if let Some(addr) = spec.strip_prefix("tcp:") {
+            if addr
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                bail!("bad tcp address {addr:?}: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:4444");
+            }
+            Ok(Transport::Tcp(addr.to_string()))
+        } else if let Some(path) = spec.strip_prefix("unix:") {
+            if path.is_empty() {
+                bail!("unix: needs a socket path, e.g. unix:/tmp/serial.sock");
+            }
+            Ok(Transport::Unix(path.into()))
+        } else if let Some(cmd) = spec.strip_prefix("exec:") {
+            if cmd.trim().is_empty() {
+                bail!("exec: needs a command, e.g. exec:socat - UNIX-CONNECT:/tmp/s");
+            }
+            Ok(Transport::Exec(cmd.to_string()))
+        } else {
+            bail!("unknown transport {spec:?}: use tcp:HOST:PORT, unix:PATH or exec:CMD")
+        }
+    }
+}
+
+/// What the reader thread reports.
+pub(crate) enum Chunk {
+    Data(Vec<u8>),
+    Closed(Option<String>),
+}
+
+/// One open byte pipe to the monitor.
+pub struct Connection {
+    rx: Receiver<Chunk>,
+    writer: Box<dyn Write + Send>,
+    child: Option<Child>,
+    shutdown: Option<Box<dyn FnMut() + Send>>,
+    /// Last bytes a child process wrote to stderr (ssh diagnostics).
+    pub(crate) stderr_tail: Arc<Mutex<String>>,
+    closed: bool,
+}
+
+/// What [`Connection::recv`] got.
+pub(crate) enum Recv {
+    Data(Vec<u8>),
+    Timeout,
+    Closed(Option<String>),
+}
+
+impl Connection {
+    pub(crate) fn from_parts(
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+        child: Option<Child>,
+        shutdown: Option<Box<dyn FnMut() + Send>>,
+    ) -> Connection {
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            let mut reader = reader;
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = tx.send(Chunk::Closed(None));
+                        break;
+                    }
+                    Ok(n) => {
+                        if tx.send(Chunk::Data(buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Chunk::Closed(Some(e.to_string())));
+                        break;
+                    }
+                }
+            }
+        });
+        Connection {
+            rx,
+            writer,
+            child,
+            shutdown,
+            stderr_tail: Arc::new(Mutex::new(String::new())),
+            closed: false,
+        }
+    }
+
+    pub fn unix(stream: UnixStream) -> Result<Connection> {
+        let reader = stream.try_clone()?;
+        let closer = stream.try_clone()?;
+        Ok(Self::from_parts(
+            Box::new(reader),
+            Box::new(stream),
+            None,
+            Some(Box::new(move || {
+                let _ = closer.shutdown(Shutdown::Both);
+            })),
+        ))
+    }
+
+    pub fn tcp(stream: TcpStream) -> Result<Connection> {
+        stream.set_nodelay(true).ok();
+        let reader = stream.try_clone()?;
+        let closer = stream.try_clone()?;
+        Ok(Self::from_parts(
+            Box::new(reader),
+            Box::new(stream),
+            None,
+            Some(Box::new(move || {
+                let _ = closer.shutdown(Shutdown::Both);
+            })),
+        ))
+    }
+
+    /// Spawns `command` with piped stdin/stdout; stderr is collected for diagnostics.
+    pub fn spawn(mut command: Command) -> Result<Connection> {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {program}"))?;
+        let stdin = child.stdin.take().context("child has no stdin")?;
+        let stdout = child.stdout.take().context("child has no stdout")?;
+        let stderr = child.stderr.take().context("child has no stderr")?;
+        let mut conn = Self::from_parts(Box::new(stdout), Box::new(stdin), Some(child), None);
+        conn.stderr_tail = collect_tail(stderr);
+        Ok(conn)
+    }
+
+    pub(crate) fn recv(&mut self, timeout: Duration) -> Recv {
+        if self.closed {
+            return Recv::Closed(None);
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(Chunk::Data(bytes)) => Recv::Data(bytes),
+            Ok(Chunk::Closed(why)) => {
+                self.closed = true;
+                Recv::Closed(why)
+            }
+            Err(RecvTimeoutError::Timeout) => Recv::Timeout,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                Recv::Closed(None)
+            }
+        }
+    }
+
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.writer
+            .write_all(bytes)
+            .and_then(|_| self.writer.flush())
+            .context("cannot write to the serial line (connection closed?)")
+    }
+
+    /// The last lines a spawned helper (ssh, exec command) wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.stderr_tail
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether a spawned helper has exited, and how.
+    pub(crate) fn child_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.as_mut() {
+            shutdown();
+        }
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Keeps the last 8 KiB a stream writes, in a thread.
+pub(crate) fn collect_tail(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let tail = Arc::new(Mutex::new(String::new()));
+    let out = tail.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut t) = out.lock() {
+                t.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if t.len() > 8192 {
+                    let mut cut = t.len() - 8192;
+                    while !t.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    t.drain(..cut);
+                }
+            }
+        }
+    });
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_specs_parse_or_explain() {
+        assert!(
+            matches!("tcp:127.0.0.1:4444".parse::<Transport>(), Ok(Transport::Tcp(a)) if a == "127.0.0.1:4444")
+        );
+        assert!(
+            matches!("unix:/tmp/s".parse::<Transport>(), Ok(Transport::Unix(p)) if p.as_path() == std::path::Path::new("/tmp/s"))
+        );
+        assert!(matches!("exec:cat".parse::<Transport>(), Ok(Transport::Exec(c)) if c == "cat"));
+        let err = "tcp:nohost".parse::<Transport>().unwrap_err().to_string();
+        assert!(err.contains("tcp:HOST:PORT"), "{err}");
+        let err = "serial:/dev/ttyS0"
+            .parse::<Transport>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown transport"), "{err}");
+    }
+}
