@@ -1,0 +1,110 @@
+//! What the model saw: admin commands with their statuses, strictness violations, resets.
+//! Tests read it through `Gvnic::record()`.
+
+/// One executed (or fault-answered) admin command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// Free-running AQ index of the command.
+    pub index: u32,
+    pub opcode: u32,
+    pub status: u32,
+}
+
+/// Classes of driver mistakes the model detects (each also carries a human detail string).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ViolationKind {
+    /// A DMA address that the device needs page aligned is not.
+    NotPageAligned,
+    /// A DMA range that is not guest RAM.
+    OutsideGuestRam,
+    /// DMA while PCI bus mastering is off.
+    BusMasterDisabled,
+    /// BAR access while PCI memory space decoding is off.
+    MemorySpaceDisabled,
+    /// A BAR access at an offset/size the device does not implement, or a write to a
+    /// read-only register.
+    BadRegisterAccess,
+    /// Admin queue doorbell while the AQ is not running, or AQ setup that is invalid.
+    AdminQueueNotRunning,
+    /// A doorbell value that runs ahead of the ring (more entries than the ring holds) or
+    /// moves backwards.
+    DoorbellBeyondRing,
+    /// A write to a doorbell index that no queue or notification block owns.
+    UnknownDoorbell,
+    /// An admin command with invalid fields (answered with an error status).
+    BadCommand,
+    /// An admin command in the wrong device state (answered with an error status).
+    WrongState,
+    /// A QPL byte offset outside the registered pages.
+    QplOffsetOutOfRange,
+    /// A TX descriptor that is malformed (type, count, lengths).
+    BadDescriptor,
+    /// Something GCE tolerates but a careful driver does not do (e.g. page_size != 4096,
+    /// fewer counters than described).
+    Tolerated,
+    /// A request for a feature the model does not implement (e.g. a DQO data path).
+    Unmodelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    pub detail: String,
+}
+
+/// Why the device reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetCause {
+    /// Revision 0 style: ADMINQ_PFN written with 0.
+    PfnZero,
+    /// Revision 1 style: DRIVER_STATUS.RESET.
+    DriverStatusReset,
+    /// The device reset itself (fault injection / delayed reset after a redundant reset).
+    Spurious,
+    /// PCI-level reset (QEMU DEVICE_RESET, power on).
+    Pci,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetRecord {
+    pub cause: ResetCause,
+    /// The device was already reset (no AQ) when the driver asked (facts §2.2 iPXE quirk).
+    pub already_reset: bool,
+    /// False when the `reset_never_completes` fault swallowed it.
+    pub completed: bool,
+}
+
+/// Everything observed so far.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    pub commands: Vec<CommandRecord>,
+    pub violations: Vec<Violation>,
+    pub resets: Vec<ResetRecord>,
+    /// Driver version strings written byte by byte to 0x1F, one per '\n'.
+    pub driver_versions: Vec<String>,
+    /// Last value written to each IRQ doorbell, by notification block index.
+    pub irq_doorbells: Vec<(u32, u32)>,
+}
+
+impl Record {
+    pub(crate) fn violation(&mut self, kind: ViolationKind, detail: impl Into<String>) {
+        self.violations.push(Violation {
+            kind,
+            detail: detail.into(),
+        });
+    }
+
+    /// Violations of one kind (handy in tests).
+    pub fn violations_of(&self, kind: ViolationKind) -> Vec<&Violation> {
+        self.violations.iter().filter(|v| v.kind == kind).collect()
+    }
+
+    /// Statuses of all commands with this opcode, in order.
+    pub fn statuses_of(&self, opcode: u32) -> Vec<u32> {
+        self.commands
+            .iter()
+            .filter(|c| c.opcode == opcode)
+            .map(|c| c.status)
+            .collect()
+    }
+}

@@ -1,0 +1,166 @@
+//! GQI RX (facts §4.2): data-ring slots made available by the RX doorbell's fill count; an
+//! inbound frame takes the next slot, lands at slot offset + 2 pad bytes, and a 64-byte
+//! descriptor with len (pad included) and flags_seq (seq 1..7, skipping 0) is written.
+
+use crate::queues::RX_BUFFER_SIZE;
+use crate::record::ViolationKind;
+use crate::{be64, GuestMemory, Gvnic};
+
+/// The 2 bytes of padding in front of every received frame (facts §4.2, GVE_RX_PAD).
+pub const RX_PAD: usize = 2;
+/// Bytes per RX descriptor.
+pub const RX_DESC_SIZE: u64 = 64;
+/// Frames the device holds while the guest has no free buffer (guess; beyond this, drops).
+pub const RX_BACKLOG: usize = 256;
+
+/// flags_seq bits (BE16 value, facts §4.2).
+pub mod rx_flags {
+    pub const FRAG: u16 = 0x0040;
+    pub const IPV4: u16 = 0x0080;
+    pub const IPV6: u16 = 0x0100;
+    pub const TCP: u16 = 0x0200;
+    pub const UDP: u16 = 0x0400;
+    pub const ERR: u16 = 0x0800;
+    pub const PKT_CONT: u16 = 0x2000;
+    pub const SEQ_MASK: u16 = 0x0007;
+}
+
+/// The next sequence number: 1..=7 cycling, never 0 (facts §4.2).
+pub fn next_seq(seq: u8) -> u8 {
+    if seq >= 7 {
+        1
+    } else {
+        seq + 1
+    }
+}
+
+/// The L3/L4 flags a GQI device reports for a frame.
+pub fn frame_flags(f: &[u8]) -> u16 {
+    let mut et_off = 12;
+    if f.len() >= 18 && f[12..14] == [0x81, 0x00] {
+        et_off = 16; // one 802.1Q tag
+    }
+    if f.len() < et_off + 2 {
+        return 0;
+    }
+    let ip = et_off + 2;
+    match [f[et_off], f[et_off + 1]] {
+        [0x08, 0x00] if f.len() >= ip + 20 => {
+            let mut fl = rx_flags::IPV4;
+            let frag = u16::from_be_bytes([f[ip + 6], f[ip + 7]]);
+            if frag & 0x3fff != 0 {
+                fl |= rx_flags::FRAG;
+            }
+            fl | l4_flag(f[ip + 9])
+        }
+        [0x86, 0xdd] if f.len() >= ip + 40 => rx_flags::IPV6 | l4_flag(f[ip + 6]),
+        _ => 0,
+    }
+}
+
+fn l4_flag(proto: u8) -> u16 {
+    match proto {
+        6 => rx_flags::TCP,
+        17 => rx_flags::UDP,
+        _ => 0,
+    }
+}
+
+impl Gvnic {
+    pub(crate) fn rx_doorbell(&mut self, qid: u32, value: u32, mem: &dyn GuestMemory) {
+        let entries = u32::from(self.cfg.rx_queue_entries);
+        let Some(q) = self.rx.get_mut(&qid) else {
+            return;
+        };
+        if value.wrapping_sub(q.fill) > entries || value.wrapping_sub(q.head) > entries {
+            let (fill, head) = (q.fill, q.head);
+            self.record.violation(
+                ViolationKind::DoorbellBeyondRing,
+                format!("RX{qid} doorbell {value}: fill was {fill}, device used {head}, ring {entries} (ignored)"),
+            );
+            return;
+        }
+        q.fill = value;
+        self.deliver_rx(mem);
+    }
+
+    /// Hand due inbound frames to the lowest-numbered RX queue (no RSS modelled).
+    pub(crate) fn deliver_rx(&mut self, mem: &dyn GuestMemory) {
+        while let Some((due, _)) = self.wire.pending_rx.front() {
+            if *due > self.now {
+                return;
+            }
+            if self.cfg.faults.no_rx {
+                let (_, f) = self.wire.pending_rx.pop_front().unwrap_or_default();
+                self.wire.record_rx(f, self.now, Some("no_rx fault"));
+                continue;
+            }
+            let Some((&qid, q)) = self.rx.iter().next() else {
+                let (_, f) = self.wire.pending_rx.pop_front().unwrap_or_default();
+                self.wire.record_rx(f, self.now, Some("no RX queue"));
+                continue;
+            };
+            if q.fill == q.head {
+                return; // no buffer posted: hold the frame until the doorbell
+            }
+            let (_, frame) = self.wire.pending_rx.pop_front().unwrap_or_default();
+            if frame.len() + RX_PAD > usize::from(RX_BUFFER_SIZE) {
+                self.wire
+                    .record_rx(frame, self.now, Some("larger than a 2 KiB RX buffer"));
+                continue;
+            }
+            self.rx_one(qid, frame, mem);
+        }
+    }
+
+    fn rx_one(&mut self, qid: u32, frame: Vec<u8>, mem: &dyn GuestMemory) {
+        let Some(q) = self.rx.get(&qid).cloned() else {
+            return;
+        };
+        let mask = u32::from(self.cfg.rx_queue_entries) - 1;
+        let slot = u64::from(q.head & mask);
+        let mut slot_bytes = [0u8; 8];
+        if !self.dma_read(mem, q.data_ring + slot * 8, &mut slot_bytes, "RX data slot") {
+            // Cannot fetch the slot: the frame is lost, the slot stays (device stall).
+            self.wire
+                .record_rx(frame, self.now, Some("RX data slot unreadable"));
+            return;
+        }
+        let offset = be64(&slot_bytes, 0);
+        let mut data = vec![0u8; RX_PAD];
+        data.extend_from_slice(&frame);
+        let mut flags = frame_flags(&frame);
+        let written = self.qpl_write(mem, q.qpl, offset, &data, "RX buffer");
+        if !written {
+            // Guess: the device reports the error through the descriptor's ERR flag and
+            // moves on, rather than stalling the ring.
+            flags = rx_flags::ERR;
+        }
+        let mut desc = [0u8; RX_DESC_SIZE as usize];
+        let len = if written { data.len() as u16 } else { 0 };
+        desc[60..62].copy_from_slice(&len.to_be_bytes());
+        desc[62..64].copy_from_slice(&(flags | u16::from(q.seq)).to_be_bytes());
+        if !self.dma_write(
+            mem,
+            q.desc_ring + slot * RX_DESC_SIZE,
+            &desc,
+            "RX descriptor",
+        ) {
+            self.wire
+                .record_rx(frame, self.now, Some("RX descriptor unwritable"));
+            return;
+        }
+        let head = q.head.wrapping_add(1);
+        if let Some(q) = self.rx.get_mut(&qid) {
+            q.head = head;
+            q.seq = next_seq(q.seq);
+        }
+        // nanos detects RX through this counter and that works on GCE (facts §4.2).
+        if let Some(conf) = self.configured.as_ref() {
+            let at = conf.counter_array + u64::from(q.counter_index) * 4;
+            self.dma_write(mem, at, &head.to_be_bytes(), "RX event counter");
+        }
+        let note = (!written).then_some("QPL offset outside registered pages: ERR descriptor");
+        self.wire.record_rx(frame, self.now, note);
+    }
+}
