@@ -1,0 +1,234 @@
+//! A polling GQI-QPL driver for Google's gVNIC (PCI 1ae0:0042).
+//!
+//! The whole bring-up, in the order [`device::Gvnic`] runs it (facts §0 and §5, the order
+//! iPXE proved on GCE):
+//! 1. Reset, unless the device already reads reset: resetting an already-reset device makes
+//!    GCE schedule a delayed second reset, which can trap a driver in a reset loop.
+//! 2. Hand over the admin queue: PFN register on PCI revision 0; length, base and
+//!    DRIVER_STATUS = RUN on revision 1 ([`regs::AqMode`]).
+//! 3. DESCRIBE_DEVICE and parse every option ([`describe`]); choose GQI-QPL.
+//! 4. CONFIGURE_DEVICE_RESOURCES with the FULL counter count the device described (GCE picks
+//!    any of its counters and fails queue creation otherwise) and two notification blocks,
+//!    whose IRQ doorbells we mask at once: we poll.
+//! 5. REGISTER_PAGE_LIST for the TX and RX queue page lists ([`qpl`]).
+//! 6. CREATE_TX_QUEUE, CREATE_RX_QUEUE; post 64 RX buffers (GCE drops packets with fewer)
+//!    and ring the RX doorbell ([`tx`], [`rx`]).
+//!
+//! The device may reset itself at any time (live migration, or spuriously during
+//! bring-up). Every wait notices it (PFN reads 0, DEVICE_STATUS), and bring-up is retried
+//! from the reset up to five times, as iPXE does. Teardown destroys the queues, unregisters
+//! the page lists, deconfigures, then resets and waits for the release; only a device that
+//! confirmed the release gets its DMA pages freed: otherwise they stay quarantined.
+//!
+//! Every device-visible byte comes from the bounce pool, under one ledger owner per NIC.
+
+pub mod adminq;
+pub mod describe;
+pub mod device;
+pub mod qpl;
+pub mod regs;
+pub mod rx;
+pub mod tx;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::dma::DmaError;
+
+pub use adminq::Opcode;
+pub use describe::{DeviceDescriptor, DeviceOption, QueueFormat};
+pub use device::{DeviceInfo, Gvnic, State, TeardownStep};
+
+/// PCI identity (facts §1).
+pub const VENDOR_ID: u16 = 0x1ae0;
+pub const DEVICE_ID: u16 = 0x0042;
+/// BAR0 holds the registers, BAR2 the doorbells (BAR1 is the MSI-X table, unused).
+pub const REGISTER_BAR: u8 = 0;
+pub const DOORBELL_BAR: u8 = 2;
+
+/// Everything that can go wrong, each with a stable name ([`GvnicError::code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GvnicError {
+    /// A BAR is too small to be a gVNIC's.
+    BadBar {
+        bar: u8,
+        len: usize,
+    },
+    /// BAR0 reads all ones: the function is gone or the BAR is not decoded.
+    NotResponding,
+    /// An admin command did not complete within its deadline.
+    AdminTimeout {
+        opcode: Opcode,
+    },
+    /// An admin command completed with a status other than PASSED.
+    AdminStatus {
+        opcode: Opcode,
+        status: u32,
+    },
+    /// The device reset (or asked to be reset) while we waited on it.
+    DeviceReset {
+        during: &'static str,
+    },
+    /// Bring-up kept being interrupted by resets.
+    ResetLoop {
+        attempts: u32,
+    },
+    /// The device did not confirm a reset; `quarantined` DMA buffers were quarantined.
+    ResetTimeout {
+        quarantined: usize,
+    },
+    /// The device descriptor is inconsistent.
+    BadDescriptor(String),
+    /// The device handed us a value we will not use (doorbell or counter index, ...).
+    BadDeviceValue {
+        what: &'static str,
+        value: u64,
+    },
+    /// The device offers no queue format this driver drives (GQI-QPL).
+    NoUsableFormat {
+        offered: Vec<&'static str>,
+    },
+    /// The page lists would exceed the device's max_registered_pages.
+    PageBudget {
+        wanted: u64,
+        max: u64,
+    },
+    Dma(DmaError),
+    /// The driver is not in the state the operation needs.
+    WrongState {
+        wanted: &'static str,
+        state: &'static str,
+    },
+    /// A frame from an earlier command has not completed yet.
+    TxBusy {
+        outstanding: u32,
+    },
+    /// The TX completion counter did not reach our descriptor count in time.
+    TxTimeout {
+        posted: u32,
+        completed: u32,
+    },
+    /// No frame arrived before the deadline.
+    RxTimeout,
+    FrameTooLong {
+        len: usize,
+        max: usize,
+    },
+    /// The user pressed Ctrl-C during a wait.
+    Interrupted,
+}
+
+impl GvnicError {
+    /// The stable kebab-case name hosts match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GvnicError::BadBar { .. } => "gvnic-bad-bar",
+            GvnicError::NotResponding => "gvnic-not-responding",
+            GvnicError::AdminTimeout { .. } => "gvnic-admin-timeout",
+            GvnicError::AdminStatus { .. } => "gvnic-admin-status",
+            GvnicError::DeviceReset { .. } => "gvnic-device-reset",
+            GvnicError::ResetLoop { .. } => "gvnic-reset-loop",
+            GvnicError::ResetTimeout { .. } => "gvnic-reset-timeout",
+            GvnicError::BadDescriptor(_) => "gvnic-bad-descriptor",
+            GvnicError::BadDeviceValue { .. } => "gvnic-bad-device-value",
+            GvnicError::NoUsableFormat { .. } => "gvnic-no-gqi",
+            GvnicError::PageBudget { .. } => "gvnic-page-budget",
+            GvnicError::Dma(_) => "gvnic-dma",
+            GvnicError::WrongState { .. } => "gvnic-wrong-state",
+            GvnicError::TxBusy { .. } => "gvnic-tx-busy",
+            GvnicError::TxTimeout { .. } => "gvnic-tx-timeout",
+            GvnicError::RxTimeout => "gvnic-rx-timeout",
+            GvnicError::FrameTooLong { .. } => "gvnic-frame-too-long",
+            GvnicError::Interrupted => "interrupted",
+        }
+    }
+
+    /// True for failures that leave the device in an unknown state, so bring-up must reset
+    /// it before anything else (as opposed to "this driver cannot go on", which touched
+    /// nothing).
+    pub(crate) fn needs_reset(&self) -> bool {
+        !matches!(
+            self,
+            GvnicError::NoUsableFormat { .. }
+                | GvnicError::PageBudget { .. }
+                | GvnicError::WrongState { .. }
+                | GvnicError::ResetTimeout { .. }
+                | GvnicError::ResetLoop { .. }
+        )
+    }
+}
+
+impl From<DmaError> for GvnicError {
+    fn from(err: DmaError) -> Self {
+        GvnicError::Dma(err)
+    }
+}
+
+impl fmt::Display for GvnicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GvnicError::BadBar { bar, len } => {
+                write!(f, "BAR{bar} is only {len} bytes: not a gVNIC register window")
+            }
+            GvnicError::NotResponding => {
+                write!(f, "BAR0 reads all ones: the device does not respond")
+            }
+            GvnicError::AdminTimeout { opcode } => write!(
+                f,
+                "admin command {} did not complete within {} ms",
+                opcode.name(),
+                adminq::AQ_TIMEOUT_US / 1000
+            ),
+            GvnicError::AdminStatus { opcode, status } => write!(
+                f,
+                "admin command {} failed with status {status:#010x} ({})",
+                opcode.name(),
+                adminq::status_name(*status)
+            ),
+            GvnicError::DeviceReset { during } => {
+                write!(f, "the device reset itself during {during}")
+            }
+            GvnicError::ResetLoop { attempts } => write!(
+                f,
+                "the device reset itself during bring-up {attempts} times in a row; giving up"
+            ),
+            GvnicError::ResetTimeout { quarantined } => write!(
+                f,
+                "the device did not confirm its reset within {} ms; {quarantined} DMA buffer(s) \
+                 it may still write are quarantined",
+                device::RESET_TIMEOUT_US / 1000
+            ),
+            GvnicError::BadDescriptor(why) => write!(f, "bad device descriptor: {why}"),
+            GvnicError::BadDeviceValue { what, value } => {
+                write!(f, "the device gave an unusable {what}: {value:#x}")
+            }
+            GvnicError::NoUsableFormat { offered } => write!(
+                f,
+                "the device offers only {} queue formats; this driver drives gqi-qpl",
+                offered.join(", ")
+            ),
+            GvnicError::PageBudget { wanted, max } => write!(
+                f,
+                "queue page lists need {wanted} pages but the device registers at most {max}"
+            ),
+            GvnicError::Dma(err) => write!(f, "{err}"),
+            GvnicError::WrongState { wanted, state } => {
+                write!(f, "the NIC is {state}; this needs it {wanted}")
+            }
+            GvnicError::TxBusy { outstanding } => write!(
+                f,
+                "{outstanding} earlier TX descriptor(s) never completed; 'teardown gvnic' to recover"
+            ),
+            GvnicError::TxTimeout { posted, completed } => write!(
+                f,
+                "TX completion timed out: {completed} of {posted} descriptors completed"
+            ),
+            GvnicError::RxTimeout => write!(f, "no frame received before the deadline"),
+            GvnicError::FrameTooLong { len, max } => {
+                write!(f, "frame of {len} bytes does not fit a {max}-byte TX buffer")
+            }
+            GvnicError::Interrupted => write!(f, "interrupted"),
+        }
+    }
+}
