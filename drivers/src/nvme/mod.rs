@@ -1,1 +1,23 @@
-//! placeholder
+//! A polling NVMe driver: every byte the controller sees comes from the bounce pool.
+//!
+//! - [`regs`]: controller registers, CAP decoding, doorbells;
+//! - [`queue`]: SQE/CQE layouts and ring bookkeeping;
+//! - [`prp`]: PRP entries/lists and MDTS splitting;
+//! - [`identify`]: Identify Controller/Namespace/active list;
+//! - [`status`]: completion status names;
+//! - [`controller`]: the state machine (bind, admin commands, teardown);
+//! - `read`: pipelined READ.
+
+pub mod controller;
+pub mod error;
+pub mod identify;
+pub mod prp;
+pub mod queue;
+mod read;
+pub mod regs;
+pub mod status;
+
+pub use controller::{Controller, State, TeardownReport, NVME_CLASS_CODE};
+pub use error::{NvmeError, Wait};
+pub use identify::{ControllerIdentity, NamespaceIdentity};
+pub use read::ReadSummary;

@@ -1,0 +1,281 @@
+//! READ: split by MDTS, several commands in flight, data handed to the caller's sink in
+//! LBA order straight out of the bounce buffers.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use super::controller::{bounded, Controller, IO_TIMEOUT_US};
+use super::error::{NvmeError, Wait};
+use super::prp;
+use super::queue::SubmissionEntry;
+use super::regs::{self, Csts};
+use super::status::CommandStatus;
+use crate::dma::{DmaBuf, DmaError, DmaPool, PAGE_SIZE};
+use crate::platform::Hw;
+
+const OPC_READ: u8 = 0x02;
+/// Commands in flight at most: enough to keep QEMU's and a real controller's pipeline busy
+/// while bounding the bounce memory (8 x 1 MiB at worst).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// What a finished read measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSummary {
+    pub bytes: u64,
+    pub elapsed_us: u64,
+    pub commands: u64,
+    /// Commands kept in flight at once.
+    pub depth: usize,
+}
+
+struct InFlight {
+    slot: usize,
+    cid: u16,
+    lba: u64,
+    blocks: u64,
+    done: Option<Result<(), CommandStatus>>,
+}
+
+/// The bounce memory for one read: per-slot data buffers and PRP list pages.
+struct Buffers {
+    data: DmaBuf,
+    lists: Option<DmaBuf>,
+    slots: usize,
+    chunk: usize,
+    list_pages_per_slot: usize,
+}
+
+impl Controller {
+    /// Reads `count` blocks of namespace `nsid` from `lba`; `sink(lba, data)` sees the data
+    /// in order, chunk by chunk, while it still sits in the bounce pool.
+    pub fn read(
+        &mut self,
+        hw: &mut Hw,
+        nsid: u32,
+        lba: u64,
+        count: u64,
+        sink: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<ReadSummary, NvmeError> {
+        self.require_usable()?;
+        let ns = self
+            .namespace(nsid)
+            .ok_or(NvmeError::NoSuchNamespace { nsid })?;
+        if count == 0 {
+            return Err(NvmeError::ZeroCount);
+        }
+        let blocks = ns.blocks;
+        let in_range = lba < blocks && lba.checked_add(count).is_some_and(|end| end <= blocks);
+        if !in_range {
+            return Err(NvmeError::OutOfRange {
+                nsid,
+                lba,
+                count,
+                blocks,
+            });
+        }
+        if ns.metadata_size != 0 && ns.extended_lba {
+            return Err(NvmeError::Unsupported("extended-LBA metadata formats"));
+        }
+        let block_size = ns.block_size as u64;
+        let max_transfer = self.max_transfer();
+        if block_size > max_transfer {
+            return Err(NvmeError::Unsupported("a block larger than the maximum transfer"));
+        }
+        let blocks_per_command = max_transfer / block_size;
+        let commands = count.div_ceil(blocks_per_command);
+        let depth = self.io.as_ref().map_or(1, |q| q.entries as usize - 1);
+        let wanted_slots = MAX_IN_FLIGHT.min(depth).min(commands as usize).max(1);
+        let chunk = (blocks_per_command * block_size) as usize;
+        let buffers = self.alloc_buffers(hw.dma, wanted_slots, chunk)?;
+
+        let clock = hw.clock;
+        let started = clock.now_us();
+        let mut pending = prp::split(lba, count, blocks_per_command);
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut free_slots: Vec<usize> = (0..buffers.slots).rev().collect();
+        let mut failure: Option<NvmeError> = None;
+        let mut issued = 0u64;
+        loop {
+            while failure.is_none() {
+                let Some(slot) = free_slots.pop() else { break };
+                let Some((lba, blocks)) = pending.next() else {
+                    free_slots.push(slot);
+                    break;
+                };
+                match self.submit_read(hw.dma, &buffers, slot, nsid, lba, blocks, block_size) {
+                    Ok(cid) => {
+                        issued += 1;
+                        inflight.push_back(InFlight {
+                            slot,
+                            cid,
+                            lba,
+                            blocks,
+                            done: None,
+                        });
+                    }
+                    Err(err) => {
+                        free_slots.push(slot);
+                        failure = Some(err);
+                    }
+                }
+            }
+            if inflight.is_empty() {
+                break;
+            }
+            let waited = bounded(clock, IO_TIMEOUT_US, Wait::Read, || {
+                if let Err(err) = self.reap(hw.dma, &mut inflight) {
+                    return Some(Err(err));
+                }
+                if inflight.front().is_some_and(|head| head.done.is_some()) {
+                    return Some(Ok(()));
+                }
+                regs::csts(&*self.regs)
+                    .contains(Csts::CFS)
+                    .then_some(Err(NvmeError::ControllerFatal { during: Wait::Read }))
+            });
+            if let Err(err) = waited {
+                // Commands are still outstanding: their buffers stay allocated (the device
+                // may write them) until teardown resets the controller.
+                self.fail(&err);
+                return Err(err);
+            }
+            let Some(head) = inflight.pop_front() else { break };
+            match head.done {
+                Some(Ok(())) if failure.is_none() => {
+                    let offset = head.slot * buffers.chunk;
+                    let len = (head.blocks * block_size) as usize;
+                    sink(head.lba, hw.dma.slice(&buffers.data, offset, len)?);
+                }
+                Some(Err(status)) if failure.is_none() => {
+                    failure = Some(NvmeError::CommandFailed {
+                        command: "READ",
+                        status,
+                    });
+                }
+                _ => {}
+            }
+            free_slots.push(head.slot);
+        }
+        // Every command completed: the device owns none of these pages any more.
+        hw.dma.free(buffers.data)?;
+        if let Some(lists) = buffers.lists {
+            hw.dma.free(lists)?;
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        Ok(ReadSummary {
+            bytes: count * block_size,
+            elapsed_us: clock.now_us().saturating_sub(started),
+            commands: issued,
+            depth: buffers.slots,
+        })
+    }
+
+    /// Data and list buffers for up to `slots` commands; fewer when the pool is short.
+    fn alloc_buffers(
+        &self,
+        pool: &mut DmaPool,
+        mut slots: usize,
+        chunk: usize,
+    ) -> Result<Buffers, NvmeError> {
+        let list_pages_per_slot = prp::list_pages_needed(0, chunk);
+        loop {
+            let data = pool.alloc(&self.owner, "read-data", slots * chunk);
+            let data = match data {
+                Ok(data) => data,
+                Err(DmaError::Exhausted { .. }) if slots > 1 => {
+                    slots /= 2;
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let lists = if list_pages_per_slot == 0 {
+                None
+            } else {
+                match pool.alloc(&self.owner, "prp-lists", slots * list_pages_per_slot * PAGE_SIZE)
+                {
+                    Ok(lists) => Some(lists),
+                    Err(err) => {
+                        pool.free(data)?;
+                        if slots > 1 && matches!(err, DmaError::Exhausted { .. }) {
+                            slots /= 2;
+                            continue;
+                        }
+                        return Err(err.into());
+                    }
+                }
+            };
+            return Ok(Buffers {
+                data,
+                lists,
+                slots,
+                chunk,
+                list_pages_per_slot,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn submit_read(
+        &mut self,
+        pool: &mut DmaPool,
+        buffers: &Buffers,
+        slot: usize,
+        nsid: u32,
+        lba: u64,
+        blocks: u64,
+        block_size: u64,
+    ) -> Result<u16, NvmeError> {
+        let len = (blocks * block_size) as usize;
+        let data_phys = pool.device_addr(&buffers.data, slot * buffers.chunk)?;
+        pool.check_device_range(data_phys, len as u64)?;
+        let mut entries = Vec::new();
+        let (list_phys, list_offset) = match &buffers.lists {
+            Some(lists) => {
+                let offset = slot * buffers.list_pages_per_slot * PAGE_SIZE;
+                entries.resize(buffers.list_pages_per_slot * prp::ENTRIES_PER_LIST_PAGE, 0u64);
+                (pool.device_addr(lists, offset)?, offset)
+            }
+            None => (0, 0),
+        };
+        let prps = prp::build(data_phys, len, list_phys, &mut entries)?;
+        if prps.list_pages > 0 {
+            let lists = buffers.lists.as_ref().ok_or(NvmeError::Protocol("no PRP list memory"))?;
+            let used = prps.list_pages * prp::ENTRIES_PER_LIST_PAGE;
+            let bytes: Vec<u8> = entries[..used].iter().flat_map(|e| e.to_le_bytes()).collect();
+            pool.check_device_range(list_phys, bytes.len() as u64)?;
+            pool.write(lists, list_offset, &bytes)?;
+        }
+        let cid = self.next_cid();
+        let mut entry = SubmissionEntry::new(OPC_READ, cid, nsid);
+        entry.prp1.set(prps.prp1);
+        entry.prp2.set(prps.prp2);
+        entry.cdw10.set(lba as u32);
+        entry.cdw11.set((lba >> 32) as u32);
+        // NLB is 0-based.
+        entry.cdw12.set((blocks - 1) as u32);
+        let queue = self.io.as_mut().ok_or(NvmeError::Protocol("no I/O queue"))?;
+        if queue.is_full() {
+            return Err(NvmeError::Protocol("I/O submission queue full"));
+        }
+        queue.submit(pool, &*self.regs, &entry)?;
+        Ok(cid)
+    }
+
+    /// Takes every completion the controller has posted and marks its command done.
+    fn reap(&mut self, pool: &DmaPool, inflight: &mut VecDeque<InFlight>) -> Result<(), NvmeError> {
+        let queue = self.io.as_mut().ok_or(NvmeError::Protocol("no I/O queue"))?;
+        while let Some(done) = queue.poll(pool, &*self.regs)? {
+            let record = inflight
+                .iter_mut()
+                .find(|r| r.cid == done.cid.get() && r.done.is_none())
+                .ok_or(NvmeError::Protocol("I/O completion for a command id we did not submit"))?;
+            record.done = Some(match CommandStatus::from_field(done.status.get()) {
+                None => Ok(()),
+                Some(status) => Err(status),
+            });
+        }
+        Ok(())
+    }
+}
