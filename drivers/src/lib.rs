@@ -12,6 +12,8 @@
 extern crate alloc;
 
 pub mod dma;
+pub mod gvnic;
+pub mod net;
 pub mod nvme;
 pub mod pci;
 pub mod platform;
