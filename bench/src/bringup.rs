@@ -1,0 +1,158 @@
+//! bringup on the shared machine, under SeaBIOS (everything) or OVMF (boot and short commands):
+//! boot to `bringup> `, the banner's own boot share, `version`, `lspci`, `nvme identify`, and
+//! `nvme read` of each size with and without the digest. Frames are decoded and checked: every
+//! command must end with an ok result frame, and each digest must match the host's.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use evidence::{Body, Frame, Outcome};
+
+use crate::console::Console;
+use crate::machine::{qemu, Accel, Firmware};
+use crate::stats::{median, Run};
+use crate::{secs, Plan, Reference};
+
+const PROMPT: &str = "bringup> ";
+
+/// What one command printed, split into human text and frames.
+struct Reply {
+    wall_s: f64,
+    human_bytes: usize,
+    frame_bytes: usize,
+    frames: Vec<Frame>,
+}
+
+pub fn run_once(
+    accel: Accel,
+    firmware: &Firmware,
+    disk: &Path,
+    plan: &Plan,
+    reference: &Reference,
+    full: bool,
+) -> Result<Run> {
+    let fw = match firmware {
+        Firmware::Ovmf { .. } => "ovmf",
+        _ => "seabios",
+    };
+    let mut con = Console::spawn(qemu(accel, firmware, disk))?;
+    let mut run = Run::new();
+    let boot = con.expect(PROMPT, Duration::from_secs(120))?;
+    run.insert(format!("bringup.{fw}.boot_s"), secs(boot.at - con.started));
+    if let Some(first) = con.first_byte() {
+        let first_s = secs(first - con.started);
+        run.insert(format!("bringup.{fw}.first_byte_s"), first_s);
+    }
+    let boot_us = frames_in(&boot.text)
+        .0
+        .into_iter()
+        .find_map(|f| match f.body {
+            Body::Banner(b) => Some(b.boot_us),
+            _ => None,
+        })
+        .context("no banner frame before the first prompt")?;
+    run.insert(format!("bringup.{fw}.own_boot_s"), boot_us as f64 / 1e6);
+
+    let mut versions = Vec::new();
+    for _ in 0..plan.version_reps {
+        let r = command(&mut con, "version", 10)?;
+        versions.push(r.wall_s);
+        record_bytes(&mut run, "version", &r);
+    }
+    let baseline = median(&versions);
+    run.insert(format!("bringup.{fw}.version_s"), baseline);
+    let r = command(&mut con, "lspci", 10)?;
+    run.insert(format!("bringup.{fw}.lspci_s"), r.wall_s);
+    run.insert(format!("bringup.{fw}.lspci_net_s"), r.wall_s - baseline);
+    record_bytes(&mut run, "lspci", &r);
+    if !full {
+        return Ok(run);
+    }
+
+    let r = command(&mut con, "nvme identify", 30)?;
+    run.insert("bringup.nvme_identify_s".into(), r.wall_s);
+    record_bytes(&mut run, "nvme_identify", &r);
+    command(&mut con, "nvme read 0 1", 30)?;
+    for &mib in &plan.sizes_mib {
+        let blocks = mib * 2048;
+        for (suffix, flag) in [("", ""), ("_nodigest", " --no-digest")] {
+            let line = format!("nvme read 0 {blocks}{flag}");
+            let r = command(&mut con, &line, 300)?;
+            let read = r
+                .frames
+                .iter()
+                .find_map(|f| match &f.body {
+                    Body::NvmeRead(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .with_context(|| format!("no nvme.read frame for {line:?}"))?;
+            if read.bytes != mib << 20 {
+                bail!("{line:?} read {} bytes, not {}", read.bytes, mib << 20);
+            }
+            if flag.is_empty() && read.sha256 != reference.sha256(mib)? {
+                bail!("{line:?}: sha256 differs from the host's");
+            }
+            let key = format!("bringup.read_{mib}MiB{suffix}");
+            run.insert(format!("{key}_s"), r.wall_s);
+            run.insert(format!("{key}_MiBps"), mib as f64 / r.wall_s);
+            run.insert(
+                format!("{key}_net_MiBps"),
+                mib as f64 / (r.wall_s - baseline),
+            );
+            let inside = read.elapsed_us as f64 / 1e6;
+            run.insert(format!("{key}_frame_s"), inside);
+            run.insert(format!("{key}_frame_MiBps"), mib as f64 / inside);
+            record_bytes(&mut run, &format!("read_{mib}MiB{suffix}"), &r);
+        }
+    }
+    Ok(run)
+}
+
+fn record_bytes(run: &mut Run, name: &str, r: &Reply) {
+    run.insert(format!("bringup.bytes.{name}"), r.human_bytes as f64);
+    run.insert(format!("bringup.frame_bytes.{name}"), r.frame_bytes as f64);
+}
+
+/// Sends one line, waits for the prompt, checks for exactly one ok result frame.
+fn command(con: &mut Console, line: &str, timeout_s: u64) -> Result<Reply> {
+    let sent = con.send_line(line)?;
+    let found = con
+        .expect(PROMPT, Duration::from_secs(timeout_s))
+        .with_context(|| format!("bringup command {line:?}"))?;
+    let wall_s = secs(found.at - sent);
+    let (frames, frame_bytes) = frames_in(&found.text);
+    let results: Vec<&Outcome> = frames
+        .iter()
+        .filter_map(|f| match &f.body {
+            Body::CommandResult(r) => Some(&r.outcome),
+            _ => None,
+        })
+        .collect();
+    match results.as_slice() {
+        [Outcome::Ok] => {}
+        [Outcome::Error { code, message }] => bail!("{line:?} failed: {code}: {message}"),
+        other => bail!("{line:?} ended with {} result frames", other.len()),
+    }
+    Ok(Reply {
+        wall_s,
+        human_bytes: found.text.len() - frame_bytes,
+        frame_bytes,
+        frames,
+    })
+}
+
+/// The frames in `text` and the bytes their lines take (line terminators included).
+fn frames_in(text: &str) -> (Vec<Frame>, usize) {
+    let mut frames = Vec::new();
+    let mut bytes = 0;
+    for line in text.split_inclusive('\n') {
+        if evidence::find_frame(line).is_some() {
+            bytes += line.len();
+            if let Ok(frame) = evidence::decode_line(line) {
+                frames.push(frame);
+            }
+        }
+    }
+    (frames, bytes)
+}
