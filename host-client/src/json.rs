@@ -95,6 +95,45 @@ fn readable_bytes(key: &str, value: &Value) -> Option<String> {
     }
 }
 
+/// A one-line summary of a frame: `[frame 12 nvme.read ok ...]` style.
+pub fn frame_summary(frame: &Frame) -> String {
+    use evidence::{Body, Outcome};
+    let detail = match &frame.body {
+        Body::CommandResult(r) => match &r.outcome {
+            Outcome::Ok => format!("ok {}us", r.elapsed_us),
+            Outcome::Error { code, message } => format!("error {code}: {message}"),
+        },
+        Body::CommandStart(s) => format!("{:?}", s.line),
+        other => compact_fields(&body_json(other)),
+    };
+    let mut text = format!(
+        "[frame {} cmd {} {} {detail}",
+        frame.seq,
+        frame.cmd,
+        frame.body.kind()
+    );
+    if text.chars().count() > 150 {
+        text = text.chars().take(147).collect::<String>() + "...";
+    }
+    text.push(']');
+    text
+}
+
+fn compact_fields(value: &Value) -> String {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s:?}"),
+                Value::Array(items) if items.len() > 4 => format!("{k}=[{} items]", items.len()),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

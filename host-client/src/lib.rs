@@ -32,8 +32,8 @@
 //! - [`decode`]: frames out of a captured log, grouped by boot (`bringup decode`).
 //! - [`gce`]: the serial-console gateway over OpenSSH and the gcloud wrappers.
 
-// pub mod console;
-// pub mod decode;
+pub mod console;
+pub mod decode;
 pub mod frames;
 pub mod gce;
 pub mod gvnic;
@@ -41,9 +41,9 @@ pub mod json;
 pub mod outcome;
 pub mod qemu;
 pub mod qmp;
-// pub mod report;
-// pub mod runner;
-// pub mod script;
+pub mod report;
+pub mod runner;
+pub mod script;
 pub mod serial;
 pub mod session;
 pub mod transport;

@@ -1,0 +1,193 @@
+//! `bringup run`: drives a [`Session`] through a [`Script`] and builds the [`Report`].
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::report::{
+    BootReport, CommandReport, ExpectationReport, OutcomeReport, Report, StepVerdict, Summary,
+    SCHEMA,
+};
+use crate::script::{evaluate, Script, Step};
+use crate::{Session, SessionError};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Per command unless the script says otherwise.
+    pub default_timeout: Duration,
+    /// For the banner and first prompt (QEMU) or the first prompt (attached sessions).
+    pub boot_timeout: Duration,
+    /// Whether the session boots now (QEMU: wait for the banner) or is attached to a monitor
+    /// that is already up (send Enter and wait for a prompt).
+    pub fresh_boot: bool,
+    /// Show an indicatif progress bar (only sensible on a terminal).
+    pub progress: bool,
+    /// Damaged frames, sequence gaps and foreign-boot frames fail the run.
+    pub strict_frames: bool,
+    pub script_name: String,
+    pub transport: String,
+}
+
+/// Runs every step; never panics on monitor misbehaviour, everything ends up in the report.
+pub fn run_script(session: &mut Session, script: &Script, opts: &RunOptions) -> Report {
+    let started = Instant::now();
+    let mut report = Report {
+        schema: SCHEMA,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        script: opts.script_name.clone(),
+        transport: opts.transport.clone(),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        passed: false,
+        summary: Summary::default(),
+        error: None,
+        boot: None,
+        boots: Vec::new(),
+        commands: Vec::new(),
+        frames: Vec::new(),
+        sequence_gaps: Vec::new(),
+        damaged_frames: Vec::new(),
+        foreign_frames: Vec::new(),
+        transcript: String::new(),
+    };
+    let bar = progress_bar(opts.progress, script.steps.len());
+    let boot = if opts.fresh_boot {
+        bar.set_message("booting");
+        session.wait_for_prompt(opts.boot_timeout).map(Some)
+    } else {
+        bar.set_message("waiting for the prompt");
+        session.sync_prompt(opts.boot_timeout)
+    };
+    let mut alive = match boot {
+        Ok(info) => {
+            report.boot = info.map(|i| BootReport::new(&i, opts.fresh_boot));
+            true
+        }
+        Err(e) => {
+            report.error = Some(format!("no prompt: {e:#}"));
+            false
+        }
+    };
+    for step in &script.steps {
+        let timeout = step.timeout.unwrap_or(opts.default_timeout);
+        if !alive {
+            report.commands.push(not_run(step, timeout));
+            continue;
+        }
+        bar.set_message(step.command.clone());
+        let (entry, keep_going) = run_step(session, step, timeout);
+        if !keep_going && report.error.is_none() {
+            report.error = Some(format!(
+                "stopped at line {}: {}",
+                step.line_no, entry.reason
+            ));
+        }
+        alive = keep_going;
+        report.commands.push(entry);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    report.finish(
+        session.frame_log(),
+        session.transcript(),
+        started.elapsed().as_millis() as u64,
+        opts.strict_frames,
+    );
+    report
+}
+
+fn run_step(session: &mut Session, step: &Step, timeout: Duration) -> (CommandReport, bool) {
+    let mut entry = not_run(step, timeout);
+    let outcome = match session.command(&step.command, timeout) {
+        Ok(o) => o,
+        Err(e) => {
+            entry.verdict = StepVerdict::Fail;
+            entry.reason = format!("{e:#}");
+            let timed_out = matches!(
+                e.downcast_ref::<SessionError>(),
+                Some(SessionError::Timeout { .. })
+            );
+            // A timed-out command may still be running: Ctrl-C, then back to a quiet prompt.
+            let recovered = timed_out
+                && session.interrupt().is_ok()
+                && session.resync(Duration::from_secs(15)).is_ok();
+            return (entry, recovered);
+        }
+    };
+    entry.started_line = Some(outcome.started_line.clone());
+    entry.cmd = Some(outcome.cmd);
+    entry.elapsed_ms = Some(outcome.elapsed.as_millis() as u64);
+    entry.frame_seqs = outcome.frames.iter().map(|f| f.seq).collect();
+    entry.text = outcome.text.clone();
+    entry.outcome = Some(OutcomeReport {
+        ok: outcome.is_ok(),
+        code: outcome.error_code().map(str::to_string),
+        message: outcome.error_message().map(str::to_string),
+        monitor_elapsed_us: outcome.result.elapsed_us,
+    });
+    let result_ok = match (&step.expect_fail, outcome.error_code()) {
+        (None, None) => Ok(()),
+        (None, Some(code)) => Err(format!(
+            "failed with {code}: {}",
+            outcome.error_message().unwrap_or_default()
+        )),
+        (Some(want), None) => Err(format!("succeeded, but {want} was expected")),
+        (Some(want), Some(code)) if want == "*" || want == code => Ok(()),
+        (Some(want), Some(code)) => Err(format!("failed with {code}, but {want} was expected")),
+    };
+    entry.expectations = step
+        .expectations
+        .iter()
+        .map(|e| ExpectationReport::new(e.line_no, &e.source, evaluate(e, &outcome)))
+        .collect();
+    let failed_exps: Vec<String> = entry
+        .expectations
+        .iter()
+        .filter(|e| !e.passed)
+        .map(|e| format!("line {}: {}", e.line_no, e.detail))
+        .collect();
+    match (result_ok, failed_exps.is_empty()) {
+        (Ok(()), true) => entry.verdict = StepVerdict::Pass,
+        (Ok(()), false) => {
+            entry.verdict = StepVerdict::Fail;
+            entry.reason = failed_exps.join("; ");
+        }
+        (Err(why), _) => {
+            entry.verdict = StepVerdict::Fail;
+            entry.reason = why;
+        }
+    }
+    (entry, true)
+}
+
+fn not_run(step: &Step, timeout: Duration) -> CommandReport {
+    CommandReport {
+        line_no: step.line_no,
+        line: step.command.clone(),
+        started_line: None,
+        cmd: None,
+        timeout_ms: timeout.as_millis() as u64,
+        expect_fail: step.expect_fail.clone(),
+        verdict: StepVerdict::NotRun,
+        reason: String::new(),
+        outcome: None,
+        elapsed_ms: None,
+        frame_seqs: Vec::new(),
+        text: String::new(),
+        expectations: Vec::new(),
+    }
+}
+
+fn progress_bar(show: bool, len: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
