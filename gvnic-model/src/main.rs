@@ -1,1 +1,85 @@
-fn main() {}
+//! `gvnic-model`: serve the gVNIC model to QEMU's `x-pci-proxy-dev` over an inherited socket
+//! (`--fd N`) or a UNIX socket path it listens on (`--socket PATH`, one connection).
+
+use std::os::fd::FromRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use gvnic_model::{Formats, ModelConfig};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "gVNIC device model for QEMU 7.2's x-pci-proxy-dev (multi-process) front end"
+)]
+struct Args {
+    /// An inherited, connected UNIX stream socket (QEMU has the other end as `fd=`).
+    #[arg(long, conflicts_with = "socket")]
+    fd: Option<i32>,
+    /// Listen on this UNIX socket path and serve the first connection.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Write every TX/RX frame to this pcap file.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// PCI revision: 0 (AQ by PFN) or 1 (AQ by base/length/RUN).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    revision: u8,
+    /// MAC address, aa:bb:cc:dd:ee:ff.
+    #[arg(long, value_parser = parse_mac)]
+    mac: Option<[u8; 6]>,
+    /// Advertise only DQO_RDA (like a4-highgpu-8g): a GQI-only driver must refuse.
+    #[arg(long)]
+    dqo_only: bool,
+    /// No built-in DHCP/ARP responder.
+    #[arg(long)]
+    no_responder: bool,
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("{s:?}: expected six hex bytes separated by ':'"));
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).map_err(|e| format!("{s:?}: {e}"))?;
+    }
+    Ok(mac)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut config = ModelConfig {
+        revision: args.revision,
+        ..Default::default()
+    };
+    if let Some(mac) = args.mac {
+        config.mac = mac;
+    }
+    if args.dqo_only {
+        config.formats = Formats::dqo_only();
+    }
+    config.responder.enabled = !args.no_responder;
+    let stream = match (args.fd, &args.socket) {
+        (Some(fd), _) => {
+            if fd < 3 {
+                bail!("--fd {fd} is stdin/stdout/stderr, not a socket");
+            }
+            // SAFETY: the user states fd N is an inherited socket this process now owns;
+            // nothing else in the process uses it.
+            unsafe { UnixStream::from_raw_fd(fd) }
+        }
+        (None, Some(path)) => {
+            let _ = std::fs::remove_file(path);
+            let l =
+                UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+            let (s, _) = l.accept().context("accepting QEMU's connection")?;
+            s
+        }
+        (None, None) => bail!("give --fd N or --socket PATH"),
+    };
+    gvnic_model::proxy::serve(stream, config, args.pcap)
+}
