@@ -1,8 +1,6 @@
 //! Attaching the gVNIC device model to QEMU: a UNIX socketpair, the model serving one end in
 //! a thread of this process (`gvnic_model::proxy::serve`), QEMU inheriting the other end as
 //! `-device x-pci-proxy-dev,fd=N` (reference: qemu-multiprocess-proxy.md).
-//!
-//! The model lives in the `gvnic-model` crate and is compiled in with the `gvnic` feature.
 
 use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
@@ -28,7 +26,6 @@ impl Attachment {
     }
 }
 
-#[cfg(feature = "gvnic")]
 pub fn attach(opts: &GvnicOptions) -> Result<Attachment> {
     let (model_end, qemu_end) = UnixStream::pair()?;
     let config = model_config(opts);
@@ -42,21 +39,14 @@ pub fn attach(opts: &GvnicOptions) -> Result<Attachment> {
     })
 }
 
-#[cfg(feature = "gvnic")]
 fn model_config(opts: &GvnicOptions) -> gvnic_model::ModelConfig {
-    let mut config = gvnic_model::ModelConfig::default();
+    let mut config = opts.extra.clone().unwrap_or_default();
     config.revision = opts.revision;
     if let Some(mac) = opts.mac {
         config.mac = mac;
     }
-    config.dqo_only = opts.dqo_only;
+    if opts.dqo_only {
+        config.formats = gvnic_model::Formats::dqo_only();
+    }
     config
-}
-
-#[cfg(not(feature = "gvnic"))]
-pub fn attach(_opts: &GvnicOptions) -> Result<Attachment> {
-    anyhow::bail!(
-        "this bringup was built without the gVNIC model: rebuild with `--features gvnic` \
-         (needs the gvnic-model crate)"
-    )
 }

@@ -33,7 +33,7 @@ pub struct NvmeDrive {
 }
 
 /// The gVNIC device model, attached as `x-pci-proxy-dev`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct GvnicOptions {
     /// Write every frame the guest transmits (and the model's answers) here.
     pub pcap: Option<PathBuf>,
@@ -45,10 +45,13 @@ pub struct GvnicOptions {
     pub dqo_only: bool,
     /// PCI slot on bus 0 (default 5).
     pub slot: Option<u8>,
+    /// The model's full configuration (faults, responder, formats...) as a base;
+    /// `revision`, `mac` (when set) and `dqo_only` (when true) are applied on top.
+    pub extra: Option<gvnic_model::ModelConfig>,
 }
 
 /// Everything about one QEMU run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct QemuConfig {
     /// Boot disk; default `<workspace>/target/bringup.img`, `BRINGUP_IMAGE` overrides.
     pub image: PathBuf,
