@@ -173,7 +173,13 @@ fn small_page_budget_is_a_clear_error() {
         .nic
         .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap_err();
-    assert_eq!(err, GvnicError::PageBudget { wanted: 36, max: 16 });
+    assert_eq!(
+        err,
+        GvnicError::PageBudget {
+            wanted: 36,
+            max: 16
+        }
+    );
     teardown(&mut rig).0.unwrap();
     rig.assert_ledger_clean();
 }

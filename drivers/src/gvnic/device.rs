@@ -197,6 +197,14 @@ impl Gvnic {
         dma: &mut DmaPool,
         target: State,
     ) -> Result<(), GvnicError> {
+        if self.state > State::Unbound
+            && self.state < (State::TornDown { quarantined: false })
+            && self.regs.reads_reset(self.mode)
+        {
+            // Reset between commands (e.g. live migration): it holds nothing of ours any
+            // more. Release our side and start over.
+            self.reset_and_release(clock, dma)?;
+        }
         if matches!(self.state, State::Unbound | State::TornDown { .. }) {
             self.enable_admin_queue(clock, dma)?;
         }
@@ -438,8 +446,32 @@ impl Gvnic {
         Ok(())
     }
 
-    /// Sends one frame and waits for its completion through the TX event counter.
+    /// Sends one frame and waits for its completion through the TX event counter. If the
+    /// device reset under us, our side is released too (so `bring_up` starts afresh).
     pub fn transmit(
+        &mut self,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        frame: &[u8],
+    ) -> Result<TxDone, GvnicError> {
+        let result = self.transmit_once(clock, dma, frame);
+        self.after_data_path(clock, dma, result)
+    }
+
+    /// A reset noticed on the data path: the device holds nothing, so release our side.
+    fn after_data_path<T>(
+        &mut self,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        result: Result<T, GvnicError>,
+    ) -> Result<T, GvnicError> {
+        if let Err(GvnicError::DeviceReset { .. }) = result {
+            self.reset_and_release(clock, dma)?;
+        }
+        result
+    }
+
+    fn transmit_once(
         &mut self,
         clock: &dyn Clock,
         dma: &mut DmaPool,
@@ -470,6 +502,13 @@ impl Gvnic {
         let completed = |dma: &DmaPool| -> Result<u32, GvnicError> {
             Ok(u32::from_be(dma.read_u32(&counters, counter_at)?))
         };
+        // A device that reset since the last command holds none of our queues: ringing
+        // its doorbell would be a write into nothing. Say so instead.
+        if regs.reads_reset(mode) {
+            return Err(GvnicError::DeviceReset {
+                during: "TX (before posting)",
+            });
+        }
         let done = completed(dma)?;
         if done != tx.posted() {
             return Err(GvnicError::TxBusy {
@@ -502,6 +541,16 @@ impl Gvnic {
     /// Waits up to `timeout_us` for the next good frame (ERR frames are dropped, counted,
     /// and waited past).
     pub fn receive(
+        &mut self,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        timeout_us: u64,
+    ) -> Result<Vec<u8>, GvnicError> {
+        let result = self.receive_once(clock, dma, timeout_us);
+        self.after_data_path(clock, dma, result)
+    }
+
+    fn receive_once(
         &mut self,
         clock: &dyn Clock,
         dma: &mut DmaPool,

@@ -193,6 +193,11 @@ impl Rig {
 
     /// Opcodes of the admin commands the model executed, in order.
     pub fn opcodes(&self) -> Vec<u32> {
-        self.model().record().commands.iter().map(|c| c.opcode).collect()
+        self.model()
+            .record()
+            .commands
+            .iter()
+            .map(|c| c.opcode)
+            .collect()
     }
 }
