@@ -1,0 +1,77 @@
+# bringup: build the monitor, the boot disk and the GCE image; boot it in QEMU.
+#
+#   make run         build everything and drop into the monitor prompt in QEMU
+#   make image       target/bringup.img (hybrid BIOS+UEFI GPT disk)
+#   make gce-image   target/gce/bringup-gce.tar.gz (disk.raw for `gcloud compute images create`)
+#   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
+#   make deps        install missing system packages and the rustup target (idempotent)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET := x86_64-unknown-none
+MONITOR_ELF := target/$(TARGET)/release/monitor
+IMAGE := target/bringup.img
+GCE_TARBALL := target/gce/bringup-gce.tar.gz
+IMAGE_TOOL := target/debug/bringup-image
+# Kernel command line baked into the image's grub.cfg, e.g. `make image CMDLINE="dma=16M"`.
+CMDLINE ?= dma=64M
+QEMU_MEM ?= 1G
+OVMF_CODE := /usr/share/OVMF/OVMF_CODE_4M.fd
+OVMF_VARS_TEMPLATE := /usr/share/OVMF/OVMF_VARS_4M.fd
+OVMF_VARS := target/OVMF_VARS_4M.fd
+# TCG: OVMF stops with a KVM emulation failure on these machines (reference/boot-path.md).
+QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -serial stdio \
+	-drive file=$(IMAGE),format=raw,if=none,id=boot -device ide-hd,drive=boot,bootindex=0
+
+DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps monitor image gce-image run qemu-bios qemu-uefi clean-image
+
+all: image
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+monitor: deps
+	$(CARGO) build -p monitor --release --target $(TARGET)
+
+$(IMAGE_TOOL): FORCE
+	$(CARGO) build -q -p image --bin bringup-image
+
+image: monitor $(IMAGE_TOOL)
+	$(IMAGE_TOOL) disk --monitor $(MONITOR_ELF) --output $(IMAGE) --cmdline "$(CMDLINE)"
+
+gce-image: image
+	$(IMAGE_TOOL) gce --image $(IMAGE) --out-dir target/gce --tarball $(GCE_TARBALL)
+
+# Until the host tool's interactive `bringup qemu` lands this boots QEMU directly on the
+# serial console (Ctrl-A X quits QEMU). The lead will switch it to:
+#   cargo run -p host-client --bin bringup -- qemu
+run: image
+	@echo "bringup: booting $(IMAGE) in QEMU (SeaBIOS). Quit with Ctrl-A X."
+	qemu-system-x86_64 $(QEMU_COMMON)
+
+qemu-bios: image
+	qemu-system-x86_64 $(QEMU_COMMON)
+
+$(OVMF_VARS): $(OVMF_VARS_TEMPLATE)
+	@mkdir -p target
+	cp $(OVMF_VARS_TEMPLATE) $(OVMF_VARS)
+
+qemu-uefi: image $(OVMF_VARS)
+	qemu-system-x86_64 $(QEMU_COMMON) \
+	  -drive if=pflash,format=raw,unit=0,readonly=on,file=$(OVMF_CODE) \
+	  -drive if=pflash,format=raw,unit=1,file=$(OVMF_VARS)
+
+clean-image:
+	rm -f $(IMAGE) $(GCE_TARBALL) target/gce/disk.raw
+
+FORCE:

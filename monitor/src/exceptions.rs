@@ -1,0 +1,470 @@
+//! CPU exceptions: a register dump, and a way back to the prompt.
+//!
+//! Stable Rust has no `x86-interrupt` ABI, so each vector gets a small assembly stub that
+//! pushes a uniform frame (vector, error code, general registers) and calls
+//! [`exception_dispatch`]. The REPL runs each command through [`run_guarded`], which
+//! records the callee-saved registers and stack pointer like `setjmp`; a fault while a
+//! guarded command runs resumes there (`run_guarded` returns the fault) instead of halting.
+//! The abandoned command's frames are never unwound: its heap allocations leak, which is
+//! the price of surviving a wild pointer.
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+
+use evidence::Fault;
+use spin::{Mutex, Once};
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+use crate::console::Screen;
+use crate::{serial, vga};
+
+/// IST slot used for double faults, so a blown stack still gets a dump.
+const DOUBLE_FAULT_IST: u16 = 0;
+const IST_STACK_BYTES: usize = 16 * 1024;
+const PAGE_FAULT: u64 = 14;
+
+/// Registers as the stubs leave them on the stack (lowest address first).
+#[repr(C)]
+pub struct TrapFrame {
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    rbp: u64,
+    rdi: u64,
+    rsi: u64,
+    rdx: u64,
+    rcx: u64,
+    rbx: u64,
+    rax: u64,
+    vector: u64,
+    error_code: u64,
+    // Pushed by the CPU.
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+/// Callee-saved state of the `run_guarded` call that is armed (see the assembly).
+#[repr(C)]
+struct JumpBuffer {
+    rbx: u64,
+    rbp: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    rsp: u64,
+    rip: u64,
+}
+
+#[unsafe(no_mangle)]
+static mut GUARD_JUMP_BUFFER: JumpBuffer = JumpBuffer {
+    rbx: 0,
+    rbp: 0,
+    r12: 0,
+    r13: 0,
+    r14: 0,
+    r15: 0,
+    rsp: 0,
+    rip: 0,
+};
+
+/// Non-zero while a guarded call runs.
+#[unsafe(no_mangle)]
+static mut GUARD_ARMED: u64 = 0;
+
+/// The fault that ended the last guarded call.
+static LAST_FAULT: Mutex<Option<Fault>> = Mutex::new(None);
+
+macro_rules! stubs {
+    ($($vector:literal $kind:ident),* $(,)?) => {
+        global_asm!(
+            $(
+                concat!(".global exception_stub_", $vector),
+                concat!("exception_stub_", $vector, ":"),
+                stubs!(@push $kind),
+                concat!("    pushq $", $vector),
+                "    jmp exception_common",
+            )*
+            ".section .rodata",
+            ".balign 8",
+            ".global exception_stub_table",
+            "exception_stub_table:",
+            $( concat!("    .quad exception_stub_", $vector), )*
+            ".text",
+            options(att_syntax)
+        );
+    };
+    (@push code) => { "" };
+    (@push none) => { "    pushq $0" };
+}
+
+// Vectors 8, 10-14, 17, 21, 29, 30 push an error code; the stub pushes 0 for the rest.
+stubs!(
+    0 none, 1 none, 2 none, 3 none, 4 none, 5 none, 6 none, 7 none,
+    8 code, 9 none, 10 code, 11 code, 12 code, 13 code, 14 code, 15 none,
+    16 none, 17 code, 18 none, 19 none, 20 none, 21 code, 22 none, 23 none,
+    24 none, 25 none, 26 none, 27 none, 28 none, 29 code, 30 code, 31 none,
+);
+
+global_asm!(
+    r#"
+    .text
+exception_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    cld
+    movq %rsp, %rdi
+    /* The CPU aligned the stack to 16 before its pushes; 22 quadwords keep it aligned. */
+    call exception_dispatch
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+
+/* u64 run_guarded_raw(void (*f)(void *), void *arg): 0 when f returned, 1 after a fault. */
+    .global run_guarded_raw
+run_guarded_raw:
+    movq %rbx, GUARD_JUMP_BUFFER+0(%rip)
+    movq %rbp, GUARD_JUMP_BUFFER+8(%rip)
+    movq %r12, GUARD_JUMP_BUFFER+16(%rip)
+    movq %r13, GUARD_JUMP_BUFFER+24(%rip)
+    movq %r14, GUARD_JUMP_BUFFER+32(%rip)
+    movq %r15, GUARD_JUMP_BUFFER+40(%rip)
+    leaq 8(%rsp), %rax
+    movq %rax, GUARD_JUMP_BUFFER+48(%rip)
+    movq (%rsp), %rax
+    movq %rax, GUARD_JUMP_BUFFER+56(%rip)
+    movq $1, GUARD_ARMED(%rip)
+    movq %rdi, %rax
+    movq %rsi, %rdi
+    subq $8, %rsp
+    call *%rax
+    addq $8, %rsp
+    movq $0, GUARD_ARMED(%rip)
+    xorl %eax, %eax
+    ret
+
+/* Never returns: resumes the armed run_guarded_raw call, which then returns 1. */
+    .global guard_resume
+guard_resume:
+    movq $0, GUARD_ARMED(%rip)
+    movq GUARD_JUMP_BUFFER+0(%rip), %rbx
+    movq GUARD_JUMP_BUFFER+8(%rip), %rbp
+    movq GUARD_JUMP_BUFFER+16(%rip), %r12
+    movq GUARD_JUMP_BUFFER+24(%rip), %r13
+    movq GUARD_JUMP_BUFFER+32(%rip), %r14
+    movq GUARD_JUMP_BUFFER+40(%rip), %r15
+    movq GUARD_JUMP_BUFFER+48(%rip), %rsp
+    movl $1, %eax
+    jmpq *GUARD_JUMP_BUFFER+56(%rip)
+    "#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static exception_stub_table: [u64; 32];
+    fn run_guarded_raw(f: extern "C" fn(*mut u8), arg: *mut u8) -> u64;
+    fn guard_resume() -> !;
+}
+
+extern "C" fn call_closure<F: FnMut()>(arg: *mut u8) {
+    // SAFETY: `run_guarded` passes a pointer to its own `F`, alive for the whole call.
+    let f = unsafe { &mut *(arg as *mut F) };
+    f();
+}
+
+/// Runs `f`; if a CPU exception happens inside it, returns the fault instead of halting.
+pub fn run_guarded<F: FnMut()>(mut f: F) -> Result<(), Fault> {
+    *LAST_FAULT.lock() = None;
+    // SAFETY: `call_closure::<F>` matches the pointer's type; the assembly preserves every
+    // callee-saved register on both return paths, as the C ABI requires.
+    let faulted = unsafe { run_guarded_raw(call_closure::<F>, &mut f as *mut F as *mut u8) };
+    if faulted == 0 {
+        return Ok(());
+    }
+    // `f` was abandoned mid-flight; forget it rather than run its destructor on state
+    // that may be half-updated.
+    core::mem::forget(f);
+    Err(LAST_FAULT.lock().take().unwrap_or(Fault {
+        exception: "unknown".into(),
+        vector: 0,
+        rip: 0,
+        error_code: 0,
+        address: 0,
+        recovered: true,
+    }))
+}
+
+pub fn exception_name(vector: u64) -> &'static str {
+    match vector {
+        0 => "divide-error",
+        1 => "debug",
+        2 => "nmi",
+        3 => "breakpoint",
+        4 => "overflow",
+        5 => "bound-range",
+        6 => "invalid-opcode",
+        7 => "device-not-available",
+        8 => "double-fault",
+        10 => "invalid-tss",
+        11 => "segment-not-present",
+        12 => "stack-segment-fault",
+        13 => "general-protection",
+        14 => "page-fault",
+        16 => "x87-floating-point",
+        17 => "alignment-check",
+        18 => "machine-check",
+        19 => "simd-floating-point",
+        20 => "virtualization",
+        21 => "control-protection",
+        _ => "reserved",
+    }
+}
+
+fn read_cr2() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR2 has no side effects; we run at CPL 0.
+    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
+    // Whatever held the console locks was interrupted for good (or is this handler).
+    serial::unlock_after_fault();
+    vga::unlock_after_fault();
+    let address = if frame.vector == PAGE_FAULT {
+        read_cr2()
+    } else {
+        0
+    };
+    // SAFETY: single CPU, interrupts off: nothing else touches the flag concurrently.
+    let armed = unsafe { core::ptr::addr_of!(GUARD_ARMED).read_volatile() } != 0;
+    dump(frame, address, armed);
+    if !armed {
+        crate::halt_with("fault outside a command; halted");
+    }
+    if LAST_FAULT.is_locked() {
+        // SAFETY: as for the console locks above.
+        unsafe { LAST_FAULT.force_unlock() };
+    }
+    *LAST_FAULT.lock() = Some(Fault {
+        exception: exception_name(frame.vector).into(),
+        vector: frame.vector as u8,
+        rip: frame.rip,
+        error_code: frame.error_code,
+        address,
+        recovered: true,
+    });
+    // SAFETY: armed means a run_guarded_raw call is live below us on this stack (or, for a
+    // double fault on the IST stack, on the command stack it recorded).
+    unsafe { guard_resume() }
+}
+
+fn dump(frame: &TrapFrame, address: u64, armed: bool) {
+    let mut out = Screen;
+    let _ = write!(
+        out,
+        "\r\n*** CPU exception {} ({}), error code {:#x}\r\n\
+         rip {:#018x} cs {:#x} rflags {:#x} rsp {:#018x} ss {:#x}\r\n",
+        frame.vector,
+        exception_name(frame.vector),
+        frame.error_code,
+        frame.rip,
+        frame.cs,
+        frame.rflags,
+        frame.rsp,
+        frame.ss,
+    );
+    if frame.vector == PAGE_FAULT {
+        let _ = write!(
+            out,
+            "cr2 {address:#018x} ({}, {}{})\r\n",
+            if frame.error_code & 1 != 0 {
+                "protection violation"
+            } else {
+                "not present"
+            },
+            if frame.error_code & 2 != 0 {
+                "write"
+            } else {
+                "read"
+            },
+            if frame.error_code & 16 != 0 {
+                ", instruction fetch"
+            } else {
+                ""
+            },
+        );
+    }
+    let _ = write!(
+        out,
+        "rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}\r\n\
+         rsi {:#018x} rdi {:#018x} rbp {:#018x} r8  {:#018x}\r\n\
+         r9  {:#018x} r10 {:#018x} r11 {:#018x} r12 {:#018x}\r\n\
+         r13 {:#018x} r14 {:#018x} r15 {:#018x}\r\n{}\r\n",
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx,
+        frame.rsi,
+        frame.rdi,
+        frame.rbp,
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11,
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15,
+        if armed {
+            "the running command is aborted"
+        } else {
+            "not inside a command"
+        },
+    );
+}
+
+struct Tables {
+    gdt: GlobalDescriptorTable,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static TABLES: Once<Tables> = Once::new();
+static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+/// Loads our GDT (with a TSS for the double-fault stack) and the IDT.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        let stack: &'static mut [u8] = alloc::vec![0u8; IST_STACK_BYTES].leak();
+        let top = VirtAddr::from_ptr(stack.as_ptr_range().end).align_down(16u64);
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = top;
+        tss
+    });
+    let tables = TABLES.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        Tables {
+            gdt,
+            code,
+            data,
+            tss,
+        }
+    });
+    tables.gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, which lives forever.
+    unsafe {
+        CS::set_reg(tables.code);
+        SS::set_reg(tables.data);
+        DS::set_reg(tables.data);
+        ES::set_reg(tables.data);
+        load_tss(tables.tss);
+    }
+
+    let idt = IDT.call_once(|| {
+        let mut idt = InterruptDescriptorTable::new();
+        // SAFETY: the table is filled by the assembly above with the 32 stub addresses.
+        let stub = |vector: usize| VirtAddr::new(unsafe { exception_stub_table[vector] });
+        // SAFETY (all entries): each stub saves the full frame and either returns with
+        // iretq or resumes a guarded call; the error-code vectors get error-code stubs.
+        unsafe {
+            idt.divide_error.set_handler_addr(stub(0));
+            idt.debug.set_handler_addr(stub(1));
+            idt.non_maskable_interrupt.set_handler_addr(stub(2));
+            idt.breakpoint.set_handler_addr(stub(3));
+            idt.overflow.set_handler_addr(stub(4));
+            idt.bound_range_exceeded.set_handler_addr(stub(5));
+            idt.invalid_opcode.set_handler_addr(stub(6));
+            idt.device_not_available.set_handler_addr(stub(7));
+            idt.double_fault
+                .set_handler_addr(stub(8))
+                .set_stack_index(DOUBLE_FAULT_IST);
+            idt.invalid_tss.set_handler_addr(stub(10));
+            idt.segment_not_present.set_handler_addr(stub(11));
+            idt.stack_segment_fault.set_handler_addr(stub(12));
+            idt.general_protection_fault.set_handler_addr(stub(13));
+            idt.page_fault.set_handler_addr(stub(14));
+            idt.x87_floating_point.set_handler_addr(stub(16));
+            idt.alignment_check.set_handler_addr(stub(17));
+            idt.machine_check.set_handler_addr(stub(18));
+            idt.simd_floating_point.set_handler_addr(stub(19));
+            idt.virtualization.set_handler_addr(stub(20));
+            idt.cp_protection_exception.set_handler_addr(stub(21));
+            idt.hv_injection_exception.set_handler_addr(stub(28));
+            idt.vmm_communication_exception.set_handler_addr(stub(29));
+            idt.security_exception.set_handler_addr(stub(30));
+        }
+        idt
+    });
+    idt.load();
+}
+
+/// Called by the panic handler: if a guarded command is running, fail it like a fault
+/// (returns only when no command is running).
+pub fn abort_guarded(what: &str) {
+    // SAFETY: single CPU, interrupts off: nothing else touches the flag concurrently.
+    let armed = unsafe { core::ptr::addr_of!(GUARD_ARMED).read_volatile() } != 0;
+    if !armed {
+        return;
+    }
+    if LAST_FAULT.is_locked() {
+        // SAFETY: the holder (if any) was abandoned by the panic.
+        unsafe { LAST_FAULT.force_unlock() };
+    }
+    *LAST_FAULT.lock() = Some(Fault {
+        exception: what.into(),
+        vector: 0xff,
+        rip: 0,
+        error_code: 0,
+        address: 0,
+        recovered: true,
+    });
+    // SAFETY: armed means a run_guarded_raw call is live below us on this stack.
+    unsafe { guard_resume() }
+}

@@ -1,0 +1,205 @@
+//! The bringup monitor: boots from GRUB (multiboot2), brings up paging, heap, exceptions
+//! and the console, reserves the DMA bounce pool, then runs the command shell on COM1.
+//!
+//! This crate is glue: the platform traits of `drivers` implemented on real hardware, and
+//! the read-eval-print loop. Command logic lives in `commands`, device logic in `drivers`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod acpi_tables;
+mod boot;
+mod bootinfo;
+mod clock;
+mod console;
+mod exceptions;
+mod heap;
+mod input;
+mod keyboard;
+mod layout;
+mod memory;
+mod mmio;
+mod pci_config;
+mod platform_info;
+mod reset;
+mod serial;
+mod vga;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::fmt::Write;
+
+use commands::{Action, Shell, SystemInfo};
+use drivers::dma::DmaPool;
+use drivers::platform::{Clock, ConfigSpace, Hw};
+
+use crate::bootinfo::Region;
+use crate::clock::TscClock;
+use crate::console::{Input, LineReader, Screen};
+
+/// Prints `why` and stops the CPU for good.
+pub fn halt_with(why: &str) -> ! {
+    serial::unlock_after_fault();
+    vga::unlock_after_fault();
+    let mut out = Screen;
+    let _ = write!(out, "\r\nbringup: {why}\r\n");
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    serial::unlock_after_fault();
+    vga::unlock_after_fault();
+    heap::unlock_after_fault();
+    let mut out = Screen;
+    let _ = write!(out, "\r\n*** panic: {info}\r\n");
+    // A panic inside a command aborts that command like a CPU fault would.
+    exceptions::abort_guarded("panic");
+    halt_with("panic outside a command; halted")
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kmain(magic: u32, info: u32) -> ! {
+    let entry_tsc = TscClock::raw_tsc();
+    let serial_ok = serial::init();
+
+    // SAFETY: `info` is what GRUB passed in EBX, identity mapped by the trampoline.
+    let facts = match unsafe { bootinfo::parse(magic, info as u64) } {
+        Ok(facts) => facts,
+        Err(err) => halt_with(&fmt_small(format_args!("bad boot information: {err:?}"))),
+    };
+    let (kernel_start, kernel_end) = boot::kernel_range();
+    let kernel = Region {
+        start: kernel_start,
+        end: kernel_end,
+    };
+    let dma_arg = bootinfo::dma_size_arg(&facts.cmdline);
+    let dma_wanted = match dma_arg {
+        Some(Ok(bytes)) => bytes,
+        _ => layout::DMA_DEFAULT,
+    };
+    let Some(plan) = layout::plan(&facts, kernel, dma_wanted) else {
+        halt_with("not enough memory below 4 GiB for the heap and the DMA pool")
+    };
+    // SAFETY: the layout chose free RAM below 4 GiB, clear of the image and boot info.
+    unsafe { heap::init(plan.heap) };
+    exceptions::init();
+
+    let clock = TscClock::calibrate(entry_tsc);
+    // SAFETY: the boot page tables are identity mapped and only the window edits them.
+    let mut mmio = Box::new(unsafe { mmio::MmioWindow::new() });
+    let acpi = facts.rsdp.and_then(acpi_tables::discover);
+    let ecam = acpi
+        .as_ref()
+        .and_then(|facts| pci_config::EcamConfig::new(mmio.as_mut(), &facts.ecam));
+    let config_desc = match &ecam {
+        Some(ecam) => {
+            let mut text = String::from("ECAM");
+            for range in ecam.ranges() {
+                let _ = write!(
+                    text,
+                    " {:#x} (buses {:02x}-{:02x})",
+                    range.base, range.bus_start, range.bus_end
+                );
+            }
+            text
+        }
+        None => String::from("legacy ports 0xcf8/0xcfc"),
+    };
+    let config: Box<dyn ConfigSpace> = match ecam {
+        Some(ecam) => Box::new(ecam),
+        None => Box::new(pci_config::LegacyConfig::new()),
+    };
+
+    let dma_bytes = plan.dma.end - plan.dma.start;
+    // SAFETY: the pool region is identity mapped RAM reserved for it alone by the layout.
+    let mut pool = unsafe {
+        DmaPool::new(
+            plan.dma.start,
+            plan.dma.start as *mut u8,
+            dma_bytes as usize,
+        )
+    };
+
+    let vga_on = facts.firmware == evidence::Firmware::Bios && vga::init();
+    let keyboard_on = keyboard::init();
+    let mut reader = LineReader::new();
+
+    let boot_id = platform_info::boot_id();
+    let info = SystemInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        build: env!("BRINGUP_BUILD"),
+        firmware: facts.firmware,
+        memory_bytes: facts.memory_bytes,
+        cmdline: String::from(facts.cmdline.as_str()),
+        dma_base: plan.dma.start,
+        dma_bytes,
+        boot_us: clock.now_us(),
+    };
+    let mut shell = Shell::new(boot_id, info);
+    let mut screen = Screen;
+    shell.banner(&mut screen);
+    let _ = write!(
+        screen,
+        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB; console serial{}{}{}\r\n",
+        clock.tsc_hz() / 1_000_000,
+        if clock.calibrated { "" } else { " (PIT absent, assumed)" },
+        (plan.heap.end - plan.heap.start) >> 20,
+        if serial_ok { "" } else { " (no UART found)" },
+        if vga_on { " + vga" } else { "" },
+        if keyboard_on { " + ps/2 keyboard" } else { "" },
+    );
+    if plan.dma_shrunk {
+        let _ = write!(
+            screen,
+            "warning: DMA pool shrunk to {} KiB (asked {} KiB): memory is short\r\n",
+            dma_bytes >> 10,
+            dma_wanted >> 10
+        );
+    }
+    if let Some(Err(())) = dma_arg {
+        let _ = write!(
+            screen,
+            "warning: ignored unparsable dma= on the command line (use e.g. dma=16M)\r\n"
+        );
+    }
+
+    let peek = memory::Peek;
+    loop {
+        let line = match reader.read_line(commands::shell::PROMPT) {
+            Input::Line(line) | Input::TooLong(line) => line,
+            Input::Cancelled => continue,
+        };
+        serial::clear_interrupt();
+        let mut action = Action::Continue;
+        let outcome = exceptions::run_guarded(|| {
+            let mut hw = Hw {
+                config: config.as_ref(),
+                mmio: mmio.as_mut(),
+                clock: &clock,
+                dma: &mut pool,
+                memory: &peek,
+            };
+            action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
+        });
+        if let Err(fault) = outcome {
+            heap::unlock_after_fault();
+            shell.command_faulted(&mut screen, fault, clock.now_us());
+            action = Action::Continue;
+        }
+        if action == Action::Reset {
+            reset::reset_machine(&clock);
+        }
+    }
+}
+
+/// Formats into a fixed buffer (usable before the heap exists).
+fn fmt_small(args: core::fmt::Arguments) -> heapless::String<128> {
+    let mut text = heapless::String::new();
+    let _ = text.write_fmt(args);
+    text
+}

@@ -1,0 +1,242 @@
+//! The MMIO window: device registers mapped uncached at a virtual range of their own.
+//!
+//! The boot identity map covers the low 4 GiB write-back cacheable; device BARs can be
+//! anywhere (OVMF puts 64-bit BARs at 0xe0_0000_0000). Every BAR and the ECAM region is
+//! mapped here with PCD|PWT (uncached with the power-on PAT), no-execute. Mapping the same
+//! physical range again returns the existing window.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+
+use drivers::platform::{MapError, Mapping, MmioMapper, RegisterWindow};
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::mapper::{MapToError, UnmapError};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size2MiB,
+    Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Start of the window: canonical lower half, far above anything identity mapped.
+const WINDOW_BASE: u64 = 0x0000_4000_0000_0000;
+/// 1 TiB of window; mappings are never moved, so this only bounds the bump allocator.
+const WINDOW_BYTES: u64 = 1 << 40;
+const PAGE_4K: u64 = 4096;
+const PAGE_2M: u64 = 2 * 1024 * 1024;
+
+/// Page-table frames come from the heap, which is identity mapped (virtual = physical).
+struct HeapFrames;
+
+// SAFETY: every frame returned is a fresh, zeroed, 4 KiB-aligned heap allocation that is
+// never freed, and identity mapped, so its virtual address is its physical address.
+unsafe impl FrameAllocator<Size4KiB> for HeapFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let layout = Layout::from_size_align(PAGE_4K as usize, PAGE_4K as usize).ok()?;
+        // SAFETY: the layout is non-zero sized.
+        let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return None;
+        }
+        PhysFrame::from_start_address(PhysAddr::new(ptr as u64)).ok()
+    }
+}
+
+struct Region {
+    phys: u64,
+    len: u64,
+    virt: u64,
+}
+
+pub struct MmioWindow {
+    tables: OffsetPageTable<'static>,
+    next: u64,
+    regions: Vec<Region>,
+}
+
+impl MmioWindow {
+    /// # Safety
+    /// Call once; the active page tables must be identity mapped (true for the boot tables
+    /// and every table this module adds).
+    pub unsafe fn new() -> MmioWindow {
+        let (frame, _) = Cr3::read();
+        let pml4 = frame.start_address().as_u64() as *mut PageTable;
+        MmioWindow {
+            // SAFETY: the PML4 is identity mapped and from now on only modified here.
+            tables: unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(0)) },
+            next: WINDOW_BASE,
+            regions: Vec::new(),
+        }
+    }
+
+    fn flags() -> PageTableFlags {
+        PageTableFlags::PRESENT
+            | PageTableFlags::WRITABLE
+            | PageTableFlags::NO_CACHE
+            | PageTableFlags::WRITE_THROUGH
+            | PageTableFlags::NO_EXECUTE
+    }
+
+    /// Maps `[phys, phys+len)` (page aligned) at `virt`, with 2 MiB pages where both sides
+    /// are 2 MiB aligned (ECAM is 256 MiB; mapping it with 4 KiB pages would take 128
+    /// page tables).
+    fn map_pages(&mut self, phys: u64, virt: u64, len: u64) -> Result<(), MapError> {
+        let mut offset = 0;
+        while offset < len {
+            let (p, v) = (phys + offset, virt + offset);
+            let huge = p % PAGE_2M == 0 && v % PAGE_2M == 0 && len - offset >= PAGE_2M;
+            // SAFETY: the virtual range is fresh window space nothing else references, and
+            // the physical range is device memory the caller asked for.
+            let result = unsafe {
+                if huge {
+                    let page = Page::<Size2MiB>::containing_address(VirtAddr::new(v));
+                    let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(p));
+                    self.tables
+                        .map_to(page, frame, Self::flags(), &mut HeapFrames)
+                        .map(|flush| flush.flush())
+                        .map_err(|err| matches!(err, MapToError::FrameAllocationFailed))
+                } else {
+                    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(v));
+                    let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(p));
+                    self.tables
+                        .map_to(page, frame, Self::flags(), &mut HeapFrames)
+                        .map(|flush| flush.flush())
+                        .map_err(|err| matches!(err, MapToError::FrameAllocationFailed))
+                }
+            };
+            if result.is_err() {
+                // Out of heap for page tables, or a window bug: either way, refuse.
+                return Err(MapError::WindowFull);
+            }
+            offset += if huge { PAGE_2M } else { PAGE_4K };
+        }
+        Ok(())
+    }
+
+    fn unmap_pages(&mut self, virt: u64, len: u64) {
+        let mut offset = 0;
+        while offset < len {
+            let v = VirtAddr::new(virt + offset);
+            let small = self.tables.unmap(Page::<Size4KiB>::containing_address(v));
+            match small {
+                Ok((_, flush)) => {
+                    flush.flush();
+                    offset += PAGE_4K;
+                }
+                Err(UnmapError::ParentEntryHugePage) => {
+                    if let Ok((_, flush)) =
+                        self.tables.unmap(Page::<Size2MiB>::containing_address(v))
+                    {
+                        flush.flush();
+                    }
+                    offset += PAGE_2M;
+                }
+                Err(_) => offset += PAGE_4K,
+            }
+        }
+    }
+}
+
+impl MmioMapper for MmioWindow {
+    fn map(&mut self, phys: u64, len: u64) -> Result<Mapping, MapError> {
+        let end = phys.checked_add(len).ok_or(MapError::BadRange)?;
+        if len == 0 || end > (1 << 52) {
+            return Err(MapError::BadRange);
+        }
+        if let Some(region) = self
+            .regions
+            .iter()
+            .find(|r| r.phys <= phys && end <= r.phys + r.len)
+        {
+            let window = region.virt + (phys - region.phys);
+            return Ok(Mapping {
+                window,
+                newly_mapped: false,
+                regs: Box::new(MmioRegs::new(window, len)),
+            });
+        }
+        // Sub-page BARs exist (a 256-byte BAR): map the pages that hold them.
+        let first = phys & !(PAGE_4K - 1);
+        let last = end.div_ceil(PAGE_4K) * PAGE_4K;
+        let span = last - first;
+        // Keep 2 MiB alignment congruent with the physical address so big BARs get
+        // large pages.
+        let base = self.next.div_ceil(PAGE_2M) * PAGE_2M + (first % PAGE_2M);
+        if base + span > WINDOW_BASE + WINDOW_BYTES {
+            return Err(MapError::WindowFull);
+        }
+        self.map_pages(first, base, span)?;
+        self.next = base + span;
+        self.regions.push(Region {
+            phys: first,
+            len: span,
+            virt: base,
+        });
+        let window = base + (phys - first);
+        Ok(Mapping {
+            window,
+            newly_mapped: true,
+            regs: Box::new(MmioRegs::new(window, len)),
+        })
+    }
+
+    fn unmap(&mut self, phys: u64, len: u64) {
+        let end = phys.saturating_add(len);
+        if let Some(index) = self
+            .regions
+            .iter()
+            .position(|r| r.phys <= phys && end <= r.phys + r.len)
+        {
+            let region = self.regions.swap_remove(index);
+            self.unmap_pages(region.virt, region.len);
+        }
+    }
+}
+
+/// Volatile register accesses inside one mapped window.
+pub struct MmioRegs {
+    base: u64,
+    len: usize,
+}
+
+impl MmioRegs {
+    pub fn new(base: u64, len: u64) -> MmioRegs {
+        MmioRegs {
+            base,
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The address of a naturally aligned access of `width` bytes inside the window.
+    fn at(&self, offset: usize, width: usize) -> Option<u64> {
+        let fits = offset.checked_add(width).is_some_and(|end| end <= self.len);
+        (fits && offset % width == 0).then(|| self.base + offset as u64)
+    }
+}
+
+macro_rules! access {
+    ($read:ident, $write:ident, $ty:ty) => {
+        fn $read(&self, offset: usize) -> $ty {
+            match self.at(offset, size_of::<$ty>()) {
+                // SAFETY: inside a live uncached mapping made by MmioWindow::map.
+                Some(addr) => unsafe { (addr as *const $ty).read_volatile() },
+                None => <$ty>::MAX,
+            }
+        }
+        fn $write(&self, offset: usize, value: $ty) {
+            if let Some(addr) = self.at(offset, size_of::<$ty>()) {
+                // SAFETY: inside a live uncached mapping made by MmioWindow::map.
+                unsafe { (addr as *mut $ty).write_volatile(value) }
+            }
+        }
+    };
+}
+
+impl RegisterWindow for MmioRegs {
+    fn len(&self) -> usize {
+        self.len
+    }
+    access!(read8, write8, u8);
+    access!(read16, write16, u16);
+    access!(read32, write32, u32);
+}
