@@ -31,13 +31,13 @@ pub fn run_once(
     plan: &Plan,
     reference: &Reference,
     full: bool,
-) -> Result<Run> {
+    run: &mut Run,
+) -> Result<()> {
     let fw = match firmware {
         Firmware::Ovmf { .. } => "ovmf",
         _ => "seabios",
     };
     let mut con = Console::spawn(qemu(accel, firmware, disk))?;
-    let mut run = Run::new();
     let boot = con.expect(PROMPT, Duration::from_secs(120))?;
     run.insert(format!("bringup.{fw}.boot_s"), secs(boot.at - con.started));
     if let Some(first) = con.first_byte() {
@@ -58,21 +58,21 @@ pub fn run_once(
     for _ in 0..plan.version_reps {
         let r = command(&mut con, "version", 10)?;
         versions.push(r.wall_s);
-        record_bytes(&mut run, "version", &r);
+        record_bytes(run, "version", &r);
     }
     let baseline = median(&versions);
     run.insert(format!("bringup.{fw}.version_s"), baseline);
     let r = command(&mut con, "lspci", 10)?;
     run.insert(format!("bringup.{fw}.lspci_s"), r.wall_s);
     run.insert(format!("bringup.{fw}.lspci_net_s"), r.wall_s - baseline);
-    record_bytes(&mut run, "lspci", &r);
+    record_bytes(run, "lspci", &r);
     if !full {
-        return Ok(run);
+        return Ok(());
     }
 
     let r = command(&mut con, "nvme identify", 30)?;
     run.insert("bringup.nvme_identify_s".into(), r.wall_s);
-    record_bytes(&mut run, "nvme_identify", &r);
+    record_bytes(run, "nvme_identify", &r);
     command(&mut con, "nvme read 0 1", 30)?;
     for &mib in &plan.sizes_mib {
         let blocks = mib * 2048;
@@ -103,10 +103,10 @@ pub fn run_once(
             let inside = read.elapsed_us as f64 / 1e6;
             run.insert(format!("{key}_frame_s"), inside);
             run.insert(format!("{key}_frame_MiBps"), mib as f64 / inside);
-            record_bytes(&mut run, &format!("read_{mib}MiB{suffix}"), &r);
+            record_bytes(run, &format!("read_{mib}MiB{suffix}"), &r);
         }
     }
-    Ok(run)
+    Ok(())
 }
 
 fn record_bytes(run: &mut Run, name: &str, r: &Reply) {

@@ -113,21 +113,20 @@ fn main() -> Result<()> {
             Err(e) => note(&mut errors, "host limits", i, e),
         }
         if !args.skip_uboot {
-            match uboot::run_once(args.accel, &disk, &plan, &reference) {
-                Ok(r) => run.extend(r),
-                Err(e) => note(&mut errors, "U-Boot", i, e),
+            if let Err(e) = uboot::run_once(args.accel, &disk, &plan, &reference, &mut run) {
+                note(&mut errors, "U-Boot", i, e);
             }
         }
         if !args.skip_bringup {
             let fw = Firmware::SeaBios { image: &image };
-            match bringup::run_once(args.accel, &fw, &disk, &plan, &reference, true) {
-                Ok(r) => run.extend(r),
-                Err(e) => note(&mut errors, "bringup/seabios", i, e),
+            if let Err(e) =
+                bringup::run_once(args.accel, &fw, &disk, &plan, &reference, true, &mut run)
+            {
+                note(&mut errors, "bringup/seabios", i, e);
             }
             if !args.skip_ovmf {
-                match ovmf_once(&args, &image, &disk, &plan, &reference, i) {
-                    Ok(r) => run.extend(r),
-                    Err(e) => note(&mut errors, "bringup/ovmf", i, e),
+                if let Err(e) = ovmf_once(&args, &image, &disk, &plan, &reference, i, &mut run) {
+                    note(&mut errors, "bringup/ovmf", i, e);
                 }
             }
         }
@@ -138,10 +137,10 @@ fn main() -> Result<()> {
     if !args.quick && !args.no_build {
         eprintln!("bench: cold build of the image");
         let dir = std::env::current_dir()?;
-        match host::build_cost(&dir, &dir.join(&args.work).join("cold-build")) {
-            Ok((t, img)) => {
-                runs[0].insert("build.cold_image_s".into(), t);
-                build = json!({ "cold_image_s": t, "image": img });
+        match host::build_cost(&dir, &dir.join(&args.work).join("cold-build"), &mut runs[0]) {
+            Ok(img) => {
+                build =
+                    json!({ "image": img, "note": "fresh target dir, crates already downloaded" })
             }
             Err(e) => note(&mut errors, "build cost", 0, e),
         }
@@ -197,14 +196,15 @@ fn ovmf_once(
     plan: &Plan,
     reference: &Reference,
     i: usize,
-) -> Result<Run> {
+    run: &mut Run,
+) -> Result<()> {
     let vars = args.work.join(format!("OVMF_VARS_4M.{i}.fd"));
     std::fs::copy(machine::OVMF_VARS, &vars).context("copying the OVMF variable store")?;
     let fw = Firmware::Ovmf {
         image,
         vars: vars.clone(),
     };
-    let result = bringup::run_once(args.accel, &fw, disk, plan, reference, false);
+    let result = bringup::run_once(args.accel, &fw, disk, plan, reference, false, run);
     let _ = std::fs::remove_file(&vars);
     result
 }

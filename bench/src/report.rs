@@ -11,7 +11,6 @@ pub enum Unit {
     /// Seconds.
     S,
     MiBps,
-    Bytes,
     /// A plain ratio.
     X,
 }
@@ -22,7 +21,6 @@ impl Unit {
             Unit::Ms => format!("{:.1} ms", v * 1e3),
             Unit::S => format!("{v:.2} s"),
             Unit::MiBps => format!("{v:.0} MiB/s"),
-            Unit::Bytes => format!("{v:.0} B"),
             Unit::X => format!("{v:.2}x"),
         }
     }
@@ -252,21 +250,62 @@ pub fn table(runs: &[Run], sizes_mib: &[u64]) -> String {
             line(&mut out, &label, &s, unit);
         }
     }
-    let bytes: Vec<(String, Summary)> = summaries(runs)
-        .into_iter()
-        .filter(|(k, _)| k.contains("bytes."))
-        .collect();
-    if !bytes.is_empty() {
-        out.push_str("\n| serial bytes per command (echo and prompt included) | median | min .. max | spread | n |\n|---|---|---|---|---|\n");
-        for (k, s) in &bytes {
-            line(&mut out, k, s, Unit::Bytes);
-        }
-    }
+    out.push_str(&bytes_table(runs, sizes_mib));
     out.push_str("\n| ratio, pair by pair in the same run (>1: bringup ahead) | median | min .. max | spread | n |\n|---|---|---|---|---|\n");
     for (label, num, den) in ratio_rows(sizes_mib) {
         if let Some(s) = ratio(runs, &num, &den) {
             line(&mut out, &label, &s, Unit::X);
         }
+    }
+    out
+}
+
+/// Serial bytes per command (medians; echo and prompt included), and what bringup's bytes would
+/// cost on a real 115200-baud line (10 bits per byte).
+fn bytes_table(runs: &[Run], sizes_mib: &[u64]) -> String {
+    let mut names = vec![
+        (
+            "version".to_string(),
+            "version".to_string(),
+            "version".to_string(),
+        ),
+        ("pci / lspci".into(), "pci".into(), "lspci".into()),
+        (
+            "nvme scan / nvme identify".into(),
+            "nvme_scan".into(),
+            "nvme_identify".into(),
+        ),
+    ];
+    for &m in sizes_mib {
+        let read = format!("read_{m}MiB");
+        names.push((format!("nvme read {m} MiB"), read.clone(), read.clone()));
+        names.push((
+            format!("nvme read {m} MiB --no-digest"),
+            String::new(),
+            format!("{read}_nodigest"),
+        ));
+    }
+    let med = |key: String| summarize(&column(runs, &key)).map(|s| s.median);
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    let mut out = String::from(
+        "\n| serial bytes per command | U-Boot text | bringup text | bringup frames | bringup at 115200 baud |\n|---|---|---|---|---|\n",
+    );
+    for (label, u, b) in names {
+        let text = med(format!("bringup.bytes.{b}"));
+        let frames = med(format!("bringup.frame_bytes.{b}"));
+        let uboot = med(format!("uboot.bytes.{u}"));
+        if text.is_none() && uboot.is_none() {
+            continue;
+        }
+        let line_ms = text.map(|t| (t + frames.unwrap_or(0.0)) * 10.0 / 115_200.0 * 1e3);
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} |",
+            show(uboot),
+            show(text),
+            show(frames),
+            line_ms.map_or("-".into(), |ms| format!("{ms:.1} ms"))
+        );
     }
     out
 }

@@ -15,9 +15,14 @@ const PROMPT: &str = "\n=> ";
 /// Where reads land: above U-Boot's low memory, far below its relocation at the top of RAM.
 const LOAD_ADDR: u64 = 0x100_0000;
 
-pub fn run_once(accel: Accel, disk: &Path, plan: &Plan, reference: &Reference) -> Result<Run> {
+pub fn run_once(
+    accel: Accel,
+    disk: &Path,
+    plan: &Plan,
+    reference: &Reference,
+    run: &mut Run,
+) -> Result<()> {
     let mut con = Console::spawn(qemu(accel, &Firmware::UBoot, disk))?;
-    let mut run = Run::new();
     // U-Boot drains its input before the countdown: send the key only once it asks.
     con.expect("Hit any key to stop autoboot", Duration::from_secs(60))?;
     con.send(b" ")?;
@@ -41,8 +46,9 @@ pub fn run_once(accel: Accel, disk: &Path, plan: &Plan, reference: &Reference) -
     run.insert("uboot.pci_net_s".into(), t - baseline);
     run.insert("uboot.bytes.pci".into(), text.len() as f64);
 
-    let (t, _) = command(&mut con, "nvme scan", 30)?;
+    let (t, text) = command(&mut con, "nvme scan", 30)?;
     run.insert("uboot.nvme_scan_s".into(), t);
+    run.insert("uboot.bytes.nvme_scan".into(), text.len() as f64);
     let (_, text) = command(&mut con, &format!("nvme read {LOAD_ADDR:#x} 0 1"), 30)?;
     check_read(&text, 1)?;
 
@@ -70,7 +76,7 @@ pub fn run_once(accel: Accel, disk: &Path, plan: &Plan, reference: &Reference) -
         }
         run.insert(format!("uboot.crc32_{mib}MiB_s"), t);
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Sends one command line; returns (seconds from send to the next prompt, everything printed).
