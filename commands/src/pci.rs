@@ -242,7 +242,7 @@ fn on_off(enabled: bool) -> &'static str {
 pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [(&str, u32); 4] = [("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)];
     for (unit, shift) in UNITS {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes & ((1 << shift) - 1) == 0 {
             return alloc::format!("{} {unit}", bytes >> shift);
         }
     }

@@ -103,7 +103,9 @@ impl Controller {
         }
         let class = hw.config.read32(bdf, pci::regs::CLASS_DWORD) >> 8;
         if class != NVME_CLASS_CODE {
-            return Err(NvmeError::Unsupported("not an NVMe controller (class code is not 010802)"));
+            return Err(NvmeError::Unsupported(
+                "not an NVMe controller (class code is not 010802)",
+            ));
         }
         let (mapping, bar) = pci::map_bar(hw, bdf, 0, true)?;
         let raw_cap = regs::read64(&*mapping.regs, regs::CAP);
@@ -141,16 +143,22 @@ impl Controller {
 
     fn bring_up(&mut self, hw: &mut Hw, raw_cap: u64) -> Result<(), NvmeError> {
         if raw_cap == u64::MAX {
-            return Err(NvmeError::Protocol("registers read all ones (device not decoding?)"));
+            return Err(NvmeError::Protocol(
+                "registers read all ones (device not decoding?)",
+            ));
         }
         if !self.cap.nvm_command_set {
             return Err(NvmeError::Unsupported("no NVM command set in CAP.CSS"));
         }
         if self.cap.mpsmin != 0 {
-            return Err(NvmeError::Unsupported("4 KiB memory pages (CAP.MPSMIN > 0)"));
+            return Err(NvmeError::Unsupported(
+                "4 KiB memory pages (CAP.MPSMIN > 0)",
+            ));
         }
         if (self.bar.size as usize) < self.cap.doorbell(IO_QID, true) + 4 {
-            return Err(NvmeError::Unsupported("BAR0 too small for the I/O queue doorbells"));
+            return Err(NvmeError::Unsupported(
+                "BAR0 too small for the I/O queue doorbells",
+            ));
         }
         self.disable(hw.clock)?;
 
@@ -252,8 +260,13 @@ impl Controller {
             });
         }
         let cid = self.next_cid();
-        entry.cdw0.set((entry.cdw0.get() & 0xffff) | (cid as u32) << 16);
-        let admin = self.admin.as_mut().ok_or(NvmeError::Protocol("no admin queue"))?;
+        entry
+            .cdw0
+            .set((entry.cdw0.get() & 0xffff) | (cid as u32) << 16);
+        let admin = self
+            .admin
+            .as_mut()
+            .ok_or(NvmeError::Protocol("no admin queue"))?;
         admin.submit(hw.dma, &*self.regs, &entry)?;
         let wait = Wait::Admin(name);
         let regs = &*self.regs;
@@ -289,7 +302,9 @@ impl Controller {
 
     /// Identify into the scratch page; returns a copy of the 4096 bytes.
     fn identify(&mut self, hw: &mut Hw, cns: u32, nsid: u32) -> Result<Vec<u8>, NvmeError> {
-        let scratch = self.scratch.ok_or(NvmeError::Protocol("no identify buffer"))?;
+        let scratch = self
+            .scratch
+            .ok_or(NvmeError::Protocol("no identify buffer"))?;
         let mut entry = SubmissionEntry::new(OPC_IDENTIFY, 0, nsid);
         entry.prp1.set(hw.dma.device_addr(&scratch, 0)?);
         entry.cdw10.set(cns);
@@ -353,7 +368,9 @@ impl Controller {
         let mut create_sq = SubmissionEntry::new(OPC_CREATE_IO_SQ, 0, 0);
         create_sq.prp1.set(hw.dma.device_addr(&queue.sq, 0)?);
         create_sq.cdw10.set(qsize);
-        create_sq.cdw11.set(QUEUE_PHYS_CONTIGUOUS | (IO_QID as u32) << 16);
+        create_sq
+            .cdw11
+            .set(QUEUE_PHYS_CONTIGUOUS | (IO_QID as u32) << 16);
         if let Err(err) = self.admin_command(hw, "CREATE I/O SQ", create_sq) {
             let mut delete_cq = SubmissionEntry::new(OPC_DELETE_IO_CQ, 0, 0);
             delete_cq.cdw10.set(IO_QID as u32);
@@ -480,7 +497,10 @@ impl Controller {
             },
         );
         pci::disable_bus_master(hw.config, self.bdf);
-        report("bus-master-off", Ok(String::from("PCI bus mastering disabled")));
+        report(
+            "bus-master-off",
+            Ok(String::from("PCI bus mastering disabled")),
+        );
         let usage_before = hw.dma.usage();
         if stopped {
             let count = hw.dma.free_owner(&self.owner);
@@ -495,15 +515,23 @@ impl Controller {
             let pages = hw.dma.usage().quarantined_pages - usage_before.quarantined_pages;
             report(
                 "release-dma",
-                Err(format!("quarantined {count} allocations ({pages} pages): {reason}")),
+                Err(format!(
+                    "quarantined {count} allocations ({pages} pages): {reason}"
+                )),
             );
         }
         if self.mapped_here {
             let len = self.bar.size.max(PAGE_SIZE as u64);
             hw.mmio.unmap(self.bar.address, len);
-            report("unmap", Ok(format!("BAR0 window {:#x} unmapped", self.window)));
+            report(
+                "unmap",
+                Ok(format!("BAR0 window {:#x} unmapped", self.window)),
+            );
         } else {
-            report("unmap", Ok(String::from("BAR0 window was mapped before bind: kept")));
+            report(
+                "unmap",
+                Ok(String::from("BAR0 window was mapped before bind: kept")),
+            );
         }
         steps
     }

@@ -40,10 +40,17 @@ pub enum NvmeError {
     Dma(DmaError),
     /// The controller lacks something this driver needs (4 KiB pages, NVM command set).
     Unsupported(&'static str),
-    Timeout { wait: Wait, after_us: u64 },
-    Interrupted { wait: Wait },
+    Timeout {
+        wait: Wait,
+        after_us: u64,
+    },
+    Interrupted {
+        wait: Wait,
+    },
     /// CSTS.CFS: the controller reported a fatal error.
-    ControllerFatal { during: Wait },
+    ControllerFatal {
+        during: Wait,
+    },
     /// The controller completed a command with an error status.
     CommandFailed {
         command: &'static str,
@@ -51,11 +58,21 @@ pub enum NvmeError {
     },
     /// A completion for a command we did not submit, or a malformed structure.
     Protocol(&'static str),
-    NoSuchNamespace { nsid: u32 },
+    NoSuchNamespace {
+        nsid: u32,
+    },
     ZeroCount,
-    OutOfRange { nsid: u32, lba: u64, count: u64, blocks: u64 },
+    OutOfRange {
+        nsid: u32,
+        lba: u64,
+        count: u64,
+        blocks: u64,
+    },
     /// The request is not possible in the controller's current state.
-    WrongState { state: &'static str, wanted: &'static str },
+    WrongState {
+        state: &'static str,
+        wanted: &'static str,
+    },
     Prp(PrpError),
 }
 
@@ -113,7 +130,10 @@ impl fmt::Display for NvmeError {
             }
             NvmeError::Protocol(what) => write!(f, "controller protocol error: {what}"),
             NvmeError::NoSuchNamespace { nsid } => {
-                write!(f, "namespace {nsid} is not an active namespace of this controller")
+                write!(
+                    f,
+                    "namespace {nsid} is not an active namespace of this controller"
+                )
             }
             NvmeError::ZeroCount => write!(f, "count must be at least 1"),
             NvmeError::OutOfRange {

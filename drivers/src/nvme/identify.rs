@@ -238,7 +238,10 @@ mod tests {
         assert_eq!((ns.nsid, ns.blocks, ns.block_size), (3, 1000, 4096));
         assert_eq!(ns.capacity_bytes(), 4_096_000);
         data[132..136].copy_from_slice(&0u32.to_le_bytes());
-        assert!(NamespaceIdentity::parse(3, &data).is_none(), "LBADS 0 is invalid");
+        assert!(
+            NamespaceIdentity::parse(3, &data).is_none(),
+            "LBADS 0 is invalid"
+        );
     }
 
     #[test]
@@ -255,6 +258,9 @@ mod tests {
         assert_eq!(id.model, "QEMU NVMe Ctrl");
         assert_eq!(id.namespaces, 256);
         assert_eq!(id.mdts_bytes(4096), 512 * 1024);
-        assert_eq!(parse_active_list(&[1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0]), [1, 2]);
+        assert_eq!(
+            parse_active_list(&[1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0]),
+            [1, 2]
+        );
     }
 }

@@ -49,11 +49,16 @@ fn entries_after_prp1(offset: usize, len: usize) -> usize {
 ///
 /// `list` is the caller's list memory as entries (a multiple of 512 per page), which the
 /// device sees at the page-aligned `list_phys`; the caller copies it into DMA memory.
-pub fn build(data_phys: u64, len: usize, list_phys: u64, list: &mut [u64]) -> Result<Prps, PrpError> {
+pub fn build(
+    data_phys: u64,
+    len: usize,
+    list_phys: u64,
+    list: &mut [u64],
+) -> Result<Prps, PrpError> {
     if len == 0 {
         return Err(PrpError::Empty);
     }
-    if data_phys % 4 != 0 {
+    if data_phys & 3 != 0 {
         return Err(PrpError::Misaligned);
     }
     let offset = (data_phys % PAGE_SIZE as u64) as usize;

@@ -79,7 +79,9 @@ impl Controller {
         let block_size = ns.block_size as u64;
         let max_transfer = self.max_transfer();
         if block_size > max_transfer {
-            return Err(NvmeError::Unsupported("a block larger than the maximum transfer"));
+            return Err(NvmeError::Unsupported(
+                "a block larger than the maximum transfer",
+            ));
         }
         let blocks_per_command = max_transfer / block_size;
         let commands = count.div_ceil(blocks_per_command);
@@ -139,7 +141,9 @@ impl Controller {
                 self.fail(&err);
                 return Err(err);
             }
-            let Some(head) = inflight.pop_front() else { break };
+            let Some(head) = inflight.pop_front() else {
+                break;
+            };
             match head.done {
                 Some(Ok(())) if failure.is_none() => {
                     let offset = head.slot * buffers.chunk;
@@ -193,8 +197,11 @@ impl Controller {
             let lists = if list_pages_per_slot == 0 {
                 None
             } else {
-                match pool.alloc(&self.owner, "prp-lists", slots * list_pages_per_slot * PAGE_SIZE)
-                {
+                match pool.alloc(
+                    &self.owner,
+                    "prp-lists",
+                    slots * list_pages_per_slot * PAGE_SIZE,
+                ) {
                     Ok(lists) => Some(lists),
                     Err(err) => {
                         pool.free(data)?;
@@ -234,16 +241,25 @@ impl Controller {
         let (list_phys, list_offset) = match &buffers.lists {
             Some(lists) => {
                 let offset = slot * buffers.list_pages_per_slot * PAGE_SIZE;
-                entries.resize(buffers.list_pages_per_slot * prp::ENTRIES_PER_LIST_PAGE, 0u64);
+                entries.resize(
+                    buffers.list_pages_per_slot * prp::ENTRIES_PER_LIST_PAGE,
+                    0u64,
+                );
                 (pool.device_addr(lists, offset)?, offset)
             }
             None => (0, 0),
         };
         let prps = prp::build(data_phys, len, list_phys, &mut entries)?;
         if prps.list_pages > 0 {
-            let lists = buffers.lists.as_ref().ok_or(NvmeError::Protocol("no PRP list memory"))?;
+            let lists = buffers
+                .lists
+                .as_ref()
+                .ok_or(NvmeError::Protocol("no PRP list memory"))?;
             let used = prps.list_pages * prp::ENTRIES_PER_LIST_PAGE;
-            let bytes: Vec<u8> = entries[..used].iter().flat_map(|e| e.to_le_bytes()).collect();
+            let bytes: Vec<u8> = entries[..used]
+                .iter()
+                .flat_map(|e| e.to_le_bytes())
+                .collect();
             pool.check_device_range(list_phys, bytes.len() as u64)?;
             pool.write(lists, list_offset, &bytes)?;
         }
@@ -255,7 +271,10 @@ impl Controller {
         entry.cdw11.set((lba >> 32) as u32);
         // NLB is 0-based.
         entry.cdw12.set((blocks - 1) as u32);
-        let queue = self.io.as_mut().ok_or(NvmeError::Protocol("no I/O queue"))?;
+        let queue = self
+            .io
+            .as_mut()
+            .ok_or(NvmeError::Protocol("no I/O queue"))?;
         if queue.is_full() {
             return Err(NvmeError::Protocol("I/O submission queue full"));
         }
@@ -265,12 +284,17 @@ impl Controller {
 
     /// Takes every completion the controller has posted and marks its command done.
     fn reap(&mut self, pool: &DmaPool, inflight: &mut VecDeque<InFlight>) -> Result<(), NvmeError> {
-        let queue = self.io.as_mut().ok_or(NvmeError::Protocol("no I/O queue"))?;
+        let queue = self
+            .io
+            .as_mut()
+            .ok_or(NvmeError::Protocol("no I/O queue"))?;
         while let Some(done) = queue.poll(pool, &*self.regs)? {
             let record = inflight
                 .iter_mut()
                 .find(|r| r.cid == done.cid.get() && r.done.is_none())
-                .ok_or(NvmeError::Protocol("I/O completion for a command id we did not submit"))?;
+                .ok_or(NvmeError::Protocol(
+                    "I/O completion for a command id we did not submit",
+                ))?;
             record.done = Some(match CommandStatus::from_field(done.status.get()) {
                 None => Ok(()),
                 Some(status) => Err(status),

@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn cap_of_qemu() {
         // QEMU: MQES 0x7ff, CQR, TO 0xf, DSTRD 0, CSS NVM + I/O sets, MPSMAX 4.
-        let raw = 0x0040_2000_0f01_07ff_u64 | (1 << 43);
+        let raw = 0x0040_0020_0f01_07ff_u64 | (1 << 43);
         let cap = Cap::from_raw(raw);
         assert_eq!(cap.mqes, 0x7ff);
         assert!(cap.cqr);

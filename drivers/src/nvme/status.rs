@@ -106,7 +106,11 @@ mod tests {
 
     #[test]
     fn decodes_status_field() {
-        assert_eq!(CommandStatus::from_field(0x0001), None, "phase bit only = success");
+        assert_eq!(
+            CommandStatus::from_field(0x0001),
+            None,
+            "phase bit only = success"
+        );
         // SCT 0, SC 0x80, DNR, phase 1.
         let status = CommandStatus::from_field((1 << 15) | (0x80 << 1) | 1).unwrap();
         assert_eq!((status.sct, status.sc, status.dnr), (0, 0x80, true));

@@ -130,7 +130,7 @@ pub fn map_bar(
     bus_master: bool,
 ) -> Result<(Mapping, BarInfo), PciError> {
     let info = select_bar(hw.config, bdf, bar)?;
-    if info.address % PAGE_SIZE as u64 != 0 {
+    if info.address & (PAGE_SIZE as u64 - 1) != 0 {
         return Err(PciError::Unaligned {
             bdf,
             bar,

@@ -217,7 +217,7 @@ impl drivers::platform::MmioMapper for FakeMapper {
         phys: u64,
         len: u64,
     ) -> Result<drivers::platform::Mapping, drivers::platform::MapError> {
-        if len == 0 || phys % 4096 != 0 {
+        if len == 0 || phys & 0xfff != 0 {
             return Err(drivers::platform::MapError::BadRange);
         }
         let existing = self

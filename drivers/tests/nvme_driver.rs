@@ -1,0 +1,499 @@
+//! The NVMe driver against the in-memory fake: correct data, pipelining, and every failure
+//! path QEMU cannot produce, each with its named error and the ledger the rules require.
+
+mod nvme_fake;
+mod pci_fake;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use drivers::dma::{testing::leaked_pool, DmaPool};
+use drivers::nvme::{Controller, NvmeError, State, Wait};
+use drivers::platform::{Bdf, ConfigSpace, Hw};
+use nvme_fake::{
+    random_bytes, Dev, Faults, Mapper, Namespace, NoMemory, SimClock, BAR0, BAR0_SIZE,
+};
+use pci_fake::{FakeConfig, FakeFunction};
+
+const BDF: Bdf = Bdf::new(0, 4, 0);
+const POOL_BASE: u64 = 0x4000_0000;
+const POOL_BYTES: usize = 4 << 20;
+
+struct Bench {
+    config: FakeConfig,
+    mapper: Mapper,
+    clock: SimClock,
+    pool: DmaPool,
+    dev: Rc<RefCell<Dev>>,
+}
+
+impl Bench {
+    fn new(faults: Faults) -> Bench {
+        let ns1 = Namespace {
+            nsid: 1,
+            lbads: 9,
+            data: random_bytes(5000 * 512, 1),
+        };
+        let ns2 = Namespace {
+            nsid: 2,
+            lbads: 12,
+            data: random_bytes(300 * 4096, 2),
+        };
+        Bench::with(faults, vec![ns1, ns2])
+    }
+
+    fn with(faults: Faults, namespaces: Vec<Namespace>) -> Bench {
+        let (pool, host) = leaked_pool(POOL_BASE, POOL_BYTES);
+        let dev = nvme_fake::new_dev(host, POOL_BASE, POOL_BYTES as u64, namespaces);
+        // A phantom namespace (listed active, size 0), as GCE reports.
+        dev.borrow_mut().active.push(7);
+        dev.borrow_mut().faults = faults;
+        let config = FakeConfig::default();
+        config.add(
+            BDF,
+            FakeFunction::new(0x1b36, 0x0010, 0x010802, 2, 0).mem64_bar(0, BAR0, BAR0_SIZE, false),
+        );
+        Bench {
+            config,
+            mapper: Mapper {
+                dev: dev.clone(),
+                mapped: vec![],
+                unmapped: vec![],
+            },
+            clock: SimClock {
+                now: Cell::new(0),
+                dev: dev.clone(),
+                interrupt_after: Cell::new(None),
+                relaxes: Cell::new(0),
+            },
+            pool,
+            dev,
+        }
+    }
+
+    fn hw(&mut self) -> Hw<'_> {
+        Hw {
+            config: &self.config,
+            mmio: &mut self.mapper,
+            clock: &self.clock,
+            dma: &mut self.pool,
+            memory: &NoMemory,
+        }
+    }
+
+    fn bind(&mut self) -> Result<Controller, NvmeError> {
+        Controller::bind(&mut self.hw(), BDF)
+    }
+
+    fn read(
+        &mut self,
+        c: &mut Controller,
+        nsid: u32,
+        lba: u64,
+        count: u64,
+    ) -> Result<Vec<u8>, NvmeError> {
+        let mut out = Vec::new();
+        let mut next = lba;
+        c.read(&mut self.hw(), nsid, lba, count, &mut |at, data| {
+            assert_eq!(at, next, "sink must see the data in LBA order");
+            out.extend_from_slice(data);
+            next += (data.len() / if nsid == 2 { 4096 } else { 512 }) as u64;
+        })?;
+        Ok(out)
+    }
+
+    fn disk(&self, nsid: u32, lba: u64, count: u64) -> Vec<u8> {
+        let dev = self.dev.borrow();
+        let ns = dev.namespaces.iter().find(|n| n.nsid == nsid).unwrap();
+        let bs = 1usize << ns.lbads;
+        ns.data[lba as usize * bs..(lba + count) as usize * bs].to_vec()
+    }
+
+    fn assert_no_violations(&self) {
+        assert_eq!(self.dev.borrow().violations, Vec::<String>::new());
+    }
+
+    fn ledger_is_empty(&self) -> bool {
+        self.pool.ledger().is_empty() && self.pool.usage().quarantined_pages == 0
+    }
+
+    fn ledger_all_quarantined(&self) -> bool {
+        !self.pool.ledger().is_empty() && self.pool.ledger().iter().all(|e| e.quarantine.is_some())
+    }
+}
+
+#[test]
+fn identify_reports_what_the_device_holds() {
+    let mut bench = Bench::new(Faults::default());
+    let c = bench.bind().unwrap();
+    let id = c.identity.as_ref().unwrap();
+    assert_eq!((id.vid, id.ssvid), (0x1b36, 0x1af4));
+    assert_eq!(id.serial, "fake-serial-1");
+    assert_eq!(id.model, "QEMU NVMe Ctrl");
+    assert_eq!(id.version, 0x0001_0400);
+    assert_eq!(id.namespaces, 256);
+    assert_eq!(c.max_transfer(), 128 * 1024, "MDTS 5 with 4 KiB pages");
+    let ns: Vec<_> = c
+        .namespaces
+        .iter()
+        .map(|n| (n.nsid, n.blocks, n.block_size))
+        .collect();
+    assert_eq!(
+        ns,
+        [(1, 5000, 512), (2, 300, 4096)],
+        "phantom namespace 7 (size 0) skipped"
+    );
+    assert_eq!(c.namespaces[0].gce_device_name, "disk-1");
+    assert_eq!(c.state(), State::Ready);
+    // The enable protocol: AQA/ASQ/ACQ before EN, CC with IOSQES=6/IOCQES=4, MPS=0.
+    let log = bench.dev.borrow().log.clone();
+    let en = log
+        .iter()
+        .position(|l| l == "w 0x14=0x460001")
+        .expect("CC write with EN");
+    let aqa = log.iter().position(|l| l.starts_with("w 0x24=")).unwrap();
+    assert!(aqa < en);
+    bench.assert_no_violations();
+}
+
+#[test]
+fn reads_match_the_disk_byte_for_byte() {
+    let mut bench = Bench::new(Faults::default());
+    let mut c = bench.bind().unwrap();
+    for (lba, count) in [
+        (0, 1),
+        (3, 8),
+        (17, 255),
+        (100, 256),
+        (1000, 2048),
+        (4999, 1),
+        (0, 5000),
+        (4744, 256),
+    ] {
+        let got = bench.read(&mut c, 1, lba, count).unwrap();
+        assert!(
+            got == bench.disk(1, lba, count),
+            "ns1 lba {lba} count {count}"
+        );
+    }
+    for (lba, count) in [(0, 1), (1, 2), (5, 33), (299, 1), (0, 300)] {
+        let got = bench.read(&mut c, 2, lba, count).unwrap();
+        assert!(
+            got == bench.disk(2, lba, count),
+            "ns2 lba {lba} count {count}"
+        );
+    }
+    // 5000 blocks of 512 B in 128 KiB commands is 20 commands: several were in flight.
+    assert!(
+        bench.dev.borrow().max_io_outstanding >= 4,
+        "reads are pipelined"
+    );
+    bench.assert_no_violations();
+    // Read buffers are released after each read; only queues and the identify page remain.
+    let purposes: Vec<_> = bench.pool.ledger().iter().map(|e| e.purpose).collect();
+    assert_eq!(
+        purposes,
+        ["admin-sq", "admin-cq", "identify", "io-sq", "io-cq"]
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_before_the_device_sees_them() {
+    let mut bench = Bench::new(Faults::default());
+    let mut c = bench.bind().unwrap();
+    let reads_before = bench.dev.borrow().reads;
+    assert!(matches!(
+        bench.read(&mut c, 1, 0, 0),
+        Err(NvmeError::ZeroCount)
+    ));
+    let past = bench.read(&mut c, 1, 5000, 1).unwrap_err();
+    assert!(matches!(past, NvmeError::OutOfRange { blocks: 5000, .. }));
+    assert_eq!(
+        past.to_string(),
+        "lba 0x1388 is past the end of namespace 1 (5000 blocks)"
+    );
+    let over = bench.read(&mut c, 1, 4990, 11).unwrap_err();
+    assert!(over.to_string().contains("runs past the end"));
+    assert!(matches!(
+        bench.read(&mut c, 1, u64::MAX, 2),
+        Err(NvmeError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        bench.read(&mut c, 1, 1, u64::MAX),
+        Err(NvmeError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        bench.read(&mut c, 7, 0, 1),
+        Err(NvmeError::NoSuchNamespace { nsid: 7 })
+    ));
+    assert_eq!(bench.dev.borrow().reads, reads_before);
+    assert_eq!(c.state(), State::Ready);
+}
+
+#[test]
+fn teardown_goes_in_reverse_and_the_controller_binds_again() {
+    let mut bench = Bench::new(Faults::default());
+    let mut c = bench.bind().unwrap();
+    bench.read(&mut c, 1, 0, 16).unwrap();
+    bench.dev.borrow_mut().log.clear();
+    let steps = c.teardown(&mut bench.hw());
+    let names: Vec<_> = steps.iter().map(|s| (s.step, s.ok)).collect();
+    assert_eq!(
+        names,
+        [
+            ("delete-io-sq", true),
+            ("delete-io-cq", true),
+            ("shutdown", true),
+            ("disable", true),
+            ("bus-master-off", true),
+            ("release-dma", true),
+            ("unmap", true),
+        ]
+    );
+    let log = bench.dev.borrow().log.clone();
+    let sq = log
+        .iter()
+        .position(|l| l.starts_with("admin 0x00"))
+        .unwrap();
+    let cq = log
+        .iter()
+        .position(|l| l.starts_with("admin 0x04"))
+        .unwrap();
+    let shn = log.iter().position(|l| l == "w 0x14=0x464001").unwrap();
+    let off = log
+        .iter()
+        .rposition(|l| l.starts_with("w 0x14=") && !l.ends_with('1'))
+        .unwrap();
+    assert!(sq < cq && cq < shn && shn < off, "{log:?}");
+    assert!(bench.ledger_is_empty());
+    assert_eq!(bench.mapper.unmapped, [(BAR0, BAR0_SIZE)]);
+    assert_eq!(bench.config.read16(BDF, 0x04) & 0x4, 0, "bus mastering off");
+
+    let mut again = bench.bind().unwrap();
+    assert_eq!(
+        bench.config.read16(BDF, 0x04) & 0x6,
+        0x6,
+        "decode and bus mastering on again"
+    );
+    let got = bench.read(&mut again, 1, 4000, 1000).unwrap();
+    assert!(got == bench.disk(1, 4000, 1000));
+    bench.assert_no_violations();
+}
+
+#[test]
+fn a_controller_left_enabled_by_firmware_is_reset_first() {
+    let mut bench = Bench::new(Faults::default());
+    let c = bench.bind().unwrap();
+    // Forget the controller without teardown, as firmware hands it over: EN=1, RDY=1.
+    drop(c);
+    bench.dev.borrow_mut().log.clear();
+    let c = bench.bind().unwrap();
+    let log = bench.dev.borrow().log.clone();
+    assert!(
+        log[0].starts_with("w 0x14=") && log[0].ends_with("0x460000"),
+        "first EN=0: {log:?}"
+    );
+    assert_eq!(c.state(), State::Ready);
+}
+
+#[test]
+fn doorbell_stride_from_cap_is_honoured() {
+    let mut bench = Bench::new(Faults::default());
+    bench.dev.borrow_mut().cap = nvme_fake::cap(2);
+    let mut c = bench.bind().unwrap();
+    assert!(bench.read(&mut c, 1, 10, 300).unwrap() == bench.disk(1, 10, 300));
+    bench.assert_no_violations();
+}
+
+#[test]
+fn cfs_during_enable_is_controller_fatal_and_the_reset_frees_everything() {
+    let mut bench = Bench::new(Faults {
+        cfs_on_enable: true,
+        ..Faults::default()
+    });
+    let err = bench.bind().err().unwrap();
+    assert_eq!(
+        err,
+        NvmeError::ControllerFatal {
+            during: Wait::Ready
+        }
+    );
+    assert_eq!(err.code(), "nvme-controller-fatal");
+    // The reset cleared CFS: the controller demonstrably stopped, so nothing is kept.
+    assert!(bench.ledger_is_empty(), "{:?}", bench.pool.ledger());
+}
+
+#[test]
+fn rdy_that_never_comes_times_out_and_quarantines() {
+    let mut bench = Bench::new(Faults {
+        never_ready: true,
+        ..Faults::default()
+    });
+    let err = bench.bind().err().unwrap();
+    assert!(
+        matches!(
+            err,
+            NvmeError::Timeout {
+                wait: Wait::Ready,
+                after_us: 1_500_000
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("controller ready"));
+    // It never confirmed it was enabled, so it may still be reading our queues.
+    assert!(bench.ledger_all_quarantined(), "{:?}", bench.pool.ledger());
+    assert!(bench.pool.ledger()[0]
+        .quarantine
+        .as_deref()
+        .unwrap()
+        .contains("did not confirm"));
+}
+
+#[test]
+fn a_read_that_never_completes_times_out_then_teardown_recovers() {
+    let mut bench = Bench::new(Faults {
+        swallow_io_opcode: Some(0x02),
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    let started = bench.clock.now.get();
+    let err = bench.read(&mut c, 1, 0, 8).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NvmeError::Timeout {
+                wait: Wait::Read,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        bench.clock.now.get() - started >= 30_000_000,
+        "30 s deadline per READ"
+    );
+    assert_eq!(c.state(), State::Failed);
+    // The buffers the device might still write are not freed while it is live.
+    assert!(bench.pool.ledger().iter().any(|e| e.purpose == "read-data"));
+    assert!(matches!(
+        bench.read(&mut c, 1, 0, 1),
+        Err(NvmeError::WrongState { .. })
+    ));
+    let steps = c.teardown(&mut bench.hw());
+    assert!(steps.iter().all(|s| s.ok), "{steps:?}");
+    assert!(
+        bench.ledger_is_empty(),
+        "controller reset: everything released"
+    );
+}
+
+#[test]
+fn a_lost_read_on_a_controller_that_will_not_stop_is_quarantined() {
+    let mut bench = Bench::new(Faults {
+        swallow_io_opcode: Some(0x02),
+        never_disable: true,
+        never_shutdown: true,
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    assert!(bench.read(&mut c, 1, 0, 8).is_err());
+    let steps = c.teardown(&mut bench.hw());
+    let failed: Vec<_> = steps.iter().filter(|s| !s.ok).map(|s| s.step).collect();
+    assert_eq!(failed, ["shutdown", "disable", "release-dma"]);
+    assert!(bench.ledger_all_quarantined());
+    assert_eq!(bench.pool.usage().used_pages, 0);
+}
+
+#[test]
+fn error_status_is_named_and_the_controller_stays_usable() {
+    let mut bench = Bench::new(Faults {
+        read_status_from_lba: Some((1000, 2, 0x81)),
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    let err = bench.read(&mut c, 1, 0, 2000).unwrap_err();
+    match &err {
+        NvmeError::CommandFailed {
+            command: "READ",
+            status,
+        } => {
+            assert_eq!(status.name(), "unrecovered-read-error")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.code(), "nvme-command-failed");
+    assert_eq!(c.state(), State::Ready);
+    assert!(
+        bench.pool.ledger().iter().all(|e| e.purpose != "read-data"),
+        "buffers freed"
+    );
+    assert!(bench.read(&mut c, 1, 0, 100).unwrap() == bench.disk(1, 0, 100));
+}
+
+#[test]
+fn an_admin_error_during_bind_is_named_and_undone() {
+    let mut bench = Bench::new(Faults {
+        fail_identify_cns: Some(1),
+        ..Faults::default()
+    });
+    let err = bench.bind().err().unwrap();
+    assert!(
+        matches!(
+            err,
+            NvmeError::CommandFailed {
+                command: "IDENTIFY CONTROLLER",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("invalid-field"));
+    assert!(bench.ledger_is_empty());
+    assert_eq!(bench.mapper.unmapped.len(), 1);
+}
+
+#[test]
+fn cfs_during_a_read_and_ctrl_c_are_named() {
+    let mut bench = Bench::new(Faults {
+        cfs_on_read: true,
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    let err = bench.read(&mut c, 1, 0, 1).unwrap_err();
+    assert_eq!(err, NvmeError::ControllerFatal { during: Wait::Read });
+    assert_eq!(c.state(), State::Failed);
+    c.teardown(&mut bench.hw());
+    assert!(bench.ledger_is_empty());
+
+    let mut bench = Bench::new(Faults {
+        swallow_io_opcode: Some(0x02),
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    bench
+        .clock
+        .interrupt_after
+        .set(Some(bench.clock.relaxes.get() + 10));
+    let err = bench.read(&mut c, 1, 0, 1).unwrap_err();
+    assert_eq!(err, NvmeError::Interrupted { wait: Wait::Read });
+    assert_eq!(err.code(), "interrupted");
+}
+
+#[test]
+fn binding_something_else_is_refused() {
+    let mut bench = Bench::new(Faults::default());
+    bench.config.add(
+        Bdf::new(0, 5, 0),
+        FakeFunction::new(0x8086, 0x100e, 0x020000, 3, 0),
+    );
+    let err = Controller::bind(&mut bench.hw(), Bdf::new(0, 5, 0))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "nvme-unsupported");
+    let err = Controller::bind(&mut bench.hw(), Bdf::new(0, 9, 0))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "no-such-function");
+    assert!(bench.ledger_is_empty());
+}
