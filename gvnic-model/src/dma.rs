@@ -62,7 +62,7 @@ impl Gvnic {
         len: u64,
         what: &str,
     ) -> bool {
-        if gpa % PAGE_SIZE != 0 {
+        if !gpa.is_multiple_of(PAGE_SIZE) {
             self.record.violation(
                 ViolationKind::NotPageAligned,
                 format!("{what} at {gpa:#x} is not page aligned"),

@@ -103,7 +103,7 @@ impl PciConfig {
     }
 
     pub fn read(&self, offset: u16, size: u8) -> u32 {
-        if !matches!(size, 1 | 2 | 4) || offset % u16::from(size) != 0 || offset >= 4096 {
+        if !matches!(size, 1 | 2 | 4) || !offset.is_multiple_of(u16::from(size)) || offset >= 4096 {
             return 0xffff_ffff;
         }
         if offset >= 256 {
@@ -120,7 +120,7 @@ impl PciConfig {
     }
 
     pub fn write(&mut self, offset: u16, size: u8, value: u32) {
-        if !matches!(size, 1 | 2 | 4) || offset % u16::from(size) != 0 || offset >= 256 {
+        if !matches!(size, 1 | 2 | 4) || !offset.is_multiple_of(u16::from(size)) || offset >= 256 {
             return;
         }
         // Apply bytewise so 1/2/4-byte writes all behave; read-only bytes ignore writes, as

@@ -71,7 +71,7 @@ impl Gvnic {
         let mut pages = Vec::with_capacity(num_pages as usize);
         for (i, chunk) in list.chunks_exact(8).enumerate() {
             let page = be64(chunk, 0);
-            if page % PAGE_SIZE != 0 {
+            if !page.is_multiple_of(PAGE_SIZE) {
                 return self.refuse(
                     NotPageAligned,
                     status::INVALID_ARGUMENT,

@@ -256,7 +256,7 @@ impl Gvnic {
 /// Size 1, 2 or 4, naturally aligned, inside the BAR.
 pub(crate) fn access_ok(offset: u64, size: u8, bar_size: u64) -> bool {
     matches!(size, 1 | 2 | 4)
-        && offset % u64::from(size) == 0
+        && offset.is_multiple_of(u64::from(size))
         && offset + u64::from(size) <= bar_size
 }
 

@@ -86,7 +86,7 @@ impl Gvnic {
                 format!("CONFIGURE num_counters {num_counters} < described {described} (GCE fails queue creation later)"),
             );
         }
-        if stride < 4 || stride % 4 != 0 {
+        if stride < 4 || !stride.is_multiple_of(4) {
             return self.refuse(
                 BadCommand,
                 status::INVALID_ARGUMENT,
