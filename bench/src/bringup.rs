@@ -75,38 +75,54 @@ pub fn run_once(
     record_bytes(run, "nvme_identify", &r);
     command(&mut con, "nvme read 0 1", 30)?;
     for &mib in &plan.sizes_mib {
-        let blocks = mib * 2048;
-        for (suffix, flag) in [("", ""), ("_nodigest", " --no-digest")] {
-            let line = format!("nvme read 0 {blocks}{flag}");
-            let r = command(&mut con, &line, 300)?;
-            let read = r
-                .frames
-                .iter()
-                .find_map(|f| match &f.body {
-                    Body::NvmeRead(n) => Some(n.clone()),
-                    _ => None,
-                })
-                .with_context(|| format!("no nvme.read frame for {line:?}"))?;
-            if read.bytes != mib << 20 {
-                bail!("{line:?} read {} bytes, not {}", read.bytes, mib << 20);
+        let variants = [("", ""), ("_nodigest", " --no-digest")];
+        // (wall, frame) seconds per variant; the variants alternate so both see the same load.
+        let mut times: [Vec<(f64, f64)>; 2] = Default::default();
+        for _ in 0..plan.read_reps {
+            for (v, (suffix, flag)) in variants.iter().enumerate() {
+                let (wall, frame, r) = read(&mut con, mib, flag, reference)?;
+                times[v].push((wall, frame));
+                record_bytes(run, &format!("read_{mib}MiB{suffix}"), &r);
             }
-            if flag.is_empty() && read.sha256 != reference.sha256(mib)? {
-                bail!("{line:?}: sha256 differs from the host's");
-            }
+        }
+        for (v, (suffix, _)) in variants.iter().enumerate() {
+            let wall = median(&times[v].iter().map(|t| t.0).collect::<Vec<_>>());
+            let frame = median(&times[v].iter().map(|t| t.1).collect::<Vec<_>>());
             let key = format!("bringup.read_{mib}MiB{suffix}");
-            run.insert(format!("{key}_s"), r.wall_s);
-            run.insert(format!("{key}_MiBps"), mib as f64 / r.wall_s);
-            run.insert(
-                format!("{key}_net_MiBps"),
-                mib as f64 / (r.wall_s - baseline),
-            );
-            let inside = read.elapsed_us as f64 / 1e6;
-            run.insert(format!("{key}_frame_s"), inside);
-            run.insert(format!("{key}_frame_MiBps"), mib as f64 / inside);
-            record_bytes(run, &format!("read_{mib}MiB{suffix}"), &r);
+            run.insert(format!("{key}_s"), wall);
+            run.insert(format!("{key}_MiBps"), mib as f64 / wall);
+            run.insert(format!("{key}_net_MiBps"), mib as f64 / (wall - baseline));
+            run.insert(format!("{key}_frame_s"), frame);
+            run.insert(format!("{key}_frame_MiBps"), mib as f64 / frame);
         }
     }
     Ok(())
+}
+
+/// One `nvme read 0 <mib MiB> [flag]`, checked; returns (wall s, the frame's elapsed s, reply).
+fn read(
+    con: &mut Console,
+    mib: u64,
+    flag: &str,
+    reference: &Reference,
+) -> Result<(f64, f64, Reply)> {
+    let line = format!("nvme read 0 {}{flag}", mib * 2048);
+    let r = command(con, &line, 300)?;
+    let read = r
+        .frames
+        .iter()
+        .find_map(|f| match &f.body {
+            Body::NvmeRead(n) => Some(n.clone()),
+            _ => None,
+        })
+        .with_context(|| format!("no nvme.read frame for {line:?}"))?;
+    if read.bytes != mib << 20 {
+        bail!("{line:?} read {} bytes, not {}", read.bytes, mib << 20);
+    }
+    if flag.is_empty() && read.sha256 != reference.sha256(mib)? {
+        bail!("{line:?}: sha256 differs from the host's");
+    }
+    Ok((r.wall_s, read.elapsed_us as f64 / 1e6, r))
 }
 
 fn record_bytes(run: &mut Run, name: &str, r: &Reply) {

@@ -111,6 +111,14 @@ fn read_into(disk: &Path, data: &mut [u8]) -> Result<f64> {
     Ok(secs(start.elapsed()))
 }
 
+/// The 1-minute load average (the machine is shared: this says how busy it was).
+pub fn loadavg_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 #[derive(Debug, Serialize)]
 pub struct MachineInfo {
     pub nproc: usize,

@@ -44,6 +44,9 @@ struct Args {
     /// Skip the cold build of the image.
     #[arg(long)]
     no_build: bool,
+    /// Repetitions of each read within one boot (the run keeps their median).
+    #[arg(long, default_value_t = 3)]
+    read_reps: usize,
     #[arg(long)]
     skip_uboot: bool,
     #[arg(long)]
@@ -57,6 +60,8 @@ struct Args {
 pub struct Plan {
     pub sizes_mib: Vec<u64>,
     pub version_reps: usize,
+    /// Each read is repeated this often per boot; the run keeps the median.
+    pub read_reps: usize,
 }
 
 pub fn secs(d: Duration) -> f64 {
@@ -72,6 +77,7 @@ fn main() -> Result<()> {
             Plan {
                 sizes_mib: vec![1, 64],
                 version_reps: 3,
+                read_reps: 1,
             },
         )
     } else {
@@ -80,6 +86,7 @@ fn main() -> Result<()> {
             Plan {
                 sizes_mib: vec![1, 16, 64],
                 version_reps: 5,
+                read_reps: args.read_reps,
             },
         )
     };
@@ -108,6 +115,7 @@ fn main() -> Result<()> {
             secs(started.elapsed())
         );
         let mut run = Run::new();
+        run.insert("host.loadavg_1m".into(), host::loadavg_1m());
         match host::limits_once(&disk, big) {
             Ok(r) => run.extend(r),
             Err(e) => note(&mut errors, "host limits", i, e),
@@ -130,6 +138,7 @@ fn main() -> Result<()> {
                 }
             }
         }
+        run.insert("host.loadavg_1m_after".into(), host::loadavg_1m());
         report::derive(&mut run, &plan.sizes_mib);
         runs.push(run);
     }
@@ -167,6 +176,7 @@ fn main() -> Result<()> {
         "config": {
             "runs": runs_wanted, "accel": args.accel, "quick": args.quick,
             "sizes_mib": plan.sizes_mib, "version_reps": plan.version_reps,
+            "read_reps": plan.read_reps,
             "image": image, "nvme_disk": disk, "nvme_disk_mib": host::DISK_MIB,
         },
         "summary": summary,

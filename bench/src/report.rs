@@ -13,6 +13,8 @@ pub enum Unit {
     MiBps,
     /// A plain ratio.
     X,
+    /// A bare number.
+    Plain,
 }
 
 impl Unit {
@@ -22,6 +24,7 @@ impl Unit {
             Unit::S => format!("{v:.2} s"),
             Unit::MiBps => format!("{v:.0} MiB/s"),
             Unit::X => format!("{v:.2}x"),
+            Unit::Plain => format!("{v:.2}"),
         }
     }
 }
