@@ -153,6 +153,11 @@ pub fn rows(sizes_mib: &[u64]) -> Vec<(String, String, Unit)> {
         );
     }
     add(
+        "host: 1-min load average before each run",
+        "host.loadavg_1m",
+        Unit::Plain,
+    );
+    add(
         "host: read of the disk file, cold-ish",
         "host.read_cold_MiBps",
         Unit::MiBps,
