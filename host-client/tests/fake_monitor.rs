@@ -259,5 +259,5 @@ fn a_lost_frame_is_reported_and_fails_a_strict_run() {
         (4, 5)
     );
     assert!(!report.passed);
-    assert_eq!(report.commands[1].expectations[0].passed, false);
+    assert!(!report.commands[1].expectations[0].passed);
 }
