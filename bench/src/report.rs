@@ -32,6 +32,12 @@ impl Unit {
 /// Adds figures computed inside each run from that run's own values.
 pub fn derive(run: &mut Run, sizes_mib: &[u64]) {
     let get = |run: &Run, k: &str| run.get(k).copied();
+    for fw in ["seabios", "ovmf"] {
+        let boot = get(run, &format!("bringup.{fw}.boot_s"));
+        if let (Some(b), Some(o)) = (boot, get(run, &format!("bringup.{fw}.own_boot_s"))) {
+            run.insert(format!("bringup.{fw}.firmware_grub_s"), b - o);
+        }
+    }
     for &mib in sizes_mib {
         let b = format!("bringup.read_{mib}MiB");
         let u = format!("uboot.read_{mib}MiB_s");
@@ -88,6 +94,11 @@ pub fn rows(sizes_mib: &[u64]) -> Vec<(String, String, Unit)> {
             &format!("bringup/{fw}: own share (entry -> prompt, banner)"),
             &format!("bringup.{fw}.own_boot_s"),
             Unit::Ms,
+        );
+        add(
+            &format!("bringup/{fw}: firmware + GRUB + QEMU start (the rest)"),
+            &format!("bringup.{fw}.firmware_grub_s"),
+            Unit::S,
         );
     }
     add("U-Boot: `version` round trip", "uboot.version_s", Unit::Ms);
@@ -279,7 +290,7 @@ fn bytes_table(runs: &[Run], sizes_mib: &[u64]) -> String {
         ),
         ("pci / lspci".into(), "pci".into(), "lspci".into()),
         (
-            "nvme scan / nvme identify".into(),
+            "nvme scan (U-Boot) / nvme identify (bringup)".into(),
             "nvme_scan".into(),
             "nvme_identify".into(),
         ),
