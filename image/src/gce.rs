@@ -70,3 +70,16 @@ fn copy_sparse_file(src: &Path, dst: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_gib_at_least_one() {
+        assert_eq!(gce_disk_bytes(64 << 20), GIB);
+        assert_eq!(gce_disk_bytes(GIB), GIB);
+        assert_eq!(gce_disk_bytes(GIB + 1), 2 * GIB);
+        assert_eq!(gce_disk_bytes(0), GIB);
+    }
+}

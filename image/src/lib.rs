@@ -58,7 +58,7 @@ impl ImageSpec {
 /// Builds the hybrid disk image described by `spec`.
 pub fn build(spec: &ImageSpec) -> Result<()> {
     anyhow::ensure!(
-        spec.disk_bytes % MIB == 0 && spec.disk_bytes >= 16 * MIB,
+        spec.disk_bytes.is_multiple_of(MIB) && spec.disk_bytes >= 16 * MIB,
         "disk size must be a whole number of MiB, at least 16 MiB"
     );
     grub::check_cmdline(&spec.cmdline)?;

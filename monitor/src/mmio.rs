@@ -210,7 +210,7 @@ impl MmioRegs {
     /// The address of a naturally aligned access of `width` bytes inside the window.
     fn at(&self, offset: usize, width: usize) -> Option<u64> {
         let fits = offset.checked_add(width).is_some_and(|end| end <= self.len);
-        (fits && offset % width == 0).then(|| self.base + offset as u64)
+        (fits && offset.is_multiple_of(width)).then(|| self.base + offset as u64)
     }
 }
 

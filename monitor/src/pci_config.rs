@@ -18,7 +18,7 @@ const ECAM_SIZE: u16 = 4096;
 const ECAM_BUS_SHIFT: u64 = 20;
 
 fn aligned(offset: u16, width: u16, limit: u16) -> bool {
-    offset % width == 0 && offset.checked_add(width).is_some_and(|end| end <= limit)
+    offset.is_multiple_of(width) && offset.checked_add(width).is_some_and(|end| end <= limit)
 }
 
 /// Configuration mechanism #1. `RefCell` serializes the address/data port pair.
