@@ -163,8 +163,8 @@ impl FrameFilter {
                 continue;
             }
             out.push(b);
-            // A CR does not end a line; the LF after it does.
-            self.at_line_start = b == b'\n';
+            // LF starts a line; a CR right after it (line editors send "\n\r") keeps it started.
+            self.at_line_start = b == b'\n' || (b == b'\r' && self.at_line_start);
         }
         out
     }
@@ -202,7 +202,8 @@ mod tests {
     #[test]
     fn frames_are_summarized_text_passes_through_even_when_split() {
         let input = format!(
-            "hello @@ not a frame\r\n{}\r\n@@x\r\nbringup> ",
+            "hello @@ not a frame\r\n{}\r\n@@x\r\nbringup> help\n\r{}\r\n",
+            frame_line(),
             frame_line()
         );
         let mut filter = FrameFilter::new(FrameDisplay::Summary);
@@ -217,7 +218,7 @@ mod tests {
             "{out:?}"
         );
         assert!(!out.contains("@@BU1"), "{out:?}");
-        assert!(out.ends_with("@@x\r\nbringup> "), "{out:?}");
+        assert!(out.contains("@@x\r\nbringup> help\n\r"), "{out:?}");
     }
 
     #[test]
