@@ -3,9 +3,21 @@
 use host_client::script::{parse_script, Check};
 
 const KINDS: &[&str] = &[
-    "banner", "command.start", "command.result", "pci.function", "bar.map", "dma.ledger",
-    "nvme.identify", "nvme.namespace", "nvme.read", "gvnic.describe", "gvnic.tx", "gvnic.rx",
-    "teardown.step", "fault", "facts",
+    "banner",
+    "command.start",
+    "command.result",
+    "pci.function",
+    "bar.map",
+    "dma.ledger",
+    "nvme.identify",
+    "nvme.namespace",
+    "nvme.read",
+    "gvnic.describe",
+    "gvnic.tx",
+    "gvnic.rx",
+    "teardown.step",
+    "fault",
+    "facts",
 ];
 
 #[test]
@@ -22,7 +34,9 @@ fn proofs_parse_and_name_known_kinds() {
                 Check::Text { .. } => continue,
             };
             assert!(
-                KINDS.iter().any(|k| path == *k || path.starts_with(&format!("{k}."))),
+                KINDS
+                    .iter()
+                    .any(|k| path == *k || path.starts_with(&format!("{k}."))),
                 "{name} line {}: unknown kind in {path}",
                 exp.line_no
             );
