@@ -13,8 +13,18 @@ const BDF: &str = "00:05.0";
 const T: Duration = Duration::from_secs(60);
 
 fn boot(opts: GvnicOptions) -> Session {
-    let cfg = QemuConfig { gvnic: Some(GvnicOptions { slot: Some(5), ..opts }), ..QemuConfig::default() };
-    assert!(cfg.image.is_file(), "{} is missing: run `make image` (or set BRINGUP_IMAGE)", cfg.image.display());
+    let cfg = QemuConfig {
+        gvnic: Some(GvnicOptions {
+            slot: Some(5),
+            ..opts
+        }),
+        ..QemuConfig::default()
+    };
+    assert!(
+        cfg.image.is_file(),
+        "{} is missing: run `make image` (or set BRINGUP_IMAGE)",
+        cfg.image.display()
+    );
     let mut s = Session::start_qemu(&cfg).unwrap();
     if let Err(e) = s.wait_for_prompt(Duration::from_secs(120)) {
         panic!("no prompt: {e:#}\nQEMU said: {}", s.qemu_stderr());
@@ -28,7 +38,10 @@ fn hexdump_bytes(text: &str) -> Vec<u8> {
         .filter_map(|l| l.split_once("  "))
         .filter(|(addr, _)| addr.len() == 16 && addr.chars().all(|c| c.is_ascii_hexdigit()))
         .flat_map(|(_, rest)| {
-            rest.split(' ').take_while(|t| t.len() == 2).filter_map(|t| u8::from_str_radix(t, 16).ok()).collect::<Vec<_>>()
+            rest.split(' ')
+                .take_while(|t| t.len() == 2)
+                .filter_map(|t| u8::from_str_radix(t, 16).ok())
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -37,7 +50,12 @@ fn hexdump_bytes(text: &str) -> Vec<u8> {
 fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
     let pcap = std::env::temp_dir().join(format!("gvnic-model-test-{}.pcap", std::process::id()));
     let mac = [0x42, 0x01, 0x0a, 0x80, 0x00, 0x2a];
-    let mut s = boot(GvnicOptions { pcap: Some(pcap.clone()), revision: 0, mac: Some(mac), ..Default::default() });
+    let mut s = boot(GvnicOptions {
+        pcap: Some(pcap.clone()),
+        revision: 0,
+        mac: Some(mac),
+        ..Default::default()
+    });
 
     // lspci: identity and the three 32-bit memory BARs SeaBIOS assigned.
     let l = s.command("lspci", T).unwrap();
@@ -51,12 +69,28 @@ fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
         })
         .unwrap_or_else(|| panic!("no 1ae0 function in lspci:\n{}", l.text));
     assert_eq!((f.bus, f.device, f.function), (0, 5, 0));
-    assert_eq!((f.device_id, f.class_code >> 8, f.revision), (0x0042, 0x0200, 0));
+    assert_eq!(
+        (f.device_id, f.class_code >> 8, f.revision),
+        (0x0042, 0x0200, 0)
+    );
     assert_eq!((f.subsystem_vendor, f.subsystem_id), (0x1ae0, 0x0058));
-    assert!(f.capabilities.contains(&0x11), "MSI-X capability: {:?}", f.capabilities);
-    let sizes: Vec<(u8, u64)> = f.bars.iter().filter(|b| b.size > 0).map(|b| (b.index, b.size)).collect();
+    assert!(
+        f.capabilities.contains(&0x11),
+        "MSI-X capability: {:?}",
+        f.capabilities
+    );
+    let sizes: Vec<(u8, u64)> = f
+        .bars
+        .iter()
+        .filter(|b| b.size > 0)
+        .map(|b| (b.index, b.size))
+        .collect();
     assert_eq!(sizes, vec![(0, 0x1000), (1, 0x1000), (2, 0x10000)]);
-    assert!(f.bars.iter().filter(|b| b.size > 0).all(|b| b.memory && !b.is_64bit && b.address != 0));
+    assert!(f
+        .bars
+        .iter()
+        .filter(|b| b.size > 0)
+        .all(|b| b.memory && !b.is_64bit && b.address != 0));
     assert!(l.text.contains("1ae0:0042"), "{}", l.text);
 
     // BAR0 through the monitor's own mapping: the reset values.
@@ -74,7 +108,11 @@ fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
     assert!(p.is_ok(), "{p:?}");
     let regs = hexdump_bytes(&p.text);
     assert_eq!(regs.len(), 32, "{}", p.text);
-    assert_eq!(&regs[0x00..0x04], &[0, 0, 0, 0x04], "DEVICE_STATUS: link up, BE");
+    assert_eq!(
+        &regs[0x00..0x04],
+        &[0, 0, 0, 0x04],
+        "DEVICE_STATUS: link up, BE"
+    );
     assert_eq!(&regs[0x08..0x0c], &[0, 0, 0, 4], "MAX_TX_QUEUES");
     assert_eq!(&regs[0x0c..0x10], &[0, 0, 0, 4], "MAX_RX_QUEUES");
     assert_eq!(&regs[0x10..0x14], &[0, 0, 0, 0], "ADMINQ_PFN: no AQ");
@@ -93,7 +131,10 @@ fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
         .expect("gvnic.describe frame");
     assert_eq!(desc.mac, mac);
     assert_eq!(desc.mtu, 1460);
-    assert_eq!((desc.max_tx_queues, desc.tx_queue_entries, desc.counters), (4, 1024, 32));
+    assert_eq!(
+        (desc.max_tx_queues, desc.tx_queue_entries, desc.counters),
+        (4, 1024, 32)
+    );
     assert_eq!(desc.options, vec![3]);
     assert_eq!(desc.queue_format, "gqi-qpl");
 
@@ -108,7 +149,11 @@ fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
             _ => None,
         })
         .collect();
-    assert!(rx.iter().any(|k| k == "dhcp-offer"), "rx frames: {rx:?}\n{}", t.text);
+    assert!(
+        rx.iter().any(|k| k == "dhcp-offer"),
+        "rx frames: {rx:?}\n{}",
+        t.text
+    );
     let td = s.command("teardown", T).unwrap();
     assert!(td.is_ok(), "{td:?}");
     drop(s);
@@ -129,7 +174,11 @@ fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
 
 #[test]
 fn revision_1_and_dqo_only_are_reported_through_the_real_image() {
-    let mut s = boot(GvnicOptions { revision: 1, dqo_only: true, ..Default::default() });
+    let mut s = boot(GvnicOptions {
+        revision: 1,
+        dqo_only: true,
+        ..Default::default()
+    });
     let l = s.command("lspci", T).unwrap();
     let rev = l.frames.iter().find_map(|f| match &f.body {
         Body::PciFunction(p) if p.vendor_id == 0x1ae0 => Some(p.revision),
@@ -143,5 +192,8 @@ fn revision_1_and_dqo_only_are_reported_through_the_real_image() {
     });
     let desc = desc.unwrap_or_else(|| panic!("no descriptor: {d:?}"));
     assert_eq!(desc.options, vec![4], "only DQO_RDA");
-    assert_ne!(desc.queue_format, "gqi-qpl", "a GQI driver must not pick a format that is not offered");
+    assert_ne!(
+        desc.queue_format, "gqi-qpl",
+        "a GQI driver must not pick a format that is not offered"
+    );
 }
