@@ -315,7 +315,9 @@ mod tests {
         assert_eq!(&frame[30..34], &[255, 255, 255, 255]);
         let inbound = classify(&frame, 0);
         assert_eq!(inbound.ip_checksum_ok, Some(true));
-        assert_eq!(inbound.udp_checksum_ok, None); // client->server ports: not parsed as reply
+        assert_eq!(inbound.udp_checksum_ok, Some(true));
+        // Client -> server ports: not taken for a reply.
+        assert_eq!(inbound.kind, "ipv4");
         let ip = ipv4::parse(&frame[14..]).unwrap();
         let udp = udp::parse([0; 4], [255; 4], ip.payload).unwrap();
         assert_eq!((udp.src_port, udp.dst_port), (68, 67));
