@@ -173,6 +173,10 @@ fn run(revision: u8) {
     let last = s.command("teardown gvnic", t).unwrap();
     assert!(last.is_ok(), "{}\n{:?}", last.text, last.result);
     assert!(s.damaged_frames().is_empty());
+    // The human side, for whoever reads the test log (`--nocapture`).
+    for outcome in [&describe, &tx, &down] {
+        eprintln!("bringup> {}\n{}", outcome.line, outcome.text);
+    }
     s.close().unwrap();
 
     // The wire, read by tshark: our DISCOVER (type 1) from MAC with good checksums
