@@ -326,7 +326,7 @@ impl DmaPool {
     /// Volatile little-endian u32 load (for fields a device updates while we poll).
     pub fn read_u32(&self, buf: &DmaBuf, offset: usize) -> Result<u32, DmaError> {
         let src = self.checked_ptr(buf, offset, 4)?;
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(DmaError::OutOfBounds);
         }
         // SAFETY: bounds checked and 4-byte aligned (pool pages are page aligned).
@@ -336,7 +336,7 @@ impl DmaPool {
     /// Volatile little-endian u32 store.
     pub fn write_u32(&mut self, buf: &DmaBuf, offset: usize, value: u32) -> Result<(), DmaError> {
         let dst = self.checked_ptr(buf, offset, 4)?;
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(DmaError::OutOfBounds);
         }
         // SAFETY: bounds checked and aligned.

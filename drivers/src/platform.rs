@@ -77,6 +77,9 @@ pub trait RegisterWindow {
     /// Window length in bytes; accesses past it are driver bugs and are ignored (reads
     /// return all ones).
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn read8(&self, offset: usize) -> u8;
     fn read16(&self, offset: usize) -> u16;
     fn read32(&self, offset: usize) -> u32;
