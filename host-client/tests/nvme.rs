@@ -42,7 +42,10 @@ fn read_ok(s: &mut Session, disk: &[u8], block: u64, ns: u32, lba: u64, count: u
     };
     let bytes = &disk[(lba * block) as usize..((lba + count) * block) as usize];
     let want: [u8; 32] = Sha256::digest(bytes).into();
-    assert_eq!((r.nsid, r.lba, r.count, r.bytes), (ns, lba, count, count * block));
+    assert_eq!(
+        (r.nsid, r.lba, r.count, r.bytes),
+        (ns, lba, count, count * block)
+    );
     assert_eq!(r.sha256, want, "SHA-256 of ns {ns} lba {lba} count {count}");
     assert_eq!(&r.first_bytes[..], &bytes[..16]);
 }
@@ -71,29 +74,54 @@ fn check_identify(s: &mut Session) {
 
 fn nvme_end_to_end(uefi: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let disk1 = random_file(&dir.path().join("ns1.img"), (NS1_BLOCKS * 512) as usize, 0x1234 + uefi as u64);
-    let disk2 = random_file(&dir.path().join("ns2.img"), (NS2_BLOCKS * 4096) as usize, 0x9876);
+    let disk1 = random_file(
+        &dir.path().join("ns1.img"),
+        (NS1_BLOCKS * 512) as usize,
+        0x1234 + uefi as u64,
+    );
+    let disk2 = random_file(
+        &dir.path().join("ns2.img"),
+        (NS2_BLOCKS * 4096) as usize,
+        0x9876,
+    );
     let p = |name: &str| dir.path().join(name).display().to_string();
     let extra = [
-        "-drive", &format!("file={},if=none,format=raw,id=d1", p("ns1.img")),
-        "-drive", &format!("file={},if=none,format=raw,id=d2", p("ns2.img")),
-        "-device", &format!("nvme,id=nvme0,serial={SERIAL}"),
-        "-device", "nvme-ns,drive=d1,bus=nvme0,nsid=1",
-        "-device", "nvme-ns,drive=d2,bus=nvme0,nsid=2,logical_block_size=4096,physical_block_size=4096",
+        "-drive",
+        &format!("file={},if=none,format=raw,id=d1", p("ns1.img")),
+        "-drive",
+        &format!("file={},if=none,format=raw,id=d2", p("ns2.img")),
+        "-device",
+        &format!("nvme,id=nvme0,serial={SERIAL}"),
+        "-device",
+        "nvme-ns,drive=d1,bus=nvme0,nsid=1",
+        "-device",
+        "nvme-ns,drive=d2,bus=nvme0,nsid=2,logical_block_size=4096,physical_block_size=4096",
     ];
     let cfg = QemuConfig {
         uefi,
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
         ..QemuConfig::default()
     };
-    assert!(cfg.image.is_file(), "target/bringup.img is missing: run `make image`");
+    assert!(
+        cfg.image.is_file(),
+        "target/bringup.img is missing: run `make image`"
+    );
     let mut s = Session::start_qemu(&cfg).unwrap();
     s.wait_for_prompt(Duration::from_secs(240))
         .unwrap_or_else(|e| panic!("no prompt: {e:#}\n{}", s.qemu_stderr()));
 
     check_identify(&mut s);
     let last = NS1_BLOCKS - 1;
-    for (lba, count) in [(0, 1), (1, 8), (100, 255), (777, 256), (5000, 2048), (30_000, 8192), (last, 1), (last - 254, 255)] {
+    for (lba, count) in [
+        (0, 1),
+        (1, 8),
+        (100, 255),
+        (777, 256),
+        (5000, 2048),
+        (30_000, 8192),
+        (last, 1),
+        (last - 254, 255),
+    ] {
         read_ok(&mut s, &disk1, 512, 1, lba, count);
     }
     for (lba, count) in [(0, 1), (7, 8), (300, 256), (NS2_BLOCKS - 1, 1)] {
@@ -115,7 +143,10 @@ fn nvme_end_to_end(uefi: bool) {
         assert!(out.bodies_of_kind("nvme.read").is_empty());
     }
     let past = run(&mut s, &format!("nvme read {NS1_BLOCKS}"));
-    assert!(past.error_message().unwrap().contains("past the end of namespace 1"));
+    assert!(past
+        .error_message()
+        .unwrap()
+        .contains("past the end of namespace 1"));
 
     // Throughput, without and with the digest.
     for line in ["nvme read 0 32768 --no-digest", "nvme read 0 32768"] {
@@ -143,12 +174,27 @@ fn nvme_end_to_end(uefi: bool) {
         })
         .collect();
     let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["delete-io-sq", "delete-io-cq", "shutdown", "disable", "bus-master-off", "release-dma", "unmap"]);
+    assert_eq!(
+        names,
+        [
+            "delete-io-sq",
+            "delete-io-cq",
+            "shutdown",
+            "disable",
+            "bus-master-off",
+            "release-dma",
+            "unmap"
+        ]
+    );
     assert!(steps.iter().all(|(_, ok)| *ok));
     let Some(Body::DmaLedger(ledger)) = down.bodies_of_kind("dma.ledger").first().cloned() else {
         panic!("no ledger frame")
     };
-    assert!(ledger.entries.iter().all(|e| !e.owner.starts_with("nvme")), "{:?}", ledger.entries);
+    assert!(
+        ledger.entries.iter().all(|e| !e.owner.starts_with("nvme")),
+        "{:?}",
+        ledger.entries
+    );
     assert_eq!(ledger.quarantined_pages, 0);
     let none = run(&mut s, "teardown nvme");
     assert!(none.is_ok());
