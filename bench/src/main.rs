@@ -25,7 +25,7 @@ use stats::Run;
 #[command(about = "Benchmark bringup against U-Boot on the same QEMU and NVMe disk")]
 struct Args {
     /// Runs (each boots every monitor once; ratios are computed within a run).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     runs: usize,
     #[arg(long, value_enum, default_value = "tcg")]
     accel: Accel,

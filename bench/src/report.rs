@@ -180,11 +180,21 @@ pub fn rows(sizes_mib: &[u64]) -> Vec<(String, String, Unit)> {
     );
     add("host: sha256, native", "host.sha256_MiBps", Unit::MiBps);
     add("host: crc32, native", "host.crc32_MiBps", Unit::MiBps);
-    add(
-        "build: cold `make image` (private target dir)",
-        "build.cold_image_s",
-        Unit::S,
-    );
+    let build = [
+        (
+            "build: cold `make image` steps, total",
+            "build.cold_image_s",
+        ),
+        (
+            "build: monitor (release, x86_64-unknown-none)",
+            "build.monitor_s",
+        ),
+        ("build: image tool (debug)", "build.image_tool_s"),
+        ("build: packing the disk (GRUB, GPT, FAT)", "build.pack_s"),
+    ];
+    for (label, key) in build {
+        add(label, key, Unit::S);
+    }
     r
 }
 
