@@ -95,10 +95,16 @@ fn main() -> Result<()> {
     let disk = args.work.join("nvme.img");
     host::ensure_disk(&disk)?;
     let reference = Reference::compute(&disk, &plan.sizes_mib)?;
-    let image = args.image.clone().unwrap_or_else(|| {
+    let source_image = args.image.clone().unwrap_or_else(|| {
         std::env::var_os("BRINGUP_IMAGE")
             .map_or_else(|| PathBuf::from("target/bringup.img"), PathBuf::from)
     });
+    // Every run boots the same bytes even if someone rebuilds the image meanwhile.
+    let image = args.work.join("bringup-under-test.img");
+    if !args.skip_bringup {
+        std::fs::copy(&source_image, &image)
+            .with_context(|| format!("copying {} (run `make image`)", source_image.display()))?;
+    }
     let big = *plan.sizes_mib.last().context("no sizes")?;
 
     let mut runs: Vec<Run> = Vec::new();
@@ -177,7 +183,7 @@ fn main() -> Result<()> {
             "runs": runs_wanted, "accel": args.accel, "quick": args.quick,
             "sizes_mib": plan.sizes_mib, "version_reps": plan.version_reps,
             "read_reps": plan.read_reps,
-            "image": image, "nvme_disk": disk, "nvme_disk_mib": host::DISK_MIB,
+            "image": source_image, "nvme_disk": disk, "nvme_disk_mib": host::DISK_MIB,
         },
         "summary": summary,
         "ratios": ratios,
