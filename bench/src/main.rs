@@ -71,6 +71,18 @@ pub fn secs(d: Duration) -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
+    let mut needed = vec![];
+    if !args.skip_uboot {
+        needed.push((machine::UBOOT_ROM, "u-boot-qemu"));
+    }
+    if !args.skip_bringup && !args.skip_ovmf {
+        needed.extend([(machine::OVMF_CODE, "ovmf"), (machine::OVMF_VARS, "ovmf")]);
+    }
+    for (path, package) in needed {
+        if !Path::new(path).exists() {
+            anyhow::bail!("{path} is missing: install the Debian package {package}");
+        }
+    }
     let (runs_wanted, plan) = if args.quick {
         (
             1,
