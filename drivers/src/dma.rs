@@ -283,15 +283,15 @@ impl DmaPool {
 
     fn fill(&mut self, buf: &DmaBuf, value: u8) {
         let start = buf.first_page as usize * PAGE_SIZE;
+        // Fences on both sides stand in for volatile: the compiler may not move or elide
+        // this fill across them, and a bulk fill (rep stos) is ~100x faster than a volatile
+        // byte loop, which matters because big reads allocate and free megabytes.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         // SAFETY: `buf`'s pages lie inside the pool region (alloc/free only pass bufs whose
-        // pages were just checked). Volatile because a device may have written them behind
-        // the compiler's back.
-        unsafe {
-            let base = self.virt_base.add(start);
-            for i in 0..buf.len() {
-                core::ptr::write_volatile(base.add(i), value);
-            }
-        }
+        // pages were just checked), and no Rust reference to pool memory is alive across a
+        // fill (`slice` borrows the pool, which `fill` needs mutably).
+        unsafe { core::ptr::write_bytes(self.virt_base.add(start), value, buf.len()) };
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     }
 
     /// Copies `data` into `buf` at `offset`.
