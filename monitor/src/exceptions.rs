@@ -272,6 +272,8 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     // Whatever held the console locks was interrupted for good (or is this handler).
     serial::unlock_after_fault();
     vga::unlock_after_fault();
+    // Recording the fault allocates; the faulting code may have held the heap lock.
+    crate::heap::unlock_after_fault();
     let address = if frame.vector == PAGE_FAULT {
         read_cr2()
     } else {

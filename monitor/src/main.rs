@@ -191,6 +191,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
             shell.command_faulted(&mut screen, fault, clock.now_us());
             action = Action::Continue;
         }
+        // A Ctrl-C that arrived during the command was for the command: do not let it
+        // cancel the next line too.
+        serial::clear_interrupt();
         if action == Action::Reset {
             reset::reset_machine(&clock);
         }

@@ -11,7 +11,7 @@ use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550};
 
 const COM1: u16 = 0x3f8;
-/// Type-ahead kept while a command runs; beyond this bytes are dropped.
+/// Type-ahead kept while a command runs or output is being sent.
 const PENDING_BYTES: usize = 4096;
 /// ASCII ETX, what a terminal sends for Ctrl-C.
 pub const CTRL_C: u8 = 0x03;
@@ -70,11 +70,15 @@ fn drain(port: &mut Port) {
     let Some(uart) = uart.as_mut() else {
         return;
     };
-    while let Ok(byte) = uart.try_receive_byte() {
+    // With the buffer full, bytes stay in the UART: an emulated UART (QEMU) then holds
+    // back the sender instead of losing input; a real one overruns, which a flood earns.
+    while !pending.is_full() {
+        let Ok(byte) = uart.try_receive_byte() else {
+            break;
+        };
         if byte == CTRL_C {
             *ctrl_c_seen = true;
         }
-        // A full type-ahead buffer means noise or a flood: dropping is the only option.
         let _ = pending.push_back(byte);
     }
 }
