@@ -7,6 +7,8 @@
 #   make deps        install missing system packages and the rustup target (idempotent)
 
 SHELL := /bin/bash
+# The paths below assume cargo's default target/ directory.
+unexport CARGO_TARGET_DIR
 CARGO ?= cargo
 TARGET := x86_64-unknown-none
 MONITOR_ELF := target/$(TARGET)/release/monitor
