@@ -2,6 +2,7 @@
 //! keyboard) through the sanitizer into noline's line editor.
 
 use alloc::string::String;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use heapless::Deque;
 use noline::builder::EditorBuilder;
@@ -16,9 +17,18 @@ use crate::{keyboard, serial, vga};
 /// The console every command prints to.
 pub struct Screen;
 
+/// The VGA mirror is for people: evidence frames (a line of their own, written in one
+/// piece and followed by its line break) go to the serial line only.
+static SKIP_VGA_LINE_END: AtomicBool = AtomicBool::new(false);
+
 impl commands::Console for Screen {
     fn write_str(&mut self, text: &str) {
-        write_all(text.as_bytes());
+        serial::write(text.as_bytes());
+        if text.starts_with(evidence::MARKER) {
+            SKIP_VGA_LINE_END.store(true, Ordering::Relaxed);
+        } else if !(SKIP_VGA_LINE_END.swap(false, Ordering::Relaxed) && text == "\r\n") {
+            vga::write(text.as_bytes());
+        }
     }
 }
 

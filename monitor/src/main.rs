@@ -125,7 +125,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         )
     };
 
-    let vga_on = facts.firmware == evidence::Firmware::Bios && vga::init();
+    let vga_on = facts.firmware == evidence::Firmware::Bios && vga::init(config.as_ref());
     let keyboard_on = keyboard::init();
     let mut reader = LineReader::new();
 

@@ -1,10 +1,13 @@
 //! A mirror of the console on the VGA text buffer, when one exists.
 //!
-//! GCE VMs have no display adapter and QEMU with `-vga none` has none either: there the
-//! legacy window at 0xb8000 is unbacked, so a test pattern written there does not read
-//! back, and the mirror stays off. Under UEFI the adapter (if any) is in a graphics mode
-//! where the text buffer is invisible, so the mirror is only used when BIOS booted us.
+//! GCE VMs have no display adapter and QEMU with `-vga none` has none either. Probing
+//! 0xb8000 does not tell: QEMU backs the legacy window with RAM even without a VGA device.
+//! So the mirror needs a PCI display controller of the VGA-compatible kind on bus 0 (where
+//! QEMU puts it) and a text buffer that reads back. Under UEFI the adapter (if any) is in a
+//! graphics mode where the text buffer is invisible, so the caller only asks after a BIOS
+//! boot.
 
+use drivers::platform::{Bdf, ConfigSpace};
 use spin::Mutex;
 
 const TEXT_BUFFER: usize = 0xb8000;
@@ -33,8 +36,24 @@ fn cell(row: usize, column: usize) -> *mut u16 {
     (TEXT_BUFFER as *mut u16).wrapping_add(row * COLUMNS + column)
 }
 
-/// Turns the mirror on if a text buffer answers. Call once at boot (BIOS boots only).
-pub fn init() -> bool {
+/// PCI class code of a VGA-compatible display controller (class 03, subclass 00).
+const CLASS_VGA: u16 = 0x0300;
+const CLASS_OFFSET: u16 = 0x0a;
+const VENDOR_NONE: u16 = 0xffff;
+
+fn vga_on_bus0(config: &dyn ConfigSpace) -> bool {
+    (0..32).any(|device| {
+        let bdf = Bdf::new(0, device, 0);
+        config.read16(bdf, 0) != VENDOR_NONE && config.read16(bdf, CLASS_OFFSET) == CLASS_VGA
+    })
+}
+
+/// Turns the mirror on if a VGA adapter and its text buffer answer. Call once at boot
+/// (BIOS boots only).
+pub fn init(config: &dyn ConfigSpace) -> bool {
+    if !vga_on_bus0(config) {
+        return false;
+    }
     let probe = cell(ROWS - 1, COLUMNS - 1);
     // SAFETY: 0xb8000 is identity mapped; on a PC it is either VGA memory or an unbacked
     // legacy hole, never RAM in use. The original cell value is restored.
