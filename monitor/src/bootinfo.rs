@@ -2,6 +2,7 @@
 
 use evidence::Firmware;
 use heapless::{String, Vec};
+use monitor::layout::Region;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 /// Multiboot2 bootloader magic in EAX at entry.
@@ -10,12 +11,6 @@ pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 const TAG_HEADER_BYTES: u64 = 8;
 pub const MAX_REGIONS: usize = 64;
 pub const CMDLINE_MAX: usize = 256;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Region {
-    pub start: u64,
-    pub end: u64,
-}
 
 pub struct BootFacts {
     pub firmware: Firmware,
@@ -98,27 +93,4 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
             end: boot.end_address() as u64,
         },
     })
-}
-
-/// `dma=<size>` from the command line: bytes, or with a K/M/G suffix.
-pub fn dma_size_arg(cmdline: &str) -> Option<Result<u64, ()>> {
-    let value = cmdline
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("dma="))?;
-    Some(parse_size(value).ok_or(()))
-}
-
-fn parse_size(text: &str) -> Option<u64> {
-    let (digits, shift) = match text.as_bytes().last()? {
-        b'k' | b'K' => (&text[..text.len() - 1], 10),
-        b'm' | b'M' => (&text[..text.len() - 1], 20),
-        b'g' | b'G' => (&text[..text.len() - 1], 30),
-        _ => (text, 0),
-    };
-    let number = if let Some(hex) = digits.strip_prefix("0x") {
-        u64::from_str_radix(hex, 16).ok()?
-    } else {
-        digits.parse::<u64>().ok()?
-    };
-    number.checked_mul(1u64 << shift)
 }

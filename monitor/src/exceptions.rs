@@ -1,18 +1,15 @@
-//! CPU exceptions: a register dump, and a way back to the prompt.
+//! CPU exceptions: a register dump, then back to the prompt (or halt outside a command).
 //!
 //! Stable Rust has no `x86-interrupt` ABI, so each vector gets a small assembly stub that
 //! pushes a uniform frame (vector, error code, general registers) and calls
-//! [`exception_dispatch`]. The REPL runs each command through [`run_guarded`], which
-//! records the callee-saved registers and stack pointer like `setjmp`; a fault while a
-//! guarded command runs resumes there (`run_guarded` returns the fault) instead of halting.
-//! The abandoned command's frames are never unwound: its heap allocations leak, which is
-//! the price of surviving a wild pointer.
+//! [`exception_dispatch`]. A fault while a guarded command runs resumes the REPL through
+//! [`crate::guard`]; anywhere else the monitor halts after the dump.
 
 use core::arch::{asm, global_asm};
 use core::fmt::Write;
 
 use evidence::Fault;
-use spin::{Mutex, Once};
+use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
@@ -21,7 +18,7 @@ use x86_64::structures::tss::TaskStateSegment;
 use x86_64::VirtAddr;
 
 use crate::console::Screen;
-use crate::{serial, vga};
+use crate::{guard, serial, vga};
 
 /// IST slot used for double faults, so a blown stack still gets a dump.
 const DOUBLE_FAULT_IST: u16 = 0;
@@ -55,38 +52,6 @@ pub struct TrapFrame {
     rsp: u64,
     ss: u64,
 }
-
-/// Callee-saved state of the `run_guarded` call that is armed (see the assembly).
-#[repr(C)]
-struct JumpBuffer {
-    rbx: u64,
-    rbp: u64,
-    r12: u64,
-    r13: u64,
-    r14: u64,
-    r15: u64,
-    rsp: u64,
-    rip: u64,
-}
-
-#[unsafe(no_mangle)]
-static mut GUARD_JUMP_BUFFER: JumpBuffer = JumpBuffer {
-    rbx: 0,
-    rbp: 0,
-    r12: 0,
-    r13: 0,
-    r14: 0,
-    r15: 0,
-    rsp: 0,
-    rip: 0,
-};
-
-/// Non-zero while a guarded call runs.
-#[unsafe(no_mangle)]
-static mut GUARD_ARMED: u64 = 0;
-
-/// The fault that ended the last guarded call.
-static LAST_FAULT: Mutex<Option<Fault>> = Mutex::new(None);
 
 macro_rules! stubs {
     ($($vector:literal $kind:ident),* $(,)?) => {
@@ -160,78 +125,12 @@ exception_common:
     addq $16, %rsp
     iretq
 
-/* u64 run_guarded_raw(void (*f)(void *), void *arg): 0 when f returned, 1 after a fault. */
-    .global run_guarded_raw
-run_guarded_raw:
-    movq %rbx, GUARD_JUMP_BUFFER+0(%rip)
-    movq %rbp, GUARD_JUMP_BUFFER+8(%rip)
-    movq %r12, GUARD_JUMP_BUFFER+16(%rip)
-    movq %r13, GUARD_JUMP_BUFFER+24(%rip)
-    movq %r14, GUARD_JUMP_BUFFER+32(%rip)
-    movq %r15, GUARD_JUMP_BUFFER+40(%rip)
-    leaq 8(%rsp), %rax
-    movq %rax, GUARD_JUMP_BUFFER+48(%rip)
-    movq (%rsp), %rax
-    movq %rax, GUARD_JUMP_BUFFER+56(%rip)
-    movq $1, GUARD_ARMED(%rip)
-    movq %rdi, %rax
-    movq %rsi, %rdi
-    subq $8, %rsp
-    call *%rax
-    addq $8, %rsp
-    movq $0, GUARD_ARMED(%rip)
-    xorl %eax, %eax
-    ret
-
-/* Never returns: resumes the armed run_guarded_raw call, which then returns 1. */
-    .global guard_resume
-guard_resume:
-    movq $0, GUARD_ARMED(%rip)
-    movq GUARD_JUMP_BUFFER+0(%rip), %rbx
-    movq GUARD_JUMP_BUFFER+8(%rip), %rbp
-    movq GUARD_JUMP_BUFFER+16(%rip), %r12
-    movq GUARD_JUMP_BUFFER+24(%rip), %r13
-    movq GUARD_JUMP_BUFFER+32(%rip), %r14
-    movq GUARD_JUMP_BUFFER+40(%rip), %r15
-    movq GUARD_JUMP_BUFFER+48(%rip), %rsp
-    movl $1, %eax
-    jmpq *GUARD_JUMP_BUFFER+56(%rip)
     "#,
     options(att_syntax)
 );
 
 unsafe extern "C" {
     static exception_stub_table: [u64; 32];
-    fn run_guarded_raw(f: extern "C" fn(*mut u8), arg: *mut u8) -> u64;
-    fn guard_resume() -> !;
-}
-
-extern "C" fn call_closure<F: FnMut()>(arg: *mut u8) {
-    // SAFETY: `run_guarded` passes a pointer to its own `F`, alive for the whole call.
-    let f = unsafe { &mut *(arg as *mut F) };
-    f();
-}
-
-/// Runs `f`; if a CPU exception happens inside it, returns the fault instead of halting.
-pub fn run_guarded<F: FnMut()>(mut f: F) -> Result<(), Fault> {
-    *LAST_FAULT.lock() = None;
-    // SAFETY: `call_closure::<F>` matches the pointer's type; the assembly preserves every
-    // callee-saved register on both return paths, as the C ABI requires.
-    let faulted = unsafe { run_guarded_raw(call_closure::<F>, &mut f as *mut F as *mut u8) };
-    if faulted == 0 {
-        return Ok(());
-    }
-    // `f` was abandoned mid-flight; forget it rather than run its destructor on state
-    // that may be half-updated.
-    core::mem::forget(f);
-    Err(LAST_FAULT.lock().take().unwrap_or(Fault {
-        exception: "unknown".into(),
-        vector: 0,
-        rip: 0,
-        error_code: 0,
-        address: 0,
-        recovered: true,
-    }))
 }
 
 pub fn exception_name(vector: u64) -> &'static str {
@@ -279,27 +178,19 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     } else {
         0
     };
-    // SAFETY: single CPU, interrupts off: nothing else touches the flag concurrently.
-    let armed = unsafe { core::ptr::addr_of!(GUARD_ARMED).read_volatile() } != 0;
+    let armed = guard::armed();
     dump(frame, address, armed);
     if !armed {
         crate::halt_with("fault outside a command; halted");
     }
-    if LAST_FAULT.is_locked() {
-        // SAFETY: as for the console locks above.
-        unsafe { LAST_FAULT.force_unlock() };
-    }
-    *LAST_FAULT.lock() = Some(Fault {
+    guard::resume_with(Fault {
         exception: exception_name(frame.vector).into(),
         vector: frame.vector as u8,
         rip: frame.rip,
         error_code: frame.error_code,
         address,
         recovered: true,
-    });
-    // SAFETY: armed means a run_guarded_raw call is live below us on this stack (or, for a
-    // double fault on the IST stack, on the command stack it recorded).
-    unsafe { guard_resume() }
+    })
 }
 
 fn dump(frame: &TrapFrame, address: u64, armed: bool) {
@@ -445,28 +336,4 @@ pub fn init() {
         idt
     });
     idt.load();
-}
-
-/// Called by the panic handler: if a guarded command is running, fail it like a fault
-/// (returns only when no command is running).
-pub fn abort_guarded(what: &str) {
-    // SAFETY: single CPU, interrupts off: nothing else touches the flag concurrently.
-    let armed = unsafe { core::ptr::addr_of!(GUARD_ARMED).read_volatile() } != 0;
-    if !armed {
-        return;
-    }
-    if LAST_FAULT.is_locked() {
-        // SAFETY: the holder (if any) was abandoned by the panic.
-        unsafe { LAST_FAULT.force_unlock() };
-    }
-    *LAST_FAULT.lock() = Some(Fault {
-        exception: what.into(),
-        vector: 0xff,
-        rip: 0,
-        error_code: 0,
-        address: 0,
-        recovered: true,
-    });
-    // SAFETY: armed means a run_guarded_raw call is live below us on this stack.
-    unsafe { guard_resume() }
 }

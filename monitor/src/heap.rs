@@ -2,7 +2,7 @@
 
 use linked_list_allocator::LockedHeap;
 
-use crate::bootinfo::Region;
+use monitor::layout::Region;
 
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();

@@ -30,6 +30,8 @@ enum State {
     Escape,
     /// After ESC [ (or ESC O), collecting parameter bytes.
     Csi,
+    /// Inside a control sequence we will not forward: swallow it up to its final byte.
+    Discard,
     /// Inside a multi-byte UTF-8 character.
     Utf8 {
         needed: u8,
@@ -47,6 +49,12 @@ pub struct Sanitizer {
 
 /// Up to 5 bytes of editor input produced by one input byte.
 pub type Forward = Vec<u8, 8>;
+
+impl Default for Sanitizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Sanitizer {
     pub const fn new() -> Self {
@@ -80,6 +88,15 @@ impl Sanitizer {
                 _ => self.state = State::Normal,
             },
             State::Csi => self.csi(byte, &mut out),
+            State::Discard => match byte {
+                0x20..=0x3f => {}
+                0x40..=0x7e => self.state = State::Normal,
+                // Not part of a sequence after all: the sequence was cut short.
+                _ => {
+                    self.state = State::Normal;
+                    self.normal(byte, false, &mut out);
+                }
+            },
             State::Utf8 { needed } => self.utf8_continue(byte, needed, &mut out),
         }
         out
@@ -153,8 +170,8 @@ impl Sanitizer {
         match byte {
             b'0'..=b'9' | b';' => {
                 if self.params.push(byte).is_err() {
-                    // Absurdly long parameters: noise.
-                    self.state = State::Normal;
+                    // Longer parameters than any key we forward: not a key.
+                    self.state = State::Discard;
                 }
             }
             0x40..=0x7e => {
@@ -171,8 +188,113 @@ impl Sanitizer {
                 };
                 let _ = out.extend_from_slice(canonical);
             }
-            // Intermediate or private bytes (e.g. `ESC [ ?`): not a key we know.
-            _ => self.state = State::Normal,
+            // Private or intermediate bytes (e.g. `ESC [ ? 25 h`): not a key we know.
+            0x20..=0x3f => self.state = State::Discard,
+            // A control byte cuts the sequence short; it counts on its own.
+            _ => {
+                self.state = State::Normal;
+                self.normal(byte, false, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(s: &mut Sanitizer, bytes: &[u8]) -> std::vec::Vec<u8> {
+        bytes.iter().flat_map(|&b| s.feed(b)).collect()
+    }
+
+    #[test]
+    fn text_and_enter_pass() {
+        let mut s = Sanitizer::new();
+        assert_eq!(feed_all(&mut s, b"help\r"), b"help\r");
+        assert!(!s.take_overflow());
+    }
+
+    #[test]
+    fn crlf_is_one_enter_but_lf_alone_is_enter() {
+        let mut s = Sanitizer::new();
+        assert_eq!(feed_all(&mut s, b"a\r\nb\n\nc"), b"a\rb\r\rc");
+    }
+
+    #[test]
+    fn cursor_report_never_reaches_the_editor() {
+        // noline unwraps the arguments of `ESC [ R`: these would panic it.
+        let mut s = Sanitizer::new();
+        let out = feed_all(&mut s, b"\x1b[R\x1b[;R\x1b[5R\x1b[12;40R\x1b[6n");
+        assert!(!out.contains(&b'R') && !out.contains(&0x1b), "{out:?}");
+    }
+
+    #[test]
+    fn known_keys_are_canonical() {
+        let mut s = Sanitizer::new();
+        assert_eq!(feed_all(&mut s, b"\x1bOA"), b"\x1b[A");
+        assert_eq!(feed_all(&mut s, b"\x1b[1D"), b"\x1b[D");
+        assert_eq!(
+            feed_all(&mut s, b"\x1b[H\x1b[8~\x1b[3~"),
+            b"\x1b[1~\x1b[4~\x1b[3~"
+        );
+        assert_eq!(feed_all(&mut s, b"\x1b[?25h\x1bx\x1b[99999999A"), b"");
+    }
+
+    #[test]
+    fn invalid_utf8_is_dropped_valid_kept() {
+        let mut s = Sanitizer::new();
+        let out = feed_all(&mut s, b"\xff\xc3\x28\xe2\x82\xa1\xed\xa0\x80\xc0\xafok");
+        assert_eq!(std::str::from_utf8(&out).unwrap(), "(\u{20a1}ok");
+    }
+
+    #[test]
+    fn unbound_control_bytes_are_dropped() {
+        let mut s = Sanitizer::new();
+        assert_eq!(
+            feed_all(&mut s, &[0x00, 0x1c, 0x1f, 0x03, 0x7f]),
+            [0x03, 0x7f]
+        );
+    }
+
+    #[test]
+    fn overlong_line_is_flagged_not_truncated_silently() {
+        let mut s = Sanitizer::new();
+        let line = std::vec![b'x'; LINE_LIMIT + 100];
+        let out = feed_all(&mut s, &line);
+        assert_eq!(out.len(), LINE_LIMIT);
+        assert_eq!(feed_all(&mut s, b"\r"), b"\r");
+        assert!(s.take_overflow());
+        assert!(!s.take_overflow(), "flag resets");
+        // The next line starts from zero.
+        assert_eq!(feed_all(&mut s, b"ok\r"), b"ok\r");
+        assert!(!s.take_overflow());
+    }
+
+    #[test]
+    fn random_noise_only_yields_safe_bytes() {
+        let mut s = Sanitizer::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut out = std::vec::Vec::new();
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend(s.feed(x as u8));
+        }
+        // Every escape the editor sees is one of the canonical key sequences.
+        let canonical: [&[u8]; 7] = [
+            b"\x1b[A", b"\x1b[B", b"\x1b[C", b"\x1b[D", b"\x1b[1~", b"\x1b[3~", b"\x1b[4~",
+        ];
+        let mut i = 0;
+        while i < out.len() {
+            if out[i] == 0x1b {
+                let rest = &out[i..];
+                let ok = canonical.iter().find(|seq| rest.starts_with(seq));
+                i += ok.expect("only canonical escapes").len();
+            } else {
+                assert!(out[i] != 0 && !(0x1c..=0x1f).contains(&out[i]));
+                i += 1;
+            }
         }
     }
 }

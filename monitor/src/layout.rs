@@ -5,7 +5,12 @@
 
 use heapless::Vec;
 
-use crate::bootinfo::{BootFacts, Region};
+/// A physical address range `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+}
 
 const MIB: u64 = 1 << 20;
 const LOW_LIMIT: u64 = MIB;
@@ -58,17 +63,18 @@ fn outward(region: Region) -> Region {
 }
 
 /// Free identity-mapped RAM, page aligned, minus the reserved ranges.
-fn free_pieces(facts: &BootFacts, kernel: Region) -> Vec<Region, 128> {
+fn free_pieces(available: &[Region], reserved: &[Region]) -> Vec<Region, 128> {
     let mut pieces: Vec<Region, 128> = Vec::new();
-    for area in &facts.available {
+    for area in available {
         let start = area.start.max(LOW_LIMIT).div_ceil(PAGE) * PAGE;
         let end = area.end.min(IDENTITY_LIMIT) & !(PAGE - 1);
         if start < end {
             let _ = pieces.push(Region { start, end });
         }
     }
-    subtract(&mut pieces, outward(kernel));
-    subtract(&mut pieces, outward(facts.info_range));
+    for hole in reserved {
+        subtract(&mut pieces, outward(*hole));
+    }
     pieces
 }
 
@@ -78,8 +84,10 @@ fn len(r: &Region) -> u64 {
 
 /// Places the pool at the top of the largest piece it fits in (2 MiB aligned), then the
 /// heap in the largest piece left. Shrinks the pool (halving) if memory is short.
-pub fn plan(facts: &BootFacts, kernel: Region, dma_wanted: u64) -> Option<Plan> {
-    let mut pieces = free_pieces(facts, kernel);
+/// `available` is the firmware's usable RAM; `reserved` what must not be touched (the
+/// monitor image, the boot information).
+pub fn plan(available: &[Region], reserved: &[Region], dma_wanted: u64) -> Option<Plan> {
+    let mut pieces = free_pieces(available, reserved);
     let mut dma_bytes = (dma_wanted.max(DMA_MIN)).div_ceil(PAGE) * PAGE;
     let mut dma_shrunk = false;
     let dma = loop {
@@ -87,7 +95,6 @@ pub fn plan(facts: &BootFacts, kernel: Region, dma_wanted: u64) -> Option<Plan> 
             .iter()
             .filter_map(|piece| {
                 let top = piece.end.checked_sub(dma_bytes)? & !(DMA_ALIGN - 1);
-                // Leave the heap its minimum in the same piece if it is the only one.
                 (top >= piece.start).then_some(Region {
                     start: top,
                     end: top + dma_bytes,
@@ -117,4 +124,60 @@ pub fn plan(facts: &BootFacts, kernel: Region, dma_wanted: u64) -> Option<Plan> 
         dma,
         dma_shrunk,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn r(start: u64, end: u64) -> Region {
+        Region { start, end }
+    }
+
+    fn overlaps(a: Region, b: Region) -> bool {
+        a.start < b.end && b.start < a.end
+    }
+
+    #[test]
+    fn pool_and_heap_avoid_reserved_and_low_memory() {
+        let available = [r(0, 0x9f000), r(MIB, GIB)];
+        let kernel = r(MIB, MIB + 0x3a123);
+        let info = r(0x20_0000 + 0x10, 0x20_0000 + 0x900);
+        let plan = plan(&available, &[kernel, info], DMA_DEFAULT).unwrap();
+        assert_eq!(plan.dma.end - plan.dma.start, DMA_DEFAULT);
+        assert_eq!(plan.dma.start % DMA_ALIGN, 0);
+        assert!(!plan.dma_shrunk);
+        for region in [plan.dma, plan.heap] {
+            assert!(region.start >= MIB && region.end <= GIB);
+            assert!(!overlaps(region, kernel) && !overlaps(region, info));
+        }
+        assert!(!overlaps(plan.dma, plan.heap));
+        assert_eq!(plan.heap.end - plan.heap.start, HEAP_MAX);
+    }
+
+    #[test]
+    fn nothing_above_4_gib() {
+        // OVMF-like map: a little low RAM and most of it above 4 GiB.
+        let available = [r(MIB, 128 * MIB), r(4 * GIB, 8 * GIB)];
+        let plan = plan(&available, &[r(MIB, 2 * MIB)], DMA_DEFAULT).unwrap();
+        assert!(plan.dma.end <= 128 * MIB && plan.heap.end <= 128 * MIB);
+        assert!(!overlaps(plan.dma, plan.heap));
+    }
+
+    #[test]
+    fn pool_shrinks_when_memory_is_short() {
+        let available = [r(MIB, 48 * MIB)];
+        let plan = plan(&available, &[r(MIB, 2 * MIB)], DMA_DEFAULT).unwrap();
+        assert!(plan.dma_shrunk);
+        assert!(plan.dma.end - plan.dma.start < DMA_DEFAULT);
+        assert!(plan.heap.end - plan.heap.start >= HEAP_MIN);
+    }
+
+    #[test]
+    fn too_little_memory_is_refused() {
+        assert!(plan(&[r(MIB, 3 * MIB)], &[], DMA_MIN).is_none());
+        assert!(plan(&[], &[], DMA_DEFAULT).is_none());
+    }
 }

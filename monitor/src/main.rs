@@ -13,11 +13,11 @@ mod boot;
 mod bootinfo;
 mod clock;
 mod console;
+mod editor_io;
 mod exceptions;
+mod guard;
 mod heap;
-mod input;
 mod keyboard;
-mod layout;
 mod memory;
 mod mmio;
 mod pci_config;
@@ -34,9 +34,10 @@ use commands::{Action, Shell, SystemInfo};
 use drivers::dma::DmaPool;
 use drivers::platform::{Clock, ConfigSpace, Hw};
 
-use crate::bootinfo::Region;
 use crate::clock::TscClock;
 use crate::console::{Input, LineReader, Screen};
+use monitor::cmdline;
+use monitor::layout::{self, Region};
 
 /// Prints `why` and stops the CPU for good.
 pub fn halt_with(why: &str) -> ! {
@@ -58,7 +59,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     let mut out = Screen;
     let _ = write!(out, "\r\n*** panic: {info}\r\n");
     // A panic inside a command aborts that command like a CPU fault would.
-    exceptions::abort_guarded("panic");
+    guard::abort_guarded("panic");
     halt_with("panic outside a command; halted")
 }
 
@@ -77,12 +78,12 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         start: kernel_start,
         end: kernel_end,
     };
-    let dma_arg = bootinfo::dma_size_arg(&facts.cmdline);
+    let dma_arg = cmdline::dma_size_arg(&facts.cmdline);
     let dma_wanted = match dma_arg {
         Some(Ok(bytes)) => bytes,
         _ => layout::DMA_DEFAULT,
     };
-    let Some(plan) = layout::plan(&facts, kernel, dma_wanted) else {
+    let Some(plan) = layout::plan(&facts.available, &[kernel, facts.info_range], dma_wanted) else {
         halt_with("not enough memory below 4 GiB for the heap and the DMA pool")
     };
     // SAFETY: the layout chose free RAM below 4 GiB, clear of the image and boot info.
@@ -176,7 +177,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         };
         serial::clear_interrupt();
         let mut action = Action::Continue;
-        let outcome = exceptions::run_guarded(|| {
+        let outcome = guard::run_guarded(|| {
             let mut hw = Hw {
                 config: config.as_ref(),
                 mmio: mmio.as_mut(),

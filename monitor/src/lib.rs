@@ -1,0 +1,8 @@
+//! The parts of the monitor that are plain logic, kept apart from the hardware glue so
+//! they run in host tests (`cargo test -p monitor --lib`): the input sanitizer in front of
+//! the line editor, the heap/DMA placement, and the kernel command line.
+#![cfg_attr(not(test), no_std)]
+
+pub mod cmdline;
+pub mod input;
+pub mod layout;
