@@ -22,7 +22,8 @@ OVMF_CODE := /usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS_TEMPLATE := /usr/share/OVMF/OVMF_VARS_4M.fd
 OVMF_VARS := target/OVMF_VARS_4M.fd
 # TCG: OVMF stops with a KVM emulation failure on these machines (reference/boot-path.md).
-QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -serial stdio \
+# mon:stdio: Ctrl-C goes to the monitor (to abort a long wait), Ctrl-A X quits QEMU.
+QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -serial mon:stdio \
 	-drive file=$(IMAGE),format=raw,if=none,id=boot -device ide-hd,drive=boot,bootindex=0
 
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar

@@ -15,7 +15,6 @@ const KBC_READY_TIMEOUT_US: u64 = 100_000;
 const RESET_SETTLE_US: u64 = 500_000;
 
 pub fn reset_machine(clock: &dyn Clock) -> ! {
-    crate::console::write_all(b"resetting...\r\n");
     let mut status: Port<u8> = Port::new(KBC_STATUS);
     let mut command: Port<u8> = Port::new(KBC_COMMAND);
     // SAFETY: the 8042 status read has no side effects.
