@@ -1,6 +1,9 @@
 # bringup: build the monitor, the boot disk and the GCE image; boot it in QEMU.
 #
 #   make run         build everything and drop into the monitor prompt in QEMU
+#                    (an NVMe disk and the gVNIC model attached; escape key printed at start)
+#   make test        unit, driver and QEMU system tests (SeaBIOS and OVMF)
+#   make bench       bringup against U-Boot on the same QEMU and disk (docs/PERFORMANCE.md)
 #   make image       target/bringup.img (hybrid BIOS+UEFI GPT disk)
 #   make gce-image   target/gce/bringup-gce.tar.gz (disk.raw for `gcloud compute images create`)
 #   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
@@ -26,10 +29,16 @@ OVMF_VARS := target/OVMF_VARS_4M.fd
 QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -serial mon:stdio \
 	-drive file=$(IMAGE),format=raw,if=none,id=boot -device ide-hd,drive=boot,bootindex=0
 
-DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar
+# Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
+# model's pcap), openssh-server + socat (the GCE serial gateway stand-in), util-linux (unshare).
+# Bench: u-boot-qemu (the monitor we measure against).
+DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
+	tshark openssh-server socat util-linux u-boot-qemu
+BRINGUP := target/debug/bringup
+DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps monitor image gce-image run qemu-bios qemu-uefi clean-image
+.PHONY: all deps monitor image gce-image run test bench qemu-bios qemu-uefi clean-image
 
 all: image
 
@@ -55,12 +64,27 @@ image: monitor $(IMAGE_TOOL)
 gce-image: image
 	$(IMAGE_TOOL) gce --image $(IMAGE) --out-dir target/gce --tarball $(GCE_TARBALL)
 
-# Until the host tool's interactive `bringup qemu` lands this boots QEMU directly on the
-# serial console (Ctrl-A X quits QEMU). The lead will switch it to:
-#   cargo run -p host-client --bin bringup -- qemu
-run: image
-	@echo "bringup: booting $(IMAGE) in QEMU (SeaBIOS). Quit with Ctrl-A X."
-	qemu-system-x86_64 $(QEMU_COMMON)
+$(BRINGUP): FORCE
+	$(CARGO) build -q -p host-client --bin bringup
+
+# A 64 MiB demo disk whose first sector says what it is, so `nvme read 0 --dump` shows text.
+$(DEMO_DISK):
+	@mkdir -p target
+	head -c 67108864 /dev/urandom > $@
+	printf 'bringup demo disk: this text is LBA 0 of the NVMe namespace\n' | dd of=$@ conv=notrunc status=none
+
+run: image $(BRINGUP) $(DEMO_DISK)
+	$(BRINGUP) qemu --nvme $(DEMO_DISK) --gvnic --gvnic-pcap target/gvnic.pcap
+
+# The system tests boot target/bringup.img; DEB packages come from `deps` (via image).
+# The monitor is not a default workspace member (bare-metal binary): its host-testable
+# library is tested on its own.
+test: image
+	$(CARGO) test --workspace --exclude monitor
+	$(CARGO) test -p monitor --lib
+
+bench: image
+	$(CARGO) run --release -p bench -- --out target/bench.json
 
 qemu-bios: image
 	qemu-system-x86_64 $(QEMU_COMMON)
