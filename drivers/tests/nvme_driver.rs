@@ -497,3 +497,28 @@ fn binding_something_else_is_refused() {
     assert_eq!(err.code(), "no-such-function");
     assert!(bench.ledger_is_empty());
 }
+
+#[test]
+fn ctrl_c_stops_a_long_read_and_keeps_the_controller() {
+    let mut bench = Bench::new(Faults::default());
+    let mut c = bench.bind().unwrap();
+    let before = bench.pool.ledger().len();
+    // 4096 blocks of 512 B at 128 KiB per command is 16 commands, 8 in flight at most:
+    // interrupt after the first few polls, while more remain to be issued.
+    bench
+        .clock
+        .interrupt_after
+        .set(Some(bench.clock.relaxes.get() + 2));
+    let err = bench
+        .read(&mut c, 1, 0, 4096)
+        .err()
+        .expect("the read must stop");
+    assert_eq!(err, NvmeError::Interrupted { wait: Wait::Read });
+    // Everything issued was drained: the controller stays usable and the read's bounce
+    // buffers went back to the pool.
+    assert_eq!(c.state(), State::Ready);
+    assert_eq!(bench.pool.ledger().len(), before);
+    bench.clock.interrupt_after.set(None);
+    assert_eq!(bench.read(&mut c, 1, 8, 16).unwrap(), bench.disk(1, 8, 16));
+    bench.assert_no_violations();
+}

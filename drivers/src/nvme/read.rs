@@ -18,6 +18,22 @@ const OPC_READ: u8 = 0x02;
 /// while bounding the bounce memory (8 x 1 MiB at worst).
 const MAX_IN_FLIGHT: usize = 8;
 
+/// How long an interrupted read waits for its outstanding commands before Ctrl-C may cut
+/// that wait short too. Healthy controllers finish in microseconds to milliseconds.
+const DRAIN_GRACE_US: u64 = 1_000_000;
+
+/// A clock that hides a pending Ctrl-C, for draining commands already at the device.
+struct IgnoreCtrlC<'a>(&'a dyn crate::platform::Clock);
+
+impl crate::platform::Clock for IgnoreCtrlC<'_> {
+    fn now_us(&self) -> u64 {
+        self.0.now_us()
+    }
+    fn relax(&self) {
+        self.0.relax();
+    }
+}
+
 /// What a finished read measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadSummary {
@@ -98,6 +114,11 @@ impl Controller {
         let mut failure: Option<NvmeError> = None;
         let mut issued = 0u64;
         loop {
+            // Ctrl-C stops issuing; what is already at the device is drained below, so a
+            // read on a healthy controller can be stopped without losing the controller.
+            if failure.is_none() && clock.interrupted() {
+                failure = Some(NvmeError::Interrupted { wait: Wait::Read });
+            }
             while failure.is_none() {
                 let Some(slot) = free_slots.pop() else { break };
                 let Some((lba, blocks)) = pending.next() else {
@@ -124,7 +145,7 @@ impl Controller {
             if inflight.is_empty() {
                 break;
             }
-            let waited = bounded(clock, IO_TIMEOUT_US, Wait::Read, || {
+            let mut head_done = || {
                 if let Err(err) = self.reap(hw.dma, &mut inflight) {
                     return Some(Err(err));
                 }
@@ -134,7 +155,26 @@ impl Controller {
                 regs::csts(&*self.regs)
                     .contains(Csts::CFS)
                     .then_some(Err(NvmeError::ControllerFatal { during: Wait::Read }))
-            });
+            };
+            let draining = matches!(failure, Some(NvmeError::Interrupted { .. }));
+            let waited = if draining {
+                // The Ctrl-C that stopped us is still pending: give the outstanding commands a
+                // grace period that ignores it, and only then let it cut the wait short (which
+                // marks the controller failed, because the device may still write our pages).
+                match bounded(
+                    &IgnoreCtrlC(clock),
+                    DRAIN_GRACE_US,
+                    Wait::Read,
+                    &mut head_done,
+                ) {
+                    Err(NvmeError::Timeout { .. }) => {
+                        bounded(clock, IO_TIMEOUT_US, Wait::Read, head_done)
+                    }
+                    other => other,
+                }
+            } else {
+                bounded(clock, IO_TIMEOUT_US, Wait::Read, head_done)
+            };
             if let Err(err) = waited {
                 // Commands are still outstanding: their buffers stay allocated (the device
                 // may write them) until teardown resets the controller.
