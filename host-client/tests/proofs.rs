@@ -43,3 +43,63 @@ fn proofs_parse_and_name_known_kinds() {
         }
     }
 }
+
+/// The full bring-up proof, run the way a user runs it (the `bringup` binary, a command
+/// file, a JSON report), against the real image under OVMF (GCE boots UEFI) with an NVMe
+/// disk and the gVNIC model: every command and expectation must hold.
+#[test]
+fn full_bringup_proof_passes_end_to_end() {
+    let image = host_client::qemu::workspace_root().join("target/bringup.img");
+    let image = std::env::var_os("BRINGUP_IMAGE").map_or(image, std::path::PathBuf::from);
+    assert!(
+        image.exists(),
+        "{} is missing: run `make image` first",
+        image.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    let mut bytes = vec![0u8; 8 << 20];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in bytes.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&disk, &bytes).unwrap();
+    let report_path = dir.path().join("full.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_bringup"))
+        .current_dir(host_client::qemu::workspace_root())
+        .args([
+            "run",
+            "proofs/full.bringup",
+            "--uefi",
+            "--gvnic",
+            "--no-progress",
+            "--image",
+        ])
+        .arg(&image)
+        .arg("--nvme")
+        .arg(&disk)
+        .arg("--report")
+        .arg(&report_path)
+        .status()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let summary = &report["summary"];
+    assert!(status.success(), "bringup run failed: {summary}");
+    assert_eq!(report["passed"], true);
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["commands"], summary["passed"]);
+    assert_eq!(summary["damaged_frames"], 0);
+    assert_eq!(summary["sequence_gaps"], 0);
+    // The report carries the proof itself: the LBA 0 digest equals the host's.
+    use sha2::Digest;
+    let host_sha = sha2::Sha256::digest(&bytes[..512]);
+    let hex: String = host_sha.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        report.to_string().contains(&hex),
+        "the report must hold the SHA-256 of LBA 0"
+    );
+}
