@@ -3,7 +3,8 @@
 use alloc::string::String;
 use core::fmt::Write;
 
-use evidence::{Body, DmaLedger, LedgerEntry};
+use drivers::platform::Bdf;
+use evidence::{Body, DmaLedger, LedgerEntry, TeardownStep};
 
 use crate::args::{parse_number, Args};
 use crate::table::{all_commands, lookup, CmdError, CommandSpec, Ctx, Flag};
@@ -236,6 +237,29 @@ fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     }
     hexdump(ctx, addr, &buffer);
     Ok(())
+}
+
+/// One teardown step, the same way for every device: an aligned human line and a frame.
+/// Details are capped so a chatty driver message cannot bloat a frame on a 115200 line.
+pub(crate) fn report_teardown_step(
+    ctx: &mut Ctx,
+    device: &str,
+    bdf: Bdf,
+    step: &str,
+    ok: bool,
+    detail: &str,
+) {
+    let _ = writeln!(
+        ctx.out,
+        "{device} {bdf}: {step:<18} {}  {detail}",
+        if ok { "ok    " } else { "FAILED" }
+    );
+    ctx.out.frame(Body::TeardownStep(TeardownStep {
+        device: device.into(),
+        step: step.into(),
+        ok,
+        detail: detail.chars().take(160).collect(),
+    }));
 }
 
 /// Classic 16-bytes-a-line hexdump with an ASCII column.

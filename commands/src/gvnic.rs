@@ -16,6 +16,7 @@ use drivers::platform::Bdf;
 use evidence::Body;
 
 use crate::args::Args;
+use crate::core_cmds::report_teardown_step;
 use crate::pci::parse_bdf;
 use crate::table::{CmdError, CommandSpec, Ctx, Flag};
 
@@ -487,19 +488,7 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
         let _ = writeln!(ctx.out, "gvnic {bdf}: nothing to tear down");
     }
     for step in steps {
-        let _ = writeln!(
-            ctx.out,
-            "gvnic {bdf}: {:<18} {}  {}",
-            step.step,
-            if step.ok { "ok    " } else { "FAILED" },
-            step.detail
-        );
-        ctx.out.frame(Body::TeardownStep(evidence::TeardownStep {
-            device: String::from("gvnic"),
-            step: String::from(step.step),
-            ok: step.ok,
-            detail: step.detail.chars().take(160).collect(),
-        }));
+        report_teardown_step(ctx, "gvnic", bdf, step.step, step.ok, &step.detail);
     }
     // Whatever happened, the device must not DMA any more: bus mastering off. (A device
     // that did not confirm its reset keeps its quarantined pages all the same.)

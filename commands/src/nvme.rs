@@ -11,7 +11,7 @@ use evidence::Body;
 use sha2::{Digest, Sha256};
 
 use crate::args::{parse_number, Args};
-use crate::core_cmds::hexdump;
+use crate::core_cmds::{hexdump, report_teardown_step};
 use crate::pci::{human_size, parse_bdf};
 use crate::table::{CmdError, CommandSpec, Ctx, Flag};
 
@@ -362,22 +362,10 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     let steps = controller.teardown(ctx.hw);
     let mut failed = Vec::new();
     for step in steps {
-        let _ = writeln!(
-            ctx.out,
-            "nvme {bdf}: {:<15} {} {}",
-            step.step,
-            if step.ok { "ok  " } else { "FAIL" },
-            step.detail
-        );
+        report_teardown_step(ctx, "nvme", bdf, step.step, step.ok, &step.detail);
         if !step.ok {
             failed.push(step.step);
         }
-        ctx.out.frame(Body::TeardownStep(evidence::TeardownStep {
-            device: "nvme".into(),
-            step: step.step.into(),
-            ok: step.ok,
-            detail: step.detail,
-        }));
     }
     if failed.is_empty() {
         Ok(())
