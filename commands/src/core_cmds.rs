@@ -141,24 +141,14 @@ fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     let info = ctx.info;
     let _ = writeln!(
         ctx.out,
-        "bringup {} ({}), firmware {:?}, {} MiB RAM, boot to prompt {} ms",
+        "bringup {} ({}), firmware {}, {} MiB RAM, boot to prompt {} ms",
         info.version,
         info.build,
-        info.firmware,
+        info.firmware_name(),
         info.memory_bytes >> 20,
         info.boot_us / 1000
     );
-    ctx.out.frame(Body::Banner(evidence::Banner {
-        format_version: evidence::FORMAT_VERSION,
-        version: info.version.into(),
-        build: info.build.into(),
-        firmware: info.firmware,
-        memory_bytes: info.memory_bytes,
-        dma_base: info.dma_base,
-        dma_bytes: info.dma_bytes,
-        cmdline: info.cmdline.chars().take(128).collect(),
-        boot_us: info.boot_us,
-    }));
+    ctx.out.frame(Body::Banner(info.banner()));
     Ok(())
 }
 

@@ -25,6 +25,31 @@ pub struct SystemInfo {
     pub boot_us: u64,
 }
 
+impl SystemInfo {
+    pub fn firmware_name(&self) -> &'static str {
+        match self.firmware {
+            Firmware::Bios => "BIOS",
+            Firmware::Uefi => "UEFI",
+            Firmware::Unknown => "unknown",
+        }
+    }
+
+    /// The banner frame body (at boot and from `version`).
+    pub fn banner(&self) -> evidence::Banner {
+        evidence::Banner {
+            format_version: evidence::FORMAT_VERSION,
+            version: self.version.into(),
+            build: self.build.into(),
+            firmware: self.firmware,
+            memory_bytes: self.memory_bytes,
+            dma_base: self.dma_base,
+            dma_bytes: self.dma_bytes,
+            cmdline: self.cmdline.chars().take(128).collect(),
+            boot_us: self.boot_us,
+        }
+    }
+}
+
 /// The bound devices; `teardown` walks this in reverse bring-up order.
 #[derive(Default)]
 pub struct DeviceState {
@@ -77,11 +102,7 @@ impl Shell {
         let info = &self.info;
         let boot_id = self.counter.boot_id;
         let mut out = Output::new(console, &mut self.counter, 0);
-        let firmware = match info.firmware {
-            Firmware::Bios => "BIOS",
-            Firmware::Uefi => "UEFI",
-            Firmware::Unknown => "unknown",
-        };
+        let firmware = info.firmware_name();
         let _ = write!(
             out,
             "\nbringup monitor {} ({})\nfirmware: {firmware}, memory: {} MiB, DMA pool: {} KiB at {:#x}\n\
@@ -93,17 +114,7 @@ impl Shell {
             info.dma_base,
             boot_id,
         );
-        out.frame(Body::Banner(evidence::Banner {
-            format_version: evidence::FORMAT_VERSION,
-            version: info.version.into(),
-            build: info.build.into(),
-            firmware: info.firmware,
-            memory_bytes: info.memory_bytes,
-            dma_base: info.dma_base,
-            dma_bytes: info.dma_bytes,
-            cmdline: info.cmdline.chars().take(128).collect(),
-            boot_us: info.boot_us,
-        }));
+        out.frame(Body::Banner(info.banner()));
     }
 
     /// Runs one input line. Empty lines do nothing (no frames).
