@@ -33,7 +33,7 @@ fn gce_disk_raw_boots_under_ovmf() {
     let disk = unpacked.join("disk.raw");
     let size = std::fs::metadata(&disk).unwrap().len();
     assert!(
-        size > 0 && size % (1 << 30) == 0,
+        size > 0 && size.is_multiple_of(1 << 30),
         "disk.raw is {size} bytes"
     );
 
