@@ -95,6 +95,26 @@ fn boot_and_abuse(uefi: bool) {
     assert_eq!(typo.error_code(), Some("unknown-command"));
     assert!(typo.text.contains("lsppci"), "{}", typo.text);
 
+    // A wild read inside a command: the page fault aborts that command (a Fault frame, one
+    // error result) and the monitor returns to the prompt.
+    let wild = 0xdead_0000_000u64;
+    let fault = s.command(&format!("peek {wild:#x} 8"), t).unwrap();
+    assert_eq!(fault.error_code(), Some("cpu-fault"), "{}", fault.text);
+    let faults = fault.bodies_of_kind("fault");
+    let Some(Body::Fault(f)) = faults.first() else {
+        panic!("no fault frame: {:?}", fault.frames)
+    };
+    assert_eq!(
+        (f.vector, f.address, f.recovered),
+        (14, wild, true),
+        "{f:?}"
+    );
+    let after = s.command("version", t).unwrap();
+    assert!(
+        after.is_ok(),
+        "the monitor must survive the fault: {after:?}"
+    );
+
     let long = s.command(&"x".repeat(4096), t).unwrap();
     assert!(
         long.error_code().is_some(),
