@@ -23,6 +23,7 @@
 //! Every device-visible byte comes from the bounce pool, under one ledger owner per NIC.
 
 pub mod adminq;
+pub mod datapath;
 pub mod describe;
 pub mod device;
 pub mod qpl;
@@ -37,6 +38,7 @@ use core::fmt;
 use crate::dma::DmaError;
 
 pub use adminq::Opcode;
+pub use datapath::TxDone;
 pub use describe::{DeviceDescriptor, DeviceOption, QueueFormat};
 pub use device::{DeviceInfo, Gvnic, State, TeardownStep};
 
