@@ -69,7 +69,15 @@ fn frames(text: &str) -> Vec<Frame> {
 }
 
 fn run(lines: &[&str]) -> (String, Vec<Frame>) {
-    let (mut pool, _) = leaked_pool(0x10_0000, 16 * 4096);
+    run_with(|_| {}, lines)
+}
+
+fn run_with(
+    setup: impl FnOnce(&mut drivers::dma::DmaPool),
+    lines: &[&str],
+) -> (String, Vec<Frame>) {
+    let (mut pool, _) = leaked_pool(0x10_0000, 64 * 4096);
+    setup(&mut pool);
     let clock = StepClock(Cell::new(0));
     let mut mmio = NoMmio;
     let mut hw = Hw {
@@ -211,4 +219,87 @@ fn peek_dumps_memory() {
     assert_framing(&frames, 1);
     assert!(text.contains("0000000000001000  00 01 02 03"), "{text}");
     assert!(text.contains("0000000000001010  10 11 12 13"), "{text}");
+}
+
+#[test]
+fn a_busy_ledger_is_split_into_small_frames() {
+    let (text, frames) = run_with(
+        |pool| {
+            for i in 0..16 {
+                let purpose = ["admin-queue", "counter-array", "tx-qpl", "rx-data-ring"][i % 4];
+                let buf = pool.alloc("gvnic 00:05.0", purpose, 4096).unwrap();
+                if i % 3 == 0 {
+                    pool.quarantine(
+                        buf,
+                        &"reset never completed; the device may still write ".repeat(4),
+                    )
+                    .unwrap();
+                }
+            }
+        },
+        &["dma"],
+    );
+    assert_framing(&frames, 1);
+    for line in text.lines().filter(|l| l.contains(evidence::MARKER)) {
+        assert!(line.len() < 512, "{} bytes: {line}", line.len());
+    }
+    let ledgers: Vec<&evidence::DmaLedger> = frames
+        .iter()
+        .filter_map(|f| match &f.body {
+            Body::DmaLedger(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert!(ledgers.len() > 1);
+    assert_eq!(ledgers.iter().map(|l| l.entries.len()).sum::<usize>(), 16);
+    assert!(ledgers
+        .iter()
+        .all(|l| l.quarantined_pages == 6 && l.used_pages == 10));
+    assert_eq!(
+        ledgers
+            .iter()
+            .flat_map(|l| &l.entries)
+            .filter(|e| e.quarantined)
+            .count(),
+        6
+    );
+}
+
+#[test]
+fn device_commands_without_devices_say_so() {
+    let (_, frames) = run(&[
+        "nvme identify",
+        "nvme read 0",
+        "gvnic describe",
+        "gvnic txdhcp",
+        "bar map 00:1f.0 0",
+        "teardown",
+        "lspci",
+    ]);
+    assert_framing(&frames, 7);
+    let codes: Vec<&str> = results(&frames).into_iter().map(error_code).collect();
+    assert_eq!(
+        codes[..5],
+        [
+            "no-controller",
+            "no-controller",
+            "no-gvnic",
+            "no-gvnic",
+            "no-such-function"
+        ],
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes[5..],
+        ["ok", "ok"],
+        "teardown with nothing bound, and an empty bus, are not errors"
+    );
+    assert!(frames.iter().all(|f| !matches!(
+        f.body,
+        Body::NvmeController(_)
+            | Body::NvmeRead(_)
+            | Body::GvnicDescriptor(_)
+            | Body::GvnicTx(_)
+            | Body::BarMapping(_)
+    )));
 }
