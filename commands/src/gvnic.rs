@@ -77,6 +77,9 @@ pub struct GvnicState {
 struct Bound {
     bdf: Bdf,
     nic: Gvnic,
+    /// BAR ranges (phys, len) this bind mapped itself; a window the user made with
+    /// `bar map` before binding stays theirs.
+    mapped: Vec<(u64, u64)>,
 }
 
 fn driver_error(bdf: Bdf, err: GvnicError) -> CmdError {
@@ -159,16 +162,20 @@ fn choose(ctx: &Ctx, wanted: Option<Bdf>) -> Result<(Bdf, u8), CmdError> {
 fn bind<'a>(ctx: &'a mut Ctx, wanted: Option<Bdf>) -> Result<&'a mut Bound, CmdError> {
     let (bdf, revision) = choose(ctx, wanted)?;
     if ctx.devices.gvnic.bound.is_none() {
-        let map = |ctx: &mut Ctx, bar: u8| {
-            pci::map_bar(ctx.hw, bdf, bar, true)
-                .map(|(mapping, _)| mapping.regs)
-                .map_err(|err| CmdError::new(err.code(), alloc::format!("gvnic {bdf}: {err}")))
+        let mut mapped = Vec::new();
+        let mut map = |ctx: &mut Ctx, bar: u8| {
+            let (mapping, info) = pci::map_bar(ctx.hw, bdf, bar, true)
+                .map_err(|err| CmdError::new(err.code(), alloc::format!("gvnic {bdf}: {err}")))?;
+            if mapping.newly_mapped {
+                mapped.push((info.address, info.size));
+            }
+            Ok::<_, CmdError>(mapping.regs)
         };
         let bar0 = map(ctx, gvnic::REGISTER_BAR)?;
         let bar2 = map(ctx, gvnic::DOORBELL_BAR)?;
         let owner = alloc::format!("gvnic {bdf}");
         let nic = Gvnic::new(bar0, bar2, revision, &owner).map_err(|e| driver_error(bdf, e))?;
-        ctx.devices.gvnic.bound = Some(Bound { bdf, nic });
+        ctx.devices.gvnic.bound = Some(Bound { bdf, nic, mapped });
     }
     Ok(ctx.devices.gvnic.bound.as_mut().expect("bound above"))
 }
@@ -493,5 +500,19 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     // Whatever happened, the device must not DMA any more: bus mastering off. (A device
     // that did not confirm its reset keeps its quarantined pages all the same.)
     pci::disable_bus_master(ctx.hw.config, bdf);
+    report_teardown_step(
+        ctx,
+        "gvnic",
+        bdf,
+        "bus-master-off",
+        true,
+        "PCI bus mastering disabled",
+    );
+    // Register windows are not DMA: unmapping them is safe even after a failed reset.
+    for (phys, len) in bound.mapped {
+        ctx.hw.mmio.unmap(phys, len);
+        let detail = alloc::format!("BAR window for {phys:#x} ({len:#x} bytes) unmapped");
+        report_teardown_step(ctx, "gvnic", bdf, "unmap", true, &detail);
+    }
     result.map_err(|err| driver_error(bdf, err))
 }

@@ -150,7 +150,10 @@ fn run(revision: u8) {
             "unregister-tx-qpl",
             "deconfigure",
             "reset",
-            "release-dma"
+            "release-dma",
+            "bus-master-off",
+            "unmap",
+            "unmap"
         ],
         "{}",
         down.text
