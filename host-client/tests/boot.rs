@@ -93,7 +93,11 @@ fn boot_and_abuse(uefi: bool) {
 
     let typo = s.command("lsppci", t).unwrap();
     assert_eq!(typo.error_code(), Some("unknown-command"));
-    assert!(typo.text.contains("lsppci"), "{}", typo.text);
+    assert!(
+        typo.text.contains("error: unknown command 'lsppci' (did you mean 'lspci'?)"),
+        "{}",
+        typo.text
+    );
 
     // A wild read inside a command: the page fault aborts that command (a Fault frame, one
     // error result) and the monitor returns to the prompt.
