@@ -394,6 +394,7 @@ mod tests {
         pool.free(a).unwrap();
         // Scrubbed: the host view of those bytes is zero again.
         let offset = (phys - 0x100_0000) as usize;
+        // SAFETY: `host` is the pool's leaked backing memory and `offset + 64` lies inside it.
         let bytes = unsafe { core::slice::from_raw_parts(host.add(offset), 64) };
         assert!(bytes.iter().all(|b| *b == 0));
         let b = pool.alloc("nvme", "admin-cq", PAGE_SIZE).unwrap();

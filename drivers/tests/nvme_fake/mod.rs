@@ -98,6 +98,7 @@ impl Dev {
     fn read_mem(&mut self, phys: u64, out: &mut [u8]) -> bool {
         match self.host(phys, out.len() as u64) {
             Some(p) => {
+                // SAFETY: `host` checked that the whole range lies in the pool's memory.
                 unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
                 true
             }
@@ -108,6 +109,7 @@ impl Dev {
     fn write_mem(&mut self, phys: u64, data: &[u8]) -> bool {
         match self.host(phys, data.len() as u64) {
             Some(p) => {
+                // SAFETY: `host` checked that the whole range lies in the pool's memory.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
                 true
             }
