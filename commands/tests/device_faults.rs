@@ -1,0 +1,818 @@
+//! Device faults as a user sees them: the real `Shell` runs command lines against the
+//! in-process gVNIC model (and the NVMe fake), with one fault injected at a time, and the
+//! test reads only what a host reads, the frame stream. For every fault the failing command
+//! ends with exactly one result frame carrying the driver's named error code and no success
+//! evidence frame; afterwards `dma` shows the ledger clean (or, when the device never
+//! confirmed its reset, quarantined) and the monitor keeps answering.
+
+#[path = "../../drivers/tests/gvnic_support/mod.rs"]
+mod gvnic_support;
+#[path = "../../drivers/tests/nvme_fake/mod.rs"]
+mod nvme_fake;
+#[path = "../../drivers/tests/pci_fake/mod.rs"]
+mod pci_fake;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use commands::{Console, Shell, SystemInfo};
+use drivers::dma::{testing::leaked_pool, DmaPool};
+use drivers::gvnic::Opcode;
+use drivers::platform::{
+    Bdf, ConfigSpace, Hw, MapError, Mapping, MemoryAccess, MmioMapper, RegisterWindow,
+};
+use evidence::{Body, Firmware, Frame, LedgerEntry, Outcome};
+use gvnic_model::{Faults, ModelConfig};
+use gvnic_support::{Sim, SimClock, POOL_BYTES, POOL_PHYS};
+
+// ---------------------------------------------------------------------------------------
+// The monitor side: a shell, its console, and the frames of each command.
+
+#[derive(Default)]
+struct Captured(String);
+impl Console for Captured {
+    fn write_str(&mut self, text: &str) {
+        self.0.push_str(text);
+    }
+}
+
+struct NoMemory;
+impl MemoryAccess for NoMemory {
+    fn read(&self, _: u64, _: &mut [u8]) -> bool {
+        false
+    }
+}
+
+struct Monitor {
+    shell: Shell,
+    console: Captured,
+    /// Console bytes already returned by earlier runs.
+    seen: usize,
+    /// Every frame so far, for the stream-wide checks.
+    all: Vec<Frame>,
+}
+
+/// One command as the host sees it.
+struct Run {
+    line: String,
+    text: String,
+    frames: Vec<Frame>,
+}
+
+impl Monitor {
+    fn new(dma_base: u64, dma_bytes: u64) -> Monitor {
+        let info = SystemInfo {
+            version: "0.1.0",
+            build: "test",
+            firmware: Firmware::Bios,
+            memory_bytes: 512 << 20,
+            cmdline: String::new(),
+            dma_base,
+            dma_bytes,
+            boot_us: 1,
+        };
+        let mut monitor = Monitor {
+            shell: Shell::new(0xfa17, info),
+            console: Captured::default(),
+            seen: 0,
+            all: Vec::new(),
+        };
+        monitor.shell.banner(&mut monitor.console);
+        monitor.take("(banner)");
+        monitor
+    }
+
+    fn run(&mut self, line: &str, hw: &mut Hw) -> Run {
+        // The shell times the command with the same clock the drivers wait on.
+        let clock = hw.clock;
+        self.shell
+            .execute(line, hw, &mut self.console, || clock.now_us());
+        self.take(line)
+    }
+
+    fn take(&mut self, line: &str) -> Run {
+        let text = self.console.0[self.seen..].to_string();
+        self.seen = self.console.0.len();
+        let frames: Vec<Frame> = text
+            .lines()
+            .filter(|l| l.contains(evidence::MARKER))
+            .map(|l| evidence::decode_line(l).unwrap_or_else(|e| panic!("{e:?}: {l}")))
+            .collect();
+        for frame in &frames {
+            assert_eq!(frame.seq as usize, self.all.len(), "sequence gap at {line}");
+            self.all.push(frame.clone());
+        }
+        Run {
+            line: line.into(),
+            text,
+            frames,
+        }
+    }
+}
+
+impl Run {
+    fn kinds(&self) -> Vec<&'static str> {
+        self.frames.iter().map(|f| f.body.kind()).collect()
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.kinds().iter().filter(|k| **k == kind).count()
+    }
+
+    /// The command's outcome, after checking its framing: a start frame first, exactly one
+    /// result frame, and that result last, all with the same command number.
+    fn outcome(&self) -> &Outcome {
+        let first = self.frames.first().expect("frames");
+        assert!(
+            matches!(first.body, Body::CommandStart(_)),
+            "{}: {:?}",
+            self.line,
+            self.kinds()
+        );
+        assert!(
+            self.frames.iter().all(|f| f.cmd == first.cmd),
+            "{}: frames of another command: {:?}",
+            self.line,
+            self.frames
+        );
+        assert_eq!(
+            self.count("command.result"),
+            1,
+            "{}: exactly one result frame: {:?}\n{}",
+            self.line,
+            self.kinds(),
+            self.text
+        );
+        match &self.frames.last().unwrap().body {
+            Body::CommandResult(result) => &result.outcome,
+            other => panic!("{}: last frame is {other:?}, not the result", self.line),
+        }
+    }
+
+    fn code(&self) -> &str {
+        match self.outcome() {
+            Outcome::Ok => "ok",
+            Outcome::Error { code, .. } => code,
+        }
+    }
+
+    fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code(), "ok", "{}\n{}", self.line, self.text);
+        self
+    }
+
+    /// Failed with `code`, and no frame of any `forbidden` kind was emitted.
+    fn assert_failed(&self, code: &str, forbidden: &[&str]) -> &Self {
+        assert_eq!(self.code(), code, "{}\n{}", self.line, self.text);
+        for kind in forbidden {
+            assert_eq!(
+                self.count(kind),
+                0,
+                "{}: a failed command emitted success evidence {kind}: {:?}\n{}",
+                self.line,
+                self.kinds(),
+                self.text
+            );
+        }
+        self
+    }
+
+    /// The ledger as the `dma.ledger` frames of this command give it (they come in chunks,
+    /// each with the pool totals): (used pages, quarantined pages, every entry).
+    fn ledger(&self) -> (u32, u32, Vec<LedgerEntry>) {
+        let ledgers: Vec<_> = self
+            .frames
+            .iter()
+            .filter_map(|f| match &f.body {
+                Body::DmaLedger(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        assert!(!ledgers.is_empty(), "{}: no dma.ledger frame", self.line);
+        let (used, quarantined) = (ledgers[0].used_pages, ledgers[0].quarantined_pages);
+        assert!(ledgers
+            .iter()
+            .all(|l| (l.used_pages, l.quarantined_pages) == (used, quarantined)));
+        let entries = ledgers.iter().flat_map(|l| l.entries.clone()).collect();
+        (used, quarantined, entries)
+    }
+
+    fn assert_ledger_clean(&self) {
+        let (used, quarantined, entries) = self.ledger();
+        assert_eq!(
+            (used, quarantined, entries.len()),
+            (0, 0, 0),
+            "{}: ledger not clean: {entries:#?}\n{}",
+            self.line,
+            self.text
+        );
+    }
+
+    fn assert_ledger_quarantined(&self, owner: &str) {
+        let (used, quarantined, entries) = self.ledger();
+        assert_eq!(used, 0, "{}: pages still in use: {entries:#?}", self.line);
+        assert!(quarantined > 0, "{}: nothing quarantined", self.line);
+        assert!(!entries.is_empty());
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.quarantined && e.owner == owner && !e.reason.is_empty()),
+            "{}: {entries:#?}",
+            self.line
+        );
+        let pages: u32 = entries.iter().map(|e| e.pages).sum();
+        assert_eq!(pages, quarantined);
+    }
+
+    fn teardown_steps(&self) -> Vec<(String, bool)> {
+        self.frames
+            .iter()
+            .filter_map(|f| match &f.body {
+                Body::TeardownStep(s) => Some((s.step.clone(), s.ok)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The gVNIC model as the monitor's hardware: its PCI config space at one bdf, its BARs
+// behind the MMIO mapper, guest memory = the bounce pool, a clock that ticks the model.
+
+const GVNIC_BDF: Bdf = Bdf::new(0, 4, 0);
+const GVNIC_OWNER: &str = "gvnic 00:04.0";
+/// Where "firmware" put the BARs (each aligned to its size: 4 KiB, 4 KiB, 64 KiB).
+const BAR_BASES: [u32; 3] = [0xfebf_0000, 0xfebf_1000, 0xfebe_0000];
+
+struct ModelConfigSpace(Rc<Sim>);
+
+impl ModelConfigSpace {
+    fn read(&self, bdf: Bdf, offset: u16, size: u8) -> u32 {
+        if bdf != GVNIC_BDF {
+            return u32::MAX >> (32 - 8 * u32::from(size));
+        }
+        self.0.model.borrow_mut().config_read(offset, size)
+    }
+    fn write(&self, bdf: Bdf, offset: u16, size: u8, value: u32) {
+        if bdf == GVNIC_BDF {
+            self.0.model.borrow_mut().config_write(offset, size, value);
+        }
+    }
+}
+
+impl ConfigSpace for ModelConfigSpace {
+    fn read8(&self, bdf: Bdf, offset: u16) -> u8 {
+        self.read(bdf, offset, 1) as u8
+    }
+    fn read16(&self, bdf: Bdf, offset: u16) -> u16 {
+        self.read(bdf, offset, 2) as u16
+    }
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+        self.read(bdf, offset, 4)
+    }
+    fn write8(&self, bdf: Bdf, offset: u16, value: u8) {
+        self.write(bdf, offset, 1, value.into())
+    }
+    fn write16(&self, bdf: Bdf, offset: u16, value: u16) {
+        self.write(bdf, offset, 2, value.into())
+    }
+    fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
+        self.write(bdf, offset, 4, value)
+    }
+    fn size(&self) -> u16 {
+        256
+    }
+}
+
+/// One BAR of the model as a register window (the model decodes by BAR number).
+struct ModelBar {
+    sim: Rc<Sim>,
+    bar: u8,
+    len: usize,
+}
+
+impl ModelBar {
+    fn read(&self, offset: usize, size: u8) -> u64 {
+        self.sim
+            .model
+            .borrow_mut()
+            .bar_read(self.bar, offset as u64, size, &self.sim.mem)
+    }
+    fn write(&self, offset: usize, size: u8, value: u64) {
+        self.sim
+            .model
+            .borrow_mut()
+            .bar_write(self.bar, offset as u64, size, value, &self.sim.mem)
+    }
+}
+
+impl RegisterWindow for ModelBar {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn read8(&self, offset: usize) -> u8 {
+        self.read(offset, 1) as u8
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        self.read(offset, 2) as u16
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        self.read(offset, 4) as u32
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        self.write(offset, 1, value.into())
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        self.write(offset, 2, value.into())
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.write(offset, 4, value.into())
+    }
+}
+
+/// Maps exactly the BAR ranges the model's config space currently reports.
+struct ModelMapper {
+    sim: Rc<Sim>,
+    mapped: Vec<(u64, u64)>,
+}
+
+impl MmioMapper for ModelMapper {
+    fn map(&mut self, phys: u64, len: u64) -> Result<Mapping, MapError> {
+        let sizes = gvnic_model::pci::BAR_SIZES;
+        let bar = (0..3u8).find(|&n| {
+            let base = self
+                .sim
+                .model
+                .borrow_mut()
+                .config_read(0x10 + 4 * u16::from(n), 4)
+                & !0xf;
+            base != 0 && u64::from(base) == phys && len == sizes[usize::from(n)]
+        });
+        let Some(bar) = bar else {
+            return Err(MapError::BadRange);
+        };
+        let newly_mapped = !self.mapped.contains(&(phys, len));
+        if newly_mapped {
+            self.mapped.push((phys, len));
+        }
+        Ok(Mapping {
+            window: 0xffff_c000_0000_0000 + phys,
+            newly_mapped,
+            regs: Box::new(ModelBar {
+                sim: self.sim.clone(),
+                bar,
+                len: len as usize,
+            }),
+        })
+    }
+    fn unmap(&mut self, phys: u64, len: u64) {
+        self.mapped.retain(|m| *m != (phys, len));
+    }
+}
+
+struct GvnicBench {
+    sim: Rc<Sim>,
+    clock: SimClock,
+    pool: DmaPool,
+    config: ModelConfigSpace,
+    mapper: ModelMapper,
+    monitor: Monitor,
+}
+
+impl GvnicBench {
+    fn new(revision: u8, faults: Faults) -> GvnicBench {
+        let gvnic_support::Rig {
+            sim,
+            clock,
+            pool,
+            nic,
+        } = gvnic_support::rig(ModelConfig {
+            revision,
+            faults,
+            ..ModelConfig::default()
+        });
+        // The shell binds the device itself, through PCI: the rig's own driver goes.
+        drop(nic);
+        {
+            let mut model = sim.model.borrow_mut();
+            // As firmware leaves it: BARs assigned, decode and bus mastering off.
+            model.config_write(0x04, 2, 0);
+            for (n, base) in BAR_BASES.iter().enumerate() {
+                model.config_write(0x10 + 4 * n as u16, 4, *base);
+            }
+        }
+        GvnicBench {
+            config: ModelConfigSpace(sim.clone()),
+            mapper: ModelMapper {
+                sim: sim.clone(),
+                mapped: Vec::new(),
+            },
+            monitor: Monitor::new(POOL_PHYS, POOL_BYTES as u64),
+            sim,
+            clock,
+            pool,
+        }
+    }
+
+    fn run(&mut self, line: &str) -> Run {
+        let mut hw = Hw {
+            config: &self.config,
+            mmio: &mut self.mapper,
+            clock: &self.clock,
+            dma: &mut self.pool,
+            memory: &NoMemory,
+        };
+        self.monitor.run(line, &mut hw)
+    }
+
+    fn model(&self) -> std::cell::Ref<'_, gvnic_model::Gvnic> {
+        self.sim.model.borrow()
+    }
+
+    fn assert_model_released(&self, what: &str) {
+        let model = self.model();
+        assert!(model.is_reset(), "{what}: the model still holds resources");
+        assert_eq!(model.registered_pages(), 0, "{what}");
+        assert!(
+            model.record().violations.is_empty(),
+            "{what}: model violations: {:#?}",
+            model.record().violations
+        );
+    }
+
+    /// `teardown` and `dma` leave a clean ledger, and the monitor still answers.
+    fn assert_recovers(&mut self, what: &str) {
+        let down = self.run("teardown");
+        down.assert_ok();
+        down.assert_ledger_clean();
+        self.run("dma").assert_ok().assert_ledger_clean();
+        self.run("version").assert_ok();
+        self.assert_model_released(what);
+    }
+}
+
+const INTERNAL_ERROR: u32 = 0xFFFF_FFF6;
+const TX_RX: &[&str] = &["gvnic.tx", "gvnic.rx"];
+
+fn status_fault(opcode: Opcode) -> Faults {
+    Faults {
+        status_for_opcode: Some((opcode as u32, INTERNAL_ERROR)),
+        ..Faults::default()
+    }
+}
+
+#[test]
+fn gvnic_happy_path_describe_txdhcp_teardown() {
+    for revision in [0, 1] {
+        let mut bench = GvnicBench::new(revision, Faults::default());
+        let describe = bench.run("gvnic describe");
+        describe.assert_ok();
+        assert_eq!(describe.count("gvnic.describe"), 1, "{}", describe.text);
+        let descriptor = describe
+            .frames
+            .iter()
+            .find_map(|f| match &f.body {
+                Body::GvnicDescriptor(d) => Some(d.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(descriptor.mac, ModelConfig::default().mac);
+        assert_eq!(descriptor.revision, revision);
+        assert_eq!(descriptor.queue_format, "gqi-qpl");
+
+        let tx = bench.run("gvnic txdhcp --timeout 500");
+        tx.assert_ok();
+        let sent = tx
+            .frames
+            .iter()
+            .find_map(|f| match &f.body {
+                Body::GvnicTx(t) => Some(t.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no gvnic.tx frame: {}", tx.text));
+        assert_eq!(sent.kind, "dhcp-discover");
+        let offer = tx
+            .frames
+            .iter()
+            .find_map(|f| match &f.body {
+                Body::GvnicRx(r) if r.kind == "dhcp-offer" => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no dhcp-offer gvnic.rx frame: {}", tx.text));
+        assert_eq!(offer.xid, sent.xid);
+        // The device is up and holds the QPL pages while bound.
+        assert!(bench.model().registered_pages() > 0);
+
+        let down = bench.run("teardown");
+        down.assert_ok();
+        let steps = down.teardown_steps();
+        assert!(
+            steps.len() >= 6 && steps.iter().all(|(_, ok)| *ok),
+            "{steps:?}"
+        );
+        down.assert_ledger_clean();
+        bench.run("dma").assert_ok().assert_ledger_clean();
+        bench.assert_model_released("happy path");
+        assert!(
+            bench.mapper.mapped.is_empty(),
+            "BAR windows left mapped: {:x?}",
+            bench.mapper.mapped
+        );
+        assert!(
+            bench.model().wire().len() >= 2,
+            "the DISCOVER and the OFFER crossed the model's wire"
+        );
+        // Bus mastering is off after teardown: the device can no longer DMA.
+        let command = bench.sim.model.borrow_mut().config_read(0x04, 2);
+        assert_eq!(command & 0x4, 0, "bus master still on: {command:#x}");
+    }
+}
+
+#[test]
+fn gvnic_error_status_on_describe_gives_no_descriptor() {
+    for revision in [0, 1] {
+        let mut bench = GvnicBench::new(revision, status_fault(Opcode::DescribeDevice));
+        let run = bench.run("gvnic describe");
+        run.assert_failed("gvnic-admin-status", &["gvnic.describe"]);
+        assert!(run.text.contains("INTERNAL_ERROR"), "{}", run.text);
+        bench.assert_recovers("describe status");
+    }
+}
+
+#[test]
+fn gvnic_error_status_on_queue_bring_up_gives_no_tx_or_rx() {
+    for revision in [0, 1] {
+        for opcode in [
+            Opcode::ConfigureDeviceResources,
+            Opcode::CreateTxQueue,
+            Opcode::CreateRxQueue,
+        ] {
+            let what = format!("revision {revision}, {opcode:?}");
+            let mut bench = GvnicBench::new(revision, status_fault(opcode));
+            bench.run("gvnic describe").assert_ok();
+            let run = bench.run("gvnic txdhcp --timeout 500");
+            run.assert_failed("gvnic-admin-status", TX_RX);
+            assert!(run.text.contains("INTERNAL_ERROR"), "{what}: {}", run.text);
+            // Nothing went on the wire.
+            assert!(bench.model().wire().is_empty(), "{what}");
+            // The driver reset the device and released its memory at once.
+            bench.run("dma").assert_ok().assert_ledger_clean();
+            bench.assert_recovers(&what);
+        }
+    }
+}
+
+#[test]
+fn gvnic_admin_queue_that_never_completes() {
+    for revision in [0, 1] {
+        let mut bench = GvnicBench::new(
+            revision,
+            Faults {
+                admin_never_completes: true,
+                ..Faults::default()
+            },
+        );
+        let run = bench.run("gvnic describe");
+        run.assert_failed("gvnic-admin-timeout", &["gvnic.describe"]);
+        let run = bench.run("gvnic txdhcp --timeout 500");
+        run.assert_failed("gvnic-admin-timeout", TX_RX);
+        bench.assert_recovers("admin never completes");
+    }
+}
+
+#[test]
+fn gvnic_reset_that_never_completes_quarantines() {
+    for revision in [0, 1] {
+        let mut bench = GvnicBench::new(
+            revision,
+            Faults {
+                reset_never_completes: true,
+                ..Faults::default()
+            },
+        );
+        // A fresh device reads reset, so bring-up needs no reset and works.
+        bench.run("gvnic describe").assert_ok();
+        bench.run("gvnic txdhcp --timeout 500").assert_ok();
+        let down = bench.run("teardown");
+        down.assert_failed("gvnic-reset-timeout", &[]);
+        // Everything before the reset worked; the reset and so the release did not.
+        let steps = down.teardown_steps();
+        let failed: Vec<&str> = steps
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        assert_eq!(failed, ["reset", "release-dma"], "{steps:?}");
+        down.assert_ledger_quarantined(GVNIC_OWNER);
+        bench
+            .run("dma")
+            .assert_ok()
+            .assert_ledger_quarantined(GVNIC_OWNER);
+        bench.run("version").assert_ok();
+        // The device kept everything; the pages it may still write stay out of use.
+        assert!(!bench.model().is_reset());
+        assert!(bench.pool.usage().quarantined_pages > 0);
+    }
+}
+
+#[test]
+fn gvnic_admin_timeout_with_a_stuck_reset_quarantines_during_describe() {
+    let mut bench = GvnicBench::new(
+        0,
+        Faults {
+            admin_never_completes: true,
+            reset_never_completes: true,
+            ..Faults::default()
+        },
+    );
+    let run = bench.run("gvnic describe");
+    run.assert_failed("gvnic-reset-timeout", &["gvnic.describe"]);
+    bench
+        .run("dma")
+        .assert_ok()
+        .assert_ledger_quarantined(GVNIC_OWNER);
+    bench.run("version").assert_ok();
+}
+
+#[test]
+fn gvnic_no_rx_fails_txdhcp_without_an_rx_frame() {
+    let mut bench = GvnicBench::new(
+        0,
+        Faults {
+            no_rx: true,
+            ..Faults::default()
+        },
+    );
+    let run = bench.run("gvnic txdhcp --timeout 300");
+    // The DISCOVER did go out (that much is true and reported), but nothing came back.
+    run.assert_failed("gvnic-rx-timeout", &["gvnic.rx"]);
+    assert_eq!(run.count("gvnic.tx"), 1, "{}", run.text);
+    bench.assert_recovers("no rx");
+}
+
+#[test]
+fn gvnic_tx_completion_that_never_comes() {
+    let mut bench = GvnicBench::new(
+        1,
+        Faults {
+            tx_completion_delay_ticks: 10_000_000,
+            ..Faults::default()
+        },
+    );
+    let run = bench.run("gvnic txdhcp --timeout 300");
+    run.assert_failed("gvnic-tx-timeout", TX_RX);
+    // The frame is still in flight: a second send is refused, not piled on.
+    let again = bench.run("gvnic txdhcp --timeout 300");
+    again.assert_failed("gvnic-tx-busy", TX_RX);
+    bench.assert_recovers("tx never completes");
+}
+
+#[test]
+fn every_command_in_the_gvnic_fault_runs_kept_the_stream_whole() {
+    // Framing across a whole faulty session: gapless sequence numbers (checked as frames
+    // arrive), one start and one result per command, in order.
+    let mut bench = GvnicBench::new(
+        0,
+        Faults {
+            no_rx: true,
+            ..Faults::default()
+        },
+    );
+    let lines = [
+        "gvnic describe",
+        "gvnic txdhcp --timeout 200",
+        "gvnic txdhcp --timeout 200",
+        "teardown",
+        "dma",
+        "version",
+    ];
+    for line in lines {
+        bench.run(line).outcome();
+    }
+    let all = &bench.monitor.all;
+    let starts = all
+        .iter()
+        .filter(|f| matches!(f.body, Body::CommandStart(_)))
+        .count();
+    let results = all
+        .iter()
+        .filter(|f| matches!(f.body, Body::CommandResult(_)))
+        .count();
+    assert_eq!((starts, results), (lines.len(), lines.len()));
+}
+
+// ---------------------------------------------------------------------------------------
+// The NVMe fake, bound by the shell through the fake PCI config space.
+
+const NVME_BDF: Bdf = Bdf::new(0, 3, 0);
+const NVME_POOL_BASE: u64 = 0x4000_0000;
+const NVME_POOL_BYTES: usize = 4 << 20;
+
+struct NvmeBench {
+    config: pci_fake::FakeConfig,
+    mapper: nvme_fake::Mapper,
+    clock: nvme_fake::SimClock,
+    pool: DmaPool,
+    dev: Rc<RefCell<nvme_fake::Dev>>,
+    monitor: Monitor,
+}
+
+impl NvmeBench {
+    fn new(faults: nvme_fake::Faults) -> NvmeBench {
+        let (pool, host) = leaked_pool(NVME_POOL_BASE, NVME_POOL_BYTES);
+        let ns1 = nvme_fake::Namespace {
+            nsid: 1,
+            lbads: 9,
+            data: nvme_fake::random_bytes(5000 * 512, 1),
+        };
+        let dev = nvme_fake::new_dev(host, NVME_POOL_BASE, NVME_POOL_BYTES as u64, vec![ns1]);
+        dev.borrow_mut().faults = faults;
+        let config = pci_fake::FakeConfig::default();
+        config.add(
+            NVME_BDF,
+            pci_fake::FakeFunction::new(0x1b36, 0x0010, 0x010802, 2, 0).mem64_bar(
+                0,
+                nvme_fake::BAR0,
+                nvme_fake::BAR0_SIZE,
+                false,
+            ),
+        );
+        NvmeBench {
+            config,
+            mapper: nvme_fake::Mapper {
+                dev: dev.clone(),
+                mapped: vec![],
+                unmapped: vec![],
+            },
+            clock: nvme_fake::SimClock {
+                now: Cell::new(0),
+                dev: dev.clone(),
+                interrupt_after: Cell::new(None),
+                relaxes: Cell::new(0),
+            },
+            pool,
+            dev,
+            monitor: Monitor::new(NVME_POOL_BASE, NVME_POOL_BYTES as u64),
+        }
+    }
+
+    fn run(&mut self, line: &str) -> Run {
+        let mut hw = Hw {
+            config: &self.config,
+            mmio: &mut self.mapper,
+            clock: &self.clock,
+            dma: &mut self.pool,
+            memory: &NoMemory,
+        };
+        self.monitor.run(line, &mut hw)
+    }
+
+    fn assert_recovers(&mut self) {
+        let down = self.run("teardown");
+        down.assert_ok();
+        down.assert_ledger_clean();
+        self.run("dma").assert_ok().assert_ledger_clean();
+        self.run("version").assert_ok();
+        assert_eq!(self.dev.borrow().violations, Vec::<String>::new());
+    }
+}
+
+#[test]
+fn nvme_cfs_during_enable_fails_identify_and_releases() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults {
+        cfs_on_enable: true,
+        ..nvme_fake::Faults::default()
+    });
+    let run = bench.run("nvme identify");
+    run.assert_failed(
+        "nvme-controller-fatal",
+        &["nvme.identify", "nvme.namespace"],
+    );
+    let run = bench.run("nvme read 0");
+    run.assert_failed("nvme-controller-fatal", &["nvme.read"]);
+    bench.run("dma").assert_ok().assert_ledger_clean();
+    bench.assert_recovers();
+}
+
+#[test]
+fn nvme_error_status_on_read_gives_no_read_frame_and_the_controller_stays_usable() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults {
+        read_status_from_lba: Some((1000, 2, 0x81)),
+        ..nvme_fake::Faults::default()
+    });
+    bench.run("nvme identify").assert_ok();
+    let run = bench.run("nvme read 990 20");
+    run.assert_failed("nvme-command-failed", &["nvme.read"]);
+    assert!(run.text.contains("unrecovered-read-error"), "{}", run.text);
+    // Only the controller's own queues remain; the read buffers were freed.
+    let (_, quarantined, entries) = bench.run("dma").ledger();
+    assert_eq!(quarantined, 0);
+    assert!(
+        entries.iter().all(|e| e.purpose != "read-data"),
+        "{entries:#?}"
+    );
+    let ok = bench.run("nvme read 0 4");
+    ok.assert_ok();
+    assert_eq!(ok.count("nvme.read"), 1);
+    bench.assert_recovers();
+}
