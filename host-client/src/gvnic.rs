@@ -1,13 +1,51 @@
 //! Attaching the gVNIC device model to QEMU: a UNIX socketpair, the model serving one end in
-//! a thread of this process (`gvnic_model::proxy::serve`), QEMU inheriting the other end as
+//! a thread of this process (`gvnic_model::proxy::serve_device`), QEMU inheriting the other end as
 //! `-device x-pci-proxy-dev,fd=N` (reference: qemu-multiprocess-proxy.md).
 
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use gvnic_model::{CommandRecord, ResetRecord, Violation};
 
 use crate::qemu::GvnicOptions;
+
+/// What the model held and saw when it stopped serving (QEMU gone): the device's own view,
+/// to check against what the monitor reported.
+///
+/// It is taken when the proxy loop ends, i.e. after QEMU closed its end of the socket. A
+/// session kills QEMU (SIGKILL: no PCI reset reaches the model on the way out), so this is
+/// the state the guest's last command left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelState {
+    /// The device holds nothing: no admin queue, resources, QPLs or queues.
+    pub is_reset: bool,
+    /// Pages registered across all queue page lists.
+    pub registered_pages: usize,
+    /// Driver mistakes the model detected (alignment, DMA outside RAM, wrong state...).
+    pub violations: Vec<Violation>,
+    /// Every admin command executed, in order, with its status.
+    pub admin_commands: Vec<CommandRecord>,
+    /// Every reset, in order (PCI resets from QEMU included).
+    pub resets: Vec<ResetRecord>,
+}
+
+impl ModelState {
+    pub fn of(dev: &gvnic_model::Gvnic) -> ModelState {
+        let record = dev.record();
+        ModelState {
+            is_reset: dev.is_reset(),
+            registered_pages: dev.registered_pages(),
+            violations: record.violations.clone(),
+            admin_commands: record.commands.clone(),
+            resets: record.resets.clone(),
+        }
+    }
+}
+
+/// Where the model thread leaves its final [`ModelState`] (None while it still serves).
+pub type FinalState = Arc<Mutex<Option<ModelState>>>;
 
 /// The two ends while QEMU starts.
 pub struct Attachment {
@@ -15,6 +53,8 @@ pub struct Attachment {
     pub qemu_end: Option<UnixStream>,
     /// The model thread serving the other end until QEMU closes it.
     pub thread: Option<JoinHandle<Result<()>>>,
+    /// Filled in by the model thread when it stops serving.
+    pub final_state: FinalState,
 }
 
 impl Attachment {
@@ -30,12 +70,27 @@ pub fn attach(opts: &GvnicOptions) -> Result<Attachment> {
     let (model_end, qemu_end) = UnixStream::pair()?;
     let config = model_config(opts);
     let pcap = opts.pcap.clone();
+    let final_state = FinalState::default();
+    let publish = final_state.clone();
+    // `proxy::serve`, with the device kept here so its state outlives the connection.
     let thread = std::thread::Builder::new()
         .name("gvnic-model".into())
-        .spawn(move || gvnic_model::proxy::serve(model_end, config, pcap))?;
+        .spawn(move || {
+            let mut dev = gvnic_model::Gvnic::new(config);
+            if let Some(p) = &pcap {
+                dev.set_pcap(p)
+                    .with_context(|| format!("opening pcap {}", p.display()))?;
+            }
+            let served = gvnic_model::proxy::serve_device(model_end, &mut dev);
+            if let Ok(mut slot) = publish.lock() {
+                *slot = Some(ModelState::of(&dev));
+            }
+            served
+        })?;
     Ok(Attachment {
         qemu_end: Some(qemu_end),
         thread: Some(thread),
+        final_state,
     })
 }
 

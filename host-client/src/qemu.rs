@@ -214,6 +214,8 @@ pub struct QemuProcess {
     files: RunFiles,
     stderr_tail: Arc<Mutex<String>>,
     gvnic_thread: Option<JoinHandle<Result<()>>>,
+    /// Where the gVNIC model thread leaves its final state.
+    gvnic_state: Option<crate::gvnic::FinalState>,
     pub(crate) started: Instant,
 }
 
@@ -267,6 +269,7 @@ impl QemuProcess {
         })?;
         let stderr = child.stderr.take().context("qemu has no stderr")?;
         let stderr_tail = crate::transport::collect_tail(stderr);
+        let gvnic_state = gvnic.as_ref().map(|g| g.final_state.clone());
         let gvnic_thread = gvnic.as_mut().map(|g| {
             // Our copy of QEMU's end is no longer needed once QEMU has it.
             g.close_qemu_end();
@@ -278,6 +281,7 @@ impl QemuProcess {
             files,
             stderr_tail,
             gvnic_thread: gvnic_thread.flatten(),
+            gvnic_state,
             started,
         })
     }
@@ -339,6 +343,16 @@ impl QemuProcess {
             t.join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
         })
+    }
+}
+
+impl QemuProcess {
+    /// The gVNIC model's state when it stopped serving: `None` without a model, or while the
+    /// model still serves (QEMU running; see [`Self::shutdown`]).
+    pub fn gvnic_model_state(&self) -> Option<crate::gvnic::ModelState> {
+        self.gvnic_state
+            .as_ref()
+            .and_then(|s| s.lock().ok().and_then(|s| s.clone()))
     }
 }
 

@@ -434,6 +434,19 @@ impl Session {
             None => Ok(()),
         }
     }
+
+    /// Like [`Self::close`], and returns the gVNIC model's own view of the device as the
+    /// guest's last command left it (QEMU is killed, so no reset reaches the model on the
+    /// way out). `None` when the session has no gVNIC model.
+    pub fn close_with_gvnic_state(mut self) -> Result<Option<crate::gvnic::ModelState>> {
+        let Some(qemu) = self.qemu.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(served) = qemu.shutdown() {
+            served?;
+        }
+        Ok(qemu.gvnic_model_state())
+    }
 }
 
 fn short(line: &str) -> String {

@@ -3,7 +3,9 @@
 //! puts a DISCOVER on the wire that tshark (an independent decoder) reads as a DHCP DISCOVER
 //! from that MAC with valid IPv4 and UDP checksums, and the monitor reports the model's
 //! OFFER; `teardown` releases everything (every step ok, DMA ledger empty); then `gvnic
-//! describe` works again.
+//! describe` works again. Finally the model's own view, taken when QEMU is gone, must agree:
+//! the device reset by the driver, no pages registered, no violations, every admin command
+//! passed, the teardown commands in reverse bring-up order.
 //! Needs target/bringup.img (`make image`; `make test` builds it first) and tshark.
 
 use std::path::Path;
@@ -11,6 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use evidence::{Body, Frame};
+use gvnic_model::adminq::{opcode, status};
+use gvnic_model::ResetCause;
 use host_client::{GvnicOptions, QemuConfig, Session};
 
 /// A MAC that is not the model's default, so the test proves it is read from the device.
@@ -180,7 +184,11 @@ fn run(revision: u8) {
     for outcome in [&describe, &tx, &down] {
         eprintln!("bringup> {}\n{}", outcome.line, outcome.text);
     }
-    s.close().unwrap();
+    let model = s
+        .close_with_gvnic_state()
+        .unwrap()
+        .expect("the gVNIC model's final state");
+    check_model_after_teardown(&model, revision);
 
     // The wire, read by tshark: our DISCOVER (type 1) from MAC with good checksums
     // (status 1 = good), then the model's OFFER (type 2), same xid.
@@ -197,6 +205,69 @@ fn run(revision: u8) {
     assert!(
         rows.iter().any(|r| r[0] == "2" && r[4] == xid),
         "no OFFER for our xid in the capture: {rows:?}"
+    );
+}
+
+/// The model's view after the last `teardown gvnic`: what the monitor claimed, seen from the
+/// device side.
+fn check_model_after_teardown(model: &host_client::gvnic::ModelState, revision: u8) {
+    assert!(
+        model.is_reset,
+        "the model still holds resources: {model:#?}"
+    );
+    assert_eq!(model.registered_pages, 0, "{model:#?}");
+    assert!(
+        model.violations.is_empty(),
+        "model violations: {:#?}",
+        model.violations
+    );
+    assert!(
+        model
+            .admin_commands
+            .iter()
+            .all(|c| c.status == status::PASSED),
+        "an admin command failed: {:#?}",
+        model.admin_commands
+    );
+    // The whole run: bring-up, the first teardown (reverse order), describe, second teardown.
+    let opcodes: Vec<u32> = model.admin_commands.iter().map(|c| c.opcode).collect();
+    assert_eq!(
+        opcodes,
+        [
+            opcode::DESCRIBE_DEVICE,
+            opcode::CONFIGURE_DEVICE_RESOURCES,
+            opcode::REGISTER_PAGE_LIST,
+            opcode::REGISTER_PAGE_LIST,
+            opcode::CREATE_TX_QUEUE,
+            opcode::CREATE_RX_QUEUE,
+            opcode::DESTROY_RX_QUEUE,
+            opcode::DESTROY_TX_QUEUE,
+            opcode::UNREGISTER_PAGE_LIST,
+            opcode::UNREGISTER_PAGE_LIST,
+            opcode::DECONFIGURE_DEVICE_RESOURCES,
+            opcode::DESCRIBE_DEVICE,
+        ],
+        "{model:#?}"
+    );
+    // The device is reset because the driver reset it (once per teardown, and it completed),
+    // not because of a PCI reset from QEMU: those only happen at power-on, before any command.
+    let driver_cause = if revision == 0 {
+        ResetCause::PfnZero
+    } else {
+        ResetCause::DriverStatusReset
+    };
+    let after_boot: Vec<_> = model
+        .resets
+        .iter()
+        .skip_while(|r| r.cause == ResetCause::Pci)
+        .collect();
+    assert_eq!(after_boot.len(), 2, "{:#?}", model.resets);
+    assert!(
+        after_boot
+            .iter()
+            .all(|r| r.cause == driver_cause && r.completed && !r.already_reset),
+        "{:#?}",
+        model.resets
     );
 }
 
