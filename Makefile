@@ -4,6 +4,7 @@
 #                    (an NVMe disk and the gVNIC model attached; escape key printed at start)
 #   make test        unit, driver and QEMU system tests (SeaBIOS and OVMF)
 #   make bench       bringup against U-Boot on the same QEMU and disk (docs/PERFORMANCE.md)
+#   make fuzz        fuzz the shell and the frame decoder (cargo-fuzz, nightly; FUZZ_SECONDS each)
 #   make image       target/bringup.img (hybrid BIOS+UEFI GPT disk)
 #   make gce-image   target/gce/bringup-gce.tar.gz (disk.raw for `gcloud compute images create`)
 #   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
@@ -38,7 +39,7 @@ BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps monitor image gce-image run test bench qemu-bios qemu-uefi clean-image
+.PHONY: all deps monitor image gce-image run test bench fuzz qemu-bios qemu-uefi clean-image
 
 all: image
 
@@ -85,6 +86,16 @@ test: image
 
 bench: image
 	$(CARGO) run --release -p bench -- --out target/bench.json
+
+# Not part of `make test`: libFuzzer needs nightly. The pool behind the shell target is
+# leaked on purpose (as on bare metal, it lives forever), hence -detect_leaks=0.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in shell frame_decode; do \
+	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 || exit 1; \
+	done
 
 qemu-bios: image
 	qemu-system-x86_64 $(QEMU_COMMON)

@@ -1,65 +1,14 @@
 //! The shell's contract, on a machine with no devices: every non-empty line gives one start
 //! frame and exactly one result frame, sequence numbers never skip, and no input panics.
 
-use commands::{Console, Shell, SystemInfo};
+mod support;
+
+use commands::{Shell, SystemInfo};
 use drivers::dma::testing::leaked_pool;
-use drivers::platform::{Bdf, Clock, ConfigSpace, Hw, MapError, Mapping, MemoryAccess, MmioMapper};
+use drivers::platform::Hw;
 use evidence::{Body, Firmware, Frame, Outcome};
 use std::cell::Cell;
-
-struct NoPci;
-impl ConfigSpace for NoPci {
-    fn read8(&self, _: Bdf, _: u16) -> u8 {
-        0xff
-    }
-    fn read16(&self, _: Bdf, _: u16) -> u16 {
-        0xffff
-    }
-    fn read32(&self, _: Bdf, _: u16) -> u32 {
-        0xffff_ffff
-    }
-    fn write8(&self, _: Bdf, _: u16, _: u8) {}
-    fn write16(&self, _: Bdf, _: u16, _: u16) {}
-    fn write32(&self, _: Bdf, _: u16, _: u32) {}
-    fn size(&self) -> u16 {
-        256
-    }
-}
-
-struct NoMmio;
-impl MmioMapper for NoMmio {
-    fn map(&mut self, _: u64, _: u64) -> Result<Mapping, MapError> {
-        Err(MapError::WindowFull)
-    }
-    fn unmap(&mut self, _: u64, _: u64) {}
-}
-
-struct StepClock(Cell<u64>);
-impl Clock for StepClock {
-    fn now_us(&self) -> u64 {
-        self.0.set(self.0.get() + 1);
-        self.0.get()
-    }
-}
-
-/// 256 bytes of "memory" at 0x1000.
-struct SmallMemory;
-impl MemoryAccess for SmallMemory {
-    fn read(&self, addr: u64, out: &mut [u8]) -> bool {
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = (addr as usize + i) as u8;
-        }
-        addr >= 0x1000 && addr + out.len() as u64 <= 0x1100
-    }
-}
-
-#[derive(Default)]
-struct Captured(String);
-impl Console for Captured {
-    fn write_str(&mut self, text: &str) {
-        self.0.push_str(text);
-    }
-}
+use support::bare_machine::{Captured, NoMmio, NoPci, SmallMemory, StepClock};
 
 fn frames(text: &str) -> Vec<Frame> {
     text.lines()
