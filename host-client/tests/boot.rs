@@ -94,7 +94,8 @@ fn boot_and_abuse(uefi: bool) {
     let typo = s.command("lsppci", t).unwrap();
     assert_eq!(typo.error_code(), Some("unknown-command"));
     assert!(
-        typo.text.contains("error: unknown command 'lsppci' (did you mean 'lspci'?)"),
+        typo.text
+            .contains("error: unknown command 'lsppci' (did you mean 'lspci'?)"),
         "{}",
         typo.text
     );
