@@ -237,7 +237,11 @@ fn run(r: RunCmd) -> Result<ExitCode> {
         fresh_boot,
         progress: !r.no_progress && std::io::stderr().is_terminal(),
         strict_frames: !r.tolerate_frame_damage,
-        script_name: r.script.display().to_string(),
+        // The file name only: a report must not carry the user's directory layout.
+        script_name: r.script.file_name().map_or_else(
+            || r.script.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         transport,
     };
     let report = run_script(&mut session, &script, &opts);
