@@ -18,9 +18,7 @@ use std::rc::Rc;
 use commands::{Console, Shell, SystemInfo};
 use drivers::dma::{testing::leaked_pool, DmaPool};
 use drivers::gvnic::Opcode;
-use drivers::platform::{
-    Bdf, ConfigSpace, Hw, MapError, Mapping, MemoryAccess, MmioMapper, RegisterWindow,
-};
+use drivers::platform::{Bdf, ConfigSpace, Hw, MapError, Mapping, MemoryAccess, MmioMapper};
 use evidence::{Body, Firmware, Frame, LedgerEntry, Outcome};
 use gvnic_model::{Faults, ModelConfig};
 use gvnic_support::{Sim, SimClock, POOL_BYTES, POOL_PHYS};
@@ -284,52 +282,6 @@ impl ConfigSpace for ModelConfigSpace {
     }
 }
 
-/// One BAR of the model as a register window (the model decodes by BAR number).
-struct ModelBar {
-    sim: Rc<Sim>,
-    bar: u8,
-    len: usize,
-}
-
-impl ModelBar {
-    fn read(&self, offset: usize, size: u8) -> u64 {
-        self.sim
-            .model
-            .borrow_mut()
-            .bar_read(self.bar, offset as u64, size, &self.sim.mem)
-    }
-    fn write(&self, offset: usize, size: u8, value: u64) {
-        self.sim
-            .model
-            .borrow_mut()
-            .bar_write(self.bar, offset as u64, size, value, &self.sim.mem)
-    }
-}
-
-impl RegisterWindow for ModelBar {
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn read8(&self, offset: usize) -> u8 {
-        self.read(offset, 1) as u8
-    }
-    fn read16(&self, offset: usize) -> u16 {
-        self.read(offset, 2) as u16
-    }
-    fn read32(&self, offset: usize) -> u32 {
-        self.read(offset, 4) as u32
-    }
-    fn write8(&self, offset: usize, value: u8) {
-        self.write(offset, 1, value.into())
-    }
-    fn write16(&self, offset: usize, value: u16) {
-        self.write(offset, 2, value.into())
-    }
-    fn write32(&self, offset: usize, value: u32) {
-        self.write(offset, 4, value.into())
-    }
-}
-
 /// Maps exactly the BAR ranges the model's config space currently reports.
 struct ModelMapper {
     sim: Rc<Sim>,
@@ -358,11 +310,7 @@ impl MmioMapper for ModelMapper {
         Ok(Mapping {
             window: 0xffff_c000_0000_0000 + phys,
             newly_mapped,
-            regs: Box::new(ModelBar {
-                sim: self.sim.clone(),
-                bar,
-                len: len as usize,
-            }),
+            regs: Box::new(gvnic_support::Bar::new(self.sim.clone(), bar, len as usize)),
         })
     }
     fn unmap(&mut self, phys: u64, len: u64) {

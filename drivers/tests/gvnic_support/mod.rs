@@ -68,6 +68,10 @@ pub struct Bar {
 }
 
 impl Bar {
+    pub fn new(sim: Rc<Sim>, bar: u8, len: usize) -> Bar {
+        Bar { sim, bar, len }
+    }
+
     fn read(&self, offset: usize, size: u8) -> u64 {
         self.sim
             .model
