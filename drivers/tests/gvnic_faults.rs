@@ -366,3 +366,38 @@ fn commands_in_the_wrong_state_are_refused() {
     assert_eq!(err.code(), "gvnic-wrong-state");
     assert!(rig.pool.ledger().is_empty());
 }
+
+#[test]
+fn frames_the_device_flags_with_err_are_dropped_and_counted() {
+    let mut rig = with_faults(
+        0,
+        Faults {
+            rx_error_frames: 2,
+            ..Faults::default()
+        },
+    );
+    rig.nic
+        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .unwrap();
+    let damaged = [0xeeu8; 60];
+    let good: Vec<u8> = (0..60u8).collect();
+    rig.model_mut().inject_rx(&damaged);
+    rig.model_mut().inject_rx(&damaged);
+    rig.model_mut().inject_rx(&good);
+    // The two ERR frames are passed over: the first frame handed up is the good one.
+    let frame = rig
+        .nic
+        .receive(&rig.clock, &mut rig.pool, 300_000)
+        .unwrap();
+    assert_eq!(frame, good);
+    assert_eq!(rig.nic.rx_dropped(), 2);
+    // Nothing else is pending: the dropped frames were not queued behind the good one.
+    let err = rig
+        .nic
+        .receive(&rig.clock, &mut rig.pool, 50_000)
+        .unwrap_err();
+    assert_eq!(err.code(), "gvnic-rx-timeout");
+    teardown(&mut rig).0.unwrap();
+    rig.assert_ledger_clean();
+    rig.assert_no_violations();
+}

@@ -129,6 +129,9 @@ pub struct Faults {
     /// reset. When set, such a redundant reset makes the device reset itself again this many
     /// ticks later.
     pub delayed_reset_after_redundant_reset: Option<u32>,
+    /// The next N inbound frames are delivered with the descriptor's ERR flag set (as a
+    /// device reports a frame it received damaged); the driver must drop them.
+    pub rx_error_frames: u32,
 }
 
 /// The built-in network peer: answers like GCE's network (DHCP server, ARP for the gateway).

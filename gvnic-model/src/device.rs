@@ -35,6 +35,8 @@ pub struct Gvnic {
     pub(crate) tx_pending: VecDeque<(u64, u32, u32)>,
     /// BAR1 MSI-X table contents (stored, never used to signal).
     pub(crate) msix_table: Vec<u8>,
+    /// Frames delivered with ERR so far (drives `rx_error_frames`).
+    pub(crate) rx_errors_injected: u32,
 }
 
 impl Gvnic {
@@ -56,6 +58,7 @@ impl Gvnic {
             delayed_reset_at: None,
             tx_pending: VecDeque::new(),
             msix_table: vec![0; usize::from(vectors) * 16],
+            rx_errors_injected: 0,
         };
         // Power-on: the device holds nothing; a revision-1 device reports DEVICE_IS_RESET.
         g.regs.device_is_reset = true;

@@ -130,6 +130,12 @@ impl Gvnic {
         let mut data = vec![0u8; RX_PAD];
         data.extend_from_slice(&frame);
         let mut flags = frame_flags(&frame);
+        let mut note = None;
+        if self.rx_errors_injected < self.cfg.faults.rx_error_frames {
+            self.rx_errors_injected += 1;
+            flags |= rx_flags::ERR;
+            note = Some("rx_error_frames fault: delivered with ERR");
+        }
         let written = self.qpl_write(mem, q.qpl, offset, &data, "RX buffer");
         if !written {
             // Guess: the device reports the error through the descriptor's ERR flag and
@@ -160,7 +166,11 @@ impl Gvnic {
             let at = conf.counter_array + u64::from(q.counter_index) * 4;
             self.dma_write(mem, at, &head.to_be_bytes(), "RX event counter");
         }
-        let note = (!written).then_some("QPL offset outside registered pages: ERR descriptor");
+        let note = if written {
+            note
+        } else {
+            Some("QPL offset outside registered pages: ERR descriptor")
+        };
         self.wire.record_rx(frame, self.now, note);
     }
 }
