@@ -385,10 +385,7 @@ fn frames_the_device_flags_with_err_are_dropped_and_counted() {
     rig.model_mut().inject_rx(&damaged);
     rig.model_mut().inject_rx(&good);
     // The two ERR frames are passed over: the first frame handed up is the good one.
-    let frame = rig
-        .nic
-        .receive(&rig.clock, &mut rig.pool, 300_000)
-        .unwrap();
+    let frame = rig.nic.receive(&rig.clock, &mut rig.pool, 300_000).unwrap();
     assert_eq!(frame, good);
     assert_eq!(rig.nic.rx_dropped(), 2);
     // Nothing else is pending: the dropped frames were not queued behind the good one.
