@@ -100,35 +100,29 @@ impl Gvnic {
                 self.wire.record_rx(f, self.now, Some("no RX queue"));
                 continue;
             };
-            if q.fill == q.head {
-                return; // no buffer posted: hold the frame until the doorbell
-            }
-            let (_, frame) = self.wire.pending_rx.pop_front().unwrap_or_default();
-            if frame.len() + RX_PAD > usize::from(RX_BUFFER_SIZE) {
+            let frame_len = self.wire.pending_rx.front().map_or(0, |(_, f)| f.len());
+            // Ethernet header + one VLAN tag + a payload of at most the MTU.
+            if frame_len > usize::from(self.cfg.mtu) + 18 {
+                let (_, frame) = self.wire.pending_rx.pop_front().unwrap_or_default();
                 self.wire
-                    .record_rx(frame, self.now, Some("larger than a 2 KiB RX buffer"));
+                    .record_rx(frame, self.now, Some("larger than the MTU"));
                 continue;
             }
+            // A frame bigger than one 2 KiB buffer (jumbo MTU) spans several slots, each a
+            // descriptor with PKT_CONT but the last (facts §4.2); it waits until all are posted.
+            let fragments = (frame_len + RX_PAD).div_ceil(usize::from(RX_BUFFER_SIZE)) as u32;
+            if q.fill.wrapping_sub(q.head) < fragments {
+                return; // not enough buffers posted: hold the frame until the doorbell
+            }
+            let (_, frame) = self.wire.pending_rx.pop_front().unwrap_or_default();
             self.rx_one(qid, frame, mem);
         }
     }
 
+    /// Writes one frame into as many slots as it needs and records it on the wire.
     fn rx_one(&mut self, qid: u32, frame: Vec<u8>, mem: &dyn GuestMemory) {
-        let Some(q) = self.rx.get(&qid).cloned() else {
-            return;
-        };
-        let mask = u32::from(self.cfg.rx_queue_entries) - 1;
-        let slot = u64::from(q.head & mask);
-        let mut slot_bytes = [0u8; 8];
-        if !self.dma_read(mem, q.data_ring + slot * 8, &mut slot_bytes, "RX data slot") {
-            // Cannot fetch the slot: the frame is lost, the slot stays (device stall).
-            self.wire
-                .record_rx(frame, self.now, Some("RX data slot unreadable"));
-            return;
-        }
-        let offset = be64(&slot_bytes, 0);
-        let mut data = vec![0u8; RX_PAD];
-        data.extend_from_slice(&frame);
+        let mut padded = vec![0u8; RX_PAD];
+        padded.extend_from_slice(&frame);
         let mut flags = frame_flags(&frame);
         let mut note = None;
         if self.rx_errors_injected < self.cfg.faults.rx_error_frames {
@@ -136,7 +130,38 @@ impl Gvnic {
             flags |= rx_flags::ERR;
             note = Some("rx_error_frames fault: delivered with ERR");
         }
-        let written = self.qpl_write(mem, q.qpl, offset, &data, "RX buffer");
+        let chunks: Vec<&[u8]> = padded.chunks(usize::from(RX_BUFFER_SIZE)).collect();
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let cont = if i < last { rx_flags::PKT_CONT } else { 0 };
+            if let Err(why) = self.rx_fragment(qid, chunk, flags | cont, mem) {
+                self.wire.record_rx(frame, self.now, Some(why));
+                return;
+            }
+        }
+        self.wire.record_rx(frame, self.now, note);
+    }
+
+    /// One descriptor's worth: `data` (pad included for a first fragment) into the next slot.
+    fn rx_fragment(
+        &mut self,
+        qid: u32,
+        data: &[u8],
+        mut flags: u16,
+        mem: &dyn GuestMemory,
+    ) -> Result<(), &'static str> {
+        let Some(q) = self.rx.get(&qid).cloned() else {
+            return Err("no RX queue");
+        };
+        let mask = u32::from(self.cfg.rx_queue_entries) - 1;
+        let slot = u64::from(q.head & mask);
+        let mut slot_bytes = [0u8; 8];
+        if !self.dma_read(mem, q.data_ring + slot * 8, &mut slot_bytes, "RX data slot") {
+            // Cannot fetch the slot: the frame is lost, the slot stays (device stall).
+            return Err("RX data slot unreadable");
+        }
+        let offset = be64(&slot_bytes, 0);
+        let written = self.qpl_write(mem, q.qpl, offset, data, "RX buffer");
         if !written {
             // Guess: the device reports the error through the descriptor's ERR flag and
             // moves on, rather than stalling the ring.
@@ -152,9 +177,7 @@ impl Gvnic {
             &desc,
             "RX descriptor",
         ) {
-            self.wire
-                .record_rx(frame, self.now, Some("RX descriptor unwritable"));
-            return;
+            return Err("RX descriptor unwritable");
         }
         let head = q.head.wrapping_add(1);
         if let Some(q) = self.rx.get_mut(&qid) {
@@ -166,11 +189,10 @@ impl Gvnic {
             let at = conf.counter_array + u64::from(q.counter_index) * 4;
             self.dma_write(mem, at, &head.to_be_bytes(), "RX event counter");
         }
-        let note = if written {
-            note
+        if written {
+            Ok(())
         } else {
-            Some("QPL offset outside registered pages: ERR descriptor")
-        };
-        self.wire.record_rx(frame, self.now, note);
+            Err("QPL offset outside registered pages: ERR descriptor")
+        }
     }
 }

@@ -97,6 +97,9 @@ pub struct RxQueue {
     /// Fragments of a packet whose descriptor said PKT_CONT.
     partial: Vec<u8>,
     partial_bad: bool,
+    /// A PKT_CONT descriptor was seen: the next one continues a packet (no pad). Tracked on
+    /// its own because a bad or empty first fragment leaves `partial` empty.
+    mid_packet: bool,
     pub created: bool,
     pub dropped: u32,
 }
@@ -126,6 +129,7 @@ impl RxQueue {
             seq: 1,
             partial: Vec::new(),
             partial_bad: false,
+            mid_packet: false,
             created: false,
             dropped: 0,
         };
@@ -208,8 +212,7 @@ impl RxQueue {
             .map_err(|_| GvnicError::BadDescriptor(alloc::string::String::from("rx desc")))?;
         let flags = RxFlags::from_bits_truncate(desc.flags_seq.get());
         let len = usize::from(desc.len.get());
-        let first = self.partial.is_empty() && !self.partial_bad;
-        let pad = if first { RX_PAD } else { 0 };
+        let pad = if self.mid_packet { 0 } else { RX_PAD };
         let buffer = self.qpl.buffer_offset(self.cons);
 
         let mut problem = None;
@@ -230,7 +233,8 @@ impl RxQueue {
         self.seq = next_seq(self.seq);
         doorbells.ring(self.db_index, self.cons.wrapping_add(self.fill_ahead()));
 
-        if flags.contains(RxFlags::PKT_CONT) {
+        self.mid_packet = flags.contains(RxFlags::PKT_CONT);
+        if self.mid_packet {
             // More fragments follow; the packet is reported once whole (by a later poll).
             if self.partial.len() > MAX_PACKET {
                 self.partial_bad = true;
