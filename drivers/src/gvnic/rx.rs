@@ -213,7 +213,10 @@ impl RxQueue {
         let flags = RxFlags::from_bits_truncate(desc.flags_seq.get());
         let len = usize::from(desc.len.get());
         let pad = if self.mid_packet { 0 } else { RX_PAD };
-        let buffer = self.qpl.buffer_offset(self.cons);
+        // The buffer is the one posted in this descriptor's data slot at create time (slot i
+        // -> buffer i % RX_BUFFERS): index by slot, not by the free-running count, or a ring
+        // smaller than RX_BUFFERS reads a buffer the device never wrote.
+        let buffer = self.qpl.buffer_offset(index as u32);
 
         let mut problem = None;
         if flags.contains(RxFlags::ERR) {
