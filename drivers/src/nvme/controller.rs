@@ -393,6 +393,13 @@ impl Controller {
     }
 
     /// Records a failure that may leave the controller owning DMA memory.
+    /// A read gave up with commands still at the device: only a reset (teardown) brings the
+    /// controller back to a known state, whatever kind of error it was.
+    pub(crate) fn fail_with_commands_outstanding(&mut self, err: &NvmeError) {
+        self.state = State::Failed;
+        self.failure = Some(format!("{err} (with commands outstanding)"));
+    }
+
     pub(crate) fn fail(&mut self, err: &NvmeError) {
         if err.poisons_controller() {
             self.state = State::Failed;

@@ -177,8 +177,10 @@ impl Controller {
             };
             if let Err(err) = waited {
                 // Commands are still outstanding: their buffers stay allocated (the device
-                // may write them) until teardown resets the controller.
-                self.fail(&err);
+                // may write them) until teardown resets the controller. Whatever the error,
+                // the controller is no longer in a known state: late completions would be
+                // taken for a later read's.
+                self.fail_with_commands_outstanding(&err);
                 return Err(err);
             }
             let Some(head) = inflight.pop_front() else {
@@ -188,7 +190,16 @@ impl Controller {
                 Some(Ok(())) if failure.is_none() => {
                     let offset = head.slot * buffers.chunk;
                     let len = (head.blocks * block_size) as usize;
-                    sink(head.lba, hw.dma.slice(&buffers.data, offset, len)?);
+                    match hw.dma.slice(&buffers.data, offset, len) {
+                        Ok(data) => sink(head.lba, data),
+                        Err(err) => {
+                            let err = NvmeError::from(err);
+                            if !inflight.is_empty() {
+                                self.fail_with_commands_outstanding(&err);
+                            }
+                            return Err(err);
+                        }
+                    }
                 }
                 Some(Err(status)) if failure.is_none() => {
                     failure = Some(NvmeError::CommandFailed {
