@@ -307,10 +307,15 @@ impl Session {
         bytes.push(b'\r');
         self.send_raw(&bytes)?;
         let what = format!("the command.start frame of `{}`", short(line));
+        // Only the start frame of THIS line: late output of an earlier command (one that
+        // timed out, or bytes typed ahead with send_raw) must not be credited to this step.
+        let sent = line.trim();
         let start = self.wait_until(deadline, t0, &what, |log| {
             log.frames().frames()[frames_before..]
                 .iter()
-                .position(|f| matches!(f.body, Body::CommandStart(_)))
+                .position(
+                    |f| matches!(&f.body, Body::CommandStart(s) if starts_as_sent(&s.line, sent)),
+                )
                 .map(|p| p + frames_before)
         })?;
         let (cmd, boot) = {
@@ -455,4 +460,10 @@ fn short(line: &str) -> String {
     } else {
         line.to_string()
     }
+}
+
+/// Whether a start frame's `line` is the line we sent: the monitor echoes it trimmed and
+/// may shorten it (frames stay small), so the frame's text must be a non-empty prefix.
+fn starts_as_sent(framed: &str, sent: &str) -> bool {
+    !framed.is_empty() && sent.starts_with(framed)
 }

@@ -261,3 +261,19 @@ fn a_lost_frame_is_reported_and_fails_a_strict_run() {
     assert!(!report.passed);
     assert!(!report.commands[1].expectations[0].passed);
 }
+
+#[test]
+fn typed_ahead_output_is_not_credited_to_the_next_command() {
+    let (_dir, transport) = start_fake(None);
+    let mut s = Session::connect(transport).unwrap();
+    s.wait_for_prompt(Duration::from_secs(5)).unwrap();
+    // A line typed ahead (its output arrives first), then the command we ask for.
+    s.send_raw(b"lsppci\r").unwrap();
+    let out = s.command("nvme identify", Duration::from_secs(5)).unwrap();
+    assert_eq!(out.started_line, "nvme identify");
+    assert!(
+        out.is_ok(),
+        "the typed-ahead error must not become this command's result"
+    );
+    assert_eq!(out.bodies_of_kind("nvme.identify").len(), 1);
+}
