@@ -166,7 +166,7 @@ impl Session {
         }
         SessionError::Closed {
             what: what.into(),
-            detail,
+            detail: redact_paths(&detail),
             tail: self.log.tail(600).into(),
         }
     }
@@ -466,4 +466,54 @@ fn short(line: &str) -> String {
 /// may shorten it (frames stay small), so the frame's text must be a non-empty prefix.
 fn starts_as_sent(framed: &str, sent: &str) -> bool {
     !framed.is_empty() && sent.starts_with(framed)
+}
+
+/// QEMU and ssh name files by absolute path in their errors (`-drive file=/home/u/...`,
+/// `Load key "/home/u/.ssh/..."`); reports must not carry the machine's layout, so every
+/// absolute path keeps only its file name.
+pub(crate) fn redact_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('/') {
+        let starts_path = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || "=\"'(:,".contains(c));
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || "\"'),:".contains(c))
+            .unwrap_or(tail.len());
+        let path = &tail[..end];
+        if starts_path && path.len() > 1 {
+            out.push_str(".../");
+            out.push_str(path.rsplit('/').next().unwrap_or_default());
+        } else {
+            out.push_str(path);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_paths;
+
+    #[test]
+    fn absolute_paths_keep_only_their_file_name() {
+        assert_eq!(
+            redact_paths("qemu: -drive file=/home/alice/disks/nvme.img,if=none: Could not open '/tmp/x/y.img'"),
+            "qemu: -drive file=.../nvme.img,if=none: Could not open '.../y.img'"
+        );
+        assert_eq!(
+            redact_paths("Load key \"/root/.ssh/google_compute_engine\": bad permissions"),
+            "Load key \".../google_compute_engine\": bad permissions"
+        );
+        assert_eq!(
+            redact_paths("a/b and 1/2 stay; / alone stays"),
+            "a/b and 1/2 stay; / alone stays"
+        );
+    }
 }

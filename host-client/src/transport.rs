@@ -64,6 +64,10 @@ pub(crate) enum Chunk {
     Closed(Option<String>),
 }
 
+/// The longest a write to a socket transport may block (the monitor drains its UART in
+/// microseconds; a peer that takes this long is stuck, and the write fails instead of hanging).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One open byte pipe to the monitor.
 pub struct Connection {
     rx: Receiver<Chunk>,
@@ -123,6 +127,9 @@ impl Connection {
     }
 
     pub fn unix(stream: UnixStream) -> Result<Connection> {
+        // A guest that stops draining its UART stops QEMU reading the socket: without a
+        // send timeout a write would block forever, past every read deadline.
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         let reader = stream.try_clone()?;
         let closer = stream.try_clone()?;
         Ok(Self::from_parts(
@@ -137,6 +144,7 @@ impl Connection {
 
     pub fn tcp(stream: TcpStream) -> Result<Connection> {
         stream.set_nodelay(true).ok();
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         let reader = stream.try_clone()?;
         let closer = stream.try_clone()?;
         Ok(Self::from_parts(
