@@ -4,12 +4,23 @@
 //! EBX = physical address of the boot information. The trampoline identity maps the low
 //! 4 GiB with 2 MiB pages (enough for the kernel, the boot information, RAM below 4 GiB and
 //! the DMA pool), enables PAE + EFER.LME/NXE + paging, loads a 64-bit GDT and calls
-//! `kmain(magic, info)`. Everything after that (MMIO mappings above 4 GiB) is Rust's job.
+//! `kmain(magic, info)`. Everything after that (the stack guard page, MMIO mappings above
+//! 4 GiB) is Rust's job.
 
 use core::arch::global_asm;
+use core::ptr::{addr_of, addr_of_mut};
+
+use x86_64::instructions::tlb;
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::{PageTable, PageTableFlags};
+use x86_64::{PhysAddr, VirtAddr};
 
 /// Boot stack size; commands format text and frames on it, so be generous.
 pub const STACK_BYTES: usize = 256 * 1024;
+/// The page directly below the stack, left unmapped by [`install_stack_guard`] so that a
+/// stack overflow faults instead of overwriting the boot page tables that sit below it.
+pub const GUARD_BYTES: u64 = 4096;
+const PAGE_2M: u64 = 2 * 1024 * 1024;
 
 global_asm!(
     r#"
@@ -38,7 +49,11 @@ boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4096 * 4
-    .balign 16
+    /* Never used: unmapped once in Rust, so the stack's growth runs into a fault. The
+       stack grows down towards it; without it the next thing below is boot_pd. */
+    .balign 4096
+boot_stack_guard:
+    .skip {guard_bytes}
 boot_stack_bottom:
     .skip {stack_bytes}
 boot_stack_top:
@@ -149,16 +164,87 @@ long_mode_entry:
     .section .text
     "#,
     stack_bytes = const STACK_BYTES,
+    guard_bytes = const GUARD_BYTES,
     options(att_syntax)
 );
 
 unsafe extern "C" {
     static __kernel_start: u8;
     static __kernel_end: u8;
+    static boot_stack_guard: u8;
+}
+
+/// The 4 KiB page table that replaces the 2 MiB identity page holding the guard page.
+/// Static (not heap) so the guard is in place before the heap or anything else runs.
+static mut GUARD_PAGE_TABLE: PageTable = PageTable::new();
+
+/// Physical (= virtual) address of the unmapped page below the boot stack.
+pub fn stack_guard() -> u64 {
+    // Only the symbol's address is taken; the page itself is never read.
+    addr_of!(boot_stack_guard) as u64
+}
+
+/// True if `addr` lies in the stack guard page.
+pub fn in_stack_guard(addr: u64) -> bool {
+    let guard = stack_guard();
+    (guard..guard + GUARD_BYTES).contains(&addr)
+}
+
+/// Unmaps the guard page below the boot stack and returns its address.
+///
+/// The trampoline maps the image with 2 MiB pages, so the stack, the guard page, the boot
+/// page tables and the TSS/IDT all share one writable page and an overflowing stack would
+/// silently rewrite the identity map. Here the 2 MiB page holding the guard becomes a
+/// 4 KiB page table with the same flags and the same physical pages, except the guard,
+/// which is not present: a push into it page-faults; the CPU cannot push that fault's
+/// frame on the same stack either, so it raises a double fault, which runs on its own IST
+/// stack (see `exceptions`) and gets the usual dump and recovery.
+///
+/// Call once, first thing in `kmain`, while the boot page tables are the active ones.
+pub fn install_stack_guard() -> u64 {
+    let guard = stack_guard();
+    let virt = VirtAddr::new(guard);
+    let (pml4_frame, _) = Cr3::read();
+    let pml4 = pml4_frame.start_address().as_u64() as *const PageTable;
+    // SAFETY: the boot tables are identity mapped (each table's physical address is its
+    // virtual address), nothing else edits them yet (the MMIO window takes them over
+    // later), and interrupts are off. The 4 KiB table maps exactly what the 2 MiB entry
+    // mapped, with the same flags, except the guard page, which nothing uses: so every
+    // address other than the guard translates as before, including the code running now
+    // and its stack. The TLB flush drops the old 2 MiB translation.
+    unsafe {
+        let pml4 = &*pml4;
+        let pdpt = &*(pml4[virt.p4_index()].addr().as_u64() as *const PageTable);
+        let pd = &mut *(pdpt[virt.p3_index()].addr().as_u64() as *mut PageTable);
+        let pde = &mut pd[virt.p2_index()];
+        let flags = pde.flags();
+        if !flags.contains(PageTableFlags::PRESENT | PageTableFlags::HUGE_PAGE) {
+            // Not the trampoline's layout: the guard is already a 4 KiB page (or absent).
+            crate::halt_with("boot page tables do not map the stack guard with a 2 MiB page");
+        }
+        // The trampoline never sets the 2 MiB PAT bit (bit 12), so the low 21 bits of the
+        // entry's address are zero and bit 7 of a 4 KiB entry (PAT there) stays clear.
+        let base = pde.addr().as_u64() & !(PAGE_2M - 1);
+        let small = flags & !PageTableFlags::HUGE_PAGE;
+        let table = &mut *addr_of_mut!(GUARD_PAGE_TABLE);
+        for (i, entry) in table.iter_mut().enumerate() {
+            entry.set_addr(PhysAddr::new(base + i as u64 * 4096), small);
+        }
+        table[virt.p1_index()].set_unused();
+        // Intermediate entries only narrow access: give the table the widest rights and
+        // let the 4 KiB entries carry the 2 MiB page's own flags.
+        let table_addr = PhysAddr::new(table as *mut PageTable as u64);
+        pde.set_addr(
+            table_addr,
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+        );
+    }
+    tlb::flush_all();
+    guard
 }
 
 /// Physical range `[start, end)` occupied by the loaded monitor image (code, data, bss,
-/// boot page tables and stack).
+/// boot page tables, stack guard and stack).
 pub fn kernel_range() -> (u64, u64) {
     // Only the addresses of the linker-script symbols are taken, never their values.
     (

@@ -9,6 +9,8 @@ use noline::history::SliceHistory;
 use noline::line_buffer::UnboundedBuffer;
 use noline::sync_editor::Editor;
 
+use monitor::input::{check_line, Refusal};
+
 use crate::editor_io::EditorIo;
 use crate::{serial, vga};
 
@@ -48,9 +50,9 @@ const HISTORY_BYTES: usize = 4096;
 /// What one call to [`LineReader::read_line`] produced.
 pub enum Input {
     Line(String),
-    /// The line exceeded [`monitor::input::LINE_LIMIT`] bytes; its start is returned so the
-    /// shell refuses it with its own error.
-    TooLong(String),
+    /// The finished line breaks the length rule ([`monitor::input::check_line`]); it must
+    /// be refused with an error result, never run (it may be truncated).
+    Refused(String, Refusal),
     /// Ctrl-C or Ctrl-D on an empty line.
     Cancelled,
 }
@@ -79,10 +81,14 @@ impl LineReader {
     pub fn read_line(&mut self, prompt: &str) -> Input {
         self.io.new_prompt();
         let result = self.editor.readline(prompt, &mut self.io);
-        let overflowed = self.io.sanitizer.take_overflow();
+        let dropped = self.io.sanitizer.take_dropped();
         match result {
-            Ok(line) if overflowed => Input::TooLong(String::from(line)),
-            Ok(line) => Input::Line(String::from(line)),
+            // Judged here, on the line as edited (backspace, history recall), not on the
+            // bytes the sanitizer passed on the way.
+            Ok(line) => match check_line(line, dropped) {
+                Ok(()) => Input::Line(String::from(line)),
+                Err(why) => Input::Refused(String::from(line), why),
+            },
             Err(NolineError::Aborted) => {
                 write_all(b"^C\r\n");
                 Input::Cancelled

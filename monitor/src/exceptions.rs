@@ -23,6 +23,7 @@ use crate::{guard, serial, vga};
 /// IST slot used for double faults, so a blown stack still gets a dump.
 const DOUBLE_FAULT_IST: u16 = 0;
 const IST_STACK_BYTES: usize = 16 * 1024;
+const DOUBLE_FAULT: u64 = 8;
 const PAGE_FAULT: u64 = 14;
 
 /// Registers as the stubs leave them on the stack (lowest address first).
@@ -173,10 +174,15 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     vga::unlock_after_fault();
     // Recording the fault allocates; the faulting code may have held the heap lock.
     crate::heap::unlock_after_fault();
-    let address = if frame.vector == PAGE_FAULT {
-        read_cr2()
-    } else {
-        0
+    // A stack overflow arrives as a double fault (the page fault on the guard page could
+    // not push its frame on the same stack): CR2 still holds the guard address then, the
+    // one useful fact about it. CR2 may also be left over from an earlier page fault (e.g.
+    // `peek` of the guard), hence only "probably" in the dump.
+    let cr2 = read_cr2();
+    let address = match frame.vector {
+        PAGE_FAULT => cr2,
+        DOUBLE_FAULT if crate::boot::in_stack_guard(cr2) => cr2,
+        _ => 0,
     };
     let armed = guard::armed();
     dump(frame, address, armed);
@@ -227,6 +233,12 @@ fn dump(frame: &TrapFrame, address: u64, armed: bool) {
             } else {
                 ""
             },
+        );
+    }
+    if frame.vector == DOUBLE_FAULT && address != 0 {
+        let _ = write!(
+            out,
+            "cr2 {address:#018x} is in the stack guard page: probably a stack overflow\r\n"
         );
     }
     let _ = write!(

@@ -7,14 +7,43 @@
 //! - the control keys the editor binds (Ctrl-A..Ctrl-Z, backspace, tab, Enter),
 //! - the cursor keys and Home/End/Delete, re-encoded in one canonical form,
 //!
-//! and drops everything else. CR LF counts as one Enter. A line longer than
-//! [`LINE_LIMIT`] bytes stops growing; the overflow is remembered so the REPL can refuse
-//! the line with an error instead of running a truncated command.
+//! and drops everything else. CR LF counts as one Enter.
+//!
+//! Line length is judged on the finished line ([`check_line`]), not here: the sanitizer
+//! cannot see what backspace, Ctrl-W or a line recalled from history do to the editor's
+//! buffer. What the sanitizer does bound is memory: it forwards at most [`INPUT_BUDGET`]
+//! printable bytes per line (edits included), so a flood without line breaks cannot grow
+//! the editor's buffer without limit. Past the budget it drops bytes and remembers that,
+//! so the REPL refuses the line instead of running a truncated command.
 
 use heapless::Vec;
 
-/// Longest line the editor accepts; longer input is refused when Enter arrives.
+/// Longest finished line the REPL accepts; a longer one is refused when Enter arrives.
 pub const LINE_LIMIT: usize = 4096;
+/// Printable bytes forwarded to the editor per line, counting bytes later deleted. Well
+/// above [`LINE_LIMIT`] so ordinary editing never reaches it; it exists to bound memory.
+pub const INPUT_BUDGET: usize = 4 * LINE_LIMIT;
+
+/// Why a finished line must not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The line itself is longer than [`LINE_LIMIT`] bytes.
+    TooLong { bytes: usize },
+    /// The sanitizer dropped input past [`INPUT_BUDGET`]: the line is not what was typed.
+    InputDropped,
+}
+
+/// The length rule, applied to the line the editor hands back (after every edit and
+/// history recall), plus whether the sanitizer had to drop part of it.
+pub fn check_line(line: &str, input_dropped: bool) -> Result<(), Refusal> {
+    if input_dropped {
+        Err(Refusal::InputDropped)
+    } else if line.len() > LINE_LIMIT {
+        Err(Refusal::TooLong { bytes: line.len() })
+    } else {
+        Ok(())
+    }
+}
 
 const ESC: u8 = 0x1b;
 const CR: u8 = b'\r';
@@ -43,8 +72,10 @@ pub struct Sanitizer {
     params: Vec<u8, CSI_PARAMS_MAX>,
     utf8: Vec<u8, 4>,
     last_was_cr: bool,
-    line_bytes: usize,
-    overflowed: bool,
+    /// Printable bytes forwarded since the last Enter / Ctrl-C / Ctrl-U (only grows:
+    /// the sanitizer does not know what the editor deleted).
+    forwarded: usize,
+    dropped: bool,
 }
 
 /// Up to 5 bytes of editor input produced by one input byte.
@@ -63,14 +94,15 @@ impl Sanitizer {
             params: Vec::new(),
             utf8: Vec::new(),
             last_was_cr: false,
-            line_bytes: 0,
-            overflowed: false,
+            forwarded: 0,
+            dropped: false,
         }
     }
 
-    /// True if the line just finished was longer than [`LINE_LIMIT`]; resets the flag.
-    pub fn take_overflow(&mut self) -> bool {
-        core::mem::take(&mut self.overflowed)
+    /// True if input of the line just finished was dropped (past [`INPUT_BUDGET`]);
+    /// resets the flag.
+    pub fn take_dropped(&mut self) -> bool {
+        core::mem::take(&mut self.dropped)
     }
 
     /// Feeds one received byte; returns the bytes to hand the editor (often none).
@@ -110,14 +142,14 @@ impl Sanitizer {
                     return;
                 }
                 self.last_was_cr = byte == CR;
-                self.line_bytes = 0;
+                self.forwarded = 0;
                 let _ = out.push(CR);
             }
             // Ctrl-A .. Ctrl-Z minus CR/LF (handled above), plus DEL: editor bindings.
             0x01..=0x1a | DEL => {
                 if byte == 0x03 || byte == 0x15 {
                     // Ctrl-C and Ctrl-U drop the line being typed.
-                    self.line_bytes = 0;
+                    self.forwarded = 0;
                 }
                 let _ = out.push(byte);
             }
@@ -158,11 +190,11 @@ impl Sanitizer {
     }
 
     fn printable(&mut self, bytes: &[u8], out: &mut Forward) {
-        if self.line_bytes + bytes.len() > LINE_LIMIT {
-            self.overflowed = true;
+        if self.forwarded + bytes.len() > INPUT_BUDGET {
+            self.dropped = true;
             return;
         }
-        self.line_bytes += bytes.len();
+        self.forwarded += bytes.len();
         let _ = out.extend_from_slice(bytes);
     }
 
@@ -211,7 +243,7 @@ mod tests {
     fn text_and_enter_pass() {
         let mut s = Sanitizer::new();
         assert_eq!(feed_all(&mut s, b"help\r"), b"help\r");
-        assert!(!s.take_overflow());
+        assert!(!s.take_dropped());
     }
 
     #[test]
@@ -257,17 +289,65 @@ mod tests {
     }
 
     #[test]
-    fn overlong_line_is_flagged_not_truncated_silently() {
+    fn input_past_the_budget_is_flagged_not_truncated_silently() {
         let mut s = Sanitizer::new();
-        let line = std::vec![b'x'; LINE_LIMIT + 100];
+        let line = std::vec![b'x'; INPUT_BUDGET + 100];
         let out = feed_all(&mut s, &line);
-        assert_eq!(out.len(), LINE_LIMIT);
+        assert_eq!(out.len(), INPUT_BUDGET, "the editor's buffer stays bounded");
         assert_eq!(feed_all(&mut s, b"\r"), b"\r");
-        assert!(s.take_overflow());
-        assert!(!s.take_overflow(), "flag resets");
+        assert!(s.take_dropped());
+        assert!(!s.take_dropped(), "flag resets");
         // The next line starts from zero.
         assert_eq!(feed_all(&mut s, b"ok\r"), b"ok\r");
-        assert!(!s.take_overflow());
+        assert!(!s.take_dropped());
+    }
+
+    #[test]
+    fn deleted_input_does_not_count_against_the_finished_line() {
+        // Nearly a limit's worth typed and backspaced away, then a short command: the
+        // sanitizer forwards all of it (the editor applies the deletes) and the finished
+        // line is judged by its own length. (Counting typed bytes against LINE_LIMIT
+        // used to cut this command to "versi" and flag it.)
+        let mut s = Sanitizer::new();
+        let mut typed = std::vec![b'x'; LINE_LIMIT - 2];
+        typed.extend(std::iter::repeat_n(0x7f, LINE_LIMIT - 2));
+        typed.extend_from_slice(b"version\r");
+        let out = feed_all(&mut s, &typed);
+        assert_eq!(out, typed, "nothing dropped");
+        assert!(!s.take_dropped());
+        assert_eq!(check_line("version", false), Ok(()));
+    }
+
+    #[test]
+    fn ctrl_u_and_ctrl_c_restart_the_budget() {
+        let mut s = Sanitizer::new();
+        for kill in [0x15u8, 0x03] {
+            assert_eq!(
+                feed_all(&mut s, &std::vec![b'x'; INPUT_BUDGET]).len(),
+                INPUT_BUDGET
+            );
+            assert_eq!(feed_all(&mut s, &[kill]), [kill]);
+            assert_eq!(feed_all(&mut s, b"ok\r"), b"ok\r");
+            assert!(!s.take_dropped(), "after {kill:#x}");
+        }
+    }
+
+    #[test]
+    fn the_finished_line_decides_its_length() {
+        let at_limit = "x".repeat(LINE_LIMIT);
+        assert_eq!(check_line(&at_limit, false), Ok(()));
+        // E.g. a line recalled from history and extended: the sanitizer saw only the
+        // extension, the finished line is what counts.
+        let over = "x".repeat(LINE_LIMIT + 1);
+        assert_eq!(
+            check_line(&over, false),
+            Err(Refusal::TooLong {
+                bytes: LINE_LIMIT + 1
+            })
+        );
+        // Dropped input refuses even a short line: it is not what was typed.
+        assert_eq!(check_line("help", true), Err(Refusal::InputDropped));
+        assert_eq!(check_line("", false), Ok(()));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use drivers::platform::{Clock, ConfigSpace, Hw};
 use crate::clock::TscClock;
 use crate::console::{Input, LineReader, Screen};
 use monitor::cmdline;
+use monitor::input::Refusal;
 use monitor::layout::{self, Region};
 
 /// Prints `why` and stops the CPU for good.
@@ -66,6 +67,8 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let entry_tsc = TscClock::raw_tsc();
+    // Before anything can go deep into the stack: from here an overflow faults.
+    let stack_guard = boot::install_stack_guard();
     let serial_ok = serial::init();
 
     // SAFETY: `info` is what GRUB passed in EBX, identity mapped by the trampoline.
@@ -146,10 +149,16 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     shell.banner(&mut screen);
     let _ = write!(
         screen,
-        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB; console serial{}{}{}\r\n",
+        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB; \
+         stack {} KiB, stack guard {stack_guard:#x}; console serial{}{}{}\r\n",
         clock.tsc_hz() / 1_000_000,
-        if clock.calibrated { "" } else { " (PIT absent, assumed)" },
+        if clock.calibrated {
+            ""
+        } else {
+            " (PIT absent, assumed)"
+        },
         (plan.heap.end - plan.heap.start) >> 20,
+        boot::STACK_BYTES >> 10,
         if serial_ok { "" } else { " (no UART found)" },
         if vga_on { " + vga" } else { "" },
         if keyboard_on { " + ps/2 keyboard" } else { "" },
@@ -172,7 +181,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let peek = memory::Peek;
     loop {
         let line = match reader.read_line(commands::shell::PROMPT) {
-            Input::Line(line) | Input::TooLong(line) => line,
+            Input::Line(line) => line,
+            Input::Refused(line, why) => refused_line(line, why),
             Input::Cancelled => continue,
         };
         serial::clear_interrupt();
@@ -199,6 +209,32 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
             reset::reset_machine(&clock);
         }
     }
+}
+
+/// A line the REPL refuses, made into one the shell refuses with its `line-too-long`
+/// error result, so the host still sees one command with one result (the shell has no
+/// other way in to fail a line it did not parse). The shell trims and then refuses more
+/// than `MAX_LINE` bytes: a refused line that is shorter once trimmed (input was dropped
+/// after edits, or it is mostly blanks) is padded past that, never run.
+fn refused_line(line: String, why: Refusal) -> String {
+    if why == Refusal::InputDropped {
+        let _ = write!(
+            Screen,
+            "input: more than {} bytes typed on one line; input was dropped, refusing it\r\n",
+            monitor::input::INPUT_BUDGET
+        );
+    }
+    // Trimmed first, and padded with non-blanks, so the shell's own trim keeps it all.
+    let mut line = String::from(line.trim());
+    if line.len() <= commands::args::MAX_LINE {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        while line.len() <= commands::args::MAX_LINE {
+            line.push('#');
+        }
+    }
+    line
 }
 
 /// Formats into a fixed buffer (usable before the heap exists).
