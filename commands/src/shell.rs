@@ -169,6 +169,19 @@ impl Shell {
         action
     }
 
+    /// Fails a line the console could not take whole (longer than the editor allows, or
+    /// input dropped past its budget): nothing runs, but the host still sees one command
+    /// with a start frame and exactly one error result, like any other refusal.
+    pub fn refuse(&mut self, line: &str, error: CmdError, console: &mut dyn Console) {
+        self.commands_run = self.commands_run.wrapping_add(1);
+        let cmd = self.commands_run;
+        let mut out = Output::new(console, &mut self.counter, cmd);
+        out.frame(Body::CommandStart(CommandStart {
+            line: line.trim().chars().take(START_LINE_MAX).collect(),
+        }));
+        finish(&mut out, Err(error), 0);
+    }
+
     /// Called by the monitor's exception path when a CPU fault aborted the running command:
     /// reports the fault and fails that command, so the host still sees one result frame.
     pub fn command_faulted(&mut self, console: &mut dyn Console, fault: Fault, now_us: u64) {

@@ -10,6 +10,19 @@ use evidence::{Body, Firmware, Frame, Outcome};
 use std::cell::Cell;
 use support::bare_machine::{Captured, NoMmio, NoPci, SmallMemory, StepClock};
 
+fn info(dma_bytes: u64) -> SystemInfo {
+    SystemInfo {
+        version: "0.1.0",
+        build: "test",
+        firmware: Firmware::Bios,
+        memory_bytes: 512 << 20,
+        cmdline: "dma=64K".into(),
+        dma_base: 0x10_0000,
+        dma_bytes,
+        boot_us: 1234,
+    }
+}
+
 fn frames(text: &str) -> Vec<Frame> {
     text.lines()
         .filter(|l| l.contains(evidence::MARKER))
@@ -36,17 +49,7 @@ fn run_with(
         dma: &mut pool,
         memory: &SmallMemory,
     };
-    let info = SystemInfo {
-        version: "0.1.0",
-        build: "test",
-        firmware: Firmware::Bios,
-        memory_bytes: 512 << 20,
-        cmdline: "dma=64K".into(),
-        dma_base: 0x10_0000,
-        dma_bytes: 16 * 4096,
-        boot_us: 1234,
-    };
-    let mut shell = Shell::new(0xfeed, info);
+    let mut shell = Shell::new(0xfeed, info(64 * 4096));
     let mut console = Captured::default();
     shell.banner(&mut console);
     for line in lines {
@@ -251,4 +254,34 @@ fn device_commands_without_devices_say_so() {
             | Body::GvnicTx(_)
             | Body::BarMapping(_)
     )));
+}
+
+#[test]
+fn a_refused_line_is_one_command_with_one_error_result() {
+    let (mut pool, _) = leaked_pool(0x10_0000, 4 * 4096);
+    let clock = StepClock(Cell::new(0));
+    let mut mmio = NoMmio;
+    let mut hw = Hw {
+        config: &NoPci,
+        mmio: &mut mmio,
+        clock: &clock,
+        dma: &mut pool,
+        memory: &SmallMemory,
+    };
+    let mut shell = Shell::new(0xfeed, info(4 * 4096));
+    let mut console = Captured::default();
+    shell.banner(&mut console);
+    shell.refuse(
+        &"y".repeat(700),
+        commands::CmdError::new("line-too-long", "line too long (700 bytes, max 512)"),
+        &mut console,
+    );
+    shell.execute("version", &mut hw, &mut console, || 0);
+    let frames = frames(&console.0);
+    assert_framing(&frames, 2);
+    let codes: Vec<&str> = results(&frames).into_iter().map(error_code).collect();
+    assert_eq!(codes, ["line-too-long", "ok"]);
+    assert!(console
+        .0
+        .contains("error: line too long (700 bytes, max 512)"));
 }

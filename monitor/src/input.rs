@@ -19,7 +19,7 @@
 use heapless::Vec;
 
 /// Longest finished line the REPL accepts; a longer one is refused when Enter arrives.
-pub const LINE_LIMIT: usize = 4096;
+pub const LINE_LIMIT: usize = commands::args::MAX_LINE;
 /// Printable bytes forwarded to the editor per line, counting bytes later deleted. Well
 /// above [`LINE_LIMIT`] so ordinary editing never reaches it; it exists to bound memory.
 pub const INPUT_BUDGET: usize = 4 * LINE_LIMIT;

@@ -182,7 +182,10 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     loop {
         let line = match reader.read_line(commands::shell::PROMPT) {
             Input::Line(line) => line,
-            Input::Refused(line, why) => refused_line(line, why),
+            Input::Refused(line, why) => {
+                shell.refuse(&line, refusal_error(why), &mut screen);
+                continue;
+            }
             Input::Cancelled => continue,
         };
         serial::clear_interrupt();
@@ -211,30 +214,24 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
 }
 
-/// A line the REPL refuses, made into one the shell refuses with its `line-too-long`
-/// error result, so the host still sees one command with one result (the shell has no
-/// other way in to fail a line it did not parse). The shell trims and then refuses more
-/// than `MAX_LINE` bytes: a refused line that is shorter once trimmed (input was dropped
-/// after edits, or it is mostly blanks) is padded past that, never run.
-fn refused_line(line: String, why: Refusal) -> String {
-    if why == Refusal::InputDropped {
-        let _ = write!(
-            Screen,
-            "input: more than {} bytes typed on one line; input was dropped, refusing it\r\n",
-            monitor::input::INPUT_BUDGET
-        );
+/// Why the console refused a line, as the command error the host sees.
+fn refusal_error(why: Refusal) -> commands::CmdError {
+    match why {
+        Refusal::TooLong { bytes } => commands::CmdError::new(
+            "line-too-long",
+            alloc::format!(
+                "line too long ({bytes} bytes, max {})",
+                monitor::input::LINE_LIMIT
+            ),
+        ),
+        Refusal::InputDropped => commands::CmdError::new(
+            "line-too-long",
+            alloc::format!(
+                "more than {} bytes typed on one line: input was dropped, so the line is refused",
+                monitor::input::INPUT_BUDGET
+            ),
+        ),
     }
-    // Trimmed first, and padded with non-blanks, so the shell's own trim keeps it all.
-    let mut line = String::from(line.trim());
-    if line.len() <= commands::args::MAX_LINE {
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        while line.len() <= commands::args::MAX_LINE {
-            line.push('#');
-        }
-    }
-    line
 }
 
 /// Formats into a fixed buffer (usable before the heap exists).

@@ -165,8 +165,11 @@ impl MmioMapper for MmioWindow {
         if base + span > WINDOW_BASE + WINDOW_BYTES {
             return Err(MapError::WindowFull);
         }
-        self.map_pages(first, base, span)?;
+        // Whatever happens, this virtual range is spent: a mapping that failed partway
+        // (out of page-table frames) leaves pages behind, and reusing the range would make
+        // every later map fail on them.
         self.next = base + span;
+        self.map_pages(first, base, span)?;
         self.regions.push(Region {
             phys: first,
             len: span,
