@@ -38,6 +38,18 @@ fn run_with(
     setup: impl FnOnce(&mut drivers::dma::DmaPool),
     lines: &[&str],
 ) -> (String, Vec<Frame>) {
+    drive(setup, |shell, hw, console| {
+        for line in lines {
+            shell.execute(line, hw, console, || 0);
+        }
+    })
+}
+
+/// Boots a shell (banner) on the bare machine and lets `steps` use it; returns the output.
+fn drive(
+    setup: impl FnOnce(&mut drivers::dma::DmaPool),
+    steps: impl FnOnce(&mut Shell, &mut Hw, &mut Captured),
+) -> (String, Vec<Frame>) {
     let (mut pool, _) = leaked_pool(0x10_0000, 64 * 4096);
     setup(&mut pool);
     let clock = StepClock(Cell::new(0));
@@ -52,9 +64,7 @@ fn run_with(
     let mut shell = Shell::new(0xfeed, info(64 * 4096));
     let mut console = Captured::default();
     shell.banner(&mut console);
-    for line in lines {
-        shell.execute(line, &mut hw, &mut console, || 0);
-    }
+    steps(&mut shell, &mut hw, &mut console);
     let frames = frames(&console.0);
     (console.0, frames)
 }
@@ -258,30 +268,17 @@ fn device_commands_without_devices_say_so() {
 
 #[test]
 fn a_refused_line_is_one_command_with_one_error_result() {
-    let (mut pool, _) = leaked_pool(0x10_0000, 4 * 4096);
-    let clock = StepClock(Cell::new(0));
-    let mut mmio = NoMmio;
-    let mut hw = Hw {
-        config: &NoPci,
-        mmio: &mut mmio,
-        clock: &clock,
-        dma: &mut pool,
-        memory: &SmallMemory,
-    };
-    let mut shell = Shell::new(0xfeed, info(4 * 4096));
-    let mut console = Captured::default();
-    shell.banner(&mut console);
-    shell.refuse(
-        &"y".repeat(700),
-        commands::CmdError::new("line-too-long", "line too long (700 bytes, max 512)"),
-        &mut console,
+    let (text, frames) = drive(
+        |_| {},
+        |shell, hw, console| {
+            let error =
+                commands::CmdError::new("line-too-long", "line too long (700 bytes, max 512)");
+            shell.refuse(&"y".repeat(700), error, console);
+            shell.execute("version", hw, console, || 0);
+        },
     );
-    shell.execute("version", &mut hw, &mut console, || 0);
-    let frames = frames(&console.0);
     assert_framing(&frames, 2);
     let codes: Vec<&str> = results(&frames).into_iter().map(error_code).collect();
     assert_eq!(codes, ["line-too-long", "ok"]);
-    assert!(console
-        .0
-        .contains("error: line too long (700 bytes, max 512)"));
+    assert!(text.contains("error: line too long (700 bytes, max 512)"));
 }
