@@ -3,25 +3,12 @@
 
 mod support;
 
-use commands::{Shell, SystemInfo};
+use commands::Shell;
 use drivers::dma::testing::leaked_pool;
 use drivers::platform::Hw;
-use evidence::{Body, Firmware, Frame, Outcome};
+use evidence::{Body, Frame, Outcome};
 use std::cell::Cell;
-use support::bare_machine::{Captured, NoMmio, NoPci, SmallMemory, StepClock};
-
-fn info(dma_bytes: u64) -> SystemInfo {
-    SystemInfo {
-        version: "0.1.0",
-        build: "test",
-        firmware: Firmware::Bios,
-        memory_bytes: 512 << 20,
-        cmdline: "dma=64K".into(),
-        dma_base: 0x10_0000,
-        dma_bytes,
-        boot_us: 1234,
-    }
-}
+use support::bare_machine::{system_info, Captured, NoMmio, NoPci, SmallMemory, StepClock};
 
 fn frames(text: &str) -> Vec<Frame> {
     text.lines()
@@ -61,7 +48,7 @@ fn drive(
         dma: &mut pool,
         memory: &SmallMemory,
     };
-    let mut shell = Shell::new(0xfeed, info(64 * 4096));
+    let mut shell = Shell::new(0xfeed, system_info(64 * 4096));
     let mut console = Captured::default();
     shell.banner(&mut console);
     steps(&mut shell, &mut hw, &mut console);

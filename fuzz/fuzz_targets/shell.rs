@@ -5,16 +5,16 @@
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-use commands::{Shell, SystemInfo};
+use commands::Shell;
 use drivers::dma::testing::leaked_pool;
 use drivers::dma::DmaPool;
 use drivers::platform::Hw;
-use evidence::{Body, Firmware};
+use evidence::Body;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../commands/tests/support/bare_machine.rs"]
 mod bare_machine;
-use bare_machine::{Captured, NoMmio, NoPci, SmallMemory, StepClock};
+use bare_machine::{system_info, Captured, NoMmio, NoPci, SmallMemory, StepClock};
 
 const POOL_BASE: u64 = 0x10_0000;
 const POOL_BYTES: usize = 4 * 4096;
@@ -40,17 +40,7 @@ fuzz_target!(|data: &[u8]| {
         dma: &mut pool,
         memory: &SmallMemory,
     };
-    let info = SystemInfo {
-        version: "0.0.0",
-        build: "fuzz",
-        firmware: Firmware::Bios,
-        memory_bytes: 1 << 29,
-        cmdline: String::new(),
-        dma_base: 0x10_0000,
-        dma_bytes: 4 * 4096,
-        boot_us: 0,
-    };
-    let mut shell = Shell::new(1, info);
+    let mut shell = Shell::new(1, system_info(POOL_BYTES as u64));
     let mut console = Captured::default();
     let text = String::from_utf8_lossy(data);
     let mut commands = 0;

@@ -2,8 +2,9 @@
 //! on every read, 256 bytes of readable "memory" at 0x1000, and a console that records.
 //! Shared by the shell tests and the fuzz target (fuzz/), so both drive the same machine.
 
-use commands::Console;
+use commands::{Console, SystemInfo};
 use drivers::platform::{Bdf, Clock, ConfigSpace, MapError, Mapping, MemoryAccess, MmioMapper};
+use evidence::Firmware;
 use std::cell::Cell;
 
 pub struct NoPci;
@@ -57,5 +58,19 @@ pub struct Captured(pub String);
 impl Console for Captured {
     fn write_str(&mut self, text: &str) {
         self.0.push_str(text);
+    }
+}
+
+/// Boot facts for a shell on this machine (DMA pool at 1 MiB of `dma_bytes`).
+pub fn system_info(dma_bytes: u64) -> SystemInfo {
+    SystemInfo {
+        version: "0.1.0",
+        build: "test",
+        firmware: Firmware::Bios,
+        memory_bytes: 512 << 20,
+        cmdline: "dma=64K".into(),
+        dma_base: 0x10_0000,
+        dma_bytes,
+        boot_us: 1234,
     }
 }
