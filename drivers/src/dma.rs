@@ -231,6 +231,34 @@ impl DmaPool {
             .count()
     }
 
+    /// Frees every quarantined allocation of `owner`, once a later reset of that device was
+    /// confirmed (it can no longer write them). Returns (allocations, pages) released.
+    pub fn release_quarantined(&mut self, owner: &str) -> (usize, u32) {
+        let held: Vec<DmaBuf> = self
+            .ledger
+            .iter()
+            .filter(|a| a.owner == owner && a.quarantine.is_some())
+            .map(|a| DmaBuf {
+                id: a.id,
+                first_page: ((a.phys - self.phys_base) / PAGE_SIZE as u64) as u32,
+                pages: a.pages,
+            })
+            .collect();
+        let mut pages = 0;
+        for buf in &held {
+            if let Some(index) = self.ledger.iter().position(|a| a.id == buf.id) {
+                self.fill(buf, 0);
+                let first = buf.first_page as usize;
+                for state in &mut self.pages[first..first + buf.pages as usize] {
+                    *state = PageState::Free;
+                }
+                self.ledger.remove(index);
+                pages += buf.pages;
+            }
+        }
+        (held.len(), pages)
+    }
+
     fn live_bufs(&self, owner: &str) -> Vec<DmaBuf> {
         self.ledger
             .iter()
@@ -411,6 +439,20 @@ mod tests {
         assert_eq!(pool.free(a), Err(DmaError::NotAllocated));
         assert_eq!(pool.write(&a, 0, &[1]), Err(DmaError::NotAllocated));
         assert_eq!(pool.usage().free_pages, 4);
+    }
+
+    #[test]
+    fn quarantine_is_released_only_for_its_owner() {
+        let (mut pool, _) = leaked_pool(0x100_0000, 4 * PAGE_SIZE);
+        let a = pool.alloc("gvnic", "aq", 2 * PAGE_SIZE).unwrap();
+        let b = pool.alloc("nvme", "sq", PAGE_SIZE).unwrap();
+        pool.quarantine(a, "no reset").unwrap();
+        pool.quarantine(b, "no reset").unwrap();
+        assert_eq!(pool.release_quarantined("gvnic"), (1, 2));
+        assert_eq!(pool.usage().quarantined_pages, 1);
+        assert_eq!(pool.usage().free_pages, 3);
+        assert_eq!(pool.release_quarantined("gvnic"), (0, 0));
+        assert_eq!(pool.free(a), Err(DmaError::NotAllocated));
     }
 
     #[test]

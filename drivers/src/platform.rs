@@ -160,6 +160,29 @@ pub fn wait_for<T>(
     }
 }
 
+/// Polls `done` until it returns `Some` or the deadline passes, ignoring Ctrl-C.
+///
+/// For recovery waits only: a device reset and its release, an NVMe disable or shutdown,
+/// draining commands still at a device. Cutting those short would leave a healthy device's
+/// DMA quarantined (or a busy one's freed), so a Ctrl-C aborts the wait the user is in
+/// (`wait_for`) and never the cleanup after it; each recovery wait still has its deadline.
+pub fn wait_for_recovery<T>(
+    clock: &dyn Clock,
+    timeout_us: u64,
+    mut done: impl FnMut() -> Option<T>,
+) -> Result<T, WaitError> {
+    let deadline = clock.now_us().saturating_add(timeout_us);
+    loop {
+        if let Some(value) = done() {
+            return Ok(value);
+        }
+        if clock.now_us() >= deadline {
+            return done().ok_or(WaitError::TimedOut);
+        }
+        clock.relax();
+    }
+}
+
 /// Raw memory reads for the `peek` command. On the monitor an unmapped address faults, and
 /// the fault aborts the command (that is the point: it proves the fault path).
 pub trait MemoryAccess {
@@ -200,6 +223,37 @@ mod tests {
         assert_eq!(Bdf::parse("00:00.8"), None);
         assert_eq!(Bdf::parse("100:00.0"), None);
         assert_eq!(Bdf::parse("0000"), None);
+    }
+
+    struct CtrlC(StepClock);
+    impl Clock for CtrlC {
+        fn now_us(&self) -> u64 {
+            self.0.now_us()
+        }
+        fn interrupted(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn ctrl_c_aborts_a_user_wait_but_not_a_recovery_wait() {
+        let clock = CtrlC(StepClock(Cell::new(0)));
+        assert_eq!(
+            wait_for(&clock, 1_000, || None::<()>),
+            Err(WaitError::Interrupted)
+        );
+        let mut polls = 0;
+        assert_eq!(
+            wait_for_recovery(&clock, 1_000, || {
+                polls += 1;
+                (polls == 20).then_some(())
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            wait_for_recovery(&clock, 100, || None::<()>),
+            Err(WaitError::TimedOut)
+        );
     }
 
     #[test]
