@@ -369,6 +369,8 @@ impl GvnicBench {
             clock: &self.clock,
             dma: &mut self.pool,
             memory: &NoMemory,
+            cpu: &drivers::platform::NullCpu,
+            ports: &drivers::platform::NullPorts,
         };
         self.monitor.run(line, &mut hw)
     }
@@ -711,6 +713,8 @@ impl NvmeBench {
             clock: &self.clock,
             dma: &mut self.pool,
             memory: &NoMemory,
+            cpu: &drivers::platform::NullCpu,
+            ports: &drivers::platform::NullPorts,
         };
         self.monitor.run(line, &mut hw)
     }

@@ -47,6 +47,8 @@ fn drive(
         clock: &clock,
         dma: &mut pool,
         memory: &SmallMemory,
+        cpu: &drivers::platform::NullCpu,
+        ports: &drivers::platform::NullPorts,
     };
     let mut shell = Shell::new(0xfeed, system_info(64 * 4096));
     let mut console = Captured::default();

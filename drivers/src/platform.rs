@@ -191,6 +191,79 @@ pub trait MemoryAccess {
     fn read(&self, addr: u64, out: &mut [u8]) -> bool;
 }
 
+/// The four registers CPUID answers with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuidResult {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+/// Why an MSR access did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsrError {
+    /// The CPU (or hypervisor) raised #GP: the MSR does not exist or refuses the value.
+    GeneralProtection,
+}
+
+/// The processor itself: CPUID and model-specific registers.
+///
+/// `cpuid` never fails (an unknown leaf answers what the CPU answers for it, usually the
+/// highest basic leaf's values or zeros). `read_msr`/`write_msr` return
+/// `Err(GeneralProtection)` instead of faulting when the CPU refuses the access; nothing is
+/// written on error. Host tests inject values through fakes (e.g. confidential-VM detection).
+pub trait Cpu {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult;
+    fn read_msr(&self, index: u32) -> Result<u64, MsrError>;
+    fn write_msr(&self, index: u32, value: u64) -> Result<(), MsrError>;
+}
+
+/// x86 I/O ports. Ports are 16-bit; an access of width 2 or 4 must be naturally aligned
+/// (the caller checks). A port nothing decodes reads all ones, as on a real bus.
+pub trait PortIo {
+    fn in8(&self, port: u16) -> u8;
+    fn in16(&self, port: u16) -> u16;
+    fn in32(&self, port: u16) -> u32;
+    fn out8(&self, port: u16, value: u8);
+    fn out16(&self, port: u16, value: u16);
+    fn out32(&self, port: u16, value: u32);
+}
+
+/// A CPU with no leaves and no MSRs (tests and fuzzing): CPUID answers zeros, every MSR
+/// access is refused with #GP.
+pub struct NullCpu;
+
+impl Cpu for NullCpu {
+    fn cpuid(&self, _leaf: u32, _subleaf: u32) -> CpuidResult {
+        CpuidResult::default()
+    }
+    fn read_msr(&self, _index: u32) -> Result<u64, MsrError> {
+        Err(MsrError::GeneralProtection)
+    }
+    fn write_msr(&self, _index: u32, _value: u64) -> Result<(), MsrError> {
+        Err(MsrError::GeneralProtection)
+    }
+}
+
+/// An I/O space where nothing answers (tests and fuzzing): reads all ones, writes dropped.
+pub struct NullPorts;
+
+impl PortIo for NullPorts {
+    fn in8(&self, _port: u16) -> u8 {
+        0xff
+    }
+    fn in16(&self, _port: u16) -> u16 {
+        0xffff
+    }
+    fn in32(&self, _port: u16) -> u32 {
+        0xffff_ffff
+    }
+    fn out8(&self, _port: u16, _value: u8) {}
+    fn out16(&self, _port: u16, _value: u16) {}
+    fn out32(&self, _port: u16, _value: u32) {}
+}
+
 /// The hardware a command may touch, lent to it for the command's duration.
 pub struct Hw<'a> {
     pub config: &'a dyn ConfigSpace,
@@ -198,6 +271,8 @@ pub struct Hw<'a> {
     pub clock: &'a dyn Clock,
     pub dma: &'a mut crate::dma::DmaPool,
     pub memory: &'a dyn MemoryAccess,
+    pub cpu: &'a dyn Cpu,
+    pub ports: &'a dyn PortIo,
 }
 
 #[cfg(test)]

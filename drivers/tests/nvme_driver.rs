@@ -78,6 +78,8 @@ impl Bench {
             clock: &self.clock,
             dma: &mut self.pool,
             memory: &NoMemory,
+            cpu: &drivers::platform::NullCpu,
+            ports: &drivers::platform::NullPorts,
         }
     }
 

@@ -248,6 +248,8 @@ fn map_bar_enables_decode_maps_once_and_names_every_refusal() {
         clock: &NoClock,
         dma: &mut pool,
         memory: &NoMemory,
+        cpu: &drivers::platform::NullCpu,
+        ports: &drivers::platform::NullPorts,
     };
     let (first, bar) = pci::map_bar(&mut hw, NVME, 0, true).unwrap();
     assert_eq!(
@@ -272,6 +274,8 @@ fn map_bar_enables_decode_maps_once_and_names_every_refusal() {
                 clock: &NoClock,
                 dma: &mut leaked_pool(0, 4096).0,
                 memory: &NoMemory,
+                cpu: &drivers::platform::NullCpu,
+                ports: &drivers::platform::NullPorts,
             },
             bdf,
             bar,

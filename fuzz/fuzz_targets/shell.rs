@@ -39,6 +39,8 @@ fuzz_target!(|data: &[u8]| {
         clock: &clock,
         dma: &mut pool,
         memory: &SmallMemory,
+        cpu: &drivers::platform::NullCpu,
+        ports: &drivers::platform::NullPorts,
     };
     let mut shell = Shell::new(1, system_info(POOL_BYTES as u64));
     let mut console = Captured::default();

@@ -13,6 +13,7 @@ mod boot;
 mod bootinfo;
 mod clock;
 mod console;
+mod cpu;
 mod editor_io;
 mod exceptions;
 mod guard;
@@ -197,6 +198,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
                 clock: &clock,
                 dma: &mut pool,
                 memory: &peek,
+                cpu: &cpu::BareCpu,
+                ports: &cpu::BarePorts,
             };
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });
