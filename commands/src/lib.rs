@@ -16,7 +16,8 @@ pub mod output;
 pub mod pci;
 pub mod shell;
 pub mod table;
+mod timing;
 
 pub use output::Console;
-pub use shell::{Action, Shell, SystemInfo};
+pub use shell::{Action, Events, Shell, SystemInfo};
 pub use table::CmdError;

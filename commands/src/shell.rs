@@ -86,6 +86,16 @@ pub struct DeviceState {
     pub gvnic: crate::gvnic::GvnicState,
 }
 
+/// Platform events that happen between or during commands (an NMI, a machine check),
+/// reported by the platform's handlers and turned into frames by the shell at the next safe
+/// point: right after a command's start frame (events at the prompt), before its result
+/// (events during it), or with the fault that aborted it. A handler never writes a frame
+/// itself, so it cannot split a frame line that was being written when it struck.
+pub trait Events {
+    /// Takes the events not reported yet, each as a human line and a frame body.
+    fn take(&self) -> alloc::vec::Vec<(String, Body)>;
+}
+
 /// What the monitor must do after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -106,6 +116,7 @@ pub struct Shell {
     devices: DeviceState,
     /// Set while a command runs, so a fault handler knows which command to fail.
     running: Option<(u32, u64)>,
+    events: Option<&'static dyn Events>,
 }
 
 impl Shell {
@@ -119,7 +130,13 @@ impl Shell {
             commands_run: 0,
             devices: DeviceState::default(),
             running: None,
+            events: None,
         }
+    }
+
+    /// Where platform events come from (the monitor's NMI and machine-check handlers).
+    pub fn set_events(&mut self, events: &'static dyn Events) {
+        self.events = Some(events);
     }
 
     pub fn info(&self) -> &SystemInfo {
@@ -169,6 +186,7 @@ impl Shell {
         out.frame(Body::CommandStart(CommandStart {
             line: trimmed.chars().take(START_LINE_MAX).collect(),
         }));
+        report_events(&mut out, self.events);
         let mut action = Action::Continue;
         let confidential = self.info.confidential.is_confidential();
         if confidential {
@@ -212,6 +230,7 @@ impl Shell {
         if result.is_err() {
             action = Action::Continue;
         }
+        report_events(&mut out, self.events);
         finish(&mut out, result, now_us().saturating_sub(started));
         self.running = None;
         action
@@ -240,11 +259,18 @@ impl Shell {
             fault.exception,
             fault.rip
         );
+        // A machine check is the hardware's error, not the command's: its own code.
+        let code = if fault.vector == MACHINE_CHECK_VECTOR {
+            "machine-check"
+        } else {
+            "cpu-fault"
+        };
+        report_events(&mut out, self.events);
         out.frame(Body::Fault(fault));
         if cmd != 0 {
             finish(
                 &mut out,
-                Err(CmdError::new("cpu-fault", message)),
+                Err(CmdError::new(code, message)),
                 now_us.saturating_sub(started),
             );
         }
@@ -253,6 +279,21 @@ impl Shell {
     /// Tears down every bound device (used before a reset and by `teardown all`).
     pub fn devices(&mut self) -> &mut DeviceState {
         &mut self.devices
+    }
+}
+
+/// #MC.
+const MACHINE_CHECK_VECTOR: u8 = 18;
+
+fn report_events(out: &mut Output, events: Option<&dyn Events>) {
+    let Some(events) = events else {
+        return;
+    };
+    for (line, body) in events.take() {
+        out.finish_line();
+        out.print(&line);
+        out.print("\n");
+        out.frame(body);
     }
 }
 

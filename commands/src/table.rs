@@ -88,6 +88,10 @@ const GROUPS: &[Group] = &[
         device_memory: false,
     },
     Group {
+        commands: crate::timing::COMMANDS,
+        device_memory: false,
+    },
+    Group {
         commands: crate::nvme::COMMANDS,
         device_memory: true,
     },

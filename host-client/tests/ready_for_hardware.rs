@@ -5,10 +5,13 @@
 //! the identity map holds RAM only (the PCI hole and LAPIC/IOAPIC are reached through the
 //! uncached window alone), under SeaBIOS and OVMF. Needs target/bringup.img (`make image`).
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use evidence::Body;
+use host_client::qmp::Qmp;
 use host_client::{CommandOutcome, NvmeDrive, QemuConfig, Session};
+use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -92,4 +95,172 @@ fn teardown_keeps_the_window_of_a_bar_map() {
     assert_eq!(cap & 0xffff, 0x7ff, "CAP.MQES of QEMU NVMe");
     // And the device binds again through the same window.
     assert!(run(&mut s, "nvme identify").is_ok());
+}
+
+/// A QEMU with its own QMP socket, so a helper thread can act while a command runs.
+fn with_qmp_socket(dir: &tempfile::TempDir, mut cfg: QemuConfig) -> (QemuConfig, PathBuf) {
+    let qmp = dir.path().join("events.qmp");
+    cfg.extra_args.extend([
+        "-qmp".to_string(),
+        format!("unix:{},server=on,wait=off", qmp.display()),
+    ]);
+    (cfg, qmp)
+}
+
+fn qmp_client(path: &Path) -> Qmp {
+    Qmp::connect(path, Duration::from_secs(10)).unwrap()
+}
+
+/// Waits until the transcript (after `from` bytes) contains `needle`.
+fn wait_for_text(s: &mut Session, from: usize, needle: &str) {
+    let deadline = Instant::now() + T;
+    while !s.transcript()[from..].contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in:\n{}",
+            &s.transcript()[from..]
+        );
+        s.poll_output(Duration::from_millis(100)).unwrap();
+    }
+}
+
+/// Runs `line` (a command that takes a while) while `act` runs on the QMP socket after
+/// `delay`, from another thread.
+fn during(
+    s: &mut Session,
+    qmp: &Path,
+    line: &str,
+    delay: Duration,
+    act: impl FnOnce(&mut Qmp) + Send + 'static,
+) -> CommandOutcome {
+    let path = qmp.to_path_buf();
+    let helper = std::thread::spawn(move || {
+        let mut client = qmp_client(&path);
+        std::thread::sleep(delay);
+        act(&mut client);
+    });
+    let out = run(s, line);
+    helper.join().unwrap();
+    out
+}
+
+fn nmis(out: &CommandOutcome) -> Vec<evidence::Nmi> {
+    out.bodies_of_kind("nmi")
+        .into_iter()
+        .map(|b| match b {
+            Body::Nmi(n) => n.clone(),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn nmis_are_reported_and_the_monitor_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, qmp) = with_qmp_socket(&dir, QemuConfig::default());
+    let mut s = boot(&cfg);
+
+    // At the prompt: the line at once, the frame with the next command.
+    let from = s.transcript().len();
+    qmp_client(&qmp).execute("inject-nmi", Value::Null).unwrap();
+    wait_for_text(&mut s, from, "*** NMI #1");
+    let out = run(&mut s, "version");
+    assert!(out.is_ok());
+    let n = nmis(&out);
+    assert_eq!(n.len(), 1, "{:?}", out.frames);
+    assert_eq!((n[0].total, n[0].new, n[0].in_command), (1, 1, false));
+
+    // During a command: the command finishes normally and reports it before its result.
+    let out = during(
+        &mut s,
+        &qmp,
+        "sleep 2000",
+        Duration::from_millis(600),
+        |q| {
+            q.execute("inject-nmi", Value::Null).unwrap();
+        },
+    );
+    assert!(out.is_ok(), "{:?}", out.result);
+    assert!(out.text.contains("slept"), "{}", out.text);
+    let n = nmis(&out);
+    assert_eq!(n.len(), 1, "{:?}", out.frames);
+    assert_eq!((n[0].total, n[0].in_command), (2, true));
+
+    // NMIs are not blocked afterwards (a longjmp out of the handler would block them).
+    let from = s.transcript().len();
+    qmp_client(&qmp).execute("inject-nmi", Value::Null).unwrap();
+    wait_for_text(&mut s, from, "*** NMI #3");
+    let out = run(&mut s, "version");
+    assert_eq!(nmis(&out).first().map(|n| n.total), Some(3));
+    assert!(s.damaged_frames().is_empty() && s.sequence_gaps().is_empty());
+}
+
+fn machine_checks(out: &CommandOutcome) -> Vec<evidence::MachineCheck> {
+    out.bodies_of_kind("machine-check")
+        .into_iter()
+        .map(|b| match b {
+            Body::MachineCheck(m) => m.clone(),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+/// HMP `mce cpu bank status mcg_status addr misc`: an uncorrected error (VAL|UC|EN|ADDRV)
+/// in bank 1 with MCG_STATUS = RIPV|MCIP.
+fn inject_mce(q: &mut Qmp, addr: u64) {
+    let line = format!("mce 0 1 {MCI_STATUS:#x} 0x5 {addr:#x} 0x0");
+    let reply = q
+        .execute("human-monitor-command", json!({ "command-line": line }))
+        .unwrap();
+    assert_eq!(
+        reply.as_str(),
+        Some(""),
+        "QEMU refused the injection: {reply}"
+    );
+}
+
+const MCI_STATUS: u64 = 0xb400_0000_0000_0136;
+
+#[test]
+fn machine_checks_are_reported_cleared_and_abort_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, qmp) = with_qmp_socket(&dir, QemuConfig::default());
+    let mut s = boot(&cfg);
+    assert!(s.transcript().contains("machine checks reported"));
+
+    // At the prompt, restartable: reported, and the monitor carries on.
+    let from = s.transcript().len();
+    inject_mce(&mut qmp_client(&qmp), 0x1234_5000);
+    wait_for_text(&mut s, from, "*** machine check");
+    let out = run(&mut s, "version");
+    assert!(out.is_ok(), "{:?}", out.result);
+    let m = machine_checks(&out);
+    assert_eq!(m.len(), 1, "{:?}", out.frames);
+    assert!(!m[0].in_command);
+    assert_eq!(m[0].mcg_status & 0b101, 0b101, "RIPV|MCIP as injected");
+    assert_eq!(m[0].banks.len(), 1);
+    assert_eq!(
+        (m[0].banks[0].bank, m[0].banks[0].status, m[0].banks[0].addr),
+        (1, MCI_STATUS, 0x1234_5000)
+    );
+
+    // During a command: it is aborted with `machine-check`. MCIP was cleared after the
+    // first one, or this second #MC would have reset the machine (a triple fault).
+    let out = during(
+        &mut s,
+        &qmp,
+        "sleep 3000",
+        Duration::from_millis(600),
+        |q| inject_mce(q, 0x6789_0000),
+    );
+    assert_eq!(out.error_code(), Some("machine-check"), "{:?}", out.result);
+    let m = machine_checks(&out);
+    assert_eq!(m.len(), 1, "{:?}", out.frames);
+    assert!(m[0].in_command);
+    assert_eq!(m[0].banks[0].addr, 0x6789_0000);
+    assert!(out.text.contains("MCG_STATUS 0x5"), "{}", out.text);
+    assert_eq!(out.bodies_of_kind("fault").len(), 1);
+    let after = run(&mut s, "version");
+    assert!(after.is_ok());
+    assert!(machine_checks(&after).is_empty(), "reported once");
 }

@@ -15,12 +15,15 @@ mod clock;
 mod console;
 mod cpu;
 mod editor_io;
+mod events;
 mod exceptions;
 mod guard;
 mod heap;
 mod keyboard;
+mod mce;
 mod memory;
 mod mmio;
+mod nmi;
 mod pci_config;
 mod platform_info;
 mod reset;
@@ -93,6 +96,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     // SAFETY: the layout chose free RAM below 4 GiB, clear of the image and boot info.
     unsafe { heap::init(plan.heap) };
     exceptions::init();
+    let machine_checks = mce::enable();
 
     let clock = TscClock::calibrate(entry_tsc);
     // SAFETY: the boot page tables are identity mapped and only the window edits them.
@@ -150,12 +154,13 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         confidential,
     };
     let mut shell = Shell::new(boot_id, info);
+    shell.set_events(&events::PlatformEvents);
     let mut screen = Screen;
     shell.banner(&mut screen);
     let _ = write!(
         screen,
         "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB; \
-         stack {} KiB, stack guard {stack_guard:#x}; console serial{}{}{}\r\n",
+         stack {} KiB, stack guard {stack_guard:#x}; console serial{}{}{}; machine checks {}\r\n",
         clock.tsc_hz() / 1_000_000,
         if clock.calibrated {
             ""
@@ -167,6 +172,11 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         if serial_ok { "" } else { " (no UART found)" },
         if vga_on { " + vga" } else { "" },
         if keyboard_on { " + ps/2 keyboard" } else { "" },
+        if machine_checks {
+            "reported"
+        } else {
+            "unsupported (no CPUID MCE)"
+        },
     );
     if plan.dma_shrunk {
         let _ = write!(
