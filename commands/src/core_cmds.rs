@@ -253,7 +253,10 @@ fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     if !ctx.hw.memory.read(addr, &mut buffer) {
         return Err(CmdError::new(
             "bad-address",
-            alloc::format!("{addr:#x} is not a canonical address"),
+            alloc::format!(
+                "{addr:#x}: not a canonical address, or not RAM (the identity map below 4 GiB \
+                 holds RAM only; read device memory through 'bar map')"
+            ),
         ));
     }
     hexdump(ctx, addr, &buffer);

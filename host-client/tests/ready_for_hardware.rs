@@ -264,3 +264,76 @@ fn machine_checks_are_reported_cleared_and_abort_the_command() {
     assert!(after.is_ok());
     assert!(machine_checks(&after).is_empty(), "reported once");
 }
+
+/// `peek` that must be refused with a named error, touching nothing (no fault frame).
+fn assert_not_mapped(s: &mut Session, addr: u64) {
+    let out = run(s, &format!("peek {addr:#x} 16"));
+    assert_eq!(
+        out.error_code(),
+        Some("bad-address"),
+        "{addr:#x}: {:?}",
+        out.result
+    );
+    assert!(
+        out.bodies_of_kind("fault").is_empty(),
+        "{addr:#x} was touched"
+    );
+}
+
+fn assert_readable(s: &mut Session, addr: u64) -> Vec<u8> {
+    let out = run(s, &format!("peek {addr:#x} 16"));
+    assert!(out.is_ok(), "peek {addr:#x}: {:?}", out.result);
+    peeked(&out)
+}
+
+fn identity_map_holds_ram_only(uefi: bool, machine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = nvme_cfg(&dir, uefi);
+    cfg.machine = machine.into();
+    let mut s = boot(&cfg);
+    let banner = s.frames()[0].body.clone();
+    let Body::Banner(banner) = banner else {
+        panic!("first frame is not the banner: {banner:?}")
+    };
+
+    // LAPIC and IOAPIC: device registers, no longer readable through a write-back alias.
+    assert_not_mapped(&mut s, 0xfee0_0000);
+    assert_not_mapped(&mut s, 0xfec0_0000);
+    // RAM stays: the image at 1 MiB, the DMA pool, the VGA text page (uncached).
+    assert_readable(&mut s, 0x10_0000);
+    assert_readable(&mut s, banner.dma_base);
+    assert_readable(&mut s, 0xb_8000);
+
+    let bdf = nvme_bdf(&mut s);
+    let map = run(&mut s, &format!("bar map {bdf} 0"));
+    let Some(Body::BarMapping(m)) = map.bodies_of_kind("bar.map").first().cloned() else {
+        panic!("no bar.map frame: {:?}", map.result)
+    };
+    // The BAR through its uncached window reads NVMe CAP; its identity alias (when below
+    // 4 GiB: SeaBIOS puts it in the PCI hole) is gone.
+    let bytes = assert_readable(&mut s, m.window);
+    assert_eq!(
+        u64::from_le_bytes(bytes[0..8].try_into().unwrap()) & 0xffff,
+        0x7ff
+    );
+    if m.phys < 1 << 32 {
+        assert_not_mapped(&mut s, m.phys);
+    }
+    if machine == "q35" {
+        // ECAM (0xb000_0000 on q35) is reached through the window only.
+        assert!(s.transcript().contains("ECAM 0xb0000000"));
+        assert_not_mapped(&mut s, 0xb000_0000);
+        assert!(run(&mut s, "lspci").is_ok());
+    }
+    assert!(run(&mut s, "nvme identify").is_ok(), "DMA still works");
+}
+
+#[test]
+fn identity_map_holds_ram_only_under_seabios() {
+    identity_map_holds_ram_only(false, "pc");
+}
+
+#[test]
+fn identity_map_holds_ram_only_under_ovmf() {
+    identity_map_holds_ram_only(true, "q35");
+}

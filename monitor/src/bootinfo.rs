@@ -2,6 +2,7 @@
 
 use evidence::Firmware;
 use heapless::{String, Vec};
+use monitor::identity::{Area, AreaKind};
 use monitor::layout::Region;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
@@ -10,6 +11,8 @@ pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// Tag header size: the RSDP copy follows it.
 const TAG_HEADER_BYTES: u64 = 8;
 pub const MAX_REGIONS: usize = 64;
+/// Every area of the map, for the identity map (more than available RAM alone).
+pub const MAX_AREAS: usize = 128;
 pub const CMDLINE_MAX: usize = 256;
 
 pub struct BootFacts {
@@ -17,6 +20,8 @@ pub struct BootFacts {
     /// Usable RAM (sum of available areas).
     pub memory_bytes: u64,
     pub available: Vec<Region, MAX_REGIONS>,
+    /// The whole memory map, typed (what the identity map may hold).
+    pub areas: Vec<Area, MAX_AREAS>,
     pub cmdline: String<CMDLINE_MAX>,
     /// Physical address of the RSDP copy inside the boot information.
     pub rsdp: Option<u64>,
@@ -54,7 +59,23 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
     let map = boot.memory_map_tag().ok_or(BootError::NoMemoryMap)?;
     let mut available = Vec::new();
     let mut memory_bytes = 0u64;
+    let mut areas = Vec::new();
     for area in map.memory_areas() {
+        let kind = match area.typ() {
+            // ACPI reclaimable and NVS hold the ACPI tables: RAM, mapped write-back.
+            MemoryAreaType::Available
+            | MemoryAreaType::AcpiAvailable
+            | MemoryAreaType::ReservedHibernate => AreaKind::Ram,
+            MemoryAreaType::Reserved => AreaKind::Reserved,
+            _ => AreaKind::Unusable,
+        };
+        if area.size() > 0 {
+            let _ = areas.push(Area {
+                start: area.start_address(),
+                end: area.end_address(),
+                kind,
+            });
+        }
         if area.typ() == MemoryAreaType::Available && area.size() > 0 {
             memory_bytes = memory_bytes.saturating_add(area.size());
             let _ = available.push(Region {
@@ -86,6 +107,7 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
         firmware,
         memory_bytes,
         available,
+        areas,
         cmdline,
         rsdp,
         info_range: Region {

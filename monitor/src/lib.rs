@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod identity;
 pub mod input;
 pub mod layout;
 pub mod mmio_book;

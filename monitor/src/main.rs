@@ -95,6 +95,14 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     };
     // SAFETY: the layout chose free RAM below 4 GiB, clear of the image and boot info.
     unsafe { heap::init(plan.heap) };
+    // RAM write-back, nothing else (monitor::identity): before any MMIO is mapped uncached.
+    boot::restrict_identity_map(monitor::identity::plan(
+        &facts.areas,
+        &[
+            (kernel_start, kernel_end),
+            (facts.info_range.start, facts.info_range.end),
+        ],
+    ));
     exceptions::init();
     let machine_checks = mce::enable();
 

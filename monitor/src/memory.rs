@@ -1,7 +1,11 @@
-//! `peek`: raw reads of virtual memory. An unmapped address page-faults on purpose; the
-//! fault aborts the command and the monitor returns to the prompt.
+//! `peek`: raw reads of virtual memory. Below 4 GiB an address the identity map does not
+//! hold (the PCI hole, the LAPIC/IOAPIC: device memory, reached only through `bar map`'s
+//! uncached window) is refused before it is touched. Anything else unmapped (the stack
+//! guard page, unused window space) page-faults on purpose; the fault aborts the command
+//! and the monitor returns to the prompt.
 
 use drivers::platform::MemoryAccess;
+use monitor::identity::IDENTITY_LIMIT;
 
 /// x86_64 4-level paging: bits 63..47 must all equal bit 47.
 fn canonical(addr: u64) -> bool {
@@ -17,6 +21,10 @@ impl MemoryAccess for Peek {
             return false;
         };
         if !canonical(addr) || !canonical(last) {
+            return false;
+        }
+        let low_end = last.saturating_add(1).min(IDENTITY_LIMIT);
+        if addr < IDENTITY_LIMIT && !crate::boot::identity_covers(addr, low_end) {
             return false;
         }
         for (i, byte) in out.iter_mut().enumerate() {
