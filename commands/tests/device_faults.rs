@@ -670,11 +670,7 @@ struct NvmeBench {
 impl NvmeBench {
     fn new(faults: nvme_fake::Faults) -> NvmeBench {
         let (pool, host) = leaked_pool(NVME_POOL_BASE, NVME_POOL_BYTES);
-        let ns1 = nvme_fake::Namespace {
-            nsid: 1,
-            lbads: 9,
-            data: nvme_fake::random_bytes(5000 * 512, 1),
-        };
+        let ns1 = nvme_fake::Namespace::new(1, 9, nvme_fake::random_bytes(5000 * 512, 1));
         let dev = nvme_fake::new_dev(host, NVME_POOL_BASE, NVME_POOL_BYTES as u64, vec![ns1]);
         dev.borrow_mut().faults = faults;
         let config = pci_fake::FakeConfig::default();
@@ -694,12 +690,7 @@ impl NvmeBench {
                 mapped: vec![],
                 unmapped: vec![],
             },
-            clock: nvme_fake::SimClock {
-                now: Cell::new(0),
-                dev: dev.clone(),
-                interrupt_after: Cell::new(None),
-                relaxes: Cell::new(0),
-            },
+            clock: nvme_fake::SimClock::new(dev.clone()),
             pool,
             dev,
             monitor: Monitor::new(NVME_POOL_BASE, NVME_POOL_BYTES as u64),
