@@ -12,8 +12,10 @@ pub mod args;
 mod core_cmds;
 pub mod gvnic;
 pub mod nvme;
+mod nvme_wait;
 pub mod output;
 pub mod pci;
+mod rate;
 pub mod shell;
 pub mod table;
 

@@ -35,6 +35,8 @@ pub enum Body {
     Fault(Fault),
     /// Free-form key/value facts for commands that have no dedicated body yet.
     Facts(Facts),
+    /// Pages a device's earlier binding left quarantined, freed after a confirmed reset.
+    DmaReleased(DmaReleased),
 }
 
 impl Body {
@@ -56,6 +58,7 @@ impl Body {
             Body::TeardownStep(_) => "teardown.step",
             Body::Fault(_) => "fault",
             Body::Facts(_) => "facts",
+            Body::DmaReleased(_) => "dma.released",
         }
     }
 }
@@ -293,4 +296,18 @@ pub struct Fault {
 pub struct Facts {
     pub topic: String,
     pub pairs: Vec<(String, String)>,
+}
+
+/// Quarantined pages of one ledger owner released: a later reset of that device was
+/// confirmed (it was seen ready, then CSTS.RDY / the reset went through), so it can no
+/// longer write them. Emitted by the command during which the reset was confirmed (a bind,
+/// a recovery after a timeout, a teardown), before its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DmaReleased {
+    /// The ledger owner, as in `dma.ledger` entries ("nvme 00:04.0").
+    pub owner: String,
+    pub allocations: u32,
+    pub pages: u32,
+    /// What confirmed the reset, e.g. "reset confirmed at bind (CSTS.RDY 1 -> 0)".
+    pub after: String,
 }
