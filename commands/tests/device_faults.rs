@@ -68,6 +68,7 @@ impl Monitor {
             dma_base,
             dma_bytes,
             boot_us: 1,
+            confidential: drivers::cpu::confidential::ConfidentialKind::None,
         };
         let mut monitor = Monitor {
             shell: Shell::new(0xfa17, info),

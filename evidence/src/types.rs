@@ -88,6 +88,9 @@ pub struct Banner {
     pub cmdline: String,
     /// Time from monitor entry to the first prompt, microseconds (0 if unknown).
     pub boot_us: u64,
+    /// Confidential-VM kind: "none", "sev", "sev-es", "sev-snp" or "tdx". On anything but
+    /// "none", commands that hand memory to a device fail (`confidential-vm-unsupported`).
+    pub confidential: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
