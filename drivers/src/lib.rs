@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod cpu;
 pub mod dma;
 pub mod gvnic;
 pub mod net;
