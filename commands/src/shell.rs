@@ -23,6 +23,8 @@ pub struct SystemInfo {
     pub dma_bytes: u64,
     /// Monitor entry to first prompt, µs.
     pub boot_us: u64,
+    /// The TSC frequency the monitor calibrated (0 when unknown).
+    pub tsc_hz: u64,
 }
 
 impl SystemInfo {

@@ -71,7 +71,13 @@ pub struct CommandSpec {
 pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
     [
         crate::core_cmds::COMMANDS,
+        crate::cmd::mem::COMMANDS,
         crate::pci::COMMANDS,
+        crate::cmd::config::COMMANDS,
+        crate::cmd::io::COMMANDS,
+        crate::cmd::cpu::COMMANDS,
+        crate::cmd::acpi::COMMANDS,
+        crate::cmd::irq::COMMANDS,
         crate::nvme::COMMANDS,
         crate::gvnic::COMMANDS,
     ]
