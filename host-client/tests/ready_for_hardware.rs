@@ -5,7 +5,7 @@
 //! the identity map holds RAM only (the PCI hole and LAPIC/IOAPIC are reached through the
 //! uncached window alone), under SeaBIOS and OVMF. Needs target/bringup.img (`make image`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use evidence::Body;
 use host_client::{CommandOutcome, NvmeDrive, QemuConfig, Session};

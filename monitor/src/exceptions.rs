@@ -172,6 +172,10 @@ fn read_cr2() -> u64 {
 
 #[unsafe(no_mangle)]
 extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
+    // A refused RDMSR/WRMSR is an error value, not a fault (monitor/src/cpu.rs).
+    if crate::cpu::msr_fixup(frame.vector, &mut frame.rip) {
+        return;
+    }
     // Whatever held the console locks was interrupted for good (or is this handler).
     serial::unlock_after_fault();
     vga::unlock_after_fault();
