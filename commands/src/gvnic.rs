@@ -484,6 +484,7 @@ fn report_other(ctx: &mut Ctx, inbound: &Inbound, bytes: usize, elapsed_us: u64)
 /// Tears the NIC down if one is bound; Ok when nothing was bound.
 pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     let Some(mut bound) = ctx.devices.gvnic.bound.take() else {
+        ctx.out.print("gvnic: nothing bound\n");
         return Ok(());
     };
     let bdf = bound.bdf;

@@ -27,6 +27,8 @@ pub struct SystemInfo {
     /// SEV/SEV-ES/SEV-SNP/TDX guest (`drivers::cpu::confidential::detect`): if not
     /// `None`, every command that hands memory to a device is refused.
     pub confidential: ConfidentialKind,
+    /// The TSC frequency the monitor calibrated (0 when unknown).
+    pub tsc_hz: u64,
 }
 
 impl SystemInfo {

@@ -84,12 +84,36 @@ const GROUPS: &[Group] = &[
         device_memory: false,
     },
     Group {
+        commands: crate::cmd::mem::COMMANDS,
+        device_memory: false,
+    },
+    Group {
         commands: crate::pci::COMMANDS,
         device_memory: false,
     },
     Group {
         commands: crate::timing::COMMANDS,
         device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::config::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::io::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::cpu::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::acpi::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::irq::COMMANDS,
+        device_memory: true,
     },
     Group {
         commands: crate::nvme::COMMANDS,

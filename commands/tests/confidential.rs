@@ -11,13 +11,15 @@ mod nvme_fake;
 #[allow(dead_code)]
 mod pci_fake;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use commands::{Console, Shell, SystemInfo};
 use drivers::cpu::confidential::{detect, ConfidentialKind};
 use drivers::dma::{testing::leaked_pool, DmaPool};
-use drivers::platform::{Bdf, Cpu, CpuidResult, Hw, MemoryAccess, MsrError, NullPorts};
+use drivers::platform::{
+    Bdf, Cpu, CpuidResult, Hw, MemError, MemKind, MemoryAccess, MsrError, NullPorts, Width,
+};
 use evidence::{Body, Firmware, Frame, Outcome};
 
 /// An AMD guest CPU: SEV supported (CPUID 0x8000_001F EAX bit 1) and SEV_STATUS as given;
@@ -65,8 +67,14 @@ impl Console for Captured {
 
 struct NoMemory;
 impl MemoryAccess for NoMemory {
-    fn read(&self, _: u64, _: &mut [u8]) -> bool {
-        false
+    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
+        Err(MemError::Unmapped(addr))
     }
 }
 
@@ -89,11 +97,7 @@ struct Bench {
 impl Bench {
     fn new(cpu: GuestCpu) -> Bench {
         let (pool, host) = leaked_pool(POOL_BASE, POOL_BYTES);
-        let ns1 = nvme_fake::Namespace {
-            nsid: 1,
-            lbads: 9,
-            data: nvme_fake::random_bytes(64 * 512, 1),
-        };
+        let ns1 = nvme_fake::Namespace::new(1, 9, nvme_fake::random_bytes(64 * 512, 1));
         let dev = nvme_fake::new_dev(host, POOL_BASE, POOL_BYTES as u64, vec![ns1]);
         let config = pci_fake::FakeConfig::default();
         config.add(
@@ -116,6 +120,7 @@ impl Bench {
             dma_bytes: POOL_BYTES as u64,
             boot_us: 1,
             confidential: detect(&cpu),
+            tsc_hz: 2_000_000_000,
         };
         let mut bench = Bench {
             cpu,
@@ -125,12 +130,7 @@ impl Bench {
                 mapped: vec![],
                 unmapped: vec![],
             },
-            clock: nvme_fake::SimClock {
-                now: Cell::new(0),
-                dev: dev.clone(),
-                interrupt_after: Cell::new(None),
-                relaxes: Cell::new(0),
-            },
+            clock: nvme_fake::SimClock::new(dev.clone()),
             pool,
             dev,
             shell: Shell::new(7, info),
@@ -162,6 +162,8 @@ impl Bench {
             memory: &NoMemory,
             cpu: &self.cpu,
             ports: &NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq: &drivers::platform::NoInterrupts,
         };
         let clock = hw.clock;
         self.shell

@@ -72,14 +72,17 @@ fn events_are_framed_inside_the_next_or_current_command() {
         deliver_at: Cell::new(None),
     };
     let mut mmio = NoMmio;
+    let memory = SmallMemory::default();
     let mut hw = Hw {
         config: &NoPci,
         mmio: &mut mmio,
         clock: &clock,
         dma: &mut pool,
-        memory: &SmallMemory,
+        memory: &memory,
         cpu: &drivers::platform::NullCpu,
         ports: &drivers::platform::NullPorts,
+        firmware: &drivers::platform::NoFirmware,
+        irq: &drivers::platform::NoInterrupts,
     };
     let mut shell = Shell::new(1, system_info(16 * 4096));
     shell.set_events(queue);

@@ -7,6 +7,16 @@
 use alloc::boxed::Box;
 use core::fmt;
 
+mod firmware;
+mod irq;
+mod memory;
+mod width;
+
+pub use firmware::{FirmwareTables, MemoryRegion, NoFirmware, Placement, RegionKind};
+pub use irq::{Delivery, Interrupts, IrqError, MsiMessage, NoInterrupts};
+pub use memory::{canonical, check_access, MemError, MemKind, MemoryAccess};
+pub use width::Width;
+
 /// A PCI function address: bus, device (0..32), function (0..8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Bdf {
@@ -186,14 +196,6 @@ pub fn wait_for_recovery<T>(
     }
 }
 
-/// Raw memory reads for the `peek` command. On the monitor an unmapped address faults, and
-/// the fault aborts the command (that is the point: it proves the fault path).
-pub trait MemoryAccess {
-    /// Reads `out.len()` bytes at virtual address `addr`; `false` if the address is not
-    /// canonical or otherwise refused before touching it.
-    fn read(&self, addr: u64, out: &mut [u8]) -> bool;
-}
-
 /// The four registers CPUID answers with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuidResult {
@@ -276,6 +278,10 @@ pub struct Hw<'a> {
     pub memory: &'a dyn MemoryAccess,
     pub cpu: &'a dyn Cpu,
     pub ports: &'a dyn PortIo,
+    /// The memory map, ACPI and the monitor's own placement.
+    pub firmware: &'a dyn FirmwareTables,
+    /// The boot CPU's interrupt path (`irq test` only).
+    pub irq: &'a dyn Interrupts,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What GRUB told us through multiboot2: memory map, command line, ACPI RSDP, firmware.
 
+use drivers::platform::{MemoryRegion, RegionKind};
 use evidence::Firmware;
 use heapless::{String, Vec};
 use monitor::identity::{Area, AreaKind};
@@ -20,6 +21,8 @@ pub struct BootFacts {
     /// Usable RAM (sum of available areas).
     pub memory_bytes: u64,
     pub available: Vec<Region, MAX_REGIONS>,
+    /// The whole map as GRUB passed it, every type (for `memmap`).
+    pub map: Vec<MemoryRegion, MAX_REGIONS>,
     /// The whole memory map, typed (what the identity map may hold).
     pub areas: Vec<Area, MAX_AREAS>,
     pub cmdline: String<CMDLINE_MAX>,
@@ -58,10 +61,24 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
 
     let map = boot.memory_map_tag().ok_or(BootError::NoMemoryMap)?;
     let mut available = Vec::new();
+    let mut all = Vec::new();
     let mut memory_bytes = 0u64;
     let mut areas = Vec::new();
     for area in map.memory_areas() {
         let kind = match area.typ() {
+            MemoryAreaType::Available => RegionKind::Usable,
+            MemoryAreaType::Reserved => RegionKind::Reserved,
+            MemoryAreaType::AcpiAvailable => RegionKind::AcpiReclaimable,
+            MemoryAreaType::ReservedHibernate => RegionKind::AcpiNvs,
+            MemoryAreaType::Defective => RegionKind::Defective,
+            MemoryAreaType::Custom(id) => RegionKind::Other(id),
+        };
+        let _ = all.push(MemoryRegion {
+            start: area.start_address(),
+            len: area.size(),
+            kind,
+        });
+        let area_kind = match area.typ() {
             // ACPI reclaimable and NVS hold the ACPI tables: RAM, mapped write-back.
             MemoryAreaType::Available
             | MemoryAreaType::AcpiAvailable
@@ -73,7 +90,7 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
             let _ = areas.push(Area {
                 start: area.start_address(),
                 end: area.end_address(),
-                kind,
+                kind: area_kind,
             });
         }
         if area.typ() == MemoryAreaType::Available && area.size() > 0 {
@@ -107,6 +124,7 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
         firmware,
         memory_bytes,
         available,
+        map: all,
         areas,
         cmdline,
         rsdp,

@@ -16,3 +16,10 @@ impl commands::Events for PlatformEvents {
             .collect()
     }
 }
+
+/// Lines the NMI and machine-check handlers could not print at once (the console was
+/// busy); the input loop calls this while it waits for a key.
+pub fn print_deferred() {
+    crate::nmi::print_deferred();
+    crate::mce::print_deferred();
+}

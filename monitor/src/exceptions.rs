@@ -183,6 +183,10 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         MACHINE_CHECK => return machine_check(frame),
         _ => {}
     }
+    // A refused RDMSR/WRMSR is an error value, not a fault (monitor/src/cpu.rs).
+    if crate::cpu::msr_fixup(frame.vector, &mut frame.rip) {
+        return;
+    }
     // Whatever held the console locks was interrupted for good (or is this handler).
     serial::unlock_after_fault();
     vga::unlock_after_fault();

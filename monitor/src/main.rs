@@ -17,6 +17,7 @@ mod cpu;
 mod editor_io;
 mod events;
 mod exceptions;
+mod firmware;
 mod guard;
 mod heap;
 mod keyboard;
@@ -160,6 +161,20 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         dma_bytes,
         boot_us: clock.now_us(),
         confidential,
+        tsc_hz: clock.tsc_hz(),
+    };
+    let boot_firmware = firmware::BootFirmware {
+        rsdp: facts.rsdp,
+        map: facts.map.clone(),
+        placement: drivers::platform::Placement {
+            image: kernel.start..kernel.end,
+            stack: {
+                let bottom = stack_guard + boot::GUARD_BYTES;
+                bottom..bottom + boot::STACK_BYTES as u64
+            },
+            heap: plan.heap.start..plan.heap.end,
+            dma: plan.dma.start..plan.dma.end,
+        },
     };
     let mut shell = Shell::new(boot_id, info);
     shell.set_events(&events::PlatformEvents);
@@ -222,6 +237,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
                 memory: &peek,
                 cpu: &cpu::BareCpu,
                 ports: &cpu::BarePorts,
+                firmware: &boot_firmware,
+                irq: &drivers::platform::NoInterrupts,
             };
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });

@@ -113,7 +113,7 @@ pub fn handle(rip: u64, in_command: bool) -> bool {
         // a shutdown.
         write_msr(IA32_MCG_STATUS, 0);
     }
-    print(&record);
+    LINE_PENDING.store(!print(&record), core::sync::atomic::Ordering::SeqCst);
     let restartable = record.mcg_status & MCG_STATUS_RIPV != 0;
     if let Some(mut pending) = PENDING.try_lock() {
         *pending = Some(record);
@@ -121,7 +121,28 @@ pub fn handle(rip: u64, in_command: bool) -> bool {
     restartable
 }
 
-fn print(record: &Record) {
+/// The handler's report could not be printed (the console was busy).
+static LINE_PENDING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Called by the input loop while it waits: the report a machine check at the prompt could
+/// not print at once (it is printed with its frame by the next command otherwise).
+pub fn print_deferred() {
+    use core::sync::atomic::Ordering;
+    if !LINE_PENDING.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Some(pending) = PENDING.try_lock() {
+        if let Some(record) = pending.as_ref() {
+            if !print(record) {
+                return;
+            }
+        }
+        LINE_PENDING.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Prints the report if the console is free; false if it was busy.
+fn print(record: &Record) -> bool {
     let mut text: heapless::String<1024> = heapless::String::new();
     let _ = write!(
         text,
@@ -150,9 +171,11 @@ fn print(record: &Record) {
             "at the prompt"
         }
     );
-    if serial::try_write(text.as_bytes()) {
+    let printed = serial::try_write(text.as_bytes());
+    if printed {
         vga::try_write(text.as_bytes());
     }
+    printed
 }
 
 /// The machine check not reported yet, as one line and one frame (normal context only).

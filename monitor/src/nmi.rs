@@ -36,15 +36,42 @@ pub fn handle(rip: u64, in_command: bool) {
     LAST_RIP.store(rip, Ordering::SeqCst);
     LAST_IN_COMMAND.store(in_command, Ordering::SeqCst);
     LAST_PORT_61.store(port_61, Ordering::SeqCst);
-    let total = TOTAL.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+    TOTAL.fetch_add(1, Ordering::SeqCst);
+    // The prompt polls the UART under its lock most of the time: then the line waits for
+    // the input loop (`print_deferred`), it is not dropped.
+    LINE_PENDING.store(!print_line(), Ordering::SeqCst);
+}
+
+/// The handler's line could not be printed (the console was busy).
+static LINE_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Prints the latest NMI's line if the console is free; false if it was busy.
+fn print_line() -> bool {
     let mut line: heapless::String<160> = heapless::String::new();
+    let in_command = LAST_IN_COMMAND.load(Ordering::SeqCst);
     let _ = write!(
         line,
-        "\r\n*** NMI #{total} at rip {rip:#x} ({}; port 0x61 {port_61:#04x}): reported, carrying on\r\n",
-        if in_command { "during a command" } else { "at the prompt" },
+        "\r\n*** NMI #{} at rip {:#x} ({}; port 0x61 {:#04x}): reported, carrying on\r\n",
+        TOTAL.load(Ordering::SeqCst),
+        LAST_RIP.load(Ordering::SeqCst),
+        if in_command {
+            "during a command"
+        } else {
+            "at the prompt"
+        },
+        LAST_PORT_61.load(Ordering::SeqCst),
     );
-    if serial::try_write(line.as_bytes()) {
+    let printed = serial::try_write(line.as_bytes());
+    if printed {
         vga::try_write(line.as_bytes());
+    }
+    printed
+}
+
+/// Called by the input loop while it waits: the line an NMI could not print at once.
+pub fn print_deferred() {
+    if LINE_PENDING.swap(false, Ordering::SeqCst) && !print_line() {
+        LINE_PENDING.store(true, Ordering::SeqCst);
     }
 }
 
