@@ -119,6 +119,8 @@ pub struct Shell {
     /// Set while a command runs, so a fault handler knows which command to fail.
     running: Option<(u32, u64)>,
     events: Option<&'static dyn Events>,
+    /// Set by [`Shell::refuse_all_but_reset`]: why nothing but `reset` may run.
+    only_reset: Option<&'static str>,
 }
 
 impl Shell {
@@ -133,7 +135,15 @@ impl Shell {
             devices: DeviceState::default(),
             running: None,
             events: None,
+            only_reset: None,
         }
+    }
+
+    /// From now on every command but `reset` fails with `heap-poisoned`: the monitor's heap
+    /// was interrupted mid-update and only a reset makes it whole (`why` says what
+    /// happened). The refusal and `reset` itself run on the monitor's reserve heap.
+    pub fn refuse_all_but_reset(&mut self, why: &'static str) {
+        self.only_reset = Some(why);
     }
 
     /// Where platform events come from (the monitor's NMI and machine-check handlers).
@@ -201,6 +211,15 @@ impl Shell {
                 Err(err) => Err(err),
                 Ok((spec, used)) => match Args::parse(spec, &words[used..]) {
                     Err(err) => Err(err),
+                    Ok(_) if self.only_reset.is_some() && spec.name != "reset" => {
+                        Err(CmdError::new(
+                            "heap-poisoned",
+                            alloc::format!(
+                                "{}: only 'reset' runs now",
+                                self.only_reset.unwrap_or_default()
+                            ),
+                        ))
+                    }
                     Ok(_) if confidential && hands_memory_to_device(spec) => {
                         Err(confidential_refusal(&self.info, Some(spec)))
                     }
@@ -256,11 +275,14 @@ impl Shell {
     pub fn command_faulted(&mut self, console: &mut dyn Console, fault: Fault, now_us: u64) {
         let (cmd, started) = self.running.take().unwrap_or((0, now_us));
         let mut out = Output::new(console, &mut self.counter, cmd);
-        let message = alloc::format!(
+        let mut message = alloc::format!(
             "{} at rip {:#x} aborted the command",
             fault.exception,
             fault.rip
         );
+        if let Some(why) = self.only_reset {
+            message.push_str(&alloc::format!("; {why}: only 'reset' runs now"));
+        }
         // A machine check is the hardware's error, not the command's: its own code.
         let code = if fault.vector == MACHINE_CHECK_VECTOR {
             "machine-check"

@@ -1,7 +1,8 @@
 //! Platform events (NMIs, machine checks) reach the host inside a command's stream: those
 //! that happened at the prompt right after the next command's start frame, those during a
 //! command before its result, and a machine check that aborted a command before its fault
-//! frame, with the `machine-check` code. Sequence numbers stay gapless.
+//! frame, with the `machine-check` code. Sequence numbers stay gapless. After the heap was
+//! poisoned (a fault inside the allocator) only `reset` runs.
 
 #[allow(dead_code)]
 mod support;
@@ -161,4 +162,60 @@ fn events_are_framed_inside_the_next_or_current_command() {
     assert!(all
         .iter()
         .all(|f| !matches!(&f.body, Body::CommandResult(r) if r.outcome != Outcome::Ok)));
+}
+
+#[test]
+fn after_a_heap_poisoning_only_reset_runs() {
+    let (mut pool, _) = leaked_pool(0x10_0000, 16 * 4096);
+    let clock = support::bare_machine::StepClock(Cell::new(0));
+    let mut mmio = NoMmio;
+    let memory = SmallMemory::default();
+    let mut hw = Hw {
+        config: &NoPci,
+        mmio: &mut mmio,
+        clock: &clock,
+        dma: &mut pool,
+        memory: &memory,
+        cpu: &drivers::platform::NullCpu,
+        ports: &drivers::platform::NullPorts,
+        firmware: &drivers::platform::NoFirmware,
+        irq: &drivers::platform::NoInterrupts,
+    };
+    let mut shell = Shell::new(1, system_info(16 * 4096));
+    let mut console = Captured::default();
+    assert_eq!(
+        shell.execute("version", &mut hw, &mut console, || 0),
+        commands::Action::Continue
+    );
+    shell.refuse_all_but_reset("the heap is abandoned");
+    for line in ["version", "help", "dma", "lspci", "teardown"] {
+        shell.execute(line, &mut hw, &mut console, || 0);
+    }
+    let action = shell.execute("reset", &mut hw, &mut console, || 0);
+    assert_eq!(action, commands::Action::Reset);
+    let results: Vec<String> = frames(&console.0)
+        .iter()
+        .filter_map(|f| match &f.body {
+            Body::CommandResult(r) => Some(match &r.outcome {
+                Outcome::Ok => "ok".to_string(),
+                Outcome::Error { code, .. } => code.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "ok",
+            "heap-poisoned",
+            "heap-poisoned",
+            "heap-poisoned",
+            "heap-poisoned",
+            "heap-poisoned",
+            "ok"
+        ]
+    );
+    assert!(console
+        .0
+        .contains("the heap is abandoned: only 'reset' runs now"));
 }

@@ -334,3 +334,94 @@ fn identity_map_holds_ram_only_under_seabios() {
 fn identity_map_holds_ram_only_under_ovmf() {
     identity_map_holds_ram_only(true, "q35");
 }
+
+/// The hex number after `marker` in `text`.
+fn hex_after(text: &str, marker: &str) -> u64 {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no '{marker}' in:\n{text}"))
+        + marker.len();
+    let digits: String = text[start..]
+        .trim_start_matches("0x")
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    u64::from_str_radix(&digits, 16).unwrap()
+}
+
+/// The 64-bit words of a `peek --width 8` register dump.
+fn peeked_quads(out: &CommandOutcome) -> Vec<u64> {
+    out.text
+        .lines()
+        .filter(|l| l.len() > 17 && l.as_bytes()[16] == b' ')
+        .flat_map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map(|h| u64::from_str_radix(h, 16).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_fault_inside_the_heap_allocator_poisons_the_heap_and_only_reset_runs() {
+    let mut s = boot(&QemuConfig::default());
+    // "main 0x...-0x... + 1 MiB reserve, allocator state at 0x..." on the platform line.
+    let boot_text = s.transcript().to_string();
+    let start = hex_after(&boot_text, ", main ");
+    let end = hex_after(&boot_text, &format!("{start:#x}.."));
+    let state = hex_after(&boot_text, "allocator state at ");
+    // The allocator's state: a lock, the used count, the free-list head (a pointer into
+    // the heap), the heap's bottom and top. The head is the one in-heap pointer that is
+    // neither bound.
+    let dump = run(&mut s, &format!("peek {state:#x} 80 --width 8"));
+    assert!(dump.is_ok(), "{:?}", dump.result);
+    let heads: Vec<(usize, u64)> = peeked_quads(&dump)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, w)| *w > start && *w < end)
+        .collect();
+    assert_eq!(heads.len(), 1, "one free-list head in {dump:?}");
+    let head_at = state + 8 * heads[0].0 as u64;
+    // A wild write (the kind a debug monitor's user makes) breaks the free list: the next
+    // allocation or free walks into unmapped memory, inside the allocator, lock held.
+    let poke = run(
+        &mut s,
+        &format!("poke {head_at:#x} 0x700000000000 --width 8"),
+    );
+    assert_eq!(poke.error_code(), Some("cpu-fault"), "{:?}", poke.result);
+    assert!(
+        poke.error_message()
+            .unwrap_or("")
+            .contains("only 'reset' runs now"),
+        "{:?}",
+        poke.result
+    );
+    // The heap is not unlocked and reused: every command is refused by name...
+    for line in ["version", "lspci", "dma"] {
+        let out = run(&mut s, line);
+        assert_eq!(
+            out.error_code(),
+            Some("heap-poisoned"),
+            "{line}: {:?}",
+            out.result
+        );
+    }
+    // ...except reset, which still runs (on the reserve) and resets the machine (QEMU
+    // runs with -no-reboot, so it exits).
+    let from = s.transcript().len();
+    s.send_raw(b"reset\r").unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        match s.poll_output(Duration::from_millis(200)) {
+            Ok(_) if Instant::now() < deadline => {}
+            Ok(_) => panic!("no reset:\n{}", &s.transcript()[from..]),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        s.transcript()[from..].contains("resetting the machine"),
+        "{}",
+        &s.transcript()[from..]
+    );
+}

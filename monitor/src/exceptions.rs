@@ -191,7 +191,7 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     serial::unlock_after_fault();
     vga::unlock_after_fault();
     // Recording the fault allocates; the faulting code may have held the heap lock.
-    crate::heap::unlock_after_fault();
+    crate::heap::after_fault();
     // A stack overflow arrives as a double fault (the page fault on the guard page could
     // not push its frame on the same stack): CR2 still holds the guard address then, the
     // one useful fact about it. CR2 may also be left over from an earlier page fault (e.g.
@@ -236,7 +236,7 @@ fn machine_check(frame: &TrapFrame) {
     }
     let restartable = crate::mce::handle(frame.rip, armed);
     if armed {
-        crate::heap::unlock_after_fault();
+        crate::heap::after_fault();
         dump(frame, 0, true);
         guard::resume_with(Fault {
             exception: exception_name(frame.vector).into(),

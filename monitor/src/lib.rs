@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod guarded_heap;
 pub mod identity;
 pub mod input;
 pub mod layout;

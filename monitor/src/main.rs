@@ -61,7 +61,7 @@ pub fn halt_with(why: &str) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     serial::unlock_after_fault();
     vga::unlock_after_fault();
-    heap::unlock_after_fault();
+    heap::after_fault();
     let mut out = Screen;
     let _ = write!(out, "\r\n*** panic: {info}\r\n");
     // A panic inside a command aborts that command like a CPU fault would.
@@ -180,9 +180,11 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     shell.set_events(&events::PlatformEvents);
     let mut screen = Screen;
     shell.banner(&mut screen);
+    let (heap_start, heap_end, heap_state) = heap::describe();
     let _ = write!(
         screen,
-        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB; \
+        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB, \
+         main {heap_start:#x}..{heap_end:#x} + 1 MiB reserve, allocator state at {heap_state:#x}; \
          stack {} KiB, stack guard {stack_guard:#x}; console serial{}{}{}; machine checks {}\r\n",
         clock.tsc_hz() / 1_000_000,
         if clock.calibrated {
@@ -243,7 +245,13 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });
         if let Err(fault) = outcome {
-            heap::unlock_after_fault();
+            heap::after_fault();
+            if heap::poisoned() {
+                shell.refuse_all_but_reset(
+                    "the fault struck inside the heap allocator, whose free list may be \
+                     half-updated: the heap is abandoned (reserve in use)",
+                );
+            }
             shell.command_faulted(&mut screen, fault, clock.now_us());
             action = Action::Continue;
         }
