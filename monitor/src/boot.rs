@@ -15,7 +15,7 @@ use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{PageTable, PageTableFlags};
 use x86_64::{PhysAddr, VirtAddr};
 
-use monitor::identity::{Caching, Plan, IDENTITY_LIMIT, PAGE_2M as LARGE, PAGE_4K};
+use monitor::identity::{Caching, LargePage, Plan, IDENTITY_LIMIT, PAGE_2M as LARGE, PAGE_4K};
 
 /// Boot stack size; commands format text and frames on it, so be generous.
 pub const STACK_BYTES: usize = 256 * 1024;
@@ -304,12 +304,12 @@ pub fn restrict_identity_map(plan: Plan) {
                 }
                 let base = ((gib as u64) << 30) + index as u64 * LARGE;
                 match plan.large_page(base) {
-                    Ok(Some(caching)) => pde.set_addr(
+                    LargePage::Whole(caching) => pde.set_addr(
                         PhysAddr::new(base),
                         identity_flags(caching) | PageTableFlags::HUGE_PAGE,
                     ),
-                    Ok(None) => pde.set_unused(),
-                    Err(()) => {
+                    LargePage::Empty => pde.set_unused(),
+                    LargePage::Mixed => {
                         let Some(table) = small_table(plan, base) else {
                             crate::halt_with("out of heap for identity page tables");
                         };

@@ -50,6 +50,17 @@ pub enum Caching {
     Uncached,
 }
 
+/// What one 2 MiB page of the identity map becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LargePage {
+    /// Mapped whole with one caching: stays a 2 MiB page.
+    Whole(Caching),
+    /// Nothing in it is mapped.
+    Empty,
+    /// Partly mapped or mixed caching: needs 4 KiB pages.
+    Mixed,
+}
+
 /// One mapped range `[start, end)`, 4 KiB aligned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -101,14 +112,13 @@ impl Plan {
         true
     }
 
-    /// What a 2 MiB page at `base` becomes: all one caching, all unmapped (`None`), or
-    /// mixed (needs 4 KiB pages: `Err(())`).
-    pub fn large_page(&self, base: u64) -> Result<Option<Caching>, ()> {
+    /// What the 2 MiB page at `base` becomes.
+    pub fn large_page(&self, base: u64) -> LargePage {
         let first = self.page(base);
         let mut at = base;
         while at < base + PAGE_2M {
             if self.page(at) != first {
-                return Err(());
+                return LargePage::Mixed;
             }
             // Jump to the next span boundary (or page) instead of walking 512 pages.
             at = match self.spans.iter().find(|s| s.start <= at && at < s.end) {
@@ -123,7 +133,10 @@ impl Plan {
                     .min(base + PAGE_2M),
             };
         }
-        Ok(first)
+        match first {
+            Some(caching) => LargePage::Whole(caching),
+            None => LargePage::Empty,
+        }
     }
 
     pub fn spans(&self) -> &[Span] {
@@ -259,11 +272,17 @@ mod tests {
         }
         assert_eq!(plan.page(0x2000_0000), None, "just above RAM");
         // The first 2 MiB mixes write-back and uncached; RAM pages are whole; the hole is empty.
-        assert_eq!(plan.large_page(0), Err(()));
-        assert_eq!(plan.large_page(0x40_0000), Ok(Some(Caching::WriteBack)));
-        assert_eq!(plan.large_page(0x1fe0_0000), Ok(Some(Caching::WriteBack)));
-        assert_eq!(plan.large_page(0xfee0_0000), Ok(None));
-        assert_eq!(plan.large_page(0xfee0_0000 - PAGE_2M * 8), Ok(None));
+        assert_eq!(plan.large_page(0), LargePage::Mixed);
+        assert_eq!(
+            plan.large_page(0x40_0000),
+            LargePage::Whole(Caching::WriteBack)
+        );
+        assert_eq!(
+            plan.large_page(0x1fe0_0000),
+            LargePage::Whole(Caching::WriteBack)
+        );
+        assert_eq!(plan.large_page(0xfee0_0000), LargePage::Empty);
+        assert_eq!(plan.large_page(0xfee0_0000 - PAGE_2M * 8), LargePage::Empty);
     }
 
     #[test]
