@@ -127,7 +127,8 @@ fn wait_for_text(s: &mut Session, from: usize, needle: &str) {
 }
 
 /// Runs `line` (a command that takes a while) while `act` runs on the QMP socket after
-/// `delay`, from another thread.
+/// `delay`, from another thread. The margins (1.5 s into a 5 s sleep) are generous so a
+/// loaded machine still delivers the event while the command runs.
 fn during(
     s: &mut Session,
     qmp: &Path,
@@ -176,8 +177,8 @@ fn nmis_are_reported_and_the_monitor_carries_on() {
     let out = during(
         &mut s,
         &qmp,
-        "sleep 2000",
-        Duration::from_millis(600),
+        "sleep 5000",
+        Duration::from_millis(1500),
         |q| {
             q.execute("inject-nmi", Value::Null).unwrap();
         },
@@ -251,8 +252,8 @@ fn machine_checks_are_reported_cleared_and_abort_the_command() {
     let out = during(
         &mut s,
         &qmp,
-        "sleep 3000",
-        Duration::from_millis(600),
+        "sleep 5000",
+        Duration::from_millis(1500),
         |q| inject_mce(q, 0x6789_0000),
     );
     assert_eq!(out.error_code(), Some("machine-check"), "{:?}", out.result);
