@@ -727,6 +727,14 @@ fn separate_metadata_goes_to_a_pool_buffer_never_to_address_0() {
     for (lba, count) in [(0, 1), (5, 300), (0, 2000)] {
         assert!(bench.read(&mut c, 1, lba, count).unwrap() == bench.disk(1, lba, count));
     }
+    let summary = c.read(&mut bench.hw(), 1, 77, 3, &mut |_, _| {}).unwrap();
+    assert_eq!(summary.metadata_size, 8);
+    let want = bench.dev.borrow().namespaces[0].metadata(77);
+    assert_eq!(
+        summary.first_metadata[..8],
+        want[..],
+        "MPTR got the metadata"
+    );
     // Every device write (data and the 8 bytes a block of metadata) landed in the pool.
     bench.assert_no_violations();
     assert!(bench
