@@ -9,7 +9,9 @@
 extern crate alloc;
 
 pub mod args;
+pub mod cmd;
 mod core_cmds;
+pub mod fmt;
 pub mod gvnic;
 pub mod nvme;
 mod nvme_wait;

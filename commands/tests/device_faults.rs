@@ -18,7 +18,9 @@ use std::rc::Rc;
 use commands::{Console, Shell, SystemInfo};
 use drivers::dma::{testing::leaked_pool, DmaPool};
 use drivers::gvnic::Opcode;
-use drivers::platform::{Bdf, ConfigSpace, Hw, MapError, Mapping, MemoryAccess, MmioMapper};
+use drivers::platform::{
+    Bdf, ConfigSpace, Hw, MapError, Mapping, MemError, MemKind, MemoryAccess, MmioMapper, Width,
+};
 use evidence::{Body, Firmware, Frame, LedgerEntry, Outcome};
 use gvnic_model::{Faults, ModelConfig};
 use gvnic_support::{Sim, SimClock, POOL_BYTES, POOL_PHYS};
@@ -36,8 +38,14 @@ impl Console for Captured {
 
 struct NoMemory;
 impl MemoryAccess for NoMemory {
-    fn read(&self, _: u64, _: &mut [u8]) -> bool {
-        false
+    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
+        Err(MemError::Unmapped(addr))
     }
 }
 
@@ -68,6 +76,8 @@ impl Monitor {
             dma_base,
             dma_bytes,
             boot_us: 1,
+            confidential: drivers::cpu::confidential::ConfidentialKind::None,
+            tsc_hz: 2_000_000_000,
         };
         let mut monitor = Monitor {
             shell: Shell::new(0xfa17, info),
@@ -371,6 +381,8 @@ impl GvnicBench {
             memory: &NoMemory,
             cpu: &drivers::platform::NullCpu,
             ports: &drivers::platform::NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq: &drivers::platform::NoInterrupts,
         };
         self.monitor.run(line, &mut hw)
     }
@@ -706,6 +718,8 @@ impl NvmeBench {
             memory: &NoMemory,
             cpu: &drivers::platform::NullCpu,
             ports: &drivers::platform::NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq: &drivers::platform::NoInterrupts,
         };
         self.monitor.run(line, &mut hw)
     }

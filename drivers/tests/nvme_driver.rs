@@ -67,6 +67,8 @@ impl Bench {
             memory: &NoMemory,
             cpu: &drivers::platform::NullCpu,
             ports: &drivers::platform::NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq: &drivers::platform::NoInterrupts,
         }
     }
 

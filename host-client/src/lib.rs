@@ -42,6 +42,7 @@ pub mod outcome;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod resume;
 pub mod runner;
 pub mod script;
 pub mod serial;

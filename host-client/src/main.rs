@@ -164,13 +164,16 @@ fn gce_target(g: &GceOpts) -> Result<GceTarget> {
     )?;
     if let Some(user) = &g.user {
         t.user = user.clone();
-    }
-    if t.user.is_empty() {
-        bail!("--user is required ($USER is not set)");
+        t.user_from_env = false;
     }
     t.port = g.port;
     t.replay_lines = g.replay_lines;
     t.region = g.region.clone();
+    t.global_gateway = g.global_gateway;
+    t.settle = g.settle;
+    if let Some(ms) = &g.auth_backoff_ms {
+        t.auth_backoff = ms.iter().map(|&m| Duration::from_millis(m)).collect();
+    }
     t.gateway = g.gateway.clone();
     if let Some(k) = &g.key {
         t.key = k.clone();

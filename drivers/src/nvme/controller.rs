@@ -711,7 +711,10 @@ impl Controller {
             hw.mmio.unmap(self.bar.address, len);
             report(
                 "unmap",
-                Ok(format!("BAR0 window {:#x} unmapped", self.window)),
+                Ok(format!(
+                    "BAR0 window {:#x} released (kept while a `bar map` uses it)",
+                    self.window
+                )),
             );
         } else {
             report(

@@ -4,6 +4,7 @@
 mod bar;
 mod caps;
 mod enumerate;
+pub mod msix;
 pub mod names;
 pub mod regs;
 

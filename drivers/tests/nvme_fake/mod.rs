@@ -14,7 +14,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use drivers::platform::{Clock, MapError, Mapping, MemoryAccess, MmioMapper, RegisterWindow};
+use drivers::platform::{
+    Clock, MapError, Mapping, MemError, MemKind, MemoryAccess, MmioMapper, RegisterWindow, Width,
+};
 
 pub const PAGE: u64 = 4096;
 pub const BAR0: u64 = 0xe0_0000_0000;
@@ -848,8 +850,14 @@ impl Clock for SimClock {
 
 pub struct NoMemory;
 impl MemoryAccess for NoMemory {
-    fn read(&self, _: u64, _: &mut [u8]) -> bool {
-        false
+    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
+        Err(MemError::Unmapped(addr))
     }
 }
 
