@@ -624,12 +624,14 @@ fn ctrl_c_during_identify_of_a_bound_controller_recovers_it() {
 }
 
 #[test]
-fn ctrl_c_during_shutdown_or_disable_is_ignored() {
+fn ctrl_c_during_teardown_queue_deletion_shutdown_or_disable_is_ignored() {
     for (what, when) in [
         (
-            "shutdown",
-            Box::new(|d: &Dev| d.shutting_down()) as Box<dyn Fn(&Dev) -> bool>,
+            "delete-io-sq",
+            Box::new(|d: &Dev| d.running(true, 0x00)) as Box<dyn Fn(&Dev) -> bool>,
         ),
+        ("delete-io-cq", Box::new(|d: &Dev| d.running(true, 0x04))),
+        ("shutdown", Box::new(|d: &Dev| d.shutting_down())),
         ("disable", Box::new(|d: &Dev| d.disabling())),
     ] {
         let mut bench = Bench::new(Faults::default());
