@@ -26,8 +26,8 @@ pub enum Transport {
     Unix(PathBuf),
     /// `exec:CMD`: run CMD with `sh -c`; its stdin/stdout are the serial line.
     Exec(String),
-    /// The GCE interactive serial console through OpenSSH.
-    Gce(GceTarget),
+    /// The GCE interactive serial console through OpenSSH (boxed: a target is large).
+    Gce(Box<GceTarget>),
 }
 
 impl FromStr for Transport {
