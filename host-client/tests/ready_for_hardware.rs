@@ -32,18 +32,12 @@ fn run(s: &mut Session, line: &str) -> CommandOutcome {
     out
 }
 
-/// The 32-bit words of a `peek --width 4` register dump (address, then the words).
-fn peeked_words(out: &CommandOutcome) -> Vec<u32> {
-    out.text
-        .lines()
-        .filter(|l| l.len() > 17 && l.as_bytes()[16] == b' ')
-        .flat_map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .map(|h| u32::from_str_radix(h, 16).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+/// The values a `peek` read, from its reg.read frame (at the access width).
+fn peeked_values(out: &CommandOutcome) -> Vec<u64> {
+    let Some(Body::RegRead(r)) = out.bodies_of_kind("reg.read").first().cloned() else {
+        panic!("no reg.read frame: {:?}", out.result)
+    };
+    r.values.clone()
 }
 
 /// CAP.MQES of the NVMe BAR0 mapped at `window` (QEMU: 0x7ff).
@@ -51,7 +45,7 @@ fn nvme_mqes(s: &mut Session, window: u64) -> u32 {
     let out = run(s, &format!("peek {window:#x} 8 --width 4"));
     assert!(out.is_ok(), "peek {window:#x}: {:?}", out.result);
     assert!(out.bodies_of_kind("fault").is_empty());
-    peeked_words(&out)[0] & 0xffff
+    (peeked_values(&out)[0] & 0xffff) as u32
 }
 
 fn nvme_cfg(dir: &tempfile::TempDir, uefi: bool) -> QemuConfig {
@@ -350,20 +344,6 @@ fn hex_after(text: &str, marker: &str) -> u64 {
     u64::from_str_radix(&digits, 16).unwrap()
 }
 
-/// The 64-bit words of a `peek --width 8` register dump.
-fn peeked_quads(out: &CommandOutcome) -> Vec<u64> {
-    out.text
-        .lines()
-        .filter(|l| l.len() > 17 && l.as_bytes()[16] == b' ')
-        .flat_map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .map(|h| u64::from_str_radix(h, 16).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn a_fault_inside_the_heap_allocator_poisons_the_heap_and_only_reset_runs() {
     let mut s = boot(&QemuConfig::default());
@@ -377,7 +357,7 @@ fn a_fault_inside_the_heap_allocator_poisons_the_heap_and_only_reset_runs() {
     // neither bound.
     let dump = run(&mut s, &format!("peek {state:#x} 80 --width 8"));
     assert!(dump.is_ok(), "{:?}", dump.result);
-    let heads: Vec<(usize, u64)> = peeked_quads(&dump)
+    let heads: Vec<(usize, u64)> = peeked_values(&dump)
         .into_iter()
         .enumerate()
         .filter(|(_, w)| *w > start && *w < end)
