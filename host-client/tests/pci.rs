@@ -147,8 +147,7 @@ fn pci_topology(uefi: bool, machine: &str) {
     };
     assert_eq!(m2.window, m.window);
     assert!(!m2.newly_mapped);
-    // Byte-wide, so the output is a hexdump (device memory defaults to 4-byte words).
-    let peek = run(&mut s, &format!("peek {:#x} 16 --width 1", m.window));
+    let peek = run(&mut s, &format!("peek {:#x} 16", m.window));
     assert!(peek.is_ok(), "{:?}", peek.result);
     let bytes = peeked(&peek);
     let cap = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
