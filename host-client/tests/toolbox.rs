@@ -247,6 +247,90 @@ fn toolbox(uefi: bool) {
         "QEMU sets the hypervisor bit: {info:?}"
     );
     assert!(info.tsc_hz > 100_000_000, "{info:?}");
+
+    // acpi: FACP and APIC with good checksums; on q35 the MCFG, whose ECAM base is the one
+    // the monitor's config access uses (the boot line names it).
+    let list = ok(&mut s, "acpi");
+    let tables: Vec<evidence::AcpiTable> = list
+        .bodies_of_kind("acpi.table")
+        .into_iter()
+        .map(|b| match b {
+            Body::AcpiTable(t) => t.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    let mut wanted = vec!["FACP", "APIC", "DSDT"];
+    if uefi {
+        wanted.push("MCFG");
+    }
+    for sig in wanted {
+        let t = tables
+            .iter()
+            .find(|t| t.signature == sig)
+            .unwrap_or_else(|| panic!("no {sig}: {tables:?}"));
+        assert!(t.checksum_ok, "{t:?}");
+        assert!(t.length >= 36);
+    }
+    if uefi {
+        let mcfg = ok(&mut s, "acpi MCFG");
+        let Some(Body::AcpiMcfg(m)) = mcfg.bodies_of_kind("acpi.mcfg").first().cloned() else {
+            panic!("no acpi.mcfg frame")
+        };
+        let base = m.segments[0].base;
+        assert!(
+            s.transcript()
+                .contains(&format!("pci config via ECAM {base:#x}")),
+            "ECAM base {base:#x} is not what the monitor uses"
+        );
+    }
+    // One local APIC per -smp CPU.
+    let madt = ok(&mut s, "acpi APIC");
+    let cpus: usize = madt
+        .bodies_of_kind("acpi.madt")
+        .iter()
+        .map(|b| match b {
+            Body::AcpiMadt(m) => m.cpus.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(cpus, 2, "{}", madt.text);
+    let fadt = ok(&mut s, "acpi FADT");
+    assert_eq!(fadt.bodies_of_kind("acpi.fadt").len(), 1);
+
+    // memmap: usable RAM is QEMU's -m less what the firmware keeps, and the monitor's
+    // pool lies inside usable RAM.
+    let map = ok(&mut s, "memmap");
+    let maps: Vec<evidence::MemoryMap> = map
+        .bodies_of_kind("memmap")
+        .into_iter()
+        .map(|b| match b {
+            Body::MemoryMap(m) => m.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    let usable = maps[0].usable_bytes;
+    let ram = (cfg.memory_mib as u64) << 20;
+    assert!(
+        usable <= ram && usable >= ram - (48 << 20),
+        "usable {usable:#x} of -m {ram:#x}"
+    );
+    let entries: Vec<&evidence::MemmapEntry> = maps.iter().flat_map(|m| &m.entries).collect();
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.kind == "usable")
+            .map(|e| e.len)
+            .sum::<u64>(),
+        usable
+    );
+    let dma = maps[0].dma;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.kind == "usable" && e.start <= dma.0 && dma.1 <= e.start + e.len),
+        "DMA pool {dma:?} outside usable RAM"
+    );
+    assert_eq!(dma.0, boot.banner.dma_base);
     s.close().unwrap();
 }
 
