@@ -58,6 +58,13 @@ pub struct NvmeState {
     controller: Option<Controller>,
 }
 
+impl NvmeState {
+    /// The bound controller, for other command groups (`irq test`).
+    pub(crate) fn controller_mut(&mut self) -> Option<&mut Controller> {
+        self.controller.as_mut()
+    }
+}
+
 fn nvme_error(err: NvmeError) -> CmdError {
     let mut message = alloc::format!("{err}");
     if err.poisons_controller() {

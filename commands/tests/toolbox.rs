@@ -522,3 +522,17 @@ fn mem_map_refuses_ram_and_reports_a_failed_mapping() {
     assert_eq!(r.code(3), "bad-argument");
     assert_eq!(r.code(4), "bad-argument");
 }
+
+#[test]
+fn msix_and_irq_test_refuse_what_they_cannot_do() {
+    let r = run(&["msix 00:04.0", "irq test 00:04.0", "irq test 0:4", "msix"]);
+    assert_eq!(r.code(1), "no-msix", "{}", r.text);
+    assert_eq!(r.code(2), "nvme-not-bound");
+    assert!(
+        r.text.contains("run 'nvme identify 00:04.0' first"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.code(3), "bad-bdf");
+    assert_eq!(r.code(4), "usage");
+}

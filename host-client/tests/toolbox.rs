@@ -331,6 +331,70 @@ fn toolbox(uefi: bool) {
         "DMA pool {dma:?} outside usable RAM"
     );
     assert_eq!(dma.0, boot.banner.dma_base);
+
+    // MSI-X: the table as QEMU's NVMe has it (65 vectors, all masked, MSI-X off), then
+    // device-autonomous delivery: one interrupt on the programmed vector, everything
+    // restored, and the controller still reads afterwards.
+    ok(&mut s, "nvme identify");
+    let msix = ok(&mut s, "msix 00:04.0");
+    let vectors: Vec<evidence::MsixVector> = msix
+        .bodies_of_kind("msix")
+        .into_iter()
+        .flat_map(|b| match b {
+            Body::Msix(m) => {
+                assert_eq!((m.table_size, m.enabled), (65, false), "{m:?}");
+                m.vectors.clone()
+            }
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(vectors.len(), 65);
+    assert!(
+        vectors.iter().all(|v| v.masked),
+        "reset state: every vector masked"
+    );
+    let command_before = read_of(&ok(&mut s, "pci read 00:04.0 0x04 --width 2")).values[0];
+    for round in 0..2 {
+        let irq = ok(&mut s, "irq test 00:04.0");
+        let Some(Body::IrqTest(t)) = irq.bodies_of_kind("irq.test").first().cloned() else {
+            panic!("no irq.test frame: {}", irq.text)
+        };
+        assert!(t.count >= 1, "round {round}: {t:?}");
+        assert_eq!(
+            (t.vector, t.data, t.address),
+            (0xe0, 0xe0, 0xfee0_0000),
+            "{t:?}"
+        );
+        assert!(t.latency_us > 0 && t.latency_us < 100_000, "{t:?}");
+        assert!(t.restored);
+        let read = ok(&mut s, "nvme read 0");
+        assert_eq!(
+            read.bodies_of_kind("nvme.read").len(),
+            1,
+            "the controller still reads"
+        );
+    }
+    let after = ok(&mut s, "msix 00:04.0");
+    match after.bodies_of_kind("msix").first() {
+        Some(Body::Msix(m)) => {
+            assert!(!m.enabled, "MSI-X off again");
+            assert!(
+                m.vectors[1].masked && m.vectors[1].address == 0,
+                "entry 1 restored: {m:?}"
+            );
+        }
+        _ => panic!("no msix frame"),
+    }
+    assert_eq!(
+        read_of(&ok(&mut s, "pci read 00:04.0 0x04 --width 2")).values[0],
+        command_before
+    );
+    ok(&mut s, "teardown nvme");
+    let dma = ok(&mut s, "dma");
+    match dma.bodies_of_kind("dma.ledger").first() {
+        Some(Body::DmaLedger(l)) => assert_eq!((l.used_pages, l.quarantined_pages), (0, 0)),
+        _ => panic!("no ledger"),
+    }
     s.close().unwrap();
 }
 

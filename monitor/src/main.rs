@@ -19,6 +19,7 @@ mod exceptions;
 mod firmware;
 mod guard;
 mod heap;
+mod irq;
 mod keyboard;
 mod memory;
 mod mmio;
@@ -195,6 +196,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
 
     let peek = memory::Peek;
+    let apic = irq::ApicIrq::new(&clock, mmio.as_mut());
     loop {
         let line = match reader.read_line(commands::shell::PROMPT) {
             Input::Line(line) => line,
@@ -216,10 +218,13 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
                 cpu: &cpu::BareCpu,
                 ports: &cpu::BarePorts,
                 firmware: &boot_firmware,
-                irq: &drivers::platform::NoInterrupts,
+                irq: &apic,
             };
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });
+        // Interrupts stay off outside `irq test`, whatever ended the command (a fault
+        // longjmps past its own disarm).
+        drivers::platform::Interrupts::disarm(&apic);
         if let Err(fault) = outcome {
             heap::unlock_after_fault();
             shell.command_faulted(&mut screen, fault, clock.now_us());

@@ -11,6 +11,8 @@
 pub mod controller;
 pub mod error;
 pub mod identify;
+mod irq_test;
+mod ping;
 pub mod prp;
 pub mod queue;
 mod read;
@@ -20,4 +22,5 @@ pub mod status;
 pub use controller::{Controller, State, TeardownReport, NVME_CLASS_CODE};
 pub use error::{NvmeError, Wait};
 pub use identify::{ControllerIdentity, NamespaceIdentity};
+pub use irq_test::{irq_test, IrqReport, IrqTestError};
 pub use read::ReadSummary;
