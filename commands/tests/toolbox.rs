@@ -525,7 +525,14 @@ fn mem_map_refuses_ram_and_reports_a_failed_mapping() {
 
 #[test]
 fn msix_and_irq_test_refuse_what_they_cannot_do() {
-    let r = run(&["msix 00:04.0", "irq test 00:04.0", "irq test 0:4", "msix"]);
+    let r = run(&[
+        "msix 00:04.0",
+        "irq test 00:04.0",
+        "irq test 0:4",
+        "msix",
+        "irq test",
+        "msix 1 2",
+    ]);
     assert_eq!(r.code(1), "no-msix", "{}", r.text);
     assert_eq!(r.code(2), "nvme-not-bound");
     assert!(
@@ -534,5 +541,26 @@ fn msix_and_irq_test_refuse_what_they_cannot_do() {
         r.text
     );
     assert_eq!(r.code(3), "bad-bdf");
-    assert_eq!(r.code(4), "usage");
+    assert_eq!(r.code(4), "nvme-not-bound", "no bdf and nothing bound");
+    assert_eq!(r.code(5), "nvme-not-bound");
+    assert_eq!(r.code(6), "usage");
+}
+
+#[test]
+fn phys_addresses_resolve_through_the_identity_map_or_a_window() {
+    // 0x1000 lies in usable RAM (the fake firmware's map): identity. 0xfee00030 is not RAM:
+    // it needs a window, and NoMmio has none.
+    let r = run(&[
+        "peek 0x1000 4 --phys",
+        "peek 0xfee00030 --phys",
+        "poke 0x1010 0x5a --width 1 --phys",
+        "peek 0x1_0000_0000_0 --phys",
+    ]);
+    assert_eq!(r.code(1), "ok", "{}", r.text);
+    assert_eq!(r.reads(1)[0].target, "phys 0x1000");
+    assert_eq!(r.reads(1)[0].values, [0, 1, 2, 3]);
+    assert_eq!(r.code(2), "map-failed");
+    assert_eq!(r.writes(3)[0].target, "phys 0x1010");
+    assert_eq!(r.writes(3)[0].readback, 0x5a);
+    assert_eq!(r.code(4), "map-failed");
 }

@@ -7,6 +7,7 @@ use core::fmt::Write;
 
 use drivers::nvme::{self, IrqReport};
 use drivers::pci::msix::{self, MsixState};
+use drivers::platform::Bdf;
 use evidence::{Body, IrqTest, MsixInfo, MsixVector};
 
 use crate::args::Args;
@@ -18,39 +19,58 @@ const VECTORS_PER_FRAME: usize = 8;
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "msix",
-        usage: "msix <bdf>",
+        usage: "msix [bdf]",
         summary: "a function's MSI-X table entries and pending bits",
         details: "Maps the BAR(s) holding the MSI-X table and PBA (as 'bar map' does: memory decode on) and \
                   prints the control word (enabled, function mask, table size) and every vector: message \
-                  address, data, masked, pending. Only 32-bit accesses touch the table. Emits msix frames \
-                  (8 vectors each).",
-        examples: &["msix 00:04.0"],
-        min_args: 1,
+                  address, data, masked, pending. Only 32-bit accesses touch the table. Without a bdf: the \
+                  NVMe controller 'nvme identify' bound. Emits msix frames (8 vectors each).",
+        examples: &["msix 00:04.0", "msix"],
+        min_args: 0,
         max_args: 1,
         flags: &[],
         run: msix_cmd,
     },
     CommandSpec {
         name: "irq test",
-        usage: "irq test <bdf>",
+        usage: "irq test [bdf]",
         summary: "prove an NVMe controller's MSI-X interrupt reaches the boot CPU",
-        details: "For the NVMe controller bound by 'nvme identify': points MSI-X entry 0 (the admin completion \
-                  queue's vector) at the boot CPU's local APIC, enables MSI-X, submits one GET FEATURES, and \
-                  counts the interrupt on its own IDT vector (count, vector, latency from the doorbell to \
-                  the interrupt). Then restores the entry, the MSI-X control word and the command register \
-                  and checks they read back as before. Interrupts are enabled only inside this command, with \
+        details: "For the NVMe controller bound by 'nvme identify' (default: that one): points MSI-X entry 1 \
+                  at the boot CPU's local APIC, enables MSI-X, rebuilds the I/O queue pair with its completion \
+                  queue on that vector, submits one FLUSH, and counts the interrupt on its own IDT vector \
+                  (count, vector, latency from the doorbell to the interrupt). Then rebuilds the polling queue \
+                  pair and restores the entry, the MSI-X control word and the command register, checking \
+                  they read back as before (the admin vector's pending bit may stay set: admin completions \
+                  while MSI-X was on found it masked). Interrupts are enabled only inside this command, with \
                   the legacy PIC and the local APIC's own sources masked. Emits an irq.test frame; no \
                   interrupt is a 'no-interrupt' error.",
-        examples: &["nvme identify", "irq test 00:04.0"],
-        min_args: 1,
+        examples: &["nvme identify", "irq test", "irq test 00:04.0"],
+        min_args: 0,
         max_args: 1,
         flags: &[],
         run: irq_test,
     },
 ];
 
+/// The bdf argument, or the bound NVMe controller's.
+fn bdf_or_bound(ctx: &mut Ctx, args: &Args) -> Result<Bdf, CmdError> {
+    if args.get(0).is_some() {
+        return args.bdf(0);
+    }
+    ctx.devices
+        .nvme
+        .controller_mut()
+        .map(|c| c.bdf)
+        .ok_or_else(|| {
+            CmdError::new(
+                "nvme-not-bound",
+                "no bdf given and no NVMe controller is bound: run 'nvme identify' first",
+            )
+        })
+}
+
 fn msix_cmd(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
-    let bdf = args.bdf(0)?;
+    let bdf = bdf_or_bound(ctx, args)?;
     let state = msix::read_state(ctx.hw, bdf)
         .map_err(|err| CmdError::new(err.code(), alloc::format!("{err}")))?;
     ctx.out.print(&msix_text(&state));
@@ -109,7 +129,7 @@ pub fn msix_text(s: &MsixState) -> String {
 }
 
 fn irq_test(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
-    let bdf = args.bdf(0)?;
+    let bdf = bdf_or_bound(ctx, args)?;
     let Some(controller) = ctx.devices.nvme.controller_mut().filter(|c| c.bdf == bdf) else {
         return Err(CmdError::new(
             "nvme-not-bound",
@@ -136,7 +156,7 @@ fn irq_test(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
 }
 
 /// The human text of `irq test` (pure).
-pub fn irq_text(bdf: drivers::platform::Bdf, r: &IrqReport) -> String {
+pub fn irq_text(bdf: Bdf, r: &IrqReport) -> String {
     alloc::format!(
         "{bdf}: MSI-X entry {} -> address {:#x} data {:#x} (vector {:#04x} on the boot CPU)\n  \
          {} interrupt(s) on vector {:#04x}, {} µs from doorbell to interrupt; {} on other vectors\n  \
