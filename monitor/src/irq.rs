@@ -130,10 +130,12 @@ extern "C" fn irq_dispatch(vector: u64) {
 #[repr(C, align(16))]
 struct Gate([u64; 2]);
 
-#[repr(C, align(4096))]
-struct Idt([Gate; 256]);
+const IDT_ENTRIES: usize = 256;
 
-static mut IRQ_IDT: Idt = Idt([Gate([0; 2]); 256]);
+#[repr(C, align(4096))]
+struct Idt([Gate; IDT_ENTRIES]);
+
+static mut IRQ_IDT: Idt = Idt([Gate([0; 2]); IDT_ENTRIES]);
 
 /// An interrupt gate to `handler` with code selector `cs` (present, DPL 0, type 0xE).
 fn gate(handler: u64, cs: u16) -> Gate {
@@ -243,11 +245,11 @@ impl Interrupts for ApicIrq<'_> {
         // SAFETY: interrupts are off and this IDT is not loaded yet; the exception gates
         // are copied from the live IDT (its limit says how many it has).
         unsafe {
-            let table = &mut *(&raw mut IRQ_IDT);
+            let gates = (&raw mut IRQ_IDT).cast::<Gate>();
             let current = idt.base.as_ptr::<Gate>();
             let live = (idt.limit as usize + 1) / 16;
-            for (v, slot) in table.0.iter_mut().enumerate() {
-                *slot = if v < FIRST_EXTERNAL {
+            for v in 0..IDT_ENTRIES {
+                let entry = if v < FIRST_EXTERNAL {
                     if v < live {
                         current.add(v).read()
                     } else {
@@ -256,10 +258,11 @@ impl Interrupts for ApicIrq<'_> {
                 } else {
                     gate(stubs + (v - FIRST_EXTERNAL) as u64 * STUB_BYTES, cs)
                 };
+                gates.add(v).write(entry);
             }
             lidt(&DescriptorTablePointer {
                 limit: (core::mem::size_of::<Idt>() - 1) as u16,
-                base: VirtAddr::new(table as *const Idt as u64),
+                base: VirtAddr::new(gates as u64),
             });
         }
         self.saved.set(Some(saved));
