@@ -18,6 +18,9 @@ use anyhow::{bail, Context, Result};
 use crate::gce::GceTarget;
 
 /// Where the monitor's serial line is.
+// One per session, built once: the size of the GCE variant costs nothing, and boxing it
+// would change `Transport::Gce(target)` for every caller.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// `tcp:HOST:PORT`, e.g. QEMU `-serial tcp::4444,server=on`.
