@@ -46,6 +46,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }) => {
             let target = gce_target(&gce)?;
             if dry_run {
+                eprintln!("# {}", target.endpoint_note()?);
                 println!("{}", shell_line(&target.ssh_argv()?));
                 return Ok(ExitCode::SUCCESS);
             }

@@ -318,11 +318,9 @@ fn dry_run_prints_the_exact_ssh_command() {
             .env("HOME", "/home/alice")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let note = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{note}");
+        assert!(note.starts_with("# ") && note.contains("gateway"), "{note}");
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     assert_eq!(

@@ -156,6 +156,24 @@ impl GceTarget {
         Ok(format!("{region}-{GATEWAY_HOST}"))
     }
 
+    /// One line saying which gateway is used and why (for `--dry-run`).
+    pub fn endpoint_note(&self) -> Result<String> {
+        let (host, port) = self.endpoint()?;
+        Ok(if self.gateway.is_some() {
+            format!("gateway override {host}:{port}")
+        } else if self.global_gateway {
+            format!("global gateway {host}:{port} (--global-gateway)")
+        } else {
+            let from = match &self.region {
+                Some(_) => "--region".to_string(),
+                None => format!("--zone {}", self.zone),
+            };
+            format!(
+                "regional gateway {host}:{port} (from {from}; --global-gateway for {GATEWAY_HOST})"
+            )
+        })
+    }
+
     /// The host and port ssh connects to.
     pub fn endpoint(&self) -> Result<(String, u16)> {
         if let Some(gw) = &self.gateway {
