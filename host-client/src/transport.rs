@@ -295,6 +295,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_disconnect_marker_on_stderr_ends_a_lingering_helper() {
+        // ssh may stay alive after the gateway dropped the console (platform-notes §6).
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(
+            "printf 'console\\r\\n'; \
+             echo 'packet_write_wait: Connection to 10.0.0.1 port 9600: Broken pipe' >&2; sleep 30",
+        );
+        let mut conn = Connection::spawn(command).unwrap();
+        conn.set_closed_markers(crate::gce::connect::DISCONNECT_MARKERS);
+        let t0 = std::time::Instant::now();
+        let mut got = Vec::new();
+        let why = loop {
+            match conn.recv(Duration::from_millis(100)) {
+                Recv::Data(b) => got.extend(b),
+                Recv::Timeout => assert!(t0.elapsed() < Duration::from_secs(10), "never closed"),
+                Recv::Closed(why) => break why,
+            }
+        };
+        assert_eq!(
+            got, b"console\r\n",
+            "bytes before the marker are still output"
+        );
+        assert_eq!(why.as_deref(), Some("Broken pipe"));
+        assert!(matches!(conn.recv(Duration::ZERO), Recv::Closed(_)));
+    }
+
+    #[test]
     fn transport_specs_parse_or_explain() {
         assert!(
             matches!("tcp:127.0.0.1:4444".parse::<Transport>(), Ok(Transport::Tcp(a)) if a == "127.0.0.1:4444")
