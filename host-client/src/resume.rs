@@ -225,13 +225,23 @@ pub fn line_lost(err: &anyhow::Error) -> bool {
 /// reconnect. Errors are a [`ResumeError`], or a [`SessionError`] (a timeout after a resumed
 /// start, as for any command).
 pub fn resume(session: &mut Session, timeout: Duration) -> Result<Resumed> {
-    let Some(flight) = session.in_flight().cloned() else {
+    let Some(line) = session.in_flight().map(|f| f.line.clone()) else {
         anyhow::bail!("no command was in flight");
     };
-    let line = flight.line.clone();
     let mut redials = 0;
     loop {
         redials += 1;
+        // A re-send starts a new flight: always the latest one.
+        let Some(flight) = session.in_flight().cloned() else {
+            anyhow::bail!("no command was in flight");
+        };
+        // The last frame before the line was sent: its start frame comes after this one
+        // (a replay may repeat older frames, even an older run of the same line).
+        let before_send = flight
+            .frames_before
+            .checked_sub(1)
+            .and_then(|i| session.frames().get(i))
+            .map(|f| (f.boot_id, f.seq));
         let anchor = session.frames().last().map(|f| Anchor {
             boot_id: f.boot_id,
             seq: f.seq,
@@ -260,13 +270,7 @@ pub fn resume(session: &mut Session, timeout: Duration) -> Result<Resumed> {
         let t0 = Instant::now();
         let attempt = match standing {
             Standing::Started if quiet.is_ok() => session
-                .collect(
-                    &line,
-                    flight.frames_before,
-                    anchor.map(|a| (a.boot_id, a.seq)),
-                    t0,
-                    t0 + timeout,
-                )
+                .collect(&line, flight.frames_before, before_send, t0, t0 + timeout)
                 .map(|o| (o, ResumedBy::Replay)),
             Standing::NeverStarted if quiet.is_ok() => session
                 .send_raw(&[CTRL_U])

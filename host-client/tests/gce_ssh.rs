@@ -204,6 +204,32 @@ fn a_cut_after_the_command_ran_resumes_from_the_replay() {
 }
 
 #[test]
+fn a_cut_after_the_start_frame_arrived_waits_for_the_result() {
+    let gw = gce_standin::start(false);
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 2,
+            forward: Forward::UntilStart,
+        }),
+        ..Plan::default()
+    });
+    let script = gw.script(
+        "start.bringup",
+        "version\nhelp\nexpect-text \"lspci\"\nversion\n",
+    );
+    let (code, stderr, report) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(gw.hub.sessions()[0].cut);
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(cmds[1]["resumed"], "replay");
+    assert_eq!(
+        cmds[1]["expectations"][0]["passed"], true,
+        "the whole help text, once"
+    );
+    assert_clean_frames(&report, 3);
+}
+
+#[test]
 fn a_half_delivered_line_is_sent_again() {
     let gw = gce_standin::start(false);
     gw.hub.set_plan(Plan {

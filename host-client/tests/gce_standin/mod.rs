@@ -68,6 +68,8 @@ pub enum Forward {
     All,
     /// Its first half, no Enter (a half-typed line sits in the monitor's editor).
     Half,
+    /// All of it, and its output through the command's start frame, then the cut.
+    UntilStart,
 }
 
 /// What one gateway session did.
@@ -83,8 +85,18 @@ pub struct SessionRecord {
 
 struct Live {
     out: UnixStream,
+    /// The session's stderr (the FIFO its forced command relays).
+    err: std::fs::File,
     trim_until: Instant,
     index: usize,
+    /// [`Forward::UntilStart`]: output since the cut line was forwarded, until a frame line.
+    cut_at_frame: Option<Vec<u8>>,
+}
+
+/// Ends a session the way the gateway does: its notice on stderr, then the line drops.
+fn hang_up(live: &mut Live) {
+    let _ = live.err.write_all(b"serialport: VM disconnected\r\n");
+    let _ = live.out.shutdown(std::net::Shutdown::Both);
 }
 
 #[derive(Default)]
@@ -168,17 +180,42 @@ fn vm_reader(mut vm: UnixStream, state: Arc<Mutex<HubState>>) {
         let mut s = state.lock().unwrap();
         s.history.extend_from_slice(&buf[..n]);
         let mut trimmed = None;
+        let mut hung_up = false;
         if let Some(live) = s.live.as_mut() {
+            let mut chunk = &buf[..n];
+            if let Some(since) = live.cut_at_frame.as_mut() {
+                // Pass output through the first complete frame line (the command's start
+                // frame), then drop the line: the client saw the start, not the result.
+                let old = since.len();
+                since.extend_from_slice(chunk);
+                if let Some(end) = frame_line_end(since) {
+                    chunk = &chunk[..end - old];
+                    hung_up = true;
+                }
+            }
             if Instant::now() < live.trim_until {
                 trimmed = Some(live.index);
-            } else if live.out.write_all(&buf[..n]).is_err() {
-                s.live = None;
+            } else if live.out.write_all(chunk).is_err() {
+                hung_up = true;
             }
+            if hung_up {
+                hang_up(live);
+            }
+        }
+        if hung_up {
+            s.live = None;
         }
         if let Some(i) = trimmed {
             s.sessions[i].trimmed += n;
         }
     }
+}
+
+/// The end (after its `\n`) of the first complete line holding a frame marker.
+fn frame_line_end(bytes: &[u8]) -> Option<usize> {
+    let at = bytes.windows(6).position(|w| w == b"@@BU1 ")?;
+    let nl = bytes[at..].iter().position(|&b| b == b'\n')?;
+    Some(at + nl + 1)
 }
 
 /// Whether `log` holds a boot banner frame and a prompt after it.
@@ -271,8 +308,10 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
         let trim = s.plan.trim;
         s.live = Some(Live {
             out,
+            err: err.try_clone().unwrap(),
             trim_until: Instant::now() + trim,
             index,
+            cut_at_frame: None,
         });
     }
     let mut input = conn.try_clone().unwrap();
@@ -308,19 +347,28 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
                     let _ = vm.write_all(&typed);
                 }
                 Some(c) => {
-                    match c.forward {
-                        Forward::All => {
-                            let _ = vm.write_all(&typed);
+                    let mut s = state.lock().unwrap();
+                    s.cut_done = true;
+                    s.sessions[index].cut = true;
+                    if c.forward == Forward::UntilStart {
+                        // The VM reader hangs up once the start frame went through.
+                        if let Some(live) = s.live.as_mut() {
+                            live.cut_at_frame = Some(Vec::new());
                         }
+                        drop(s);
+                        let _ = vm.write_all(&typed);
+                        continue;
+                    }
+                    let mut live = s.live.take();
+                    drop(s);
+                    match c.forward {
                         Forward::Half => {
                             let _ = vm.write_all(&typed[..typed.len() / 2]);
                         }
+                        _ => {
+                            let _ = vm.write_all(&typed);
+                        }
                     }
-                    let mut s = state.lock().unwrap();
-                    s.cut_done = true;
-                    s.live = None;
-                    s.sessions[index].cut = true;
-                    drop(s);
                     if plan.reset_on_cut {
                         // The VM reboots to its prompt while the client is away; the line
                         // drops only then, so the replay always shows the new boot.
@@ -337,8 +385,9 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
                             thread::sleep(Duration::from_millis(50));
                         }
                     }
-                    let _ = err.write_all(b"serialport: VM disconnected\r\n");
-                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                    if let Some(live) = live.as_mut() {
+                        hang_up(live);
+                    }
                     break 'session;
                 }
             }
