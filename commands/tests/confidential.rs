@@ -5,10 +5,8 @@
 //! with an ordinary CPU binds the NVMe fake normally.
 
 #[path = "../../drivers/tests/nvme_fake/mod.rs"]
-#[allow(dead_code)]
 mod nvme_fake;
 #[path = "../../drivers/tests/pci_fake/mod.rs"]
-#[allow(dead_code)]
 mod pci_fake;
 
 use std::cell::RefCell;

@@ -123,7 +123,7 @@ impl Session {
                 let (conn, early) = target.connect()?;
                 let mut session = Session::new(conn, started);
                 session.log.push(&early);
-                session.redial = Some(Box::new(target));
+                session.redial = Some(target);
                 return Ok(session);
             }
         };

@@ -18,9 +18,6 @@ use anyhow::{bail, Context, Result};
 use crate::gce::GceTarget;
 
 /// Where the monitor's serial line is.
-// One per session, built once: the size of the GCE variant costs nothing, and boxing it
-// would change `Transport::Gce(target)` for every caller.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// `tcp:HOST:PORT`, e.g. QEMU `-serial tcp::4444,server=on`.
@@ -29,8 +26,8 @@ pub enum Transport {
     Unix(PathBuf),
     /// `exec:CMD`: run CMD with `sh -c`; its stdin/stdout are the serial line.
     Exec(String),
-    /// The GCE interactive serial console through OpenSSH.
-    Gce(GceTarget),
+    /// The GCE interactive serial console through OpenSSH (boxed: a target is large).
+    Gce(Box<GceTarget>),
 }
 
 impl FromStr for Transport {

@@ -87,7 +87,7 @@ impl MemoryAccess for SmallMemory {
             };
         }
         Err(MemError::Unmapped(
-            if addr < 0x1000 || addr >= DEVICE_WINDOW {
+            if !(0x1000..DEVICE_WINDOW).contains(&addr) {
                 addr
             } else {
                 addr.max(0x1100)

@@ -46,7 +46,7 @@ impl Width {
 
     /// Whether `addr` is naturally aligned for this width.
     pub const fn aligned(self, addr: u64) -> bool {
-        addr % self.bytes() == 0
+        addr.is_multiple_of(self.bytes())
     }
 
     /// Hex digits that show a full value of this width.
