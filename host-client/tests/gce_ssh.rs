@@ -51,7 +51,7 @@ fn transcript(report: &Value) -> &str {
 fn run_against_a_gateway_as_hard_as_the_real_one() {
     let gw = gce_standin::start(true);
     gw.hub.set_plan(Plan {
-        trim: Duration::from_millis(1000),
+        trim: Duration::from_millis(2000),
         ..Plan::default()
     });
     let script = gw.script("proof.bringup", PROOF);
@@ -62,7 +62,7 @@ fn run_against_a_gateway_as_hard_as_the_real_one() {
             "--replay-lines",
             "50",
             "--settle",
-            "1500ms",
+            "2500ms",
             "--auth-backoff-ms",
             "300",
         ],
