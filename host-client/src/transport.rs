@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -88,6 +89,8 @@ pub struct Connection {
     /// Texts on the helper's stderr that mean the line is gone although the process may
     /// linger (the GCE gateway's `serialport: VM disconnected`).
     closed_markers: &'static [&'static str],
+    /// Set once the helper's stderr reached EOF (or read failed).
+    stderr_done: Arc<AtomicBool>,
     closed: bool,
 }
 
@@ -135,6 +138,7 @@ impl Connection {
             shutdown,
             stderr_tail: Arc::new(Mutex::new(String::new())),
             closed_markers: &[],
+            stderr_done: Arc::new(AtomicBool::new(false)),
             closed: false,
         }
     }
@@ -184,7 +188,13 @@ impl Connection {
         let stdout = child.stdout.take().context("child has no stdout")?;
         let stderr = child.stderr.take().context("child has no stderr")?;
         let mut conn = Self::from_parts(Box::new(stdout), Box::new(stdin), Some(child), None);
-        conn.stderr_tail = collect_tail(stderr);
+        // Wrapped so the end of stderr is known: a helper's last words (ssh's "Permission
+        // denied") may still be in the pipe when its stdout closes.
+        let done = conn.stderr_done.clone();
+        conn.stderr_tail = collect_tail(DoneOnEof {
+            inner: stderr,
+            done,
+        });
         Ok(conn)
     }
 
@@ -223,6 +233,15 @@ impl Connection {
             .context("cannot write to the serial line (connection closed?)")
     }
 
+    /// Waits (at most `max`) until a spawned helper's stderr reached its end, so
+    /// [`Self::stderr_tail`] holds everything it said.
+    pub(crate) fn wait_stderr_end(&self, max: Duration) {
+        let deadline = std::time::Instant::now() + max;
+        while !self.stderr_done.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The last lines a spawned helper (ssh, exec command) wrote to stderr.
     pub fn stderr_tail(&self) -> String {
         self.stderr_tail
@@ -259,6 +278,22 @@ impl Drop for Connection {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A reader that raises `done` when it reaches EOF or fails.
+struct DoneOnEof<R> {
+    inner: R,
+    done: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for DoneOnEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let got = self.inner.read(buf);
+        if !matches!(got, Ok(n) if n > 0) {
+            self.done.store(true, Ordering::Release);
+        }
+        got
     }
 }
 
