@@ -140,6 +140,19 @@ fn run_against_a_gateway_as_hard_as_the_real_one() {
     );
     assert!(!transcript(&report).contains("serialport:"));
 
+    // The gateway drops the line while we settle: named, before anything was typed.
+    gw.hub.set_plan(Plan {
+        drop_after_banner: true,
+        ..Plan::default()
+    });
+    let (code, stderr, _) = gw.run(&script, "known_hosts", &["--settle", "2s"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("closed the console") && stderr.contains("VM disconnected"),
+        "{stderr}"
+    );
+    gw.hub.set_plan(Plan::default());
+
     // The regional host key does not match: a clear message naming the regional gateway.
     let (code, stderr, _) = gw.run(&script, "known_hosts_wrong", &["--settle", "0"]);
     assert_eq!(code, Some(2), "{stderr}");

@@ -52,6 +52,8 @@ pub struct Plan {
     pub replay_cap: Option<usize>,
     /// When cutting, also type `reset` into the VM (someone rebooted it meanwhile).
     pub reset_on_cut: bool,
+    /// Drop the line right after the banner (the VM went away while we settled).
+    pub drop_after_banner: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -313,6 +315,13 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
             index,
             cut_at_frame: None,
         });
+        if s.plan.drop_after_banner {
+            if let Some(mut live) = s.live.take() {
+                thread::sleep(Duration::from_millis(100));
+                hang_up(&mut live);
+            }
+            return;
+        }
     }
     let mut input = conn.try_clone().unwrap();
     let mut line: Vec<u8> = Vec::new();
