@@ -191,14 +191,21 @@ fn a_cut_after_the_command_ran_resumes_from_the_replay() {
             line: 3,
             forward: Forward::All,
         }),
+        // The first reconnect finds the VM away: retried after a wait.
+        refuse_after_cut: 1,
         ..Plan::default()
     });
     let script = gw.script(
         "cut.bringup",
         "version\nhelp\nlspci\nexpect-count pci.function >= 1\nversion\n",
     );
-    let (code, stderr, report) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    let (code, stderr, report) = gw.run(
+        &script,
+        "known_hosts",
+        &["--settle", "300ms", "--redial-backoff-ms", "200"],
+    );
     assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(gw.hub.refused(), 1);
     let sessions = gw.hub.sessions();
     assert_eq!(sessions.len(), 2, "{sessions:?}");
     assert!(sessions[0].cut);

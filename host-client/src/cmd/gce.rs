@@ -201,6 +201,12 @@ pub fn target(g: &GceOpts) -> Result<GceTarget> {
             .map(|&m| std::time::Duration::from_millis(m))
             .collect();
     }
+    if let Some(ms) = &g.redial_backoff_ms {
+        t.redial_backoff = ms
+            .iter()
+            .map(|&m| std::time::Duration::from_millis(m))
+            .collect();
+    }
     t.gateway = g.gateway.clone();
     if let Some(k) = &g.key {
         t.key = k.clone();

@@ -183,9 +183,24 @@ impl Attempt {
 }
 
 impl Redial for GceTarget {
+    /// Reconnects asking for at least `replay_lines`; a failed try (other than a key refusal,
+    /// which [`GceTarget::connect_replaying`] already retried) is retried after each wait in
+    /// `redial_backoff`.
     fn redial(&mut self, replay_lines: u32) -> Result<(Connection, Vec<u8>)> {
         let lines = self.replay_lines.unwrap_or(0).max(replay_lines);
-        self.connect_replaying(Some(lines))
+        let mut waits = self.redial_backoff.iter();
+        loop {
+            match self.connect_replaying(Some(lines)) {
+                Ok(connected) => return Ok(connected),
+                Err(e) if matches!(e.downcast_ref(), Some(GatewayError::AuthDenied { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => match waits.next() {
+                    Some(wait) => std::thread::sleep(*wait),
+                    None => return Err(e),
+                },
+            }
+        }
     }
 
     fn describe(&self) -> String {

@@ -54,6 +54,8 @@ pub struct Plan {
     pub reset_on_cut: bool,
     /// Drop the line right after the banner (the VM went away while we settled).
     pub drop_after_banner: bool,
+    /// After the cut, end this many new sessions at once, without a banner (the VM is away).
+    pub refuse_after_cut: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +110,7 @@ struct HubState {
     sessions: Vec<SessionRecord>,
     plan: Plan,
     cut_done: bool,
+    refused: usize,
 }
 
 /// The gateway's side of every session, and the VM's serial line.
@@ -145,10 +148,16 @@ impl Hub {
         let mut s = self.state.lock().unwrap();
         s.plan = plan;
         s.cut_done = false;
+        s.refused = 0;
     }
 
     pub fn sessions(&self) -> Vec<SessionRecord> {
         self.state.lock().unwrap().sessions.clone()
+    }
+
+    /// Sessions ended at once after a cut ([`Plan::refuse_after_cut`]).
+    pub fn refused(&self) -> usize {
+        self.state.lock().unwrap().refused
     }
 
     /// Everything the VM printed since boot.
@@ -288,6 +297,11 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
     let index;
     {
         let mut s = state.lock().unwrap();
+        if s.cut_done && s.refused < s.plan.refuse_after_cut {
+            s.refused += 1;
+            let _ = err.write_all(b"serialport: VM is not running\r\n");
+            return;
+        }
         let n = asked.map_or(0, |a| a.min(s.plan.replay_cap.unwrap_or(usize::MAX)));
         let replay = last_lines(&s.history, n).to_vec();
         let mut out = conn.try_clone().unwrap();
