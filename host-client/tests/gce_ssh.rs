@@ -306,13 +306,41 @@ fn a_cut_the_replay_cannot_explain_stops_with_outcome_unknown() {
             && error.contains("`help`"),
         "{error}"
     );
-    // The monitor did run it: the outcome exists, we just did not see it with its start.
-    assert!(
-        String::from_utf8_lossy(&gw.hub.history())
-            .matches("@@BU1")
-            .count()
-            > 4
+    // The monitor did run it to the end: the outcome exists, we just did not see its start.
+    let mut vm = host_client::serial::SerialLog::new();
+    vm.push(&gw.hub.history());
+    let frames = vm.frames().frames();
+    let help = frames
+        .iter()
+        .find(|f| matches!(&f.body, evidence::Body::CommandStart(s) if s.line == "help"))
+        .expect("help started in the VM");
+    assert!(frames
+        .iter()
+        .any(|f| f.cmd == help.cmd && matches!(f.body, evidence::Body::CommandResult(_))));
+
+    // The gateway keeps refusing the reconnect: named, nothing credited.
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 1,
+            forward: Forward::All,
+        }),
+        refuse_after_cut: 10,
+        ..Plan::default()
+    });
+    let (code, stderr, report) = gw.run(
+        &script,
+        "known_hosts",
+        &["--settle", "300ms", "--redial-backoff-ms", "100,100"],
     );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(gw.hub.refused(), 3, "three tries");
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(
+        cmds[0]["error_code"], "reconnect-failed",
+        "{}",
+        cmds[0]["reason"]
+    );
+    assert!(cmds[0]["outcome"].is_null());
 }
 
 #[test]
