@@ -91,6 +91,8 @@ pub struct Connection {
     closed_markers: &'static [&'static str],
     /// Set once the helper's stderr reached EOF (or read failed).
     stderr_done: Arc<AtomicBool>,
+    /// A gateway notice seen on stdout: the next `recv` reports the close.
+    stdout_notice: Option<String>,
     closed: bool,
 }
 
@@ -139,6 +141,7 @@ impl Connection {
             stderr_tail: Arc::new(Mutex::new(String::new())),
             closed_markers: &[],
             stderr_done: Arc::new(AtomicBool::new(false)),
+            stdout_notice: None,
             closed: false,
         }
     }
@@ -207,8 +210,18 @@ impl Connection {
         if self.closed {
             return Recv::Closed(None);
         }
+        if let Some(notice) = self.stdout_notice.take() {
+            self.closed = true;
+            return Recv::Closed(Some(notice));
+        }
         match self.rx.recv_timeout(timeout) {
-            Ok(Chunk::Data(bytes)) => Recv::Data(bytes),
+            Ok(Chunk::Data(bytes)) => match self.cut_gateway_notice(bytes) {
+                Ok(bytes) => Recv::Data(bytes),
+                Err(notice) => {
+                    self.closed = true;
+                    Recv::Closed(Some(notice))
+                }
+            },
             Ok(Chunk::Closed(why)) => {
                 self.closed = true;
                 Recv::Closed(why)
@@ -248,6 +261,34 @@ impl Connection {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    /// A gateway notice among the closed markers (`serialport: ...`) may also come on stdout,
+    /// inside console bytes (syzkaller merges the streams and sees it there, platform-notes
+    /// §6). It is cut out like the banner; the bytes around it stay output, and the next
+    /// `recv` reports the close. `Err` when the notice was all the chunk held.
+    fn cut_gateway_notice(&mut self, mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+        for marker in self
+            .closed_markers
+            .iter()
+            .filter(|m| m.starts_with("serialport: "))
+        {
+            let needle = marker.as_bytes();
+            let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) else {
+                continue;
+            };
+            let end = bytes[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |p| at + p + 1);
+            bytes.drain(at..end);
+            if bytes.is_empty() {
+                return Err(marker.to_string());
+            }
+            self.stdout_notice = Some(marker.to_string());
+            break;
+        }
+        Ok(bytes)
     }
 
     fn closed_marker_seen(&self) -> Option<String> {
@@ -351,6 +392,27 @@ mod tests {
         );
         assert_eq!(why.as_deref(), Some("Broken pipe"));
         assert!(matches!(conn.recv(Duration::ZERO), Recv::Closed(_)));
+    }
+
+    #[test]
+    fn a_disconnect_notice_inside_console_output_is_cut_out_and_ends_the_line() {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("printf 'bringup> verserialport: VM disconnected\\r\\nsion'; sleep 30");
+        let mut conn = Connection::spawn(command).unwrap();
+        conn.set_closed_markers(crate::gce::connect::DISCONNECT_MARKERS);
+        let t0 = std::time::Instant::now();
+        let mut got = Vec::new();
+        let why = loop {
+            match conn.recv(Duration::from_millis(100)) {
+                Recv::Data(b) => got.extend(b),
+                Recv::Timeout => assert!(t0.elapsed() < Duration::from_secs(10), "never closed"),
+                Recv::Closed(why) => break why,
+            }
+        };
+        assert_eq!(String::from_utf8_lossy(&got), "bringup> version");
+        assert_eq!(why.as_deref(), Some("serialport: VM disconnected"));
     }
 
     #[test]
