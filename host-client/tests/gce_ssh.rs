@@ -257,6 +257,8 @@ fn a_half_delivered_line_is_sent_again() {
             line: 2,
             forward: Forward::Half,
         }),
+        // The notice comes inside the console bytes and ssh lingers.
+        notice_on_stdout: true,
         ..Plan::default()
     });
     let script = gw.script(
@@ -267,6 +269,10 @@ fn a_half_delivered_line_is_sent_again() {
     assert_eq!(code, Some(0), "{stderr}");
     let cmds = report["commands"].as_array().unwrap();
     assert_eq!(cmds[1]["resumed"], "re-sent");
+    assert!(
+        !transcript(&report).contains("serialport:"),
+        "the notice is not console output"
+    );
     assert_eq!(
         cmds[1]["started_line"], "lspci",
         "the half line was dropped, not completed"

@@ -56,6 +56,9 @@ pub struct Plan {
     pub drop_after_banner: bool,
     /// After the cut, end this many new sessions at once, without a banner (the VM is away).
     pub refuse_after_cut: usize,
+    /// The cut's notice comes on stdout and the ssh session stays open (until the client
+    /// leaves): the client must see the notice itself.
+    pub notice_on_stdout: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,10 +98,17 @@ struct Live {
     index: usize,
     /// [`Forward::UntilStart`]: output since the cut line was forwarded, until a frame line.
     cut_at_frame: Option<Vec<u8>>,
+    /// [`Plan::notice_on_stdout`].
+    notice_on_stdout: bool,
 }
 
 /// Ends a session the way the gateway does: its notice on stderr, then the line drops.
 fn hang_up(live: &mut Live) {
+    if live.notice_on_stdout {
+        // Inside the console bytes, and ssh stays up: only the notice says it is over.
+        let _ = live.out.write_all(b"serialport: VM disconnected\r\n");
+        return;
+    }
     let _ = live.err.write_all(b"serialport: VM disconnected\r\n");
     let _ = live.out.shutdown(std::net::Shutdown::Both);
 }
@@ -328,6 +338,7 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
             trim_until: Instant::now() + trim,
             index,
             cut_at_frame: None,
+            notice_on_stdout: s.plan.notice_on_stdout,
         });
         if s.plan.drop_after_banner {
             if let Some(mut live) = s.live.take() {
@@ -410,6 +421,10 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
                     }
                     if let Some(live) = live.as_mut() {
                         hang_up(live);
+                    }
+                    if plan.notice_on_stdout {
+                        // Linger: read and drop whatever still comes, until the client goes.
+                        while matches!(input.read(&mut buf), Ok(n) if n > 0) {}
                     }
                     break 'session;
                 }
