@@ -140,6 +140,31 @@ fn run_against_a_gateway_as_hard_as_the_real_one() {
     );
     assert!(!transcript(&report).contains("serialport:"));
 
+    // The interactive console shows what came while connecting (the replay) too.
+    let shown = gw.console(
+        &[
+            "--replay-lines",
+            "50",
+            "--settle",
+            "300ms",
+            "--frames",
+            "raw",
+        ],
+        Duration::from_secs(4),
+    );
+    assert!(shown.contains("Connected. Press Ctrl-]"), "{shown}");
+    let replay =
+        String::from_utf8_lossy(&gw.hub.sessions().last().unwrap().before_banner).into_owned();
+    let last_frame = replay
+        .lines()
+        .filter(|l| l.starts_with("@@BU1 "))
+        .last()
+        .unwrap();
+    assert!(
+        shown.contains(last_frame),
+        "replayed frame not shown:\n{shown}"
+    );
+
     // The gateway drops the line while we settle: named, before anything was typed.
     gw.hub.set_plan(Plan {
         drop_after_banner: true,

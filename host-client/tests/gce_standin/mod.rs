@@ -720,6 +720,48 @@ impl Gateway {
         child.wait_with_output().unwrap()
     }
 
+    /// `bringup gce connect ...` on a terminal (util-linux `script` makes the pty), quit
+    /// with Ctrl-] after `linger`; returns everything the terminal showed.
+    pub fn console(&self, extra: &[&str], linger: Duration) -> String {
+        let mut line = format!(
+            "{} gce connect --project {PROJECT} --zone {ZONE} --instance {INSTANCE} --user {USER} \
+             --key {} --known-hosts {}",
+            env!("CARGO_BIN_EXE_bringup"),
+            self.path("id_rsa").display(),
+            self.path("known_hosts").display()
+        );
+        for e in extra {
+            line.push(' ');
+            line.push_str(e);
+        }
+        let mut child = Command::new("nsenter")
+            .args(["-t", &self.sshd.id().to_string(), "-m", "-n", "--"])
+            .args(["script", "-qfec", &line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        thread::sleep(linger);
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(&[0x1d]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     /// `bringup run SCRIPT --report R ...`; returns the exit code, stderr and the report.
     pub fn run(
         &self,
