@@ -155,11 +155,7 @@ fn run_against_a_gateway_as_hard_as_the_real_one() {
     assert!(shown.contains("Connected. Press Ctrl-]"), "{shown}");
     let replay =
         String::from_utf8_lossy(&gw.hub.sessions().last().unwrap().before_banner).into_owned();
-    let last_frame = replay
-        .lines()
-        .filter(|l| l.starts_with("@@BU1 "))
-        .last()
-        .unwrap();
+    let last_frame = replay.lines().rfind(|l| l.starts_with("@@BU1 ")).unwrap();
     assert!(
         shown.contains(last_frame),
         "replayed frame not shown:\n{shown}"
