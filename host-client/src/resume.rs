@@ -268,19 +268,22 @@ pub fn resume(session: &mut Session, timeout: Duration) -> Result<Resumed> {
         seen.extend_from_slice(&session.frames()[merged..]);
         let standing = standing(&line, &ours, anchor, &seen);
         let t0 = Instant::now();
-        let attempt = match standing {
-            Standing::Started if quiet.is_ok() => session
+        let attempt = match (standing, quiet) {
+            (Standing::Rebooted { old, new }, _) => {
+                return Err(ResumeError::VmRebooted { line, old, new }.into())
+            }
+            (Standing::Unknown(why), _) => {
+                return Err(ResumeError::OutcomeUnknown { line, why }.into())
+            }
+            // The line dropped again while we listened: redial once more (below).
+            (_, Err(e)) => Err(e),
+            (Standing::Started, Ok(())) => session
                 .collect(&line, flight.frames_before, before_send, t0, t0 + timeout)
                 .map(|o| (o, ResumedBy::Replay)),
-            Standing::NeverStarted if quiet.is_ok() => session
+            (Standing::NeverStarted, Ok(())) => session
                 .send_raw(&[CTRL_U])
                 .and_then(|_| session.command(&line, timeout))
                 .map(|o| (o, ResumedBy::Resent)),
-            Standing::Started | Standing::NeverStarted => Err(quiet.unwrap_err()),
-            Standing::Rebooted { old, new } => {
-                return Err(ResumeError::VmRebooted { line, old, new }.into())
-            }
-            Standing::Unknown(why) => return Err(ResumeError::OutcomeUnknown { line, why }.into()),
         };
         match attempt {
             Ok((outcome, by)) => {
