@@ -216,6 +216,9 @@ pub struct GceOpts {
     /// Waits between tries after "Permission denied (publickey)", in ms (tests).
     #[arg(long, value_delimiter = ',', value_name = "MS,..", hide = true)]
     pub auth_backoff_ms: Option<Vec<u64>>,
+    /// Waits between reconnect tries after the line dropped, in ms (tests).
+    #[arg(long, value_delimiter = ',', value_name = "MS,..", hide = true)]
+    pub redial_backoff_ms: Option<Vec<u64>>,
 }
 
 /// `0` (no settle time) or a duration like `5s`.

@@ -19,6 +19,7 @@ pub fn exec(cmd: GceCmd) -> Result<ExitCode> {
         } => {
             let target = target(&gce)?;
             if dry_run {
+                eprintln!("# {}", target.endpoint_note()?);
                 println!("{}", shell_line(&target.ssh_argv()?));
                 return Ok(ExitCode::SUCCESS);
             }
@@ -196,6 +197,12 @@ pub fn target(g: &GceOpts) -> Result<GceTarget> {
     t.settle = g.settle;
     if let Some(ms) = &g.auth_backoff_ms {
         t.auth_backoff = ms
+            .iter()
+            .map(|&m| std::time::Duration::from_millis(m))
+            .collect();
+    }
+    if let Some(ms) = &g.redial_backoff_ms {
+        t.redial_backoff = ms
             .iter()
             .map(|&m| std::time::Duration::from_millis(m))
             .collect();
