@@ -389,9 +389,20 @@ fn run_gce(
     };
     progress.phase("connecting to the serial console");
     let spec = TargetSpec::Gce(console(g, gce));
-    let mut ended = match open_with_retry(&spec, s, &gce.fleet) {
-        Ok(opened) => run_proof(cell, opened, s, progress),
-        Err(e) => Ended::error(&label, "console-unreachable", &format!("{e:#}")),
+    let mut ended = if gce.fleet.interrupted() {
+        // Ctrl-C came while the VM was being created: the handler deletes it.
+        let mut e = Ended::error(
+            &label,
+            "interrupted",
+            "interrupted after the VM was created",
+        );
+        e.outcome = TargetOutcome::Interrupted;
+        e
+    } else {
+        match open_with_retry(&spec, s, &gce.fleet) {
+            Ok(opened) => run_proof(cell, opened, s, progress),
+            Err(e) => Ended::error(&label, "console-unreachable", &format!("{e:#}")),
+        }
     };
     progress.phase("deleting the VM");
     let vm = guard.delete();
