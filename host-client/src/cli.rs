@@ -190,9 +190,13 @@ pub struct GceOpts {
     /// Ask the gateway to replay this many recent lines on connect.
     #[arg(long, value_name = "N")]
     pub replay_lines: Option<u32>,
-    /// Use the regional gateway REGION-ssh-serialport.googleapis.com.
-    #[arg(long)]
+    /// Region of the regional gateway REGION-ssh-serialport.googleapis.com [default: from
+    /// --zone, us-central1-a -> us-central1].
+    #[arg(long, conflicts_with = "global_gateway")]
     pub region: Option<String>,
+    /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.
+    #[arg(long)]
+    pub global_gateway: bool,
     /// Connect to HOST:PORT instead of the gateway (tests against a local sshd).
     #[arg(long, value_name = "HOST:PORT")]
     pub gateway: Option<String>,
@@ -205,6 +209,21 @@ pub struct GceOpts {
     /// Seconds to wait for the gateway's `serialport: Connected` banner.
     #[arg(long, default_value_t = 30)]
     pub connect_timeout: u64,
+    /// Quiet time after the banner before anything is sent (the gateway still trims output
+    /// for a few seconds), e.g. 5s, 1500ms, 0.
+    #[arg(long, default_value = "5s", value_parser = settle_duration)]
+    pub settle: Duration,
+    /// Waits between tries after "Permission denied (publickey)", in ms (tests).
+    #[arg(long, value_delimiter = ',', value_name = "MS,..", hide = true)]
+    pub auth_backoff_ms: Option<Vec<u64>>,
+}
+
+/// `0` (no settle time) or a duration like `5s`.
+fn settle_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    host_client::script::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]

@@ -45,6 +45,7 @@ pub mod outcome;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod resume;
 pub mod runner;
 pub mod script;
 pub mod serial;

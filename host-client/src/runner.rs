@@ -8,6 +8,7 @@ use crate::report::{
     BootReport, CommandReport, ExpectationReport, OutcomeReport, Report, StepVerdict, Summary,
     SCHEMA,
 };
+use crate::resume::{self, ResumeError};
 use crate::script::{evaluate, Script, Step};
 use crate::{Session, SessionError};
 
@@ -164,11 +165,24 @@ pub fn run_script(
 
 fn run_step(session: &mut Session, step: &Step, timeout: Duration) -> (CommandReport, bool) {
     let mut entry = not_run(step, timeout);
-    let outcome = match session.command(&step.command, timeout) {
+    let attempt = match session.command(&step.command, timeout) {
+        // The line dropped (GCE): reconnect and finish from what the frames show.
+        Err(e) if resume::line_lost(&e) && session.can_redial() => resume::resume(session, timeout)
+            .map(|r| {
+                entry.resumed = Some(r.by.label().to_string());
+                r.outcome
+            }),
+        other => other,
+    };
+    let outcome = match attempt {
         Ok(o) => o,
         Err(e) => {
             entry.verdict = StepVerdict::Fail;
             entry.reason = format!("{e:#}");
+            if let Some(named) = e.downcast_ref::<ResumeError>() {
+                entry.error_code = Some(named.code().to_string());
+                return (entry, false);
+            }
             let timed_out = matches!(
                 e.downcast_ref::<SessionError>(),
                 Some(SessionError::Timeout { .. })
@@ -241,5 +255,7 @@ fn not_run(step: &Step, timeout: Duration) -> CommandReport {
         frame_seqs: Vec::new(),
         text: String::new(),
         expectations: Vec::new(),
+        resumed: None,
+        error_code: None,
     }
 }

@@ -63,7 +63,7 @@ pub fn open(spec: &TargetSpec, pacing: Pacing) -> Result<Opened> {
     let mut session = match spec {
         TargetSpec::Qemu(cfg) => Session::start_qemu(cfg)?,
         TargetSpec::Connect { transport, .. } => Session::connect(transport.clone())?,
-        TargetSpec::Gce(target) => Session::connect(Transport::Gce(target.clone()))?,
+        TargetSpec::Gce(target) => Session::connect(Transport::Gce(Box::new(target.clone())))?,
     };
     session.set_pacing(pacing);
     Ok(Opened {

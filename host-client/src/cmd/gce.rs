@@ -22,7 +22,7 @@ pub fn exec(cmd: GceCmd) -> Result<ExitCode> {
                 println!("{}", shell_line(&target.ssh_argv()?));
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut session = Session::connect(Transport::Gce(target))?;
+            let mut session = Session::connect(Transport::Gce(Box::new(target)))?;
             session.set_pacing(Pacing::default());
             console::run_console(&mut session, frames)?;
         }
@@ -187,13 +187,19 @@ pub fn target(g: &GceOpts) -> Result<GceTarget> {
     )?;
     if let Some(user) = &g.user {
         t.user = user.clone();
-    }
-    if t.user.is_empty() {
-        bail!("--user is required ($USER is not set)");
+        t.user_from_env = false;
     }
     t.port = g.port;
     t.replay_lines = g.replay_lines;
     t.region = g.region.clone();
+    t.global_gateway = g.global_gateway;
+    t.settle = g.settle;
+    if let Some(ms) = &g.auth_backoff_ms {
+        t.auth_backoff = ms
+            .iter()
+            .map(|&m| std::time::Duration::from_millis(m))
+            .collect();
+    }
     t.gateway = g.gateway.clone();
     if let Some(k) = &g.key {
         t.key = k.clone();

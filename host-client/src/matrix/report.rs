@@ -252,6 +252,8 @@ mod tests {
             frame_seqs: Vec::new(),
             text: String::new(),
             expectations: Vec::new(),
+            resumed: None,
+            error_code: None,
         }
     }
 
