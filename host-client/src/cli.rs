@@ -146,6 +146,11 @@ pub struct QemuOpts {
     /// The model's PCI revision: 0 = AQ_PFN admin queue, 1 = base/length/RUN (implies --gvnic).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
     pub gvnic_revision: Option<u8>,
+    /// Queue formats the gVNIC model offers (implies --gvnic): a comma list of gqi-qpl,
+    /// gqi-rda, dqo-rda, dqo-qpl, or `none` (no format option: drivers fall back to GQI-QPL)
+    /// [default: gqi-qpl].
+    #[arg(long, value_name = "LIST")]
+    pub gvnic_formats: Option<gvnic_model::Formats>,
     /// Accelerator: tcg (portable) or kvm.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     pub accel: Accel,
@@ -315,9 +320,15 @@ pub struct MatrixCmd {
     /// Serial gateway user [default: $USER].
     #[arg(long, requires = "gce")]
     pub user: Option<String>,
-    /// Use the regional gateway REGION-ssh-serialport.googleapis.com.
-    #[arg(long, requires = "gce")]
+    /// Region of the regional gateway [default: from --zone].
+    #[arg(long, requires = "gce", conflicts_with = "global_gateway")]
     pub region: Option<String>,
+    /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.
+    #[arg(long, requires = "gce")]
+    pub global_gateway: bool,
+    /// Quiet time after the gateway's banner before anything is sent, e.g. 5s, 0.
+    #[arg(long, default_value = "5s", value_parser = settle_duration)]
+    pub settle: Duration,
     /// Connect to HOST:PORT instead of the gateway.
     #[arg(long, value_name = "HOST:PORT", requires = "gce")]
     pub gateway: Option<String>,

@@ -274,7 +274,7 @@ fn dry_run_prints_create_run_delete_for_every_machine_type() {
         assert!(block[2].starts_with("ssh "), "{}", block[2]);
         assert!(
             block[2].ends_with(&format!(
-                "proj.us-central1-a.{vm}.tester.port=1@ssh-serialport.googleapis.com"
+                "proj.us-central1-a.{vm}.tester.port=1@us-central1-ssh-serialport.googleapis.com"
             )),
             "{}",
             block[2]
