@@ -400,6 +400,50 @@ fn a_failing_proof_still_deletes_its_vm() {
     assert!(fakes.vms().is_empty());
 }
 
+#[test]
+fn max_vms_bounds_how_many_vms_exist_at_once() {
+    let fakes = Fakes::new(&[("FAKE_SSH_STALL", "bu-m-")]);
+    let script = fakes.script("version\n");
+    let report = fakes.report_dir().display().to_string();
+    let mut args = gce_args(&script, &report, "c3-standard-4,n2-standard-2");
+    args.extend(["--max-vms", "1", "--boot-timeout", "2s", "--settle", "0"]);
+    let out = fakes.command(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let m = fakes.matrix_json();
+    assert_eq!(m["jobs"], 1);
+    let t = targets_by_id(&m);
+    let first = vm_name(&t["c3-standard-4"]);
+    let second = vm_name(&t["n2-standard-2"]);
+    let deleted = fakes.span("compute instances delete", &first).unwrap();
+    let created = fakes.span("compute instances create", &second).unwrap();
+    assert!(
+        deleted.1 <= created.0,
+        "the second VM was created before the first was gone: {deleted:?} {created:?}"
+    );
+    assert!(fakes.vms().is_empty());
+}
+
+#[test]
+fn keep_leaves_the_vm_and_says_how_to_clean_up() {
+    let fakes = Fakes::new(&[("FAKE_SSH_STALL", "bu-m-")]);
+    let script = fakes.script("version\n");
+    let report = fakes.report_dir().display().to_string();
+    let mut args = gce_args(&script, &report, "c3-standard-4");
+    args.extend(["--keep", "--boot-timeout", "2s", "--settle", "0"]);
+    let out = fakes.command(&args).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let m = fakes.matrix_json();
+    let t = &m["targets"][0];
+    assert_eq!(t["vm"]["deleted"], false);
+    assert_eq!(t["vm"]["delete_error"], "kept");
+    assert_eq!(fakes.vms(), [vm_name(t)]);
+    assert!(
+        err.contains("bringup gce vm cleanup --project proj --run-id"),
+        "{err}"
+    );
+}
+
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
@@ -471,6 +515,36 @@ fn ctrl_c_during_creation_waits_for_the_creates_and_deletes_every_vm() {
         assert!(created.0 < interrupted_at && created.1 <= deleted.0);
     }
     assert!(fakes.vms().is_empty(), "left behind: {:?}", fakes.vms());
+}
+
+#[test]
+fn sigterm_while_the_proof_runs_deletes_every_vm() {
+    let fakes = Fakes::new(&[("FAKE_SSH_STALL", "bu-m-")]);
+    let script = fakes.script("version\n");
+    let report = fakes.report_dir().display().to_string();
+    let mut args = gce_args(&script, &report, "c3-standard-4,n2-standard-2");
+    args.extend(["--boot-timeout", "120s"]);
+    let mut child = spawn_quiet(fakes.command(&args));
+    wait_for("both consoles", Duration::from_secs(30), || {
+        fakes.calls().iter().filter(|c| c.kind == "ssh").count() == 2
+    });
+    assert_eq!(fakes.vms().len(), 2);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
+    assert!(fakes.vms().is_empty(), "left behind: {:?}", fakes.vms());
+    let deletes = fakes
+        .calls()
+        .iter()
+        .filter(|c| c.kind == "end" && c.args.starts_with("compute instances delete"))
+        .count();
+    assert_eq!(
+        deletes,
+        2,
+        "each VM deleted exactly once: {:?}",
+        fakes.calls()
+    );
 }
 
 #[test]

@@ -80,6 +80,9 @@ impl Display {
         if let Ok(style) = ProgressStyle::with_template("matrix [{pos}/{len} targets] {elapsed}") {
             overall.set_style(style);
         }
+        if show {
+            overall.enable_steady_tick(Duration::from_millis(500));
+        }
         Display {
             multi,
             overall,
@@ -87,10 +90,15 @@ impl Display {
         }
     }
 
-    fn target_bar(&self, id: &str) -> ProgressBar {
-        let bar = self.multi.add(ProgressBar::new(0));
-        bar.set_prefix(format!("{id} "));
-        bar
+    /// A styled bar for one target, shown below the others while it runs.
+    fn target_bar(&self, id: &str, steps: usize) -> BarProgress {
+        let progress = BarProgress::new(ProgressBar::hidden(), steps);
+        progress.bar().set_prefix(format!("{id} "));
+        if self.show {
+            progress.bar().set_draw_target(ProgressDrawTarget::stderr());
+            self.multi.add(progress.bar().clone());
+        }
+        progress
     }
 
     /// A line above the bars (or on stderr when there are none).
@@ -201,8 +209,7 @@ pub fn gce_dry_run(cells: &[Cell], s: &Settings) -> Result<Vec<String>> {
 }
 
 fn run_cell(cell: &Cell, s: &Settings, display: &Display) -> TargetResult {
-    let bar = display.target_bar(&cell.id);
-    let mut progress = BarProgress::new(bar, s.script.steps.len());
+    let mut progress = display.target_bar(&cell.id, s.script.steps.len());
     let clock = Clock::start();
     let result = match &cell.kind {
         CellKind::Local(t) => run_local(cell, t, s, &mut progress),
