@@ -311,6 +311,9 @@ pub struct MatrixCmd {
     /// At most this many VMs exist at once (bounds spending) [default: one per machine type].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "gce")]
     pub max_vms: Option<u32>,
+    /// Kill a gcloud create or delete that takes longer (a killed create is followed by a delete).
+    #[arg(long, default_value = "10m", value_parser = duration, requires = "gce")]
+    pub gcloud_timeout: Duration,
     /// Leave the VMs running after the run (for debugging; `bringup gce vm cleanup` later).
     #[arg(long, requires = "gce")]
     pub keep: bool,

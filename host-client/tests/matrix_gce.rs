@@ -444,6 +444,40 @@ fn keep_leaves_the_vm_and_says_how_to_clean_up() {
     );
 }
 
+#[test]
+fn a_create_that_hangs_is_killed_and_followed_by_a_delete() {
+    let fakes = Fakes::new(&[("FAKE_GCLOUD_CREATE_SECS", "30")]);
+    let script = fakes.script("version\n");
+    let report = fakes.report_dir().display().to_string();
+    let mut args = gce_args(&script, &report, "c3-standard-4");
+    args.extend(["--gcloud-timeout", "1s"]);
+    let started = Instant::now();
+    let out = fakes.command(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the create was not killed"
+    );
+    let m = fakes.matrix_json();
+    let t = &m["targets"][0];
+    assert_eq!(t["outcome"], "error");
+    assert_eq!(t["error_code"], "gcloud-timeout", "{t:#}");
+    let vm = vm_name(t);
+    let calls = fakes.calls();
+    let create_ended = calls
+        .iter()
+        .any(|c| c.kind == "end" && c.args.starts_with("compute instances create"));
+    assert!(!create_ended, "the create was killed, not finished");
+    // The create might have made the VM server-side: a delete follows (here: not found).
+    assert!(
+        calls.iter().any(|c| c.kind == "begin"
+            && c.args.starts_with("compute instances delete")
+            && c.args.contains(&vm)),
+        "{calls:?}"
+    );
+    assert!(fakes.vms().is_empty());
+}
+
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {

@@ -120,7 +120,7 @@ fn gce_settings(m: &MatrixCmd, vms: usize) -> Result<GceSettings> {
     }
     console.validate()?;
     Ok(GceSettings {
-        fleet: Fleet::new(project, zone, m.keep),
+        fleet: Fleet::new(project, zone, m.keep, m.gcloud_timeout),
         project: project.clone(),
         zone: zone.clone(),
         image: m.image.clone(),
