@@ -211,9 +211,9 @@ pub struct GceOpts {
     /// Known-hosts file [default: ~/.ssh/google_compute_known_hosts].
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
-    /// Seconds to wait for the gateway's `serialport: Connected` banner.
-    #[arg(long, default_value_t = 30)]
-    pub connect_timeout: u64,
+    /// How long to wait for the gateway's `serialport: Connected` banner (30s, or bare seconds).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub connect_timeout: Duration,
     /// Quiet time after the banner before anything is sent (the gateway still trims output
     /// for a few seconds), e.g. 5s, 1500ms, 0.
     #[arg(long, default_value = "5s", value_parser = settle_duration)]
