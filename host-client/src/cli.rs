@@ -265,8 +265,9 @@ pub struct MatrixCmd {
     /// Directory for matrix.json and one TARGET/report.json per target.
     #[arg(long, value_name = "DIR", default_value = "target/matrix")]
     pub report: PathBuf,
-    /// Local targets from a TOML file (`[[target]]` tables) instead of the axes.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic_formats", "gvnic_revision", "gce"])]
+    /// Local targets from a TOML file (`[[target]]` tables, each with its own NVMe disks)
+    /// instead of the axes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic", "gvnic_formats", "gvnic_revision", "nvme", "gce"])]
     pub targets: Option<PathBuf>,
     /// Firmware axis: bios, uefi (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "gce")]
