@@ -287,11 +287,12 @@ fn unix_ms() -> u64 {
 
 fn run_local(cell: &Cell, t: &LocalTarget, s: &Settings, progress: &mut dyn Progress) -> Ended {
     let dir = s.report_dir.join(&cell.id);
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Ended::error("", "report-dir", &format!("cannot create {}: {e}", cell.id));
-    }
     let pcap = t.gvnic.as_ref().map(|_| dir.join("gvnic.pcap"));
     let spec = TargetSpec::Qemu(t.qemu_config(s.boot_image.as_deref(), pcap));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        let why = format!("cannot create the report directory for {}: {e}", cell.id);
+        return Ended::error(&spec.label(), "report-dir", &why);
+    }
     progress.phase("starting QEMU");
     match target::open(&spec, s.pacing) {
         Ok(opened) => run_proof(cell, opened, s, progress),
