@@ -4,7 +4,7 @@
 //! call with timestamps; and a fake `ssh` that prints the serial gateway's
 //! `serialport: Connected` banner and then either boots the real monitor image in QEMU on
 //! its stdio (a VM's serial console) or stays silent (a VM that never shows a prompt).
-//! The tests prove: creation in parallel, quota errors named per target, deletion after a
+//! The tests prove: creation in parallel, quota and permission errors named per target, deletion after a
 //! passing proof, a failing proof, a timeout and Ctrl-C (while creates were in flight), and
 //! that `gce vm list` / `cleanup` find and delete the leftover of a killed run by label.
 //! The dry run needs nothing; the others need target/bringup.img and qemu-system-x86_64.
@@ -31,6 +31,11 @@ case "$1 $2 $3" in
   if [ -n "$FAKE_GCLOUD_QUOTA_TYPE" ] && [ "$mt" = "$FAKE_GCLOUD_QUOTA_TYPE" ]; then
     echo "ERROR: (gcloud.compute.instances.create) Could not fetch resource:" >&2
     echo " - Quota 'NVIDIA_H100_GPUS' exceeded.  Limit: 0.0 in region us-central1." >&2
+    finish 1
+  fi
+  if [ -n "$FAKE_GCLOUD_DENY_TYPE" ] && [ "$mt" = "$FAKE_GCLOUD_DENY_TYPE" ]; then
+    echo "ERROR: (gcloud.compute.instances.create) Could not fetch resource:" >&2
+    echo " - Required 'compute.instances.create' permission for 'projects/$(get project "$@")/zones/$zone/instances/$name'" >&2
     finish 1
   fi
   printf '{"name":"%s","zone":"https://www.googleapis.com/compute/v1/projects/%s/zones/%s","status":"RUNNING","labels":{"%s":"%s"}}' \
@@ -289,10 +294,11 @@ fn dry_run_prints_create_run_delete_for_every_machine_type() {
 }
 
 #[test]
-fn parallel_creates_quota_named_and_vms_deleted_after_pass_and_timeout() {
+fn parallel_creates_quota_and_permission_named_vms_deleted_after_pass_and_timeout() {
     need_image();
     let fakes = Fakes::new(&[
         ("FAKE_GCLOUD_QUOTA_TYPE", "a3-highgpu-1g"),
+        ("FAKE_GCLOUD_DENY_TYPE", "c4-standard-2"),
         ("FAKE_SSH_STALL", "n2-standard-2"),
     ]);
     let script = fakes.script("version\nexpect-text \"bringup\"\n");
@@ -300,7 +306,7 @@ fn parallel_creates_quota_named_and_vms_deleted_after_pass_and_timeout() {
     let mut args = gce_args(
         &script,
         &report,
-        "c3-standard-4,n2-standard-2,a3-highgpu-1g",
+        "c3-standard-4,n2-standard-2,a3-highgpu-1g,c4-standard-2",
     );
     args.extend(["--boot-timeout", "20s"]);
     let out = fakes.command(&args).output().unwrap();
@@ -331,9 +337,12 @@ fn parallel_creates_quota_named_and_vms_deleted_after_pass_and_timeout() {
     assert_eq!(a3["outcome"], "error");
     assert_eq!(a3["error_code"], "gce-quota", "named per target: {a3:#}");
     assert!(a3["error"].as_str().unwrap().contains("Quota"), "{a3:#}");
+    let c4 = &t["c4-standard-2"];
+    assert_eq!(c4["outcome"], "error");
+    assert_eq!(c4["error_code"], "gce-permission", "{c4:#}");
 
-    // Three creates at once: each began before any other ended.
-    let spans: Vec<(u64, u64)> = [c3, n2, a3]
+    // Four creates at once: each began before any other ended.
+    let spans: Vec<(u64, u64)> = [c3, n2, a3, c4]
         .iter()
         .map(|t| fakes.span("compute instances create", &vm_name(t)).unwrap())
         .collect();
@@ -362,12 +371,15 @@ fn parallel_creates_quota_named_and_vms_deleted_after_pass_and_timeout() {
             .join(t["report_file"].as_str().unwrap())
             .is_file());
     }
-    assert!(fakes
-        .span("compute instances delete", &vm_name(a3))
-        .is_none());
-    assert_eq!(a3["vm"]["created"], false);
+    for refused in [a3, c4] {
+        assert!(fakes
+            .span("compute instances delete", &vm_name(refused))
+            .is_none());
+        assert_eq!(refused["vm"]["created"], false);
+    }
     assert!(fakes.vms().is_empty(), "left behind: {:?}", fakes.vms());
     assert!(err.contains("ERROR gce-quota"), "table: {err}");
+    assert!(err.contains("ERROR gce-permission"), "table: {err}");
 }
 
 #[test]
