@@ -297,6 +297,8 @@ fn dry_run_prints_create_run_delete_for_every_machine_type() {
 fn parallel_creates_quota_and_permission_named_vms_deleted_after_pass_and_timeout() {
     need_image();
     let fakes = Fakes::new(&[
+        // Long enough that four creates overlap even on a loaded machine.
+        ("FAKE_GCLOUD_CREATE_SECS", "2"),
         ("FAKE_GCLOUD_QUOTA_TYPE", "a3-highgpu-1g"),
         ("FAKE_GCLOUD_DENY_TYPE", "c4-standard-2"),
         ("FAKE_SSH_STALL", "n2-standard-2"),
