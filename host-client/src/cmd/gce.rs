@@ -214,7 +214,7 @@ pub fn target(g: &GceOpts) -> Result<GceTarget> {
     if let Some(k) = &g.known_hosts {
         t.known_hosts = k.clone();
     }
-    t.connect_timeout = std::time::Duration::from_secs(g.connect_timeout);
+    t.connect_timeout = g.connect_timeout;
     t.validate()?;
     Ok(t)
 }
