@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod args;
 mod core_cmds;
+pub mod digest;
 pub mod gvnic;
 pub mod nvme;
 pub mod output;

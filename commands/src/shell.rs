@@ -46,6 +46,7 @@ impl SystemInfo {
             dma_bytes: self.dma_bytes,
             cmdline: self.cmdline.chars().take(128).collect(),
             boot_us: self.boot_us,
+            sha256_path: String::new(),
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct Banner {
     pub cmdline: String,
     /// Time from monitor entry to the first prompt, microseconds (0 if unknown).
     pub boot_us: u64,
+    /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable" (from
+    /// `version`; empty in the boot banner, which is sent before anything probes the CPU).
+    pub sha256_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,9 +216,17 @@ pub struct NvmeRead {
     pub count: u64,
     pub bytes: u64,
     pub elapsed_us: u64,
-    /// SHA-256 of the data read (all zero when the digest was switched off).
+    /// SHA-256 of the data read (all zero unless `digest` is "sha256").
     pub sha256: [u8; 32],
     pub first_bytes: [u8; 16],
+    /// The digest asked for: "sha256", "crc32" or "none".
+    pub digest: String,
+    /// The engine that computed it: "sha-ni" or "portable" (sha256), "slicing-by-16"
+    /// (crc32), "none".
+    pub digest_engine: String,
+    /// IEEE CRC-32 of the data read, as U-Boot's `crc32` and zlib print it (0 unless
+    /// `digest` is "crc32").
+    pub crc32: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -110,6 +110,7 @@ fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
         dma_bytes: 4 << 20,
         cmdline: String::new(),
         boot_us: 1,
+        sha256_path: String::new(),
     }));
     let _ = write!(fake.out, "bringup> ");
     let mut line = Vec::new();

@@ -25,6 +25,7 @@ mod pci_config;
 mod platform_info;
 mod reset;
 mod serial;
+mod sse;
 mod vga;
 
 use alloc::boxed::Box;
@@ -93,6 +94,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     // SAFETY: the layout chose free RAM below 4 GiB, clear of the image and boot info.
     unsafe { heap::init(plan.heap) };
     exceptions::init();
+    // Before any command: the SHA-NI digest uses XMM registers (sse.rs has the state rule).
+    sse::enable();
 
     let clock = TscClock::calibrate(entry_tsc);
     // SAFETY: the boot page tables are identity mapped and only the window edits them.
