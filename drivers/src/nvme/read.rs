@@ -1,5 +1,11 @@
 //! READ: split by MDTS, several commands in flight, data handed to the caller's sink in
 //! LBA order straight out of the bounce buffers.
+//!
+//! Hashing overlaps the transfer: the read keeps one data buffer more than it has commands
+//! in flight, and refills the device before handing a completed chunk to the sink, so while
+//! the sink hashes chunk n the device works on the next `MAX_IN_FLIGHT` commands. On
+//! hardware (where a digest with SHA-NI outruns a Persistent Disk) the digest then hides
+//! behind the I/O instead of adding to it.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -102,9 +108,21 @@ impl Controller {
         let blocks_per_command = max_transfer / block_size;
         let commands = count.div_ceil(blocks_per_command);
         let depth = self.io.as_ref().map_or(1, |q| q.entries as usize - 1);
-        let wanted_slots = MAX_IN_FLIGHT.min(depth).min(commands as usize).max(1);
+        let in_flight_cap = MAX_IN_FLIGHT.min(depth).min(commands as usize).max(1);
+        // One buffer more than commands in flight: the one the sink is reading.
+        let wanted_slots = if (commands as usize) > in_flight_cap {
+            in_flight_cap + 1
+        } else {
+            in_flight_cap
+        };
         let chunk = (blocks_per_command * block_size) as usize;
         let buffers = self.alloc_buffers(hw.dma, wanted_slots, chunk)?;
+        // A short pool gave fewer buffers: still keep one for the sink when there are two.
+        let in_flight_cap = if buffers.slots >= wanted_slots {
+            in_flight_cap
+        } else {
+            buffers.slots.saturating_sub(1).max(1)
+        };
 
         let clock = hw.clock;
         let started = clock.now_us();
@@ -113,19 +131,19 @@ impl Controller {
         let mut free_slots: Vec<usize> = (0..buffers.slots).rev().collect();
         let mut failure: Option<NvmeError> = None;
         let mut issued = 0u64;
-        loop {
-            // Ctrl-C stops issuing; what is already at the device is drained below, so a
-            // read on a healthy controller can be stopped without losing the controller.
-            if failure.is_none() && clock.interrupted() {
-                failure = Some(NvmeError::Interrupted { wait: Wait::Read });
-            }
-            while failure.is_none() {
+        // Submits into free buffers until `in_flight_cap` commands are at the device.
+        let mut fill = |this: &mut Controller,
+                        pool: &mut DmaPool,
+                        inflight: &mut VecDeque<InFlight>,
+                        free_slots: &mut Vec<usize>,
+                        failure: &mut Option<NvmeError>| {
+            while failure.is_none() && inflight.len() < in_flight_cap {
                 let Some(slot) = free_slots.pop() else { break };
                 let Some((lba, blocks)) = pending.next() else {
                     free_slots.push(slot);
                     break;
                 };
-                match self.submit_read(hw.dma, &buffers, slot, nsid, lba, blocks, block_size) {
+                match this.submit_read(pool, &buffers, slot, nsid, lba, blocks, block_size) {
                     Ok(cid) => {
                         issued += 1;
                         inflight.push_back(InFlight {
@@ -138,10 +156,18 @@ impl Controller {
                     }
                     Err(err) => {
                         free_slots.push(slot);
-                        failure = Some(err);
+                        *failure = Some(err);
                     }
                 }
             }
+        };
+        loop {
+            // Ctrl-C stops issuing; what is already at the device is drained below, so a
+            // read on a healthy controller can be stopped without losing the controller.
+            if failure.is_none() && clock.interrupted() {
+                failure = Some(NvmeError::Interrupted { wait: Wait::Read });
+            }
+            fill(self, hw.dma, &mut inflight, &mut free_slots, &mut failure);
             if inflight.is_empty() {
                 break;
             }
@@ -188,6 +214,8 @@ impl Controller {
             };
             match head.done {
                 Some(Ok(())) if failure.is_none() => {
+                    // Keep the device busy while the sink works on this chunk.
+                    fill(self, hw.dma, &mut inflight, &mut free_slots, &mut failure);
                     let offset = head.slot * buffers.chunk;
                     let len = (head.blocks * block_size) as usize;
                     match hw.dma.slice(&buffers.data, offset, len) {
@@ -223,7 +251,7 @@ impl Controller {
             bytes: count * block_size,
             elapsed_us: clock.now_us().saturating_sub(started),
             commands: issued,
-            depth: buffers.slots,
+            depth: in_flight_cap,
         })
     }
 

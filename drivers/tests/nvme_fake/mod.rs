@@ -226,6 +226,17 @@ impl Dev {
         }
     }
 
+    /// I/O commands handed to the device so far: executed, or submitted and still waiting.
+    pub fn io_submitted(&self) -> u32 {
+        let waiting: u32 = self
+            .sqs
+            .iter()
+            .filter(|(qid, _)| **qid != 0)
+            .map(|(_, sq)| (sq.tail + sq.entries - sq.head) % sq.entries)
+            .sum();
+        self.reads + waiting
+    }
+
     /// Runs every submitted command (called from the clock's relax).
     pub fn process(&mut self) {
         if self.csts & 1 == 0 || self.csts & 2 != 0 {
