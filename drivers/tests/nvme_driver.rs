@@ -539,7 +539,6 @@ fn the_sink_runs_while_the_next_commands_are_at_the_device() {
             seen.push(dev.borrow().io_submitted());
         })
         .unwrap();
-    drop(hw);
     assert_eq!(summary.commands, 20);
     assert_eq!(summary.depth, 8);
     for (k, submitted) in seen.iter().enumerate() {

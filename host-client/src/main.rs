@@ -134,6 +134,9 @@ fn qemu_config(q: &QemuOpts) -> Result<QemuConfig> {
     if let Some(image) = &q.image {
         cfg.image = image.clone();
     }
+    if let Some(binary) = &q.qemu_binary {
+        cfg.qemu_binary = binary.clone();
+    }
     cfg.nvme = q
         .nvme
         .iter()
