@@ -120,6 +120,11 @@ fn boot_and_check(qemu: &Path, disk: &Path, bytes: &[u8], cpu: &str, want_path: 
         Some(Body::Banner(b)) => assert_eq!(b.sha256_path, want_path, "[{cpu}] version"),
         _ => panic!("[{cpu}] no banner frame from version"),
     }
+    let cpu_out = run(&mut s, cpu, "cpu");
+    match cpu_out.bodies_of_kind("cpu").first() {
+        Some(Body::CpuInfo(c)) => assert_eq!(c.sha256_path, want_path, "[{cpu}] cpu"),
+        _ => panic!("[{cpu}] no cpu frame"),
+    }
     assert!(
         version.text.contains(&format!("sha256 {want_path}")),
         "{}",
