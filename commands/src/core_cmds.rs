@@ -127,7 +127,7 @@ fn wrap(text: &str, width: usize) -> String {
 
 fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     let info = ctx.info;
-    let sha256_path = drivers::digest::sha256_path(ctx.hw.cpu);
+    let sha256_path = info.sha256_path;
     let _ = writeln!(
         ctx.out,
         "bringup {} ({}), firmware {}, {} MiB RAM, boot to prompt {} ms, sha256 {sha256_path}",
@@ -143,9 +143,7 @@ fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
         info.confidential_note()
             .unwrap_or_else(|| String::from("no (device DMA allowed)"))
     );
-    let mut banner = info.banner();
-    banner.sha256_path = sha256_path.name().into();
-    ctx.out.frame(Body::Banner(banner));
+    ctx.out.frame(Body::Banner(info.banner()));
     Ok(())
 }
 

@@ -117,8 +117,7 @@ pub struct Banner {
     /// Confidential-VM kind: "none", "sev", "sev-es", "sev-snp" or "tdx". On anything but
     /// "none", commands that hand memory to a device fail (`confidential-vm-unsupported`).
     pub confidential: String,
-    /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable" (from
-    /// `version`; empty in the boot banner, which is sent before anything probes the CPU).
+    /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
     pub sha256_path: String,
 }
 

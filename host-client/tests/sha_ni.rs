@@ -107,8 +107,10 @@ fn boot_and_check(qemu: &Path, disk: &Path, bytes: &[u8], cpu: &str, want_path: 
         "target/bringup.img is missing: run `make image`"
     );
     let mut s = Session::start_qemu(&cfg).unwrap();
-    s.wait_for_prompt(Duration::from_secs(240))
+    let boot = s
+        .wait_for_prompt(Duration::from_secs(240))
         .unwrap_or_else(|e| panic!("[{cpu}] no prompt: {e:#}\n{}", s.qemu_stderr()));
+    assert_eq!(boot.banner.sha256_path, want_path, "[{cpu}] boot banner");
     assert_eq!(
         model_has_sha_ni(&mut s, cpu),
         want_path == "sha-ni",

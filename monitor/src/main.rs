@@ -153,6 +153,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         boot_us: clock.now_us(),
         confidential,
         tsc_hz: clock.tsc_hz(),
+        // The engine `nvme read` will pick (the same CPUID test), for the boot banner.
+        sha256_path: drivers::digest::sha256_path(&cpu::BareCpu),
     };
     let boot_firmware = firmware::BootFirmware {
         rsdp: facts.rsdp,
