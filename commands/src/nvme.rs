@@ -324,6 +324,15 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         let _ = write!(first, "{byte:02x} ");
     }
     let _ = writeln!(ctx.out, "first 16 bytes: {}", first.trim_end());
+    if summary.metadata_size != 0 {
+        let shown = (summary.metadata_size as usize).min(summary.first_metadata.len());
+        let _ = writeln!(
+            ctx.out,
+            "metadata: {} bytes a block, separate (MPTR in the bounce pool); lba {lba:#x}: {}",
+            summary.metadata_size,
+            hex_bytes(&summary.first_metadata[..shown])
+        );
+    }
     if dump {
         let base = lba.saturating_mul(block_size as u64);
         hexdump(ctx, base, &first_block);
@@ -342,6 +351,15 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         crc32,
     }));
     Ok(())
+}
+
+/// "01 02 ab" for people.
+fn hex_bytes(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x} ");
+    }
+    text.trim_end().into()
 }
 
 /// Tears the controller down if one is bound; Ok when nothing was bound.

@@ -29,18 +29,15 @@ fn run(s: &mut Session, line: &str) -> CommandOutcome {
     out
 }
 
-/// The bytes of a `peek` hexdump (the 16 hex columns after the address).
+/// The bytes a `peek` read, from its reg.read frame (values are what the little-endian bus
+/// delivered at the access width; a window defaults to 32-bit accesses).
 fn peeked(out: &CommandOutcome) -> Vec<u8> {
-    out.text
-        .lines()
-        .filter(|l| l.len() > 18 && l.as_bytes()[16] == b' ')
-        .flat_map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .take_while(|w| w.len() == 2)
-                .map(|h| u8::from_str_radix(h, 16).unwrap())
-                .collect::<Vec<_>>()
-        })
+    let Some(Body::RegRead(r)) = out.bodies_of_kind("reg.read").first().cloned() else {
+        panic!("no reg.read frame: {:?}", out.result)
+    };
+    r.values
+        .iter()
+        .flat_map(|v| v.to_le_bytes().into_iter().take(r.width as usize))
         .collect()
 }
 
