@@ -94,7 +94,8 @@ fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in shell frame_decode; do \
-	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 || exit 1; \
+	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 \
+	    $$( [ $$t = shell ] && echo -dict=dict/shell.dict ) || exit 1; \
 	done
 
 qemu-bios: image
