@@ -136,6 +136,12 @@ fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
         info.memory_bytes >> 20,
         info.boot_us / 1000
     );
+    let _ = writeln!(
+        ctx.out,
+        "confidential VM: {}",
+        info.confidential_note()
+            .unwrap_or_else(|| String::from("no (device DMA allowed)"))
+    );
     ctx.out.frame(Body::Banner(info.banner()));
     Ok(())
 }

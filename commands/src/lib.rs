@@ -14,8 +14,10 @@ mod core_cmds;
 pub mod fmt;
 pub mod gvnic;
 pub mod nvme;
+mod nvme_wait;
 pub mod output;
 pub mod pci;
+mod rate;
 pub mod shell;
 pub mod table;
 

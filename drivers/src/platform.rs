@@ -119,7 +119,10 @@ pub struct Mapping {
 /// Maps physical MMIO ranges uncached. Mapping the same range twice returns the same window.
 pub trait MmioMapper {
     fn map(&mut self, phys: u64, len: u64) -> Result<Mapping, MapError>;
-    /// Forgets a mapping made by `map` (the window may be reused).
+    /// Releases one `map` of the range. The window is counted, not owned: it goes only
+    /// when every `map` of it was released, so a driver's teardown never pulls a window out
+    /// from under a `bar map` the user made (which is never released). Unknown ranges are
+    /// ignored.
     fn unmap(&mut self, phys: u64, len: u64);
 }
 

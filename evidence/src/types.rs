@@ -35,6 +35,8 @@ pub enum Body {
     Fault(Fault),
     /// Free-form key/value facts for commands that have no dedicated body yet.
     Facts(Facts),
+    /// Pages a device's earlier binding left quarantined, freed after a confirmed reset.
+    DmaReleased(DmaReleased),
     RegRead(RegRead),
     RegWrite(RegWrite),
     Cpuid(CpuidLeaf),
@@ -69,6 +71,7 @@ impl Body {
             Body::TeardownStep(_) => "teardown.step",
             Body::Fault(_) => "fault",
             Body::Facts(_) => "facts",
+            Body::DmaReleased(_) => "dma.released",
             Body::RegRead(_) => "reg.read",
             Body::RegWrite(_) => "reg.write",
             Body::Cpuid(_) => "cpuid",
@@ -111,6 +114,9 @@ pub struct Banner {
     pub cmdline: String,
     /// Time from monitor entry to the first prompt, microseconds (0 if unknown).
     pub boot_us: u64,
+    /// Confidential-VM kind: "none", "sev", "sev-es", "sev-snp" or "tdx". On anything but
+    /// "none", commands that hand memory to a device fail (`confidential-vm-unsupported`).
+    pub confidential: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -321,6 +327,20 @@ pub struct Facts {
     pub pairs: Vec<(String, String)>,
 }
 
+/// Quarantined pages of one ledger owner released: a later reset of that device was
+/// confirmed (it was seen ready, then CSTS.RDY / the reset went through), so it can no
+/// longer write them. Emitted by the command during which the reset was confirmed (a bind,
+/// a recovery after a timeout, a teardown), before its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DmaReleased {
+    /// The ledger owner, as in `dma.ledger` entries ("nvme 00:04.0").
+    pub owner: String,
+    pub allocations: u32,
+    pub pages: u32,
+    /// What confirmed the reset, e.g. "reset confirmed at bind (CSTS.RDY 1 -> 0)".
+    pub after: String,
+}
+
 /// A register read (`peek`, `pci read`, `io in`, `msr read`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegRead {
@@ -373,6 +393,8 @@ pub struct CpuInfo {
     /// The TSC frequency the monitor calibrated against the PIT.
     pub tsc_hz: u64,
     pub apic_id: u8,
+    /// The monitor's confidential-VM detection ("none", "sev", "sev-es", "sev-snp", "tdx").
+    pub confidential: String,
 }
 
 /// One ACPI table as the RSDT/XSDT lists it.

@@ -136,6 +136,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let keyboard_on = keyboard::init();
     let mut reader = LineReader::new();
 
+    // Before any command can hand the pool to a device (facts in drivers::cpu::confidential;
+    // SEV_STATUS is only read where CPUID says it exists, so this cannot #GP).
+    let confidential = drivers::cpu::confidential::detect(&cpu::BareCpu);
     let boot_id = platform_info::boot_id();
     let info = SystemInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -146,6 +149,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         dma_base: plan.dma.start,
         dma_bytes,
         boot_us: clock.now_us(),
+        confidential,
         tsc_hz: clock.tsc_hz(),
     };
     let boot_firmware = firmware::BootFirmware {

@@ -238,6 +238,7 @@ pub fn system_info(dma_bytes: u64) -> SystemInfo {
         dma_base: 0x10_0000,
         dma_bytes,
         boot_us: 1234,
+        confidential: drivers::cpu::confidential::ConfidentialKind::None,
         tsc_hz: 2_400_000_000,
     }
 }
