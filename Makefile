@@ -31,10 +31,11 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 	-drive file=$(IMAGE),format=raw,if=none,id=boot -device ide-hd,drive=boot,bootindex=0
 
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
-# model's pcap), openssh-server + socat (the GCE serial gateway stand-in), util-linux (unshare).
+# model's pcap), openssh-server + socat + iproute2 (the GCE serial gateway stand-in, in its own
+# network namespace), util-linux (unshare, nsenter).
 # Bench: u-boot-qemu (the monitor we measure against).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat util-linux u-boot-qemu
+	tshark openssh-server socat iproute2 util-linux u-boot-qemu
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
