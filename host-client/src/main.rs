@@ -377,6 +377,35 @@ mod tests {
     }
 
     #[test]
+    fn gvnic_formats_reach_the_model_and_imply_gvnic() {
+        let cli = Cli::try_parse_from([
+            "bringup",
+            "run",
+            "s.bringup",
+            "--gvnic-formats",
+            "gqi-qpl,dqo-rda",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = cli.cmd else {
+            panic!("not run")
+        };
+        let g = qemu_config(&r.qemu_opts)
+            .unwrap()
+            .gvnic
+            .expect("implies --gvnic");
+        assert_eq!(
+            g.formats.map(|f| f.to_string()).as_deref(),
+            Some("gqi-qpl,dqo-rda")
+        );
+        let cli = Cli::try_parse_from(["bringup", "qemu", "--gvnic-formats", "none"]).unwrap();
+        let Cmd::Qemu(q) = cli.cmd else {
+            panic!("not qemu")
+        };
+        assert!(q.qemu.gvnic_formats.is_some_and(|f| f.none));
+        assert!(Cli::try_parse_from(["bringup", "qemu", "--gvnic-formats", "gqi"]).is_err());
+    }
+
+    #[test]
     fn gce_connect_options_reach_the_target() {
         let cli = Cli::try_parse_from([
             "bringup",
