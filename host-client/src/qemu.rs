@@ -437,6 +437,23 @@ mod tests {
     }
 
     #[test]
+    fn direct_boot_replaces_the_disk_with_kernel_initrd_and_append() {
+        let cfg = QemuConfig {
+            direct_boot: Some(DirectBoot {
+                kernel: "/k/vmlinuz".into(),
+                initrd: "/k/initrd".into(),
+                append: "console=ttyS0".into(),
+            }),
+            ..Default::default()
+        };
+        let a = qemu_args(&cfg, &files(), None);
+        assert_eq!(value_after(&a, "-kernel"), ["/k/vmlinuz"]);
+        assert_eq!(value_after(&a, "-initrd"), ["/k/initrd"]);
+        assert_eq!(value_after(&a, "-append"), ["console=ttyS0"]);
+        assert!(value_after(&a, "-drive").is_empty(), "no boot disk");
+    }
+
+    #[test]
     fn bios_defaults_have_no_display_and_serial_on_socket() {
         let cfg = QemuConfig {
             image: "/img/bringup.img".into(),
