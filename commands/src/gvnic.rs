@@ -484,6 +484,7 @@ fn report_other(ctx: &mut Ctx, inbound: &Inbound, bytes: usize, elapsed_us: u64)
 /// Tears the NIC down if one is bound; Ok when nothing was bound.
 pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     let Some(mut bound) = ctx.devices.gvnic.bound.take() else {
+        ctx.out.print("gvnic: nothing bound\n");
         return Ok(());
     };
     let bdf = bound.bdf;
@@ -511,7 +512,9 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     // Register windows are not DMA: unmapping them is safe even after a failed reset.
     for (phys, len) in bound.mapped {
         ctx.hw.mmio.unmap(phys, len);
-        let detail = alloc::format!("BAR window for {phys:#x} ({len:#x} bytes) unmapped");
+        let detail = alloc::format!(
+            "BAR window for {phys:#x} ({len:#x} bytes) released (kept while a `bar map` uses it)"
+        );
         report_teardown_step(ctx, "gvnic", bdf, "unmap", true, &detail);
     }
     result.map_err(|err| driver_error(bdf, err))
