@@ -38,9 +38,19 @@ fn hexdump_bytes(text: &str) -> Vec<u8> {
         .filter_map(|l| l.split_once("  "))
         .filter(|(addr, _)| addr.len() == 16 && addr.chars().all(|c| c.is_ascii_hexdigit()))
         .flat_map(|(_, rest)| {
+            // Bytes ("04 00"), or 32-bit loads printed as values ("00000004"): a load of the
+            // LE bus gives the register's bytes back as the value's LE bytes.
             rest.split(' ')
-                .take_while(|t| t.len() == 2)
-                .filter_map(|t| u8::from_str_radix(t, 16).ok())
+                .take_while(|t| t.len() == 2 || t.len() == 8)
+                .flat_map(|t| match t.len() {
+                    2 => u8::from_str_radix(t, 16)
+                        .ok()
+                        .map(|b| vec![b])
+                        .unwrap_or_default(),
+                    _ => u32::from_str_radix(t, 16)
+                        .map(|v| v.to_le_bytes().to_vec())
+                        .unwrap_or_default(),
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
