@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gvnic_model::adminq::status;
-use gvnic_model::{Formats, ModelConfig, QueueFormat, ViolationKind};
+use gvnic_model::{Formats, ModelConfig, QueueFormat, ResetCause, ViolationKind};
 use host_client::gvnic::ModelState;
 use host_client::qemu::workspace_root;
 use host_client::{DirectBoot, GvnicOptions, QemuConfig, QemuProcess};
@@ -141,7 +141,8 @@ fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8], r
     }
 }
 
-/// The init script: load gve, bring eth0 up, one DHCP DISCOVER, report, power off.
+/// The init script: load gve (probe), bring eth0 up (open), one DHCP DISCOVER, eth0 down
+/// (close), unload gve (remove: deconfigure and the admin-queue release), report, power off.
 const INIT: &str = r#"#!/bin/busybox sh
 B=/bin/busybox
 $B mount -t proc proc /proc
@@ -153,6 +154,8 @@ $B ip link set eth0 up && echo "BRINGUP: eth0 up"
 for i in $($B seq 1 100); do [ "$($B cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ] && break; $B sleep 0.1; done
 echo "BRINGUP: carrier $($B cat /sys/class/net/eth0/carrier 2>/dev/null)"
 $B udhcpc -i eth0 -n -t 1 -T 2 -s /udhcpc.script
+$B ip link set eth0 down && echo "BRINGUP: eth0 down"
+if $B rmmod gve; then echo "BRINGUP: gve removed"; else echo "BRINGUP: rmmod failed"; fi
 echo "BRINGUP: dmesg begin"
 $B dmesg
 echo "BRINGUP: dmesg end"
@@ -286,6 +289,17 @@ fn check(b: &Boot, running: &str) {
     );
     assert!(dmesg.contains("Device link is up"), "no link:\n{dmesg}");
     assert!(c.contains("BRINGUP: carrier 1"), "console:\n{c}");
+    assert!(c.contains("BRINGUP: gve removed"), "console:\n{c}");
+    // Remove released the device: it holds no driver memory (Linux polled PFN for it).
+    assert!(
+        b.model.is_reset,
+        "the device still holds memory after remove"
+    );
+    let last = b.model.resets.last().expect("a reset");
+    assert!(
+        last.cause == ResetCause::PfnZero && last.completed,
+        "last reset {last:?}"
+    );
     // The device's own view: every command Linux sent passed.
     let failed: Vec<_> = b
         .model
