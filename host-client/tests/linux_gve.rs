@@ -91,8 +91,21 @@ fn linux() -> Linux {
             .unwrap_or_default()
     };
     if debs(&cache).len() < 2 {
-        // The metapackage names this release's kernel image package.
-        let deps = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]));
+        // The metapackage names this release's kernel image package (apt lists may be
+        // missing on a fresh machine: update once then).
+        let depends = || {
+            Command::new("apt-cache")
+                .args(["depends", "linux-image-amd64"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .filter(|d| d.contains("Depends: linux-image-"))
+        };
+        let deps = depends().unwrap_or_else(|| {
+            run(Command::new("apt-get").arg("update"));
+            run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
+        });
         let image = deps
             .lines()
             .find_map(|l| l.trim().strip_prefix("Depends: "))
