@@ -955,3 +955,19 @@ fn quarantined_nvme_pages_are_released_with_a_frame_after_a_confirmed_reset() {
     assert_eq!(quarantined_now, 0);
     bench.assert_recovers();
 }
+
+#[test]
+fn nvme_intx_is_masked_while_bound_and_restored_at_teardown() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults::default());
+    let intx_disabled = |b: &NvmeBench| b.config.read16(NVME_BDF, 0x04) & (1 << 10) != 0;
+    assert!(!intx_disabled(&bench));
+    bench.run("nvme identify").assert_ok();
+    assert!(
+        intx_disabled(&bench),
+        "we poll: the INTx pin is masked while bound"
+    );
+    let down = bench.run("teardown nvme");
+    down.assert_ok();
+    assert!(down.text.contains("INTx enabled again"), "{}", down.text);
+    assert!(!intx_disabled(&bench), "handed back as found");
+}
