@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod cpu;
 pub mod dma;
 pub mod gvnic;

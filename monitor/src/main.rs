@@ -20,6 +20,7 @@ mod exceptions;
 mod firmware;
 mod guard;
 mod heap;
+mod irq;
 mod keyboard;
 mod mce;
 mod memory;
@@ -219,6 +220,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
 
     let peek = memory::Peek;
+    let apic = irq::ApicIrq::new(&clock, mmio.as_mut());
     loop {
         let line = match reader.read_line(commands::shell::PROMPT) {
             Input::Line(line) => line,
@@ -240,10 +242,13 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
                 cpu: &cpu::BareCpu,
                 ports: &cpu::BarePorts,
                 firmware: &boot_firmware,
-                irq: &drivers::platform::NoInterrupts,
+                irq: &apic,
             };
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });
+        // Interrupts stay off outside `irq test`, whatever ended the command (a fault
+        // longjmps past its own disarm).
+        drivers::platform::Interrupts::disarm(&apic);
         if let Err(fault) = outcome {
             heap::after_fault();
             if heap::poisoned() {
