@@ -163,6 +163,10 @@ pub struct QemuOpts {
     /// QEMU machine type (pc = i440fx like GCE, or q35).
     #[arg(long, default_value = "pc")]
     pub machine: String,
+    /// The QEMU binary [default: qemu-system-x86_64; `make qemu10` unpacks QEMU 10, whose
+    /// TCG has SHA-NI, behind target/qemu-10/bin/qemu-system-x86_64].
+    #[arg(long, value_name = "PATH")]
+    pub qemu_binary: Option<String>,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true, value_name = "QEMU ARGS")]
     pub qemu_args: Vec<String>,

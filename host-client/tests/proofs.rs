@@ -120,6 +120,12 @@ fn full_bringup_proof_passes_end_to_end() {
         report.to_string().contains(&hex),
         "the report must hold the SHA-256 of LBA 0"
     );
+    // ... and the CRC-32 of LBAs 0..8 (`--digest crc32`) equals the host's.
+    let crc = crc32fast::hash(&bytes[..4096]);
+    assert!(
+        report.to_string().contains(&format!("\"crc32\":{crc}")),
+        "the report must hold the CRC-32 {crc:08x} of LBAs 0..8"
+    );
 }
 
 /// The platform proof (issue 13), run by the `bringup` binary on SeaBIOS with one NVMe

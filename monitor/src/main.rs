@@ -30,6 +30,7 @@ mod pci_config;
 mod platform_info;
 mod reset;
 mod serial;
+mod sse;
 mod vga;
 
 use alloc::boxed::Box;
@@ -107,6 +108,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     ));
     exceptions::init();
     let machine_checks = mce::enable();
+    // Before any command: the SHA-NI digest uses XMM registers (sse.rs has the state rule).
+    sse::enable();
 
     let clock = TscClock::calibrate(entry_tsc);
     // SAFETY: the boot page tables are identity mapped and only the window edits them.
@@ -163,6 +166,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         boot_us: clock.now_us(),
         confidential,
         tsc_hz: clock.tsc_hz(),
+        // The engine `nvme read` will pick (the same CPUID test), for the boot banner.
+        sha256_path: drivers::digest::sha256_path(&cpu::BareCpu),
     };
     let boot_firmware = firmware::BootFirmware {
         rsdp: facts.rsdp,

@@ -240,5 +240,6 @@ pub fn system_info(dma_bytes: u64) -> SystemInfo {
         boot_us: 1234,
         confidential: drivers::cpu::confidential::ConfidentialKind::None,
         tsc_hz: 2_400_000_000,
+        sha256_path: drivers::digest::Sha256Path::Portable,
     }
 }
