@@ -32,11 +32,12 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 	-drive file=$(IMAGE),format=raw,if=none,id=boot -device ide-hd,drive=boot,bootindex=0
 
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
-# model's pcap), openssh-server + socat (the GCE serial gateway stand-in), util-linux (unshare).
+# model's pcap), openssh-server + socat + iproute2 (the GCE serial gateway stand-in, in its own
+# network namespace), util-linux (unshare, nsenter).
 # Bench: u-boot-qemu (the monitor we measure against). python3: zlib.crc32, the reference
 # CRC-32 the digest tests compare with.
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat util-linux u-boot-qemu python3
+	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -104,7 +105,8 @@ fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in shell frame_decode; do \
-	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 || exit 1; \
+	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 \
+	    $$( [ $$t = shell ] && echo -dict=dict/shell.dict ) || exit 1; \
 	done
 
 qemu-bios: image

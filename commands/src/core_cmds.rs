@@ -139,9 +139,9 @@ fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     );
     let _ = writeln!(
         ctx.out,
-        "confidential VM: {}",
+        "{}",
         info.confidential_note()
-            .unwrap_or_else(|| String::from("no (device DMA allowed)"))
+            .unwrap_or_else(|| String::from("confidential VM: no (device DMA allowed)"))
     );
     ctx.out.frame(Body::Banner(info.banner()));
     Ok(())

@@ -68,6 +68,13 @@ pub struct NvmeState {
     controller: Option<Controller>,
 }
 
+impl NvmeState {
+    /// The bound controller, for other command groups (`irq test`).
+    pub(crate) fn controller_mut(&mut self) -> Option<&mut Controller> {
+        self.controller.as_mut()
+    }
+}
+
 /// A failed bind: the driver already undid it (its teardown ran), so nothing is bound.
 fn bind_error(err: NvmeError) -> CmdError {
     CmdError::new(err.code(), alloc::format!("{err}; nothing is bound"))

@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod cpu;
 pub mod digest;
 pub mod dma;
