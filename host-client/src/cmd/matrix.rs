@@ -54,6 +54,16 @@ pub fn exec(m: MatrixCmd) -> Result<ExitCode> {
         );
     }
     let report = run_matrix(&cells, &settings);
+    if let Some(g) = &settings.gce {
+        // An interrupt makes the targets fail fast (creates refused, VMs taken by the
+        // handler) while the handler is still deleting: the handler owns the exit then
+        // (status 130 once every VM is gone), so this thread must not race it to exit 1.
+        if g.fleet.interrupted() {
+            loop {
+                std::thread::park();
+            }
+        }
+    }
     let path = write_matrix_json(&m.report, &report)?;
     eprint!("{}", render_table(&report));
     eprintln!("matrix report: {}", path.display());
