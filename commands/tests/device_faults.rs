@@ -334,6 +334,7 @@ impl GvnicBench {
             clock,
             pool,
             nic,
+            ..
         } = gvnic_support::rig(ModelConfig {
             revision,
             faults,

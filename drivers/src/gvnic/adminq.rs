@@ -11,7 +11,8 @@ use zerocopy::{Immutable, IntoBytes, KnownLayout};
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
 use crate::platform::{wait_for, Clock, WaitError};
 
-use super::regs::{AqMode, DriverStatus, Registers};
+use super::device::ResetSense;
+use super::regs::{AqMode, DeviceStatus, DriverStatus, Registers};
 use super::GvnicError;
 
 /// The admin queue is one page: 64 slots of 64 bytes. iPXE uses exactly this "to minimise
@@ -205,6 +206,7 @@ pub struct AdminQueue {
     /// Commands submitted since the queue was handed to the device (never wrapped at 64:
     /// the doorbell and event counter are free-running; tamago broke by wrapping).
     prod: u32,
+    sense: ResetSense,
 }
 
 impl AdminQueue {
@@ -240,6 +242,7 @@ impl AdminQueue {
             phys,
             mode,
             prod: 0,
+            sense: ResetSense::default(),
         })
     }
 
@@ -298,11 +301,16 @@ impl AdminQueue {
         Ok(())
     }
 
-    /// A reset under us: the device let go of the queue (facts §2.2, iPXE's ECONNRESET
-    /// check on every poll) or asks to be reset (Linux's DEVICE_STATUS bit 1).
-    fn device_was_reset(&self, regs: &Registers) -> bool {
-        let status = regs.device_status();
-        regs.reads_reset(self.mode) || status.contains(super::regs::DeviceStatus::RESET_REQUESTED)
+    /// The device let go of this queue: PFN reads 0 (revision 0; iPXE's ECONNRESET check
+    /// on every poll) or DEVICE_IS_RESET, where it can be trusted ([`ResetSense`]).
+    pub fn reads_reset(&self, regs: &Registers) -> bool {
+        self.sense.reads_reset(regs, self.mode)
+    }
+
+    /// A reset under us: the device let go of the queue, or asks to be reset (Linux's
+    /// DEVICE_STATUS bit 1).
+    pub fn device_was_reset(&self, regs: &Registers) -> bool {
+        self.reads_reset(regs) || regs.device_status().contains(DeviceStatus::RESET_REQUESTED)
     }
 }
 

@@ -3,38 +3,41 @@
 //!
 //! Each transition is one method; [`Gvnic::bring_up`] runs them up to a target state and
 //! retries from the reset when the device resets under us. Everything the device was given
-//! is recorded (which queue exists, which page list is registered) so that
-//! [`Gvnic::teardown`] undoes exactly what was done, in the reference's order.
+//! is recorded (which ring exists and what it registered, whether MSI-X is programmed) so
+//! that [`Gvnic::teardown`] undoes exactly what was done, in the reference's order. The
+//! state machine never touches a descriptor: the rings ([`super::ring`]) do, behind their
+//! contract, whatever the queue format.
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::Cell;
 
 use zerocopy::byteorder::big_endian::{U32, U64};
 
-use crate::dma::{DmaBuf, DmaPool};
-use crate::platform::{wait_for, Clock, RegisterWindow, WaitError};
+use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
+use crate::pci::msix::{self, FunctionState, MsixTable};
+use crate::platform::{wait_for_recovery, Bdf, Clock, ConfigSpace, RegisterWindow};
 
 use super::adminq::{self, AdminQueue, ById, ConfigureDeviceResources, NoPayload, Opcode};
-use super::describe::{DeviceDescriptor, QueueFormat, DESCRIPTOR_BUF_BYTES, DESCRIPTOR_VERSION};
-use super::regs::{AqMode, Doorbells, DriverStatus, Registers, IRQ_DOORBELL_MASK};
-use super::rx::{RxQueue, RX_QPL_PAGES};
-use super::tx::{TxQueue, TX_QPL_PAGES};
+use super::describe::{
+    DeviceDescriptor, Family, QueueFormat, DESCRIPTOR_BUF_BYTES, DESCRIPTOR_VERSION,
+};
+use super::notify::{self, IRQ_DB_STRIDE, NOTIFY_BLOCKS};
+use super::regs::{AqMode, DeviceStatus, Doorbells, DriverStatus, Registers};
+use super::resources::Resources;
+use super::ring::{self, QueueEnv, RxRing, Step, TxRing};
 use super::GvnicError;
 
 /// Reset deadline. iPXE gives 500 ms; Linux polls ~10 s before warning. A monitor should
-/// not hang, but a slow release must not be mistaken for none: 2 s.
+/// not hang, but a slow release must not be mistaken for none: 2 s (policy). A recovery
+/// wait: Ctrl-C does not cut it short.
 pub const RESET_TIMEOUT_US: u64 = 2_000_000;
 /// Whole bring-up attempts (iPXE's GVE_RESET_MAX_RETRY): "the device may decide to add in
 /// a few spurious resets".
 pub const MAX_ATTEMPTS: u32 = 5;
-/// TX completion deadline for one frame.
+/// TX completion deadline for one frame (policy).
 pub const TX_TIMEOUT_US: u64 = 1_000_000;
-/// Notification blocks: iPXE's two (TX = 0, RX = 1); GCE accepts zero but then fails to
-/// create more than one queue.
-pub const NOTIFY_BLOCKS: u32 = 2;
-/// Bytes between notification-block records (Linux's cache-line-aligned `gve_irq_db`).
-pub const IRQ_DB_STRIDE: u32 = 64;
 
 /// Where the NIC is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,11 +90,25 @@ pub struct TeardownStep {
     pub detail: String,
 }
 
-/// Counter array and notification blocks, handed over by CONFIGURE_DEVICE_RESOURCES.
-/// (The notification-block array is only read once, right after CONFIGURE.)
-pub(super) struct Resources {
-    pub(super) counters: DmaBuf,
-    pub(super) num_counters: u16,
+/// The MSI-X state `gvnic describe` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsixReport {
+    pub vectors: u16,
+    pub function: FunctionState,
+    /// Vectors currently unmasked.
+    pub unmasked: u16,
+    /// The driver programmed the table (DQO's dummy target).
+    pub programmed: bool,
+}
+
+/// The function's MSI-X table, used by DQO (see [`super::notify`]).
+struct Msix {
+    bdf: Bdf,
+    table: MsixTable,
+    /// The 4-byte DMA target every vector points at while we own the table.
+    dummy: Option<DmaBuf>,
+    /// We set MSI-X enable and must clear it again.
+    enabled_by_us: bool,
 }
 
 pub struct Gvnic {
@@ -101,11 +118,19 @@ pub struct Gvnic {
     pub(super) mode: AqMode,
     owner: String,
     pub(super) state: State,
-    aq: Option<AdminQueue>,
+    pub(super) aq: Option<AdminQueue>,
     info: Option<DeviceInfo>,
     pub(super) resources: Option<Resources>,
-    pub(super) tx: Option<TxQueue>,
-    pub(super) rx: Option<RxQueue>,
+    pub(super) tx: Option<Box<dyn TxRing>>,
+    pub(super) rx: Option<Box<dyn RxRing>>,
+    /// `--format`: the format the user asked for (None: our preference order).
+    wanted: Option<QueueFormat>,
+    /// The format CONFIGURE_DEVICE_RESOURCES was given.
+    pub(super) format: Option<QueueFormat>,
+    msix: Option<Msix>,
+    /// (allocations, pages) of an earlier quarantine released by a confirmed reset, for the
+    /// caller to report once.
+    released: Option<(usize, u32)>,
     /// Bring-up attempts the last `bring_up` needed (1 = no spurious reset).
     pub last_attempts: u32,
 }
@@ -131,8 +156,24 @@ impl Gvnic {
             resources: None,
             tx: None,
             rx: None,
+            wanted: None,
+            format: None,
+            msix: None,
+            released: None,
             last_attempts: 0,
         })
+    }
+
+    /// Gives the driver the function's MSI-X table (BAR1), which DQO formats need. Without
+    /// it, DQO bring-up fails with `gvnic-no-msix`.
+    pub fn with_msix(mut self, bdf: Bdf, table: MsixTable) -> Gvnic {
+        self.msix = Some(Msix {
+            bdf,
+            table,
+            dummy: None,
+            enabled_by_us: false,
+        });
+        self
     }
 
     pub fn state(&self) -> State {
@@ -147,8 +188,51 @@ impl Gvnic {
         &self.owner
     }
 
+    /// The format the queues were configured in, once configured.
+    pub fn format(&self) -> Option<QueueFormat> {
+        self.format
+    }
+
     pub fn rx_dropped(&self) -> u32 {
-        self.rx.as_ref().map_or(0, |rx| rx.dropped)
+        self.rx.as_ref().map_or(0, |rx| rx.dropped())
+    }
+
+    /// An earlier quarantine of this device released by a reset it confirmed since the last
+    /// call: (allocations, pages). Reported once.
+    pub fn take_released_quarantine(&mut self) -> Option<(usize, u32)> {
+        self.released.take()
+    }
+
+    /// Asks for a queue format (`--format`), or our preference order (None). A NIC already
+    /// configured in another format must be torn down first.
+    pub fn want_format(&mut self, wanted: Option<QueueFormat>) -> Result<(), GvnicError> {
+        if let (Some(now), Some(want)) = (self.format, wanted) {
+            if now != want && self.state >= State::Configured && self.state <= State::QueuesUp {
+                return Err(GvnicError::FormatInUse {
+                    running: now.name(),
+                    wanted: want.name(),
+                });
+            }
+        }
+        self.wanted = wanted;
+        if let Some(info) = self.info.as_mut() {
+            if self.format.is_none() {
+                info.format = info.descriptor.choose_format(wanted);
+            }
+        }
+        Ok(())
+    }
+
+    /// The MSI-X state, when the driver has the table.
+    pub fn msix_report(&self, config: &dyn ConfigSpace) -> Option<MsixReport> {
+        let msix = self.msix.as_ref()?;
+        let vectors = msix.table.vectors();
+        Some(MsixReport {
+            vectors,
+            function: msix::function_state(config, msix.bdf, &msix.table.info),
+            unmasked: (0..vectors).filter(|v| !msix.table.masked(*v)).count() as u16,
+            programmed: msix.dummy.is_some(),
+        })
     }
 
     /// Brings the NIC up to `target` (AqUp, Described, Configured or QueuesUp), retrying the
@@ -157,6 +241,7 @@ impl Gvnic {
     /// when the reset does not complete) before the error is returned.
     pub fn bring_up(
         &mut self,
+        config: &dyn ConfigSpace,
         clock: &dyn Clock,
         dma: &mut DmaPool,
         target: State,
@@ -165,7 +250,7 @@ impl Gvnic {
         loop {
             attempt += 1;
             self.last_attempts = attempt;
-            let err = match self.advance(clock, dma, target) {
+            let err = match self.advance(config, clock, dma, target) {
                 Ok(()) => return Ok(()),
                 Err(err) => err,
             };
@@ -173,7 +258,7 @@ impl Gvnic {
                 return Err(err);
             }
             // The device is in an unknown state: get it back to reset before anything else.
-            self.reset_and_release(clock, dma)?;
+            self.reset_and_release(Some(config), clock, dma)?;
             match err {
                 GvnicError::DeviceReset { .. } if attempt < MAX_ATTEMPTS => continue,
                 GvnicError::DeviceReset { .. } => {
@@ -186,17 +271,18 @@ impl Gvnic {
 
     fn advance(
         &mut self,
+        config: &dyn ConfigSpace,
         clock: &dyn Clock,
         dma: &mut DmaPool,
         target: State,
     ) -> Result<(), GvnicError> {
         if self.state > State::Unbound
             && self.state < (State::TornDown { quarantined: false })
-            && self.regs.reads_reset(self.mode)
+            && self.holds_nothing()
         {
             // Reset between commands (e.g. live migration): it holds nothing of ours any
             // more. Release our side and start over.
-            self.reset_and_release(clock, dma)?;
+            self.reset_and_release(Some(config), clock, dma)?;
         }
         if matches!(self.state, State::Unbound | State::TornDown { .. }) {
             self.enable_admin_queue(clock, dma)?;
@@ -205,12 +291,23 @@ impl Gvnic {
             self.describe(clock, dma)?;
         }
         if target >= State::Configured && self.state == State::Described {
-            self.configure(clock, dma)?;
+            self.configure(config, clock, dma)?;
         }
         if target >= State::QueuesUp && self.state == State::Configured {
             self.create_queues(clock, dma)?;
         }
         Ok(())
+    }
+
+    /// True when the device reads as holding none of our memory (it reset). Once we handed
+    /// it an admin queue, the admin queue's own sense of reset decides (see
+    /// [`AdminQueue::reads_reset`]: on revision 1 DEVICE_IS_RESET counts only if RUN was
+    /// seen to clear it).
+    pub(super) fn holds_nothing(&self) -> bool {
+        match &self.aq {
+            Some(aq) => aq.reads_reset(&self.regs),
+            None => self.regs.reads_reset(self.mode),
+        }
     }
 
     /// Unbound -> AQ up: reset if needed, then hand over the admin queue.
@@ -226,13 +323,26 @@ impl Gvnic {
         // second reset, and a driver that answers each reset with a reset loops forever.
         if !self.regs.reads_reset(self.mode) {
             self.request_reset();
-            self.wait_reset(clock)?;
+            if !self.wait_reset(clock) {
+                return Err(GvnicError::ResetTimeout { quarantined: 0 });
+            }
         }
+        // The device holds nothing now: anything an earlier bind had to quarantine is safe.
+        self.release_quarantine(dma);
         self.aq = Some(AdminQueue::enable(&self.regs, dma, &self.owner, self.mode)?);
         self.state = State::AqUp;
         Ok(())
     }
 
+    fn release_quarantine(&mut self, dma: &mut DmaPool) {
+        let (allocations, pages) = dma.release_quarantined(&self.owner);
+        if allocations > 0 {
+            let (a, p) = self.released.unwrap_or((0, 0));
+            self.released = Some((a + allocations, p + pages));
+        }
+    }
+
+    /// Revision 0: PFN = 0. Revision >= 1: DRIVER_STATUS = RESET (Linux; facts §2.2).
     fn request_reset(&self) {
         match self.mode {
             AqMode::Pfn => self.regs.set_aq_pfn(0),
@@ -240,53 +350,83 @@ impl Gvnic {
         }
     }
 
-    fn wait_reset(&self, clock: &dyn Clock) -> Result<(), GvnicError> {
-        match wait_for(clock, RESET_TIMEOUT_US, || {
+    /// Polls for the reset's completion for its whole deadline: a recovery wait, which a
+    /// Ctrl-C does not cut short (cutting it would quarantine a healthy NIC's memory).
+    fn wait_reset(&self, clock: &dyn Clock) -> bool {
+        wait_for_recovery(clock, RESET_TIMEOUT_US, || {
             self.regs.reads_reset(self.mode).then_some(())
-        }) {
-            Ok(()) => Ok(()),
-            Err(WaitError::TimedOut) => Err(GvnicError::ResetTimeout { quarantined: 0 }),
-            Err(WaitError::Interrupted) => Err(GvnicError::Interrupted),
+        })
+        .is_ok()
+    }
+
+    /// Masks every MSI-X vector (a masked vector sends nothing, so the dummy target may be
+    /// freed after this) and, given config space, clears MSI-X enable again.
+    fn quiesce_msix(&mut self, config: Option<&dyn ConfigSpace>) -> Option<String> {
+        let msix = self.msix.as_mut()?;
+        if msix.dummy.is_none() && !msix.enabled_by_us {
+            return None;
         }
+        msix.table.mask_all();
+        msix.dummy = None;
+        let config = config?;
+        if !msix.enabled_by_us {
+            return Some(String::from("every vector masked"));
+        }
+        let state = msix::set_function(
+            config,
+            msix.bdf,
+            &msix.table.info,
+            FunctionState {
+                enabled: false,
+                function_masked: false,
+            },
+        );
+        msix.enabled_by_us = state.enabled;
+        Some(alloc::format!(
+            "every vector masked; MSI-X {}",
+            if state.enabled {
+                "STILL ENABLED"
+            } else {
+                "disabled"
+            }
+        ))
     }
 
     /// Resets the device (unless it already reads reset) and, once it confirms, frees every
-    /// DMA buffer it held. If it never confirms, they are quarantined: it may still write
-    /// them. Either way the driver forgets the device's queues.
+    /// DMA buffer it held (and any earlier quarantine of it). If it never confirms, they
+    /// are quarantined: it may still write them. Either way the driver forgets the device's
+    /// queues. Returns whether the device already read reset.
     pub(super) fn reset_and_release(
         &mut self,
+        config: Option<&dyn ConfigSpace>,
         clock: &dyn Clock,
         dma: &mut DmaPool,
     ) -> Result<bool, GvnicError> {
-        let already = self.regs.reads_reset(self.mode);
-        if !already {
+        self.quiesce_msix(config);
+        let already = self.holds_nothing();
+        let confirmed = already || {
             self.request_reset();
-        }
-        let waited = if already {
-            Ok(())
-        } else {
             self.wait_reset(clock)
         };
         self.aq = None;
         self.resources = None;
         self.tx = None;
         self.rx = None;
-        match waited {
-            Ok(()) => {
-                dma.free_owner(&self.owner);
-                self.state = State::Unbound;
-                Ok(already)
-            }
-            Err(_) => {
-                let reason = alloc::format!(
-                    "{}: reset not confirmed within {} ms",
-                    self.owner,
-                    RESET_TIMEOUT_US / 1000
-                );
-                let quarantined = dma.quarantine_owner(&self.owner, &reason);
-                self.state = State::TornDown { quarantined: true };
-                Err(GvnicError::ResetTimeout { quarantined })
-            }
+        self.format = None;
+        if confirmed {
+            dma.free_owner(&self.owner);
+            self.release_quarantine(dma);
+            self.state = State::Unbound;
+            Ok(already)
+        } else {
+            let reason = alloc::format!(
+                "{}: reset not confirmed within {} ms",
+                self.owner,
+                RESET_TIMEOUT_US / 1000
+            );
+            let quarantined = dma.quarantine_owner(&self.owner, &reason);
+            self.state = State::TornDown { quarantined: true };
+            Err(GvnicError::ResetTimeout { quarantined })
         }
     }
 
@@ -323,17 +463,14 @@ impl Gvnic {
         // The device is done with the buffer once the command completed.
         dma.free(buf)?;
         let descriptor = DeviceDescriptor::parse(&raw)?;
-        let format = descriptor.choose_format();
+        let format = descriptor.choose_format(self.wanted);
         self.info = Some(DeviceInfo {
             revision: self.revision,
             aq_mode: self.mode,
             max_tx_queues: self.regs.max_tx_queues(),
             max_rx_queues: self.regs.max_rx_queues(),
             dma_mask_bits: self.regs.dma_mask_bits(),
-            link_up: self
-                .regs
-                .device_status()
-                .contains(super::regs::DeviceStatus::LINK_UP),
+            link_up: self.regs.device_status().contains(DeviceStatus::LINK_UP),
             descriptor,
             format,
         });
@@ -351,15 +488,66 @@ impl Gvnic {
             })
     }
 
-    /// Described -> configured: counter array, notification blocks, IRQs masked.
-    fn configure(&mut self, clock: &dyn Clock, dma: &mut DmaPool) -> Result<(), GvnicError> {
+    /// DQO: every vector at a dummy target in the pool with data 0, all masked, MSI-X on
+    /// with the function unmasked (gvnic-dqo.md §1.10 steps 1-3). Queue vectors are
+    /// unmasked once their queue exists.
+    fn program_msix(
+        &mut self,
+        config: &dyn ConfigSpace,
+        dma: &mut DmaPool,
+    ) -> Result<(), GvnicError> {
+        let owner = self.owner.as_str();
+        let msix = self.msix.as_mut().ok_or(GvnicError::NoMsix)?;
+        // TX and RX vectors, plus the management vector the device puts last.
+        if u32::from(msix.table.vectors()) < NOTIFY_BLOCKS + 1 {
+            return Err(GvnicError::BadDeviceValue {
+                what: "MSI-X vector count (need a TX, an RX and a management vector)",
+                value: u64::from(msix.table.vectors()),
+            });
+        }
+        msix.table.mask_all();
+        // Recorded before the device can write it, so every exit path frees or quarantines it.
+        let dummy = dma.alloc(owner, "gvnic msix dummy target", PAGE_SIZE)?;
+        let target = dma.device_addr(&dummy, 0)?;
+        dma.check_device_range(target, 4)?;
+        msix.dummy = Some(dummy);
+        for vector in 0..msix.table.vectors() {
+            msix.table.program(vector, target, 0);
+        }
+        let state = msix::set_function(
+            config,
+            msix.bdf,
+            &msix.table.info,
+            FunctionState {
+                enabled: true,
+                function_masked: false,
+            },
+        );
+        msix.enabled_by_us = true;
+        if !state.enabled || state.function_masked {
+            return Err(GvnicError::BadDeviceValue {
+                what: "MSI-X message control after enabling",
+                value: u64::from(state.enabled) | u64::from(state.function_masked) << 1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Described -> configured: counter array, notification blocks, IRQs quiet; MSI-X for
+    /// DQO.
+    fn configure(
+        &mut self,
+        config: &dyn ConfigSpace,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+    ) -> Result<(), GvnicError> {
         let info = self.info.as_ref().ok_or(GvnicError::WrongState {
             wanted: "described",
             state: self.state.name(),
         })?;
         let format = info.format.clone()?;
         let descriptor = &info.descriptor;
-        let wanted_pages = u64::from(TX_QPL_PAGES + RX_QPL_PAGES);
+        let wanted_pages = u64::from(ring::registered_pages(format));
         if wanted_pages > descriptor.max_registered_pages {
             return Err(GvnicError::PageBudget {
                 wanted: wanted_pages,
@@ -369,6 +557,9 @@ impl Gvnic {
         // ALL the counters the device described: GCE may pick any of them for a queue and
         // fails queue creation with FAILED_PRECONDITION when it picks one we did not give.
         let num_counters = descriptor.counters;
+        if format.family() == Family::Dqo {
+            self.program_msix(config, dma)?;
+        }
         let counters = dma.alloc(&self.owner, "gvnic counters", usize::from(num_counters) * 4)?;
         let irq_dbs = dma.alloc(
             &self.owner,
@@ -383,8 +574,8 @@ impl Gvnic {
                 num_counters: U32::new(u32::from(num_counters)),
                 num_irq_dbs: U32::new(NOTIFY_BLOCKS),
                 irq_db_stride: U32::new(IRQ_DB_STRIDE),
-                // Notification blocks take MSI-X vectors 0..n-1 (everyone uses 0; we use
-                // no MSI-X at all: GQI completions land in memory regardless).
+                // Notification blocks take MSI-X vectors 0..n-1, management last (everyone
+                // uses 0).
                 ntfy_blk_msix_base_idx: U32::new(0),
                 queue_format: format as u8,
                 padding: [0; 7],
@@ -393,59 +584,125 @@ impl Gvnic {
         self.resources = Some(Resources {
             counters,
             num_counters,
+            irq_dbs,
+            irq_doorbells: Vec::new(),
         });
+        self.format = Some(format);
         self.execute(clock, dma, Opcode::ConfigureDeviceResources, &command)?;
         self.state = State::Configured;
-        // Mask every notification block's interrupt: we poll, and an unmasked GQI IRQ with
-        // no MSI-X set up would only be noise.
-        for block in 0..NOTIFY_BLOCKS {
-            let index = u32::from_be(dma.read_u32(&irq_dbs, (block * IRQ_DB_STRIDE) as usize)?);
-            let index = self.doorbells.check(index, "IRQ doorbell index")?;
-            self.doorbells.ring(index, IRQ_DOORBELL_MASK);
+        let indexes = notify::read_irq_doorbells(dma, &irq_dbs, &self.doorbells)?;
+        notify::quiet(format.family(), &self.doorbells, &indexes);
+        if let Some(res) = self.resources.as_mut() {
+            res.irq_doorbells = indexes;
         }
         Ok(())
+    }
+
+    /// DQO, once a queue exists: unmask its vector and arm its IRQ doorbell (0x19).
+    fn arm_queue(&self, ntfy_id: u32) {
+        if self.format.map(QueueFormat::family) != Some(Family::Dqo) {
+            return;
+        }
+        if let Some(msix) = &self.msix {
+            msix.table.set_masked(ntfy_id as u16, false);
+        }
+        if let Some(index) = self
+            .resources
+            .as_ref()
+            .and_then(|r| r.irq_doorbells.get(ntfy_id as usize))
+        {
+            self.doorbells.ring_le(*index, super::regs::DQO_IRQ_REARM);
+        }
     }
 
     /// Configured -> queues up: page lists, TX then RX queue, RX buffers posted.
     fn create_queues(&mut self, clock: &dyn Clock, dma: &mut DmaPool) -> Result<(), GvnicError> {
         let descriptor = self.descriptor()?.clone();
+        let format = self.format.ok_or(GvnicError::WrongState {
+            wanted: "configured",
+            state: self.state.name(),
+        })?;
         let counters = self.resources.as_ref().map_or(0, |r| r.num_counters);
         // Every allocation is recorded in `self` before the device hears of it, so a
         // failure part-way leaves teardown an exact list of what to undo.
-        self.tx = Some(TxQueue::alloc(
-            dma,
-            &self.owner,
-            descriptor.tx_queue_entries,
-        )?);
-        self.rx = Some(RxQueue::alloc(
-            dma,
-            &self.owner,
-            descriptor.rx_queue_entries,
-        )?);
-        let (regs, doorbells, owner) = (&self.regs, &self.doorbells, self.owner.as_str());
+        self.tx = Some(ring::tx_ring(format, dma, &self.owner, &descriptor)?);
+        self.rx = Some(ring::rx_ring(format, dma, &self.owner, &descriptor)?);
         let aq = self.aq.as_mut().ok_or(GvnicError::WrongState {
             wanted: "with its admin queue up",
             state: "unbound",
         })?;
+        let mut env = QueueEnv {
+            aq,
+            regs: &self.regs,
+            doorbells: &self.doorbells,
+            clock,
+            dma,
+            owner: &self.owner,
+            counters,
+        };
         let (tx, rx) = match (self.tx.as_mut(), self.rx.as_mut()) {
             (Some(tx), Some(rx)) => (tx, rx),
-            _ => unreachable!("both queues were just allocated"),
+            _ => unreachable!("both rings were just allocated"),
         };
-        tx.qpl.register(aq, regs, clock, dma, owner)?;
-        rx.qpl.register(aq, regs, clock, dma, owner)?;
-        tx.create(aq, regs, clock, dma, doorbells, counters)?;
-        rx.create(aq, regs, clock, dma, doorbells, counters)?;
+        tx.register(&mut env)?;
+        rx.register(&mut env)?;
+        tx.create(&mut env)?;
+        let (tx_ntfy, rx_ntfy) = (tx.ntfy_id(), rx.ntfy_id());
+        self.arm_queue(tx_ntfy);
+        let (Some(aq), Some(rx)) = (self.aq.as_mut(), self.rx.as_mut()) else {
+            unreachable!("held above");
+        };
+        let mut env = QueueEnv {
+            aq,
+            regs: &self.regs,
+            doorbells: &self.doorbells,
+            clock,
+            dma,
+            owner: &self.owner,
+            counters,
+        };
+        rx.create(&mut env)?;
+        self.arm_queue(rx_ntfy);
         self.state = State::QueuesUp;
         Ok(())
     }
 
-    /// Undoes everything, in the reference's order: DESTROY_RX_QUEUE, DESTROY_TX_QUEUE,
-    /// UNREGISTER_PAGE_LIST (RX, then TX), DECONFIGURE_DEVICE_RESOURCES, then the reset,
-    /// whose confirmed completion is what allows freeing the DMA. Each step is reported.
-    /// An admin step that fails does not stop the teardown: the reset releases everything
-    /// anyway. Returns the first failure, if any.
+    /// The admin commands teardown owes, in the reference's order: DESTROY_RX_QUEUE,
+    /// DESTROY_TX_QUEUE, UNREGISTER_PAGE_LIST (RX, then TX), DECONFIGURE (facts §0.5).
+    fn teardown_steps(&self) -> Vec<Step> {
+        let tx = self
+            .tx
+            .as_ref()
+            .map(|t| t.teardown_steps())
+            .unwrap_or_default();
+        let rx = self
+            .rx
+            .as_ref()
+            .map(|r| r.teardown_steps())
+            .unwrap_or_default();
+        let mut steps: Vec<Step> = [rx.destroy, tx.destroy, rx.unregister, tx.unregister]
+            .into_iter()
+            .flatten()
+            .collect();
+        if self.state >= State::Configured && self.state != (State::TornDown { quarantined: true })
+        {
+            steps.push(Step {
+                name: "deconfigure",
+                opcode: Opcode::DeconfigureDeviceResources,
+                id: 0,
+            });
+        }
+        steps
+    }
+
+    /// Undoes everything: MSI-X vectors masked first (iPXE masks a vector before
+    /// destroying its queue), the admin steps of [`Self::teardown_steps`], MSI-X disabled,
+    /// then the reset, whose confirmed completion is what allows freeing the DMA. Each step
+    /// is reported. An admin step that fails does not stop the teardown: the reset releases
+    /// everything anyway. Returns the first failure, if any.
     pub fn teardown(
         &mut self,
+        config: &dyn ConfigSpace,
         clock: &dyn Clock,
         dma: &mut DmaPool,
         report: &mut dyn FnMut(TeardownStep),
@@ -454,39 +711,38 @@ impl Gvnic {
         // Once the admin queue stops answering (timeout, reset), further commands are
         // pointless: skip to the reset.
         let mut aq_alive = self.aq.is_some();
-        let mut steps: Vec<(&'static str, Opcode, u32)> = Vec::new();
-        if self.rx.as_ref().is_some_and(|rx| rx.created) {
-            steps.push(("destroy-rx-queue", Opcode::DestroyRxQueue, 0));
-        }
-        if self.tx.as_ref().is_some_and(|tx| tx.created) {
-            steps.push(("destroy-tx-queue", Opcode::DestroyTxQueue, 0));
-        }
-        if let Some(rx) = self.rx.as_ref().filter(|rx| rx.qpl.registered) {
-            steps.push(("unregister-rx-qpl", Opcode::UnregisterPageList, rx.qpl.id));
-        }
-        if let Some(tx) = self.tx.as_ref().filter(|tx| tx.qpl.registered) {
-            steps.push(("unregister-tx-qpl", Opcode::UnregisterPageList, tx.qpl.id));
-        }
-        if self.state >= State::Configured && self.state != (State::TornDown { quarantined: true })
-        {
-            steps.push(("deconfigure", Opcode::DeconfigureDeviceResources, 0));
-        }
+        let steps = self.teardown_steps();
         let live_buffers = |dma: &DmaPool, owner: &str| {
             dma.ledger()
                 .iter()
                 .filter(|a| a.owner == owner && a.quarantine.is_none())
                 .count()
         };
+        let msix_live = self
+            .msix
+            .as_ref()
+            .is_some_and(|m| m.dummy.is_some() || m.enabled_by_us);
         let nothing_bound = self.aq.is_none()
             && live_buffers(dma, &self.owner) == 0
-            && self.state != (State::TornDown { quarantined: true });
+            && self.state != (State::TornDown { quarantined: true })
+            && !msix_live;
         if nothing_bound && steps.is_empty() {
             return Ok(());
         }
-        for (step, opcode, id) in steps {
+        if msix_live {
+            if let Some(msix) = &self.msix {
+                msix.table.mask_all();
+            }
+            report(TeardownStep {
+                step: "msix-mask",
+                ok: true,
+                detail: String::from("every MSI-X vector masked"),
+            });
+        }
+        for Step { name, opcode, id } in steps {
             if !aq_alive {
                 report(TeardownStep {
-                    step,
+                    step: name,
                     ok: false,
                     detail: String::from(
                         "skipped: the admin queue is not answering; the reset releases it",
@@ -498,10 +754,9 @@ impl Gvnic {
                 Opcode::DeconfigureDeviceResources => adminq::encode(opcode, &NoPayload {}),
                 _ => adminq::encode(opcode, &ById { id: U32::new(id) }),
             };
-            let result = self.execute(clock, dma, opcode, &command);
-            match result {
+            match self.execute(clock, dma, opcode, &command) {
                 Ok(()) => report(TeardownStep {
-                    step,
+                    step: name,
                     ok: true,
                     detail: alloc::format!("{} passed", opcode.name()),
                 }),
@@ -510,7 +765,7 @@ impl Gvnic {
                         aq_alive = false;
                     }
                     report(TeardownStep {
-                        step,
+                        step: name,
                         ok: false,
                         detail: alloc::format!("{err}"),
                     });
@@ -518,8 +773,16 @@ impl Gvnic {
                 }
             }
         }
+        if let Some(detail) = self.quiesce_msix(Some(config)) {
+            let ok = !detail.contains("STILL");
+            report(TeardownStep {
+                step: "msix-disable",
+                ok,
+                detail,
+            });
+        }
         let buffers = live_buffers(dma, &self.owner);
-        match self.reset_and_release(clock, dma) {
+        match self.reset_and_release(Some(config), clock, dma) {
             Ok(already) => {
                 report(TeardownStep {
                     step: "reset",
@@ -535,6 +798,16 @@ impl Gvnic {
                     ok: true,
                     detail: alloc::format!("{buffers} DMA buffer(s) scrubbed and freed"),
                 });
+                if let Some((allocations, pages)) = self.released.take() {
+                    report(TeardownStep {
+                        step: "release-quarantine",
+                        ok: true,
+                        detail: alloc::format!(
+                            "{allocations} buffer(s) ({pages} pages) quarantined earlier freed: \
+                             the device confirmed a reset since"
+                        ),
+                    });
+                }
                 self.state = State::TornDown { quarantined: false };
             }
             Err(err) => {
@@ -555,5 +828,30 @@ impl Gvnic {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// How the admin queue tells whether the device reset under it (facts §2.2). Revision 0:
+/// PFN reads 0. Revision >= 1: nothing documents that RUN clears DEVICE_IS_RESET, so the bit
+/// counts only once it has been seen clear after RUN; until then (a device that leaves it
+/// set) only RESET_REQUESTED and the event counter tell. A reset we request is still
+/// confirmed the documented way, by DEVICE_IS_RESET after DRIVER_STATUS = RESET.
+#[derive(Debug, Default)]
+pub struct ResetSense {
+    bit_seen_clear: Cell<bool>,
+}
+
+impl ResetSense {
+    pub fn reads_reset(&self, regs: &Registers, mode: AqMode) -> bool {
+        match mode {
+            AqMode::Pfn => regs.aq_pfn() == 0,
+            AqMode::BaseLength => {
+                let set = regs.device_status().contains(DeviceStatus::DEVICE_IS_RESET);
+                if !set {
+                    self.bit_seen_clear.set(true);
+                }
+                set && self.bit_seen_clear.get()
+            }
+        }
     }
 }

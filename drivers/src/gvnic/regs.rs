@@ -63,9 +63,17 @@ bitflags! {
     }
 }
 
-/// GQI IRQ doorbell value: mask the interrupt. A polling driver writes it once per
+/// GQI IRQ doorbell value (BE32): mask the interrupt. A polling driver writes it once per
 /// notification block after CONFIGURE_DEVICE_RESOURCES and never unmasks (facts §4.3).
 pub const IRQ_DOORBELL_MASK: u32 = 1 << 30;
+
+/// DQO IRQ doorbell bits (LE32, GCP-Linux gve_dqo.h; gvnic-dqo.md §1.10): enable, and ITR
+/// select 3 = "no update" in bits 3-4.
+pub const DQO_IRQ_ENABLE: u32 = 1 << 0;
+pub const DQO_IRQ_ITR_NO_UPDATE: u32 = 3 << 3;
+/// Re-arm: enable + no ITR update = 0x19, what Linux writes after NAPI and iPXE on every
+/// poll.
+pub const DQO_IRQ_REARM: u32 = DQO_IRQ_ENABLE | DQO_IRQ_ITR_NO_UPDATE;
 
 /// How the admin queue is handed to the device, decided by the PCI revision (facts §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +186,8 @@ impl Registers {
     }
 }
 
-/// BAR2: a flat array of big-endian 32-bit doorbells; index n is at byte 4n.
+/// BAR2: a flat array of 32-bit doorbells; index n is at byte 4n. GQI doorbells are
+/// big-endian, DQO doorbells little-endian (Linux gve.rst): the caller says which.
 pub struct Doorbells {
     window: Box<dyn RegisterWindow>,
 }
@@ -210,11 +219,20 @@ impl Doorbells {
         }
     }
 
-    /// Writes `value` (big-endian) to doorbell `index`, which was validated by `check`.
-    pub fn ring(&self, index: u32, value: u32) {
+    /// Writes `value` big-endian (GQI) to doorbell `index`, which was validated by `check`.
+    pub fn ring_be(&self, index: u32, value: u32) {
+        self.ring_raw(index, value.to_be());
+    }
+
+    /// Writes `value` little-endian (DQO) to doorbell `index`, validated by `check`.
+    pub fn ring_le(&self, index: u32, value: u32) {
+        self.ring_raw(index, value.to_le());
+    }
+
+    fn ring_raw(&self, index: u32, bus_value: u32) {
         // Everything the device will read because of this doorbell (descriptors, frame
         // bytes, data-ring slots) must be visible before the write.
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        self.window.write32(index as usize * 4, value.to_be());
+        self.window.write32(index as usize * 4, bus_value);
     }
 }

@@ -4,6 +4,7 @@
 mod bar;
 mod caps;
 mod enumerate;
+pub mod msix;
 pub mod names;
 pub mod regs;
 
@@ -182,4 +183,21 @@ pub fn disable_bus_master(config: &dyn crate::platform::ConfigSpace, bdf: Bdf) {
     if command.contains(Command::BUS_MASTER) {
         config.write16(bdf, regs::COMMAND, (command - Command::BUS_MASTER).bits());
     }
+}
+
+/// Sets or clears INTx disable (command register bit 10) and returns what it was. Drivers
+/// that poll turn INTx off so a device cannot raise a legacy interrupt nobody handles.
+pub fn set_intx_disabled(
+    config: &dyn crate::platform::ConfigSpace,
+    bdf: Bdf,
+    disabled: bool,
+) -> bool {
+    let command = Command::from_bits_retain(config.read16(bdf, regs::COMMAND));
+    let was = command.contains(Command::INTX_DISABLE);
+    let mut wanted = command;
+    wanted.set(Command::INTX_DISABLE, disabled);
+    if wanted != command {
+        config.write16(bdf, regs::COMMAND, wanted.bits());
+    }
+    was
 }
