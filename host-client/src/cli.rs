@@ -68,6 +68,11 @@ pub struct QemuOpts {
     /// Write the gVNIC model's wire traffic to this pcap file (implies --gvnic).
     #[arg(long, value_name = "FILE")]
     pub gvnic_pcap: Option<PathBuf>,
+    /// Queue formats the gVNIC model offers (implies --gvnic): a comma list of gqi-qpl,
+    /// gqi-rda, dqo-rda, dqo-qpl, or `none` (no format option: drivers fall back to GQI-QPL)
+    /// [default: gqi-qpl].
+    #[arg(long, value_name = "LIST")]
+    pub gvnic_formats: Option<gvnic_model::Formats>,
     /// Accelerator: tcg (portable) or kvm.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     pub accel: Accel,

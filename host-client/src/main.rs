@@ -143,9 +143,10 @@ fn qemu_config(q: &QemuOpts) -> Result<QemuConfig> {
             serial: format!("nvme{i}"),
         })
         .collect();
-    if q.gvnic || q.gvnic_pcap.is_some() {
+    if q.gvnic || q.gvnic_pcap.is_some() || q.gvnic_formats.is_some() {
         cfg.gvnic = Some(GvnicOptions {
             pcap: q.gvnic_pcap.clone(),
+            formats: q.gvnic_formats.clone(),
             ..GvnicOptions::default()
         });
     }

@@ -41,12 +41,13 @@ pub struct GvnicOptions {
     pub revision: u8,
     /// MAC the model reports (the model's default when None).
     pub mac: Option<[u8; 6]>,
-    /// Offer only DQO queue formats (like a4-highgpu-8g), to test refusal paths.
-    pub dqo_only: bool,
+    /// The queue formats DESCRIBE_DEVICE offers (`--gvnic-formats`); None keeps the base
+    /// configuration's (GQI-QPL by default).
+    pub formats: Option<gvnic_model::Formats>,
     /// PCI slot on bus 0 (default 5).
     pub slot: Option<u8>,
     /// The model's full configuration (faults, responder, formats...) as a base;
-    /// `revision`, `mac` (when set) and `dqo_only` (when true) are applied on top.
+    /// `revision`, `mac` and `formats` (when set) are applied on top.
     pub extra: Option<gvnic_model::ModelConfig>,
 }
 
