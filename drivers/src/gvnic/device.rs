@@ -11,7 +11,6 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::Cell;
 
 use zerocopy::byteorder::big_endian::{U32, U64};
 
@@ -300,9 +299,8 @@ impl Gvnic {
     }
 
     /// True when the device reads as holding none of our memory (it reset). Once we handed
-    /// it an admin queue, the admin queue's own sense of reset decides (see
-    /// [`AdminQueue::reads_reset`]: on revision 1 DEVICE_IS_RESET counts only if RUN was
-    /// seen to clear it).
+    /// it an admin queue, PFN reading 0 decides on every revision ([`AdminQueue::reads_reset`]:
+    /// DEVICE_IS_RESET is not trusted to have been cleared by RUN).
     pub(super) fn holds_nothing(&self) -> bool {
         match &self.aq {
             Some(aq) => aq.reads_reset(&self.regs),
@@ -754,7 +752,14 @@ impl Gvnic {
                 Opcode::DeconfigureDeviceResources => adminq::encode(opcode, &NoPayload {}),
                 _ => adminq::encode(opcode, &ById { id: U32::new(id) }),
             };
-            match self.execute(clock, dma, opcode, &command) {
+            let result = match self.aq.as_mut() {
+                Some(aq) => aq.execute_recovery(&self.regs, clock, dma, opcode, &command),
+                None => Err(GvnicError::WrongState {
+                    wanted: "with its admin queue up",
+                    state: self.state.name(),
+                }),
+            };
+            match result {
                 Ok(()) => report(TeardownStep {
                     step: name,
                     ok: true,
@@ -828,30 +833,5 @@ impl Gvnic {
             }
         }
         first_error.map_or(Ok(()), Err)
-    }
-}
-
-/// How the admin queue tells whether the device reset under it (facts §2.2). Revision 0:
-/// PFN reads 0. Revision >= 1: nothing documents that RUN clears DEVICE_IS_RESET, so the bit
-/// counts only once it has been seen clear after RUN; until then (a device that leaves it
-/// set) only RESET_REQUESTED and the event counter tell. A reset we request is still
-/// confirmed the documented way, by DEVICE_IS_RESET after DRIVER_STATUS = RESET.
-#[derive(Debug, Default)]
-pub struct ResetSense {
-    bit_seen_clear: Cell<bool>,
-}
-
-impl ResetSense {
-    pub fn reads_reset(&self, regs: &Registers, mode: AqMode) -> bool {
-        match mode {
-            AqMode::Pfn => regs.aq_pfn() == 0,
-            AqMode::BaseLength => {
-                let set = regs.device_status().contains(DeviceStatus::DEVICE_IS_RESET);
-                if !set {
-                    self.bit_seen_clear.set(true);
-                }
-                set && self.bit_seen_clear.get()
-            }
-        }
     }
 }

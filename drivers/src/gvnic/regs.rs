@@ -80,8 +80,8 @@ pub const DQO_IRQ_REARM: u32 = DQO_IRQ_ENABLE | DQO_IRQ_ITR_NO_UPDATE;
 pub enum AqMode {
     /// Revision 0: ADMINQ_PFN, reset by writing PFN = 0 and polling until it reads 0.
     Pfn,
-    /// Revision >= 1: length, base hi/lo, DRIVER_STATUS = RUN; reset through
-    /// DRIVER_STATUS = RESET, done when DEVICE_STATUS.DEVICE_IS_RESET is set.
+    /// Revision >= 1: PFN as well (iPXE), length, base hi/lo, DRIVER_STATUS = RUN; reset
+    /// through DRIVER_STATUS = RESET, done when DEVICE_IS_RESET is set and PFN reads 0.
     BaseLength,
 }
 
@@ -176,13 +176,28 @@ impl Registers {
         self.write_be32(offset::ADMINQ_BASE_ADDRESS_LO, phys as u32);
     }
 
-    /// True when the device reads as reset, i.e. it holds no driver memory (facts §2.2):
-    /// PFN reads 0 (revision 0) or DEVICE_IS_RESET is set (revision >= 1).
+    /// True when the device reads as reset, i.e. it holds no driver memory (facts §2.2).
+    /// Revision 0: PFN reads 0. Revision >= 1: DEVICE_IS_RESET is set (the documented
+    /// confirmation, what Linux polls) AND PFN reads 0. The PFN half is there because no
+    /// source says what clears DEVICE_IS_RESET: a device that leaves it set from an earlier
+    /// reset would otherwise confirm a reset that has not happened. We write the PFN on
+    /// every revision as iPXE does (proven on GCE; Google's documentation, quoted by
+    /// Fuchsia: the PFN path still works on newer devices), so a device that let go of the
+    /// queue reads PFN 0 whatever its revision.
     pub fn reads_reset(&self, mode: AqMode) -> bool {
         match mode {
             AqMode::Pfn => self.aq_pfn() == 0,
-            AqMode::BaseLength => self.device_status().contains(DeviceStatus::DEVICE_IS_RESET),
+            AqMode::BaseLength => {
+                self.device_status().contains(DeviceStatus::DEVICE_IS_RESET) && self.aq_pfn() == 0
+            }
         }
+    }
+
+    /// While an admin queue we handed over is live: has the device let go of it? PFN
+    /// reads 0 on every revision (we wrote it, see [`Self::reads_reset`]); DEVICE_IS_RESET
+    /// is not consulted, since nothing says RUN clears it.
+    pub fn let_go_of_aq(&self) -> bool {
+        self.aq_pfn() == 0
     }
 }
 
