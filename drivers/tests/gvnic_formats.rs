@@ -236,3 +236,155 @@ fn format_override_picks_an_offered_format_and_names_the_offered_ones_otherwise(
     rig.assert_ledger_clean();
     rig.assert_no_violations();
 }
+
+const DQO: [QueueFormat; 2] = [QueueFormat::DqoRda, QueueFormat::DqoQpl];
+
+fn dqo_rig(format: QueueFormat, config: ModelConfig) -> Rig {
+    rig(ModelConfig {
+        formats: Formats::only(&[model_format(format)]),
+        ..config
+    })
+}
+
+#[test]
+fn dqo_interrupts_go_to_the_dummy_target_in_the_pool() {
+    for format in DQO {
+        let mut rig = dqo_rig(format, ModelConfig::default());
+        rig.bring_up(State::QueuesUp).unwrap();
+        let frame = dhcp::discover_frame([0x42, 1, 10, 128, 0, 2], 3);
+        rig.nic.transmit(&rig.clock, &mut rig.pool, &frame).unwrap();
+        rig.nic
+            .receive(&rig.clock, &mut rig.pool, 1_000_000)
+            .unwrap();
+        let model = rig.model();
+        let interrupts = &model.record().interrupts;
+        assert!(
+            !interrupts.is_empty(),
+            "{}: no MSI-X message",
+            format.name()
+        );
+        let base = rig.pool.phys_base();
+        for irq in interrupts {
+            assert!(irq.written_to_ram, "{irq:?}");
+            assert_eq!(irq.data, 0);
+            assert!(irq.address >= base && irq.address < base + rig.pool.bytes());
+            // Only the TX (0) and RX (1) vectors: the management vector stays masked.
+            assert!(irq.vector < 2, "{irq:?}");
+        }
+    }
+}
+
+#[test]
+fn dqo_completions_never_written_time_out_by_name_and_release_cleanly() {
+    for format in DQO {
+        let mut rig = dqo_rig(
+            format,
+            ModelConfig {
+                faults: Faults {
+                    dqo_completions_never_written: true,
+                    ..Faults::default()
+                },
+                ..ModelConfig::default()
+            },
+        );
+        rig.bring_up(State::QueuesUp).unwrap();
+        let frame = dhcp::discover_frame([0x42, 1, 10, 128, 0, 2], 3);
+        let err = rig
+            .nic
+            .transmit(&rig.clock, &mut rig.pool, &frame)
+            .unwrap_err();
+        assert!(matches!(err, GvnicError::TxTimeout { .. }), "{err:?}");
+        assert_eq!(err.code(), "gvnic-tx-timeout");
+        // The next frame is refused while that one is outstanding.
+        let err = rig
+            .nic
+            .transmit(&rig.clock, &mut rig.pool, &frame)
+            .unwrap_err();
+        assert_eq!(err.code(), "gvnic-tx-busy");
+        let err = rig
+            .nic
+            .receive(&rig.clock, &mut rig.pool, 200_000)
+            .unwrap_err();
+        assert_eq!(err, GvnicError::RxTimeout);
+        // The device still confirms its reset: everything is freed.
+        let (result, _) = rig.teardown_steps();
+        result.unwrap();
+        rig.assert_ledger_clean();
+        rig.assert_no_violations();
+    }
+}
+
+#[test]
+fn a_dqo_generation_bit_that_never_flips_stops_rx_without_misreading() {
+    for format in DQO {
+        let mut rig = dqo_rig(
+            format,
+            ModelConfig {
+                rx_queue_entries: 64,
+                faults: Faults {
+                    dqo_generation_stuck: true,
+                    ..Faults::default()
+                },
+                ..ModelConfig::default()
+            },
+        );
+        rig.bring_up(State::QueuesUp).unwrap();
+        // 64 completions fill the first pass of the 64-entry completion queue; the 65th
+        // carries generation 1 again, which the second pass must not take for new.
+        let mut got = 0;
+        for n in 0..70u8 {
+            let mut frame = vec![n; 80];
+            frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+            rig.model_mut().inject_rx(&frame);
+            match rig.nic.receive(&rig.clock, &mut rig.pool, 100_000) {
+                Ok(bytes) => {
+                    assert_eq!(bytes, frame, "{}: frame {n}", format.name());
+                    got += 1;
+                }
+                Err(GvnicError::RxTimeout) => break,
+                Err(err) => panic!("{}: {err}", format.name()),
+            }
+        }
+        assert_eq!(got, 64, "{}", format.name());
+        let (result, _) = rig.teardown_steps();
+        result.unwrap();
+        rig.assert_ledger_clean();
+    }
+}
+
+#[test]
+fn a_reset_under_a_running_dqo_data_path_is_named_and_recovered() {
+    for format in DQO {
+        for revision in [0, 1] {
+            let mut rig = dqo_rig(
+                format,
+                ModelConfig {
+                    revision,
+                    faults: Faults {
+                        spurious_reset_after_tx_packets: Some(1),
+                        ..Faults::default()
+                    },
+                    ..ModelConfig::default()
+                },
+            );
+            rig.bring_up(State::QueuesUp).unwrap();
+            let frame = dhcp::discover_frame([0x42, 1, 10, 128, 0, 2], 3);
+            let err = rig
+                .nic
+                .transmit(&rig.clock, &mut rig.pool, &frame)
+                .unwrap_err();
+            assert_eq!(err.code(), "gvnic-device-reset", "{err}");
+            rig.assert_ledger_clean();
+            // MSI-X vectors were masked with the queues gone.
+            assert_eq!(rig.nic.msix_report(&rig.pci).unwrap().unmasked, 0);
+            // Up again in the same format, and it works.
+            rig.bring_up(State::QueuesUp).unwrap();
+            assert_eq!(rig.nic.format(), Some(format));
+            rig.nic.transmit(&rig.clock, &mut rig.pool, &frame).unwrap();
+            let (result, _) = rig.teardown_steps();
+            result.unwrap();
+            assert!(!rig.msix_enabled());
+            rig.assert_ledger_clean();
+        }
+    }
+}
