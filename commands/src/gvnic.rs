@@ -595,7 +595,7 @@ fn await_offer(
 }
 
 fn ip_string(ip: [u8; 4]) -> String {
-    alloc::format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
+    alloc::format!("{}", core::net::Ipv4Addr::from(ip))
 }
 
 fn rx_frame(inbound: &Inbound, bytes: usize, elapsed_us: u64, xid: u32) -> evidence::GvnicRx {

@@ -388,3 +388,120 @@ fn a_reset_under_a_running_dqo_data_path_is_named_and_recovered() {
         }
     }
 }
+
+const INTERNAL_ERROR: u32 = 0xFFFF_FFF6;
+
+fn uses_qpl(format: QueueFormat) -> bool {
+    matches!(format, QueueFormat::GqiQpl | QueueFormat::DqoQpl)
+}
+
+#[test]
+fn an_error_status_on_any_bring_up_command_is_named_and_released_in_every_format() {
+    use drivers::gvnic::Opcode;
+    for format in ALL {
+        for revision in [0, 1] {
+            let mut opcodes = vec![Opcode::ConfigureDeviceResources];
+            if uses_qpl(format) {
+                opcodes.push(Opcode::RegisterPageList);
+            }
+            opcodes.extend([Opcode::CreateTxQueue, Opcode::CreateRxQueue]);
+            for opcode in opcodes {
+                let label = format!("{} rev {revision} {opcode:?}", format.name());
+                let faults = Faults {
+                    status_for_opcode: Some((opcode as u32, INTERNAL_ERROR)),
+                    ..Faults::default()
+                };
+                let mut rig = only(format, revision, DeviceIsReset::ClearedByRun, faults);
+                let err = rig.bring_up(State::QueuesUp).unwrap_err();
+                assert_eq!(
+                    err,
+                    GvnicError::AdminStatus {
+                        opcode,
+                        status: INTERNAL_ERROR
+                    },
+                    "{label}"
+                );
+                assert_eq!(rig.nic.state(), State::Unbound, "{label}");
+                assert!(rig.model().is_reset(), "{label}");
+                assert_eq!(rig.model().registered_pages(), 0, "{label}");
+                assert!(!rig.msix_enabled(), "{label}: MSI-X left enabled");
+                rig.assert_ledger_clean();
+                rig.assert_no_violations();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_reset_that_never_completes_quarantines_in_every_format_and_msix_is_off_anyway() {
+    for format in ALL {
+        let faults = Faults {
+            reset_never_completes: true,
+            ..Faults::default()
+        };
+        let mut rig = only(format, 0, DeviceIsReset::ClearedByRun, faults);
+        rig.bring_up(State::QueuesUp).unwrap();
+        let (result, steps) = rig.teardown_steps();
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), "gvnic-reset-timeout", "{}", format.name());
+        let ledger = rig.pool.ledger();
+        assert!(!ledger.is_empty());
+        assert!(ledger.iter().all(|a| a.quarantine.is_some()), "{ledger:#?}");
+        // The device keeps its memory, but can send no message: every vector masked and
+        // MSI-X off before the reset was even asked for.
+        assert!(!rig.msix_enabled(), "{}: {steps:?}", format.name());
+        assert_eq!(rig.nic.msix_report(&rig.pci).unwrap().unmasked, 0);
+    }
+}
+
+#[test]
+fn an_error_status_during_teardown_still_resets_and_releases_in_every_format() {
+    use drivers::gvnic::Opcode;
+    for format in ALL {
+        for opcode in [Opcode::DestroyRxQueue, Opcode::DeconfigureDeviceResources] {
+            let faults = Faults {
+                status_for_opcode: Some((opcode as u32, INTERNAL_ERROR)),
+                ..Faults::default()
+            };
+            let mut rig = only(format, 1, DeviceIsReset::ClearedByResetRequest, faults);
+            rig.bring_up(State::QueuesUp).unwrap();
+            let (result, steps) = rig.teardown_steps();
+            assert_eq!(result.unwrap_err().code(), "gvnic-admin-status");
+            assert!(steps.iter().any(|s| s.step == "reset" && s.ok), "{steps:?}");
+            assert!(rig.model().is_reset());
+            assert_eq!(rig.model().registered_pages(), 0);
+            assert!(!rig.msix_enabled());
+            rig.assert_ledger_clean();
+        }
+    }
+}
+
+#[test]
+fn a_spurious_reset_during_bring_up_is_survived_in_every_format() {
+    for format in ALL {
+        for (revision, mode) in DEVICES {
+            // Bring-up runs 6 admin commands with page lists, 4 without: a reset after any
+            // but the last lands mid-way.
+            let last = if uses_qpl(format) { 5 } else { 3 };
+            for after in 1..=last {
+                let label = format!("{} rev {revision} {mode:?} after {after}", format.name());
+                let faults = Faults {
+                    spurious_reset_after_commands: Some(after),
+                    ..Faults::default()
+                };
+                let mut rig = only(format, revision, mode, faults);
+                rig.bring_up(State::QueuesUp)
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                assert!(rig.nic.last_attempts >= 2, "{label}");
+                let frame = dhcp::discover_frame([0x42, 1, 10, 128, 0, 2], 5);
+                rig.nic
+                    .transmit(&rig.clock, &mut rig.pool, &frame)
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                let (result, _) = rig.teardown_steps();
+                result.unwrap_or_else(|e| panic!("{label}: {e}"));
+                rig.assert_ledger_clean();
+                assert!(!rig.msix_enabled(), "{label}");
+            }
+        }
+    }
+}

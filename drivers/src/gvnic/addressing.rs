@@ -62,24 +62,27 @@ pub struct Buffers {
     pub registered: bool,
 }
 
+/// What a ring asks of its buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct BufSpec {
+    /// The ledger's purpose string.
+    pub purpose: &'static str,
+    pub addressing: Addressing,
+    pub kind: AddressKind,
+    /// The page-list id used when the addressing is QPL.
+    pub id: u32,
+    pub pages: u32,
+}
+
 impl Buffers {
-    #[allow(clippy::too_many_arguments)]
-    pub fn alloc(
-        dma: &mut DmaPool,
-        owner: &str,
-        purpose: &'static str,
-        addressing: Addressing,
-        kind: AddressKind,
-        id: u32,
-        pages: u32,
-    ) -> Result<Buffers, GvnicError> {
-        let buf = dma.alloc(owner, purpose, pages as usize * PAGE_SIZE)?;
+    pub fn alloc(dma: &mut DmaPool, owner: &str, spec: BufSpec) -> Result<Buffers, GvnicError> {
+        let buf = dma.alloc(owner, spec.purpose, spec.pages as usize * PAGE_SIZE)?;
         Ok(Buffers {
             buf,
-            pages,
-            addressing,
-            kind,
-            id,
+            pages: spec.pages,
+            addressing: spec.addressing,
+            kind: spec.kind,
+            id: spec.id,
             registered: false,
         })
     }
@@ -172,11 +175,13 @@ mod tests {
         let q = Buffers::alloc(
             &mut pool,
             "t",
-            "q",
-            Addressing::Qpl,
-            AddressKind::QplOffset,
-            7,
-            2,
+            BufSpec {
+                purpose: "q",
+                addressing: Addressing::Qpl,
+                kind: AddressKind::QplOffset,
+                id: 7,
+                pages: 2,
+            },
         )
         .unwrap();
         assert_eq!(q.count(), 4);
@@ -185,11 +190,13 @@ mod tests {
         let r = Buffers::alloc(
             &mut pool,
             "t",
-            "r",
-            Addressing::Rda,
-            AddressKind::DeviceAddress,
-            9,
-            2,
+            BufSpec {
+                purpose: "r",
+                addressing: Addressing::Rda,
+                kind: AddressKind::DeviceAddress,
+                id: 9,
+                pages: 2,
+            },
         )
         .unwrap();
         assert_eq!(r.qpl_id(), RDA_QPL_ID);
@@ -200,11 +207,13 @@ mod tests {
         let d = Buffers::alloc(
             &mut pool,
             "t",
-            "d",
-            Addressing::Qpl,
-            AddressKind::DeviceAddress,
-            1,
-            1,
+            BufSpec {
+                purpose: "d",
+                addressing: Addressing::Qpl,
+                kind: AddressKind::DeviceAddress,
+                id: 1,
+                pages: 1,
+            },
         )
         .unwrap();
         assert_eq!(d.qpl_id(), 1);

@@ -325,17 +325,9 @@ impl DeviceDescriptor {
         }
     }
 
+    /// The MAC as `42:01:0a:80:00:02` (one formatter for the whole crate).
     pub fn mac_string(&self) -> String {
-        let m = self.mac;
-        alloc::format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5]
-        )
+        crate::net::ethernet::mac_string(&self.mac)
     }
 }
 

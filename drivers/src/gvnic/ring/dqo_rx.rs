@@ -20,7 +20,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
 
-use super::super::addressing::{AddressKind, Addressing, Buffers, BUF_BYTES, RX_QPL_ID};
+use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, BUF_BYTES, RX_QPL_ID};
 use super::super::adminq::{self, CreateRxQueue, Opcode};
 use super::super::regs::Doorbells;
 use super::super::resources::read_queue_resources;
@@ -75,11 +75,13 @@ impl DqoRx {
             bufs: Buffers::alloc(
                 dma,
                 owner,
-                "gvnic rx buffers",
-                addressing,
-                AddressKind::DeviceAddress,
-                RX_QPL_ID,
-                RX_BUF_PAGES,
+                BufSpec {
+                    purpose: "gvnic rx buffers",
+                    addressing,
+                    kind: AddressKind::DeviceAddress,
+                    id: RX_QPL_ID,
+                    pages: RX_BUF_PAGES,
+                },
             )?,
             entries,
             db_index: 0,

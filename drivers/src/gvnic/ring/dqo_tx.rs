@@ -17,7 +17,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
 
-use super::super::addressing::{AddressKind, Addressing, Buffers, TX_QPL_ID};
+use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, TX_QPL_ID};
 use super::super::adminq::{self, CreateTxQueue, Opcode};
 use super::super::regs::Doorbells;
 use super::super::resources::read_queue_resources;
@@ -69,11 +69,13 @@ impl DqoTx {
             bufs: Buffers::alloc(
                 dma,
                 owner,
-                "gvnic tx buffers",
-                addressing,
-                AddressKind::DeviceAddress,
-                TX_QPL_ID,
-                TX_BUF_PAGES,
+                BufSpec {
+                    purpose: "gvnic tx buffers",
+                    addressing,
+                    kind: AddressKind::DeviceAddress,
+                    id: TX_QPL_ID,
+                    pages: TX_BUF_PAGES,
+                },
             )?,
             entries,
             db_index: 0,

@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
 
-use super::super::addressing::{AddressKind, Addressing, Buffers, BUF_BYTES, TX_QPL_ID};
+use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, BUF_BYTES, TX_QPL_ID};
 use super::super::adminq::{self, CreateTxQueue, Opcode};
 use super::super::regs::Doorbells;
 use super::super::resources::read_queue_resources;
@@ -104,11 +104,13 @@ impl GqiTx {
             bufs: Buffers::alloc(
                 dma,
                 owner,
-                "gvnic tx buffers",
-                addressing,
-                kind,
-                TX_QPL_ID,
-                TX_BUF_PAGES,
+                BufSpec {
+                    purpose: "gvnic tx buffers",
+                    addressing,
+                    kind,
+                    id: TX_QPL_ID,
+                    pages: TX_BUF_PAGES,
+                },
             )?,
             entries,
             db_index: 0,
