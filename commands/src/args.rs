@@ -6,7 +6,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::table::{CmdError, CommandSpec};
+use drivers::platform::{Bdf, Width};
+
+use crate::table::{CmdError, CommandSpec, Flag};
 
 /// Longest line the shell accepts; longer input is refused, not truncated silently.
 pub const MAX_LINE: usize = 512;
@@ -76,11 +78,97 @@ impl<'a> Args<'a> {
         self.positional.get(index).copied()
     }
 
+    /// Positional `index` as a number (`what` names it in errors; missing counts as empty).
+    pub fn number(&self, index: usize, what: &str) -> Result<u64, CmdError> {
+        parse_number(what, self.get(index).unwrap_or(""))
+    }
+
+    /// Positional `index` as a `bb:dd.f` PCI address.
+    pub fn bdf(&self, index: usize) -> Result<Bdf, CmdError> {
+        parse_bdf(self.get(index).unwrap_or(""))
+    }
+
+    /// `--width N` in bytes, one of `allowed`; `default` when absent. The one width grammar
+    /// of every command (`bad-width` otherwise).
+    pub fn width(&self, allowed: &[Width], default: Width) -> Result<Width, CmdError> {
+        let Some(text) = self.value("--width") else {
+            return Ok(default);
+        };
+        let bytes = parse_number("width", text).map_err(|_| bad_width(text, allowed))?;
+        Width::from_bytes(bytes)
+            .filter(|w| allowed.contains(w))
+            .ok_or_else(|| bad_width(text, allowed))
+    }
+
+    /// Whether `--width` was given at all.
+    pub fn has_width(&self) -> bool {
+        self.value("--width").is_some()
+    }
+
     /// A numeric flag value, or `default` when the flag is absent.
     pub fn number_or(&self, name: &str, default: u64) -> Result<u64, CmdError> {
         self.value(name)
             .map_or(Ok(default), |text| parse_number(name, text))
     }
+}
+
+/// The `--width` flag declaration, for a command's `flags` list.
+pub const WIDTH_FLAG: Flag = Flag {
+    name: "--width",
+    takes_value: true,
+    help: "access width in bytes: 1, 2, 4 or 8 (what the command allows)",
+};
+
+fn bad_width(text: &str, allowed: &[Width]) -> CmdError {
+    let list: Vec<String> = allowed.iter().map(|w| alloc::format!("{w}")).collect();
+    CmdError::new(
+        "bad-width",
+        alloc::format!(
+            "width '{}' is not one of {} (bytes)",
+            text.chars().take(16).collect::<String>(),
+            list.join(", ")
+        ),
+    )
+}
+
+/// Refuses `value` when it does not fit `width` (`value-too-wide`).
+pub fn check_fits(value: u64, width: Width) -> Result<(), CmdError> {
+    if value > width.max_value() {
+        return Err(CmdError::new(
+            "value-too-wide",
+            alloc::format!("value {value:#x} does not fit in {width} byte(s)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an address, offset or port not aligned to `width`; `code` names the space.
+pub fn check_aligned(
+    code: &'static str,
+    what: &str,
+    at: u64,
+    width: Width,
+) -> Result<(), CmdError> {
+    if !width.aligned(at) {
+        return Err(CmdError::new(
+            code,
+            alloc::format!("{what} {at:#x} is not aligned to the access width {width}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a `bb:dd.f` argument with a helpful error.
+pub fn parse_bdf(text: &str) -> Result<Bdf, CmdError> {
+    Bdf::parse(text).ok_or_else(|| {
+        CmdError::new(
+            "bad-bdf",
+            alloc::format!(
+                "'{}' is not a PCI address; use bb:dd.f in hex, e.g. 00:04.0",
+                text.chars().take(24).collect::<String>()
+            ),
+        )
+    })
 }
 
 /// Parses decimal or `0x` hexadecimal into a u64; `what` names the argument in the error.
@@ -144,6 +232,52 @@ mod tests {
         for bad in ["", "0x", "-1", "12ab", "0x1g", "1.5", "١٢"] {
             assert!(parse_number("lba", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn widths_values_alignment() {
+        let spec = CommandSpec {
+            name: "peek",
+            usage: "peek",
+            summary: "",
+            details: "",
+            examples: &[],
+            min_args: 0,
+            max_args: 1,
+            flags: &[WIDTH_FLAG],
+            run: |_, _| Ok(()),
+        };
+        let all = &Width::ALL;
+        let args = Args::parse(&spec, &["--width", "4"]).unwrap();
+        assert_eq!(args.width(all, Width::W1).unwrap(), Width::W4);
+        assert_eq!(
+            args.width(&[Width::W1, Width::W2], Width::W1)
+                .unwrap_err()
+                .code,
+            "bad-width"
+        );
+        for bad in ["3", "16", "x", "0"] {
+            let args = Args::parse(&spec, &["--width", bad]).unwrap();
+            assert_eq!(
+                args.width(all, Width::W1).unwrap_err().code,
+                "bad-width",
+                "{bad}"
+            );
+        }
+        let none = Args::parse(&spec, &[]).unwrap();
+        assert_eq!(none.width(all, Width::W2).unwrap(), Width::W2);
+        assert!(check_fits(0xff, Width::W1).is_ok());
+        assert_eq!(
+            check_fits(0x100, Width::W1).unwrap_err().code,
+            "value-too-wide"
+        );
+        assert!(check_fits(u64::MAX, Width::W8).is_ok());
+        assert_eq!(
+            check_aligned("unaligned-port", "port", 0x71, Width::W2)
+                .unwrap_err()
+                .code,
+            "unaligned-port"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Commands that need no device: help, version, reset, dma, peek, teardown.
+//! Commands that need no device: help, version, reset, dma, teardown.
 
 use alloc::string::String;
 use core::fmt::Write;
@@ -6,8 +6,8 @@ use core::fmt::Write;
 use drivers::platform::Bdf;
 use evidence::{Body, DmaLedger, LedgerEntry, TeardownStep};
 
-use crate::args::{parse_number, Args};
-use crate::table::{all_commands, lookup, CmdError, CommandSpec, Ctx, Flag};
+use crate::args::Args;
+use crate::table::{all_commands, lookup, CmdError, CommandSpec, Ctx};
 
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -45,18 +45,6 @@ pub static COMMANDS: &[CommandSpec] = &[
         max_args: 0,
         flags: &[],
         run: dma,
-    },
-    CommandSpec {
-        name: "peek",
-        usage: "peek <addr> [len]",
-        summary: "hexdump memory at a virtual address",
-        details: "Reads len bytes (default 64, max 4096) at addr. An unmapped address raises a page fault; \
-                  the monitor reports it and returns to the prompt.",
-        examples: &["peek 0x100000", "peek 0xb8000 32"],
-        min_args: 1,
-        max_args: 2,
-        flags: &[],
-        run: peek,
     },
     CommandSpec {
         name: "teardown",
@@ -148,6 +136,12 @@ fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
         info.memory_bytes >> 20,
         info.boot_us / 1000
     );
+    let _ = writeln!(
+        ctx.out,
+        "confidential VM: {}",
+        info.confidential_note()
+            .unwrap_or_else(|| String::from("no (device DMA allowed)"))
+    );
     ctx.out.frame(Body::Banner(info.banner()));
     Ok(())
 }
@@ -229,31 +223,6 @@ pub(crate) fn report_ledger(ctx: &mut Ctx) {
 /// Ledger entries per `dma.ledger` frame (each entry is ~40 bytes of postcard).
 const LEDGER_ENTRIES_PER_FRAME: usize = 5;
 
-fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
-    let addr = parse_number("addr", args.get(0).unwrap_or(""))?;
-    let len = args
-        .get(1)
-        .map_or(Ok(64), |text| parse_number("len", text))?;
-    if len == 0 || len > 4096 {
-        return Err(CmdError::new(
-            "bad-argument",
-            alloc::format!("len must be 1..=4096, got {len}"),
-        ));
-    }
-    if addr.checked_add(len).is_none() {
-        return Err(CmdError::new("bad-argument", "addr + len overflows"));
-    }
-    let mut buffer = alloc::vec![0u8; len as usize];
-    if !ctx.hw.memory.read(addr, &mut buffer) {
-        return Err(CmdError::new(
-            "bad-address",
-            alloc::format!("{addr:#x} is not a canonical address"),
-        ));
-    }
-    hexdump(ctx, addr, &buffer);
-    Ok(())
-}
-
 /// One teardown step, the same way for every device: an aligned human line and a frame.
 /// Details are capped so a chatty driver message cannot bloat a frame on a 115200 line.
 pub(crate) fn report_teardown_step(
@@ -277,27 +246,9 @@ pub(crate) fn report_teardown_step(
     }));
 }
 
-/// Classic 16-bytes-a-line hexdump with an ASCII column.
+/// Prints a hexdump (kept here for nvme.rs; the text comes from [`crate::fmt::hexdump`]).
 pub(crate) fn hexdump(ctx: &mut Ctx, base: u64, data: &[u8]) {
-    for (row, chunk) in data.chunks(16).enumerate() {
-        let mut line = alloc::format!("{:016x}  ", base + row as u64 * 16);
-        for i in 0..16 {
-            match chunk.get(i) {
-                Some(byte) => line.push_str(&alloc::format!("{byte:02x} ")),
-                None => line.push_str("   "),
-            }
-        }
-        line.push(' ');
-        line.extend(chunk.iter().map(|b| {
-            if b.is_ascii_graphic() || *b == b' ' {
-                *b as char
-            } else {
-                '.'
-            }
-        }));
-        line.push('\n');
-        ctx.out.print(&line);
-    }
+    ctx.out.print(&crate::fmt::hexdump(base, data));
 }
 
 fn teardown(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
@@ -337,6 +288,3 @@ fn reset(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     ctx.out.print("resetting the machine\n");
     Ok(())
 }
-
-#[allow(dead_code)]
-const _FLAG_TYPE_USED: Option<Flag> = None;

@@ -11,7 +11,8 @@ use core::fmt::Write;
 use drivers::gvnic::{self, DeviceInfo, Gvnic, GvnicError, MsixReport, QueueFormat, State};
 use drivers::net::dhcp::{self, Inbound};
 use drivers::net::ethernet::mac_string;
-use drivers::pci::{self, msix, msix::MsixTable};
+use drivers::pci::msix::{MsixCap, OwnedMsixTable};
+use drivers::pci::{self};
 use drivers::platform::{Bdf, Hw};
 use evidence::Body;
 
@@ -220,10 +221,10 @@ fn bind<'a, 'h>(
         let bar2 = map(ctx, gvnic::DOORBELL_BAR)?;
         // The MSI-X table, if the function has one in a BAR we can map (DQO needs it; a
         // GQI NIC works without).
-        let table = match msix::find(ctx.hw.config, bdf) {
+        let table = match MsixCap::find(ctx.hw.config, bdf) {
             Some(info) => map(ctx, info.table_bar)
                 .ok()
-                .and_then(|window| MsixTable::new(window, info)),
+                .and_then(|window| OwnedMsixTable::new(window, info)),
             None => None,
         };
         let owner = alloc::format!("gvnic {bdf}");
@@ -677,6 +678,7 @@ fn report_other(ctx: &mut Ctx, inbound: &Inbound, bytes: usize, elapsed_us: u64)
 /// Tears the NIC down if one is bound; Ok when nothing was bound.
 pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     let Some(mut bound) = ctx.devices.gvnic.bound.take() else {
+        ctx.out.print("gvnic: nothing bound\n");
         return Ok(());
     };
     let bdf = bound.bdf;
@@ -717,7 +719,9 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     // Register windows are not DMA: unmapping them is safe even after a failed reset.
     for (phys, len) in bound.mapped {
         ctx.hw.mmio.unmap(phys, len);
-        let detail = alloc::format!("BAR window for {phys:#x} ({len:#x} bytes) unmapped");
+        let detail = alloc::format!(
+            "BAR window for {phys:#x} ({len:#x} bytes) released (kept while a `bar map` uses it)"
+        );
         report_teardown_step(ctx, "gvnic", bdf, "unmap", true, &detail);
     }
     result.map_err(|err| driver_error(bdf, err))

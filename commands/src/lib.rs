@@ -9,11 +9,15 @@
 extern crate alloc;
 
 pub mod args;
+pub mod cmd;
 mod core_cmds;
+pub mod fmt;
 pub mod gvnic;
 pub mod nvme;
+mod nvme_wait;
 pub mod output;
 pub mod pci;
+mod rate;
 pub mod shell;
 pub mod table;
 

@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::args::{parse_number, Args};
 use crate::core_cmds::{hexdump, report_teardown_step};
+use crate::nvme_wait::{error_after, read_timeout_us, report_releases, READ_TIMEOUT_HELP};
 use crate::pci::{human_size, parse_bdf};
+use crate::rate::throughput;
 use crate::table::{CmdError, CommandSpec, Ctx, Flag};
 
 pub static COMMANDS: &[CommandSpec] = &[
@@ -33,20 +35,24 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "nvme read",
-        usage: "nvme read <lba> [count] [--ns N] [--dump] [--no-digest]",
+        usage: "nvme read <lba> [count] [--ns N] [--dump] [--no-digest] [--timeout MS]",
         summary: "read blocks through the bounce pool; SHA-256 and throughput",
         details: "Reads count blocks (default 1) from lba of namespace N (default: the first active one), \
                   split by MDTS with several commands in flight. Prints lba, count, bytes, elapsed time, \
                   throughput, the SHA-256 of the data and its first 16 bytes; --dump adds a hexdump of the \
-                  first block, --no-digest skips hashing (pure throughput). Ctrl-C aborts a long read (the \
-                  controller then needs 'teardown nvme'). Emits an nvme.read frame.",
-        examples: &["nvme read 0", "nvme read 0 8 --dump", "nvme read 0x100 2048 --ns 2", "nvme read 0 131072 --no-digest"],
+                  first block, --no-digest skips hashing (pure throughput). Each command may take --timeout MS \
+                  (default 30000, Linux's default; Persistent Disk can stall far longer, so raise it there). \
+                  Ctrl-C stops a read: issued commands drain first. After a timeout, or a drain that does \
+                  not finish within 1 s, the controller is reset and its queues re-created, so the read can \
+                  be retried without 'teardown nvme'. Emits an nvme.read frame.",
+        examples: &["nvme read 0", "nvme read 0 8 --dump", "nvme read 0x100 2048 --ns 2", "nvme read 0 131072 --no-digest", "nvme read 0 8 --timeout 120000"],
         min_args: 1,
         max_args: 2,
         flags: &[
             Flag { name: "--ns", takes_value: true, help: "namespace id" },
             Flag { name: "--dump", takes_value: false, help: "hexdump the first block" },
             Flag { name: "--no-digest", takes_value: false, help: "skip SHA-256" },
+            Flag { name: "--timeout", takes_value: true, help: READ_TIMEOUT_HELP },
         ],
         run: read,
     },
@@ -58,12 +64,9 @@ pub struct NvmeState {
     controller: Option<Controller>,
 }
 
-fn nvme_error(err: NvmeError) -> CmdError {
-    let mut message = alloc::format!("{err}");
-    if err.poisons_controller() {
-        message.push_str("; the controller is marked failed, run 'teardown nvme' to reset it");
-    }
-    CmdError::new(err.code(), message)
+/// A failed bind: the driver already undid it (its teardown ran), so nothing is bound.
+fn bind_error(err: NvmeError) -> CmdError {
+    CmdError::new(err.code(), alloc::format!("{err}; nothing is bound"))
 }
 
 /// The NVMe functions on every reachable bus.
@@ -116,7 +119,8 @@ fn bound<'c>(ctx: &'c mut Ctx, wanted: Option<Bdf>) -> Result<&'c mut Controller
                 }
             }
         };
-        let controller = Controller::bind(ctx.hw, bdf).map_err(nvme_error)?;
+        let mut controller = Controller::bind(ctx.hw, bdf).map_err(bind_error)?;
+        report_releases(&mut ctx.out, &controller.take_releases());
         let _ = writeln!(
             ctx.out,
             "bound NVMe controller {bdf}: BAR0 {:#x} ({}) at window {:#x}, I/O queue ready",
@@ -146,7 +150,9 @@ fn identify(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         .ok_or_else(|| CmdError::new("no-controller", "no NVMe controller bound"))?;
     if was_bound {
         // Re-read so the output proves the admin queue still works.
-        controller.refresh_identity(hw).map_err(nvme_error)?;
+        let refreshed = controller.refresh_identity(hw);
+        report_releases(&mut ctx.out, &controller.take_releases());
+        refreshed.map_err(|err| error_after(err, controller.state()))?;
     }
     let controller = &*controller;
     let id = controller
@@ -251,6 +257,7 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         .transpose()?;
     let dump = args.flag("--dump");
     let digest = !args.flag("--no-digest");
+    let timeout_us = read_timeout_us(args)?;
     bound(ctx, None)?;
     let hw = &mut *ctx.hw;
     let controller = ctx
@@ -291,9 +298,10 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
             first_block.extend_from_slice(&data[..take]);
         }
     };
-    let summary = controller
-        .read(hw, nsid, lba, count, &mut sink)
-        .map_err(nvme_error)?;
+    controller.set_io_timeout_us(timeout_us);
+    let result = controller.read(hw, nsid, lba, count, &mut sink);
+    report_releases(&mut ctx.out, &controller.take_releases());
+    let summary = result.map_err(|err| error_after(err, controller.state()))?;
     let sha256: [u8; 32] = if digest {
         hasher.finalize().into()
     } else {
@@ -302,18 +310,15 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let mut first_bytes = [0u8; 16];
     let n = first_block.len().min(16);
     first_bytes[..n].copy_from_slice(&first_block[..n]);
-    let elapsed = summary.elapsed_us.max(1);
-    let per_second = summary.bytes.saturating_mul(1_000_000) / elapsed;
     let _ = writeln!(
         ctx.out,
-        "read ns {nsid} lba {lba:#x} count {count}: {} bytes in {}.{:03} ms ({} commands, {} in flight), {}.{} MiB/s",
+        "read ns {nsid} lba {lba:#x} count {count}: {} bytes in {}.{:03} ms ({} commands, {} in flight), {}",
         summary.bytes,
         summary.elapsed_us / 1000,
         summary.elapsed_us % 1000,
         summary.commands,
         summary.depth,
-        per_second >> 20,
-        ((per_second & 0xfffff) * 10) >> 20
+        throughput(summary.bytes, summary.elapsed_us)
     );
     if digest {
         let mut hex = String::new();
@@ -359,7 +364,7 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
             controller.failure().unwrap_or("unknown")
         );
     }
-    let steps = controller.teardown(ctx.hw);
+    let (steps, releases) = controller.teardown_reporting(ctx.hw);
     let mut failed = Vec::new();
     for step in steps {
         report_teardown_step(ctx, "nvme", bdf, step.step, step.ok, &step.detail);
@@ -367,6 +372,7 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
             failed.push(step.step);
         }
     }
+    report_releases(&mut ctx.out, &releases);
     if failed.is_empty() {
         Ok(())
     } else {

@@ -5,7 +5,6 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use drivers::pci::{self, names, BarKind, BarSlot, CapDetail, PciFunctionInfo};
-use drivers::platform::Bdf;
 use evidence::Body;
 
 use crate::args::{parse_number, Args};
@@ -49,18 +48,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
 ];
 
-/// Parses a `bb:dd.f` argument with a helpful error.
-pub fn parse_bdf(text: &str) -> Result<Bdf, CmdError> {
-    Bdf::parse(text).ok_or_else(|| {
-        CmdError::new(
-            "bad-bdf",
-            alloc::format!(
-                "'{}' is not a PCI address; use bb:dd.f in hex, e.g. 00:04.0",
-                text.chars().take(24).collect::<String>()
-            ),
-        )
-    })
-}
+pub use crate::args::parse_bdf;
 
 fn lspci(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let mut verbose = args.flag("--verbose");
@@ -238,16 +226,7 @@ fn on_off(enabled: bool) -> &'static str {
     }
 }
 
-/// 16 KiB, 256 MiB, 64 B: sizes are powers of two, so this is exact.
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [(&str, u32); 4] = [("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)];
-    for (unit, shift) in UNITS {
-        if bytes >= 1 << shift && bytes & ((1 << shift) - 1) == 0 {
-            return alloc::format!("{} {unit}", bytes >> shift);
-        }
-    }
-    alloc::format!("{bytes} B")
-}
+pub(crate) use crate::fmt::human_size;
 
 fn frame_of(info: &PciFunctionInfo) -> evidence::PciFunction {
     evidence::PciFunction {

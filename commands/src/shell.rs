@@ -4,12 +4,13 @@
 use alloc::string::String;
 use core::fmt::Write;
 
+use drivers::cpu::confidential::ConfidentialKind;
 use drivers::platform::Hw;
 use evidence::{Body, CommandResult, CommandStart, Fault, Firmware, Outcome};
 
 use crate::args::{split_line, Args};
 use crate::output::{Console, FrameCounter, Output};
-use crate::table::{lookup, CmdError, Ctx};
+use crate::table::{hands_memory_to_device, lookup, CmdError, CommandSpec, Ctx};
 
 /// Facts about this boot, filled in by the monitor.
 #[derive(Debug, Clone)]
@@ -23,6 +24,11 @@ pub struct SystemInfo {
     pub dma_bytes: u64,
     /// Monitor entry to first prompt, µs.
     pub boot_us: u64,
+    /// SEV/SEV-ES/SEV-SNP/TDX guest (`drivers::cpu::confidential::detect`): if not
+    /// `None`, every command that hands memory to a device is refused.
+    pub confidential: ConfidentialKind,
+    /// The TSC frequency the monitor calibrated (0 when unknown).
+    pub tsc_hz: u64,
 }
 
 impl SystemInfo {
@@ -46,8 +52,33 @@ impl SystemInfo {
             dma_bytes: self.dma_bytes,
             cmdline: self.cmdline.chars().take(128).collect(),
             boot_us: self.boot_us,
+            confidential: self.confidential.name().into(),
         }
     }
+
+    /// One human line about a confidential VM, or `None` on an ordinary machine.
+    pub fn confidential_note(&self) -> Option<String> {
+        self.confidential.is_confidential().then(|| {
+            alloc::format!(
+                "confidential VM ({}): device DMA into private memory is not supported; \
+                 nvme/gvnic commands are refused (confidential-vm-unsupported)",
+                self.confidential.name()
+            )
+        })
+    }
+}
+
+/// The error every device-memory command gets on a confidential VM.
+fn confidential_refusal(info: &SystemInfo, spec: Option<&CommandSpec>) -> CmdError {
+    let what = spec.map_or("this command", |spec| spec.name);
+    CmdError::new(
+        "confidential-vm-unsupported",
+        alloc::format!(
+            "{what} would hand memory to a device, but this is a confidential VM ({}): \
+             devices cannot DMA into its private memory and the bounce pool is not shared",
+            info.confidential.name()
+        ),
+    )
 }
 
 /// The bound devices; `teardown` walks this in reverse bring-up order.
@@ -114,6 +145,9 @@ impl Shell {
             info.dma_base,
             boot_id,
         );
+        if let Some(note) = info.confidential_note() {
+            let _ = writeln!(out, "warning: {note}");
+        }
         out.frame(Body::Banner(info.banner()));
     }
 
@@ -138,16 +172,25 @@ impl Shell {
             line: trimmed.chars().take(START_LINE_MAX).collect(),
         }));
         let mut action = Action::Continue;
+        let confidential = self.info.confidential.is_confidential();
+        if confidential {
+            // Fail closed: no command, however it reaches the pool, gets device memory.
+            hw.dma.refuse_all();
+        }
         let result = match split_line(trimmed) {
             Err(err) => Err(err),
             Ok(words) => match lookup(&words) {
                 Err(err) => Err(err),
                 Ok((spec, used)) => match Args::parse(spec, &words[used..]) {
                     Err(err) => Err(err),
+                    Ok(_) if confidential && hands_memory_to_device(spec) => {
+                        Err(confidential_refusal(&self.info, Some(spec)))
+                    }
                     Ok(args) => {
                         if spec.name == "reset" {
                             action = Action::Reset;
                         }
+                        let refusals = hw.dma.refusals();
                         let mut ctx = Ctx {
                             hw,
                             out,
@@ -156,7 +199,14 @@ impl Shell {
                         };
                         let result = (spec.run)(&mut ctx, &args);
                         out = ctx.out;
-                        result
+                        // The pool's backstop: whatever error the driver made of a refused
+                        // allocation, the command failed because this is a confidential VM.
+                        match result {
+                            Err(_) if ctx.hw.dma.refusals() != refusals => {
+                                Err(confidential_refusal(&self.info, Some(spec)))
+                            }
+                            other => other,
+                        }
                     }
                 },
             },

@@ -67,16 +67,70 @@ pub struct CommandSpec {
     pub run: Handler,
 }
 
+/// One module's commands, and whether they hand memory to a device.
+struct Group {
+    commands: &'static [CommandSpec],
+    /// The group's commands give a device DMA memory (queues, buffers): on a confidential
+    /// VM the shell refuses them with `confidential-vm-unsupported` before they run. A new
+    /// DMA command joins a `true` group (or its group gets the flag); the DMA pool refuses
+    /// every allocation there anyway, as a backstop.
+    device_memory: bool,
+}
+
 /// Every command group, in the order `help` lists them.
+const GROUPS: &[Group] = &[
+    Group {
+        commands: crate::core_cmds::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::mem::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::pci::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::config::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::io::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::cpu::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::acpi::COMMANDS,
+        device_memory: false,
+    },
+    Group {
+        commands: crate::cmd::irq::COMMANDS,
+        device_memory: true,
+    },
+    Group {
+        commands: crate::nvme::COMMANDS,
+        device_memory: true,
+    },
+    Group {
+        commands: crate::gvnic::COMMANDS,
+        device_memory: true,
+    },
+];
+
+/// Every command, in the order `help` lists them.
 pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
-    [
-        crate::core_cmds::COMMANDS,
-        crate::pci::COMMANDS,
-        crate::nvme::COMMANDS,
-        crate::gvnic::COMMANDS,
-    ]
-    .into_iter()
-    .flatten()
+    GROUPS.iter().flat_map(|group| group.commands.iter())
+}
+
+/// True if `spec` hands memory to a device (see [`Group::device_memory`]).
+pub fn hands_memory_to_device(spec: &CommandSpec) -> bool {
+    GROUPS
+        .iter()
+        .any(|group| group.device_memory && group.commands.iter().any(|s| core::ptr::eq(s, spec)))
 }
 
 /// Finds the spec for `words`; returns it and how many words its name used.

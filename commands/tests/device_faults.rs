@@ -12,13 +12,15 @@ mod nvme_fake;
 #[path = "../../drivers/tests/pci_fake/mod.rs"]
 mod pci_fake;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use commands::{Console, Shell, SystemInfo};
 use drivers::dma::{testing::leaked_pool, DmaPool};
 use drivers::gvnic::Opcode;
-use drivers::platform::{Bdf, ConfigSpace, Hw, MapError, Mapping, MemoryAccess, MmioMapper};
+use drivers::platform::{
+    Bdf, ConfigSpace, Hw, MapError, Mapping, MemError, MemKind, MemoryAccess, MmioMapper, Width,
+};
 use evidence::{Body, Firmware, Frame, LedgerEntry, Outcome};
 use gvnic_model::{Faults, ModelConfig};
 use gvnic_support::{Sim, SimClock, POOL_BYTES, POOL_PHYS};
@@ -36,8 +38,14 @@ impl Console for Captured {
 
 struct NoMemory;
 impl MemoryAccess for NoMemory {
-    fn read(&self, _: u64, _: &mut [u8]) -> bool {
-        false
+    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
+        Err(MemError::Unmapped(addr))
     }
 }
 
@@ -68,6 +76,8 @@ impl Monitor {
             dma_base,
             dma_bytes,
             boot_us: 1,
+            confidential: drivers::cpu::confidential::ConfidentialKind::None,
+            tsc_hz: 2_000_000_000,
         };
         let mut monitor = Monitor {
             shell: Shell::new(0xfa17, info),
@@ -376,6 +386,8 @@ impl GvnicBench {
             memory: &NoMemory,
             cpu: &drivers::platform::NullCpu,
             ports: &drivers::platform::NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq: &drivers::platform::NoInterrupts,
         };
         self.monitor.run(line, &mut hw)
     }
@@ -675,11 +687,7 @@ struct NvmeBench {
 impl NvmeBench {
     fn new(faults: nvme_fake::Faults) -> NvmeBench {
         let (pool, host) = leaked_pool(NVME_POOL_BASE, NVME_POOL_BYTES);
-        let ns1 = nvme_fake::Namespace {
-            nsid: 1,
-            lbads: 9,
-            data: nvme_fake::random_bytes(5000 * 512, 1),
-        };
+        let ns1 = nvme_fake::Namespace::new(1, 9, nvme_fake::random_bytes(5000 * 512, 1));
         let dev = nvme_fake::new_dev(host, NVME_POOL_BASE, NVME_POOL_BYTES as u64, vec![ns1]);
         dev.borrow_mut().faults = faults;
         let config = pci_fake::FakeConfig::default();
@@ -699,12 +707,7 @@ impl NvmeBench {
                 mapped: vec![],
                 unmapped: vec![],
             },
-            clock: nvme_fake::SimClock {
-                now: Cell::new(0),
-                dev: dev.clone(),
-                interrupt_after: Cell::new(None),
-                relaxes: Cell::new(0),
-            },
+            clock: nvme_fake::SimClock::new(dev.clone()),
             pool,
             dev,
             monitor: Monitor::new(NVME_POOL_BASE, NVME_POOL_BYTES as u64),
@@ -720,6 +723,8 @@ impl NvmeBench {
             memory: &NoMemory,
             cpu: &drivers::platform::NullCpu,
             ports: &drivers::platform::NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq: &drivers::platform::NoInterrupts,
         };
         self.monitor.run(line, &mut hw)
     }
@@ -957,4 +962,186 @@ fn gvnic_quarantine_is_released_with_a_frame_after_a_later_confirmed_reset() {
     );
     let (_, quarantined, _) = bench.run("dma").ledger();
     assert_eq!(quarantined, 0);
+}
+
+#[test]
+fn a_second_teardown_says_nothing_bound_for_every_device_kind() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults::default());
+    bench.run("nvme identify").assert_ok();
+    let first = bench.run("teardown");
+    first.assert_ok();
+    assert!(
+        first.text.contains("gvnic: nothing bound"),
+        "{}",
+        first.text
+    );
+    assert!(
+        !first.text.contains("nvme: nothing bound"),
+        "{}",
+        first.text
+    );
+    let second = bench.run("teardown");
+    second.assert_ok();
+    for kind in ["nvme", "gvnic"] {
+        assert!(
+            second.text.contains(&format!("{kind}: nothing bound")),
+            "{kind}: {}",
+            second.text
+        );
+    }
+    assert_eq!(second.count("teardown.step"), 0);
+    let only = bench.run("teardown gvnic");
+    assert!(only.text.contains("gvnic: nothing bound"), "{}", only.text);
+}
+
+#[test]
+fn a_small_read_prints_its_rate_in_kib_not_zero_mib() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults::default());
+    bench.run("nvme identify").assert_ok();
+    // A slow device: one 512-byte block in ~20 ms is ~25 KiB/s.
+    bench.dev.borrow_mut().latencies.io_us = 20_000;
+    let run = bench.run("nvme read 0");
+    run.assert_ok();
+    assert!(run.text.contains(" KiB/s"), "{}", run.text);
+    assert!(!run.text.contains("0.0 MiB/s"), "{}", run.text);
+    bench.assert_recovers();
+}
+
+#[test]
+fn nvme_read_timeout_option_recovers_the_controller_for_a_retry() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults {
+        stall_reads: Some((1, 5_000_000)),
+        ..nvme_fake::Faults::default()
+    });
+    bench.run("nvme identify").assert_ok();
+    for bad in ["nvme read 0 --timeout 0", "nvme read 0 --timeout 86400001"] {
+        bench.run(bad).assert_failed("bad-argument", &["nvme.read"]);
+    }
+    let help = bench.run("help nvme read");
+    assert!(help.text.contains("--timeout"), "{}", help.text);
+    assert!(help.text.contains("default 30000"), "{}", help.text);
+    let started = bench.clock.now.get();
+    let run = bench.run("nvme read 0 8 --timeout 500");
+    run.assert_failed("nvme-timeout", &["nvme.read"]);
+    assert!(run.text.contains("after 500 ms"), "{}", run.text);
+    assert!(
+        run.text.contains("retry without a teardown"),
+        "{}",
+        run.text
+    );
+    assert!(
+        bench.clock.now.get() - started < 5_000_000,
+        "did not wait for the stall"
+    );
+    // The reset was confirmed: the read's buffers are back, nothing quarantined.
+    let (_, quarantined, entries) = bench.run("dma").ledger();
+    assert_eq!(quarantined, 0);
+    assert!(
+        entries.iter().all(|e| e.purpose != "read-data"),
+        "{entries:#?}"
+    );
+    let retry = bench.run("nvme read 0 8");
+    retry.assert_ok();
+    let Some(Body::NvmeRead(read)) = retry
+        .frames
+        .iter()
+        .map(|f| &f.body)
+        .find(|b| matches!(b, Body::NvmeRead(_)))
+    else {
+        panic!("no nvme.read frame")
+    };
+    let want = bench.dev.borrow().namespaces[0].data[..8 * 512].to_vec();
+    assert_eq!(read.first_bytes[..], want[..16]);
+    bench.assert_recovers();
+}
+
+#[test]
+fn ctrl_c_in_each_nvme_wait_of_a_command() {
+    // Ctrl-C during the enable of the first `nvme identify`: the bind is undone, cleanly.
+    let mut bench = NvmeBench::new(nvme_fake::Faults::default());
+    bench.clock.press_ctrl_c_when(|dev| dev.enabling());
+    let run = bench.run("nvme identify");
+    run.assert_failed("interrupted", &["nvme.identify", "nvme.namespace"]);
+    bench.clock.release_ctrl_c();
+    bench.run("dma").assert_ok().assert_ledger_clean();
+
+    // Ctrl-C during an admin command of a bound controller: recovered, still bound.
+    bench.run("nvme identify").assert_ok();
+    bench.clock.press_ctrl_c_when(|dev| dev.running(true, 0x06));
+    let run = bench.run("nvme identify");
+    run.assert_failed("interrupted", &["nvme.identify"]);
+    assert!(
+        run.text.contains("retry without a teardown"),
+        "{}",
+        run.text
+    );
+    bench.clock.release_ctrl_c();
+    bench.run("nvme identify").assert_ok();
+
+    // Ctrl-C during a stalled READ: drained for 1 s, then the controller is reset.
+    bench.dev.borrow_mut().faults.stall_reads = Some((1, 10_000_000));
+    bench
+        .clock
+        .press_ctrl_c_when(|dev| dev.running(false, 0x02));
+    let run = bench.run("nvme read 0 8");
+    run.assert_failed("interrupted", &["nvme.read"]);
+    bench.clock.release_ctrl_c();
+    let (_, quarantined, entries) = bench.run("dma").ledger();
+    assert_eq!(quarantined, 0);
+    assert!(
+        entries.iter().all(|e| e.purpose != "read-data"),
+        "{entries:#?}"
+    );
+    bench.run("nvme read 0 8").assert_ok();
+
+    // Ctrl-C during shutdown and disable: ignored, the teardown completes and frees.
+    bench
+        .clock
+        .press_ctrl_c_when(|dev| dev.shutting_down() || dev.disabling());
+    let down = bench.run("teardown nvme");
+    assert!(
+        bench.clock.ctrl_c_pressed.get(),
+        "Ctrl-C was pressed during teardown"
+    );
+    down.assert_ok();
+    down.assert_ledger_clean();
+    assert!(down.teardown_steps().iter().all(|(_, ok)| *ok));
+    bench.clock.release_ctrl_c();
+    bench.assert_recovers();
+}
+
+#[test]
+fn quarantined_nvme_pages_are_released_with_a_frame_after_a_confirmed_reset() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults::default());
+    bench.run("nvme identify").assert_ok();
+    // This disable outlasts CAP.TO: teardown quarantines everything.
+    bench.dev.borrow_mut().latencies.disable_us = 2_500_000;
+    let down = bench.run("teardown nvme");
+    down.assert_failed("teardown-incomplete", &[]);
+    down.assert_ledger_quarantined("nvme 00:03.0");
+    let (_, quarantined, _) = down.ledger();
+    bench.dev.borrow_mut().latencies = nvme_fake::Latencies::default();
+    // The next bind sees RDY go 1 -> 0: the reset is confirmed, the pages come back.
+    let bind = bench.run("nvme identify");
+    bind.assert_ok();
+    let released: Vec<_> = bind
+        .frames
+        .iter()
+        .filter_map(|f| match &f.body {
+            Body::DmaReleased(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released.len(), 1, "{:?}", bind.kinds());
+    assert_eq!(released[0].owner, "nvme 00:03.0");
+    assert_eq!(released[0].pages, quarantined);
+    assert!(
+        released[0].after.contains("reset confirmed"),
+        "{:?}",
+        released[0]
+    );
+    assert!(bind.text.contains("dma: released"), "{}", bind.text);
+    let (_, quarantined_now, _) = bench.run("dma").ledger();
+    assert_eq!(quarantined_now, 0);
+    bench.assert_recovers();
 }

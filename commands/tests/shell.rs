@@ -8,7 +8,9 @@ use drivers::dma::testing::leaked_pool;
 use drivers::platform::Hw;
 use evidence::{Body, Frame, Outcome};
 use std::cell::Cell;
-use support::bare_machine::{system_info, Captured, NoMmio, NoPci, SmallMemory, StepClock};
+use support::bare_machine::{
+    system_info, Captured, FakeCpu, FakePorts, NoMmio, NoPci, SmallMemory, StepClock,
+};
 
 fn frames(text: &str) -> Vec<Frame> {
     text.lines()
@@ -41,14 +43,21 @@ fn drive(
     setup(&mut pool);
     let clock = StepClock(Cell::new(0));
     let mut mmio = NoMmio;
+    let (memory, cpu, ports) = (
+        SmallMemory::default(),
+        FakeCpu::default(),
+        FakePorts::default(),
+    );
     let mut hw = Hw {
         config: &NoPci,
         mmio: &mut mmio,
         clock: &clock,
         dma: &mut pool,
-        memory: &SmallMemory,
-        cpu: &drivers::platform::NullCpu,
-        ports: &drivers::platform::NullPorts,
+        memory: &memory,
+        cpu: &cpu,
+        ports: &ports,
+        firmware: &drivers::platform::NoFirmware,
+        irq: &drivers::platform::NoInterrupts,
     };
     let mut shell = Shell::new(0xfeed, system_info(64 * 4096));
     let mut console = Captured::default();
@@ -159,7 +168,7 @@ fn hostile_input_never_breaks_framing() {
     let outcomes = results(&frames);
     assert_eq!(error_code(outcomes[0]), "line-too-long");
     assert_eq!(error_code(outcomes[1]), "bad-input");
-    assert_eq!(error_code(outcomes[3]), "bad-argument");
+    assert_eq!(error_code(outcomes[3]), "bad-address");
     assert_eq!(error_code(outcomes[4]), "bad-argument");
     assert_eq!(error_code(outcomes.last().unwrap()), "ok");
 }

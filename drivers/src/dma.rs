@@ -48,6 +48,9 @@ pub enum DmaError {
     OutOfBounds,
     /// Zero-sized request.
     Empty,
+    /// The pool hands out nothing at all: device memory is switched off for this boot
+    /// (a confidential VM, whose private memory a device cannot DMA into).
+    Refused,
 }
 
 impl core::fmt::Display for DmaError {
@@ -64,6 +67,10 @@ impl core::fmt::Display for DmaError {
             DmaError::Quarantined => write!(f, "DMA buffer is quarantined"),
             DmaError::OutOfBounds => write!(f, "address outside the DMA bounce pool"),
             DmaError::Empty => write!(f, "zero-sized DMA allocation"),
+            DmaError::Refused => write!(
+                f,
+                "DMA refused: device memory is switched off on this machine (confidential VM)"
+            ),
         }
     }
 }
@@ -101,6 +108,10 @@ pub struct DmaPool {
     pages: Vec<PageState>,
     ledger: Vec<Allocation>,
     next_id: u32,
+    /// Set by [`DmaPool::refuse_all`]: every allocation fails with `Refused`.
+    refusing: bool,
+    /// Allocations refused so far (the shell names the error of a command that hit one).
+    refusals: u32,
 }
 
 impl DmaPool {
@@ -115,7 +126,20 @@ impl DmaPool {
             pages: vec![PageState::Free; bytes / PAGE_SIZE],
             ledger: Vec::new(),
             next_id: 1,
+            refusing: false,
+            refusals: 0,
         }
+    }
+
+    /// From now on every [`DmaPool::alloc`] fails with [`DmaError::Refused`]: the backstop
+    /// that keeps device memory off on a confidential VM whatever command asks for it.
+    pub fn refuse_all(&mut self) {
+        self.refusing = true;
+    }
+
+    /// How many allocations were refused by [`DmaPool::refuse_all`] so far.
+    pub fn refusals(&self) -> u32 {
+        self.refusals
     }
 
     pub fn phys_base(&self) -> u64 {
@@ -133,6 +157,10 @@ impl DmaPool {
         purpose: &'static str,
         bytes: usize,
     ) -> Result<DmaBuf, DmaError> {
+        if self.refusing {
+            self.refusals = self.refusals.saturating_add(1);
+            return Err(DmaError::Refused);
+        }
         if bytes == 0 {
             return Err(DmaError::Empty);
         }

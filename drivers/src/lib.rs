@@ -4,6 +4,7 @@
 //! Module map (one concern each):
 //! - [`platform`]: the traits a platform implements (config space, register windows,
 //!   MMIO mapping, clock) and the deadline helper every wait goes through.
+//! - [`cpu`]: pure decoders over CPUID/MSRs (confidential-VM detection).
 //! - [`dma`]: the one bounce pool all device-visible memory comes from, and its ledger.
 //! - `pci`: config-space decoding, enumeration behind bridges, BAR sizing.
 //! - `nvme`, `gvnic`: the two device drivers.
@@ -11,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod cpu;
 pub mod dma;
 pub mod gvnic;
 pub mod net;

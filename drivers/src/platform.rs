@@ -7,6 +7,16 @@
 use alloc::boxed::Box;
 use core::fmt;
 
+mod firmware;
+mod irq;
+mod memory;
+mod width;
+
+pub use firmware::{FirmwareTables, MemoryRegion, NoFirmware, Placement, RegionKind};
+pub use irq::{Delivery, Interrupts, IrqError, MsiMessage, NoInterrupts};
+pub use memory::{canonical, check_access, MemError, MemKind, MemoryAccess};
+pub use width::Width;
+
 /// A PCI function address: bus, device (0..32), function (0..8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Bdf {
@@ -109,7 +119,10 @@ pub struct Mapping {
 /// Maps physical MMIO ranges uncached. Mapping the same range twice returns the same window.
 pub trait MmioMapper {
     fn map(&mut self, phys: u64, len: u64) -> Result<Mapping, MapError>;
-    /// Forgets a mapping made by `map` (the window may be reused).
+    /// Releases one `map` of the range. The window is counted, not owned: it goes only
+    /// when every `map` of it was released, so a driver's teardown never pulls a window out
+    /// from under a `bar map` the user made (which is never released). Unknown ranges are
+    /// ignored.
     fn unmap(&mut self, phys: u64, len: u64);
 }
 
@@ -181,14 +194,6 @@ pub fn wait_for_recovery<T>(
         }
         clock.relax();
     }
-}
-
-/// Raw memory reads for the `peek` command. On the monitor an unmapped address faults, and
-/// the fault aborts the command (that is the point: it proves the fault path).
-pub trait MemoryAccess {
-    /// Reads `out.len()` bytes at virtual address `addr`; `false` if the address is not
-    /// canonical or otherwise refused before touching it.
-    fn read(&self, addr: u64, out: &mut [u8]) -> bool;
 }
 
 /// The four registers CPUID answers with.
@@ -273,6 +278,10 @@ pub struct Hw<'a> {
     pub memory: &'a dyn MemoryAccess,
     pub cpu: &'a dyn Cpu,
     pub ports: &'a dyn PortIo,
+    /// The memory map, ACPI and the monitor's own placement.
+    pub firmware: &'a dyn FirmwareTables,
+    /// The boot CPU's interrupt path (`irq test` only).
+    pub irq: &'a dyn Interrupts,
 }
 
 #[cfg(test)]

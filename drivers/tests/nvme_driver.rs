@@ -29,16 +29,8 @@ struct Bench {
 
 impl Bench {
     fn new(faults: Faults) -> Bench {
-        let ns1 = Namespace {
-            nsid: 1,
-            lbads: 9,
-            data: random_bytes(5000 * 512, 1),
-        };
-        let ns2 = Namespace {
-            nsid: 2,
-            lbads: 12,
-            data: random_bytes(300 * 4096, 2),
-        };
+        let ns1 = Namespace::new(1, 9, random_bytes(5000 * 512, 1));
+        let ns2 = Namespace::new(2, 12, random_bytes(300 * 4096, 2));
         Bench::with(faults, vec![ns1, ns2])
     }
 
@@ -60,12 +52,7 @@ impl Bench {
                 mapped: vec![],
                 unmapped: vec![],
             },
-            clock: SimClock {
-                now: Cell::new(0),
-                dev: dev.clone(),
-                interrupt_after: Cell::new(None),
-                relaxes: Cell::new(0),
-            },
+            clock: SimClock::new(dev.clone()),
             pool,
             dev,
         }
@@ -80,6 +67,8 @@ impl Bench {
             memory: &NoMemory,
             cpu: &drivers::platform::NullCpu,
             ports: &drivers::platform::NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq: &drivers::platform::NoInterrupts,
         }
     }
 
@@ -352,42 +341,85 @@ fn rdy_that_never_comes_times_out_and_quarantines() {
         .contains("did not confirm"));
 }
 
+/// CC writes with EN = 0 after the log position `from`, then with EN = 1 after that.
+fn reset_then_enable_logged(log: &[String], from: usize) -> bool {
+    let en = |l: &String| l.starts_with("w 0x14=") && l.ends_with('1');
+    let off = |l: &String| l.starts_with("w 0x14=") && !l.ends_with('1');
+    let Some(disable) = log[from..].iter().position(off) else {
+        return false;
+    };
+    log[from + disable..].iter().any(en)
+}
+
 #[test]
-fn a_read_that_never_completes_times_out_then_teardown_recovers() {
+fn a_read_that_never_completes_times_out_after_the_default_and_the_controller_is_reset() {
     let mut bench = Bench::new(Faults {
         swallow_io_opcode: Some(0x02),
         ..Faults::default()
     });
     let mut c = bench.bind().unwrap();
     let started = bench.clock.now.get();
+    let log_from = bench.dev.borrow().log.len();
     let err = bench.read(&mut c, 1, 0, 8).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            NvmeError::Timeout {
-                wait: Wait::Read,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_eq!(
+        err,
+        NvmeError::Timeout {
+            wait: Wait::Read,
+            after_us: drivers::nvme::IO_TIMEOUT_US
+        }
     );
-    assert!(
-        bench.clock.now.get() - started >= 30_000_000,
-        "30 s deadline per READ"
+    assert_eq!(
+        drivers::nvme::IO_TIMEOUT_US,
+        30_000_000,
+        "documented default"
     );
-    assert_eq!(c.state(), State::Failed);
-    // The buffers the device might still write are not freed while it is live.
-    assert!(bench.pool.ledger().iter().any(|e| e.purpose == "read-data"));
-    assert!(matches!(
-        bench.read(&mut c, 1, 0, 1),
-        Err(NvmeError::WrongState { .. })
-    ));
+    assert!(bench.clock.now.get() - started >= 30_000_000);
+    // Recovered without a teardown: reset (EN=0, RDY=0), then the queues again.
+    assert!(reset_then_enable_logged(&bench.dev.borrow().log, log_from));
+    assert_eq!(c.state(), State::Ready);
+    assert!(
+        bench.pool.ledger().iter().all(|e| e.purpose != "read-data"),
+        "the reset was confirmed, so the read's buffers were released: {:?}",
+        bench.pool.ledger()
+    );
+    bench.dev.borrow_mut().faults.swallow_io_opcode = None;
+    assert!(bench.read(&mut c, 1, 0, 100).unwrap() == bench.disk(1, 0, 100));
     let steps = c.teardown(&mut bench.hw());
     assert!(steps.iter().all(|s| s.ok), "{steps:?}");
-    assert!(
-        bench.ledger_is_empty(),
-        "controller reset: everything released"
+    assert!(bench.ledger_is_empty());
+    bench.assert_no_violations();
+}
+
+#[test]
+fn a_stalled_read_times_out_at_the_chosen_deadline_and_can_be_retried() {
+    // One READ stalls for 5 s (Persistent Disk does that); the user allowed 1 s.
+    let mut bench = Bench::new(Faults {
+        stall_reads: Some((1, 5_000_000)),
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    c.set_io_timeout_us(1_000_000);
+    let started = bench.clock.now.get();
+    let err = bench.read(&mut c, 1, 0, 8).unwrap_err();
+    assert_eq!(
+        err,
+        NvmeError::Timeout {
+            wait: Wait::Read,
+            after_us: 1_000_000
+        }
     );
+    let took = bench.clock.now.get() - started;
+    assert!((1_000_000..5_000_000).contains(&took), "{took} us");
+    assert_eq!(c.state(), State::Ready, "{:?}", c.failure());
+    assert_eq!(
+        bench.dev.borrow().outstanding(),
+        0,
+        "the reset ended the stall"
+    );
+    // The retry gets the right bytes: no late completion of the stalled command.
+    assert!(bench.read(&mut c, 1, 0, 8).unwrap() == bench.disk(1, 0, 8));
+    assert!(bench.read(&mut c, 1, 100, 1000).unwrap() == bench.disk(1, 100, 1000));
+    bench.assert_no_violations();
 }
 
 #[test]
@@ -399,10 +431,27 @@ fn a_lost_read_on_a_controller_that_will_not_stop_is_quarantined() {
         ..Faults::default()
     });
     let mut c = bench.bind().unwrap();
+    c.set_io_timeout_us(100_000);
     assert!(bench.read(&mut c, 1, 0, 8).is_err());
+    // The reset was not confirmed: the device may still write the read's buffers, so they
+    // stay allocated (not freed, not reused) and the controller is failed.
+    assert_eq!(c.state(), State::Failed);
+    assert!(
+        c.failure().unwrap().contains("recovery failed"),
+        "{:?}",
+        c.failure()
+    );
+    assert!(bench
+        .pool
+        .ledger()
+        .iter()
+        .any(|e| e.purpose == "read-data" && e.quarantine.is_none()));
     let steps = c.teardown(&mut bench.hw());
     let failed: Vec<_> = steps.iter().filter(|s| !s.ok).map(|s| s.step).collect();
-    assert_eq!(failed, ["shutdown", "disable", "release-dma"]);
+    assert_eq!(
+        failed,
+        ["delete-io-sq", "delete-io-cq", "disable", "release-dma"]
+    );
     assert!(bench.ledger_all_quarantined());
     assert_eq!(bench.pool.usage().used_pages, 0);
 }
@@ -522,4 +571,169 @@ fn ctrl_c_stops_a_long_read_and_keeps_the_controller() {
     bench.clock.interrupt_after.set(None);
     assert_eq!(bench.read(&mut c, 1, 8, 16).unwrap(), bench.disk(1, 8, 16));
     bench.assert_no_violations();
+}
+
+#[test]
+fn ctrl_c_during_enable_aborts_bind_and_the_confirmed_reset_frees_everything() {
+    let mut bench = Bench::new(Faults::default());
+    bench.clock.press_ctrl_c_when(|dev| dev.enabling());
+    let err = bench.bind().err().unwrap();
+    assert_eq!(err, NvmeError::Interrupted { wait: Wait::Ready });
+    // The disable waited (ignoring Ctrl-C) for the enable to finish, then for RDY = 0.
+    assert!(bench.ledger_is_empty(), "{:?}", bench.pool.ledger());
+    bench.assert_no_violations();
+    bench.clock.release_ctrl_c();
+    assert!(bench.bind().is_ok());
+}
+
+#[test]
+fn ctrl_c_during_an_admin_command_aborts_bind_cleanly() {
+    let mut bench = Bench::new(Faults::default());
+    bench.clock.press_ctrl_c_when(|dev| dev.running(true, 0x06));
+    let err = bench.bind().err().unwrap();
+    assert_eq!(
+        err,
+        NvmeError::Interrupted {
+            wait: Wait::Admin("IDENTIFY CONTROLLER")
+        }
+    );
+    assert!(bench.ledger_is_empty(), "{:?}", bench.pool.ledger());
+    bench.assert_no_violations();
+}
+
+#[test]
+fn ctrl_c_during_identify_of_a_bound_controller_recovers_it() {
+    let mut bench = Bench::new(Faults::default());
+    let mut c = bench.bind().unwrap();
+    bench.clock.press_ctrl_c_when(|dev| dev.running(true, 0x06));
+    let err = c.refresh_identity(&mut bench.hw()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NvmeError::Interrupted {
+                wait: Wait::Admin(_)
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(c.state(), State::Ready, "{:?}", c.failure());
+    bench.clock.release_ctrl_c();
+    c.refresh_identity(&mut bench.hw()).unwrap();
+    assert!(bench.read(&mut c, 2, 0, 3).unwrap() == bench.disk(2, 0, 3));
+    bench.assert_no_violations();
+}
+
+#[test]
+fn ctrl_c_during_shutdown_or_disable_is_ignored() {
+    for (what, when) in [
+        (
+            "shutdown",
+            Box::new(|d: &Dev| d.shutting_down()) as Box<dyn Fn(&Dev) -> bool>,
+        ),
+        ("disable", Box::new(|d: &Dev| d.disabling())),
+    ] {
+        let mut bench = Bench::new(Faults::default());
+        let c = bench.bind().unwrap();
+        let pressed = Rc::new(Cell::new(false));
+        let seen = pressed.clone();
+        bench.clock.press_ctrl_c_when(move |d| {
+            let now = when(d);
+            seen.set(seen.get() || now);
+            now
+        });
+        let steps = c.teardown(&mut bench.hw());
+        assert!(pressed.get(), "{what}: the wait was never reached");
+        assert!(bench.clock.ctrl_c_pressed.get());
+        assert!(steps.iter().all(|s| s.ok), "{what}: {steps:?}");
+        assert!(bench.ledger_is_empty(), "{what}: {:?}", bench.pool.ledger());
+        bench.assert_no_violations();
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_stalled_read_drains_then_resets_and_the_retry_works() {
+    let mut bench = Bench::new(Faults {
+        stall_reads: Some((1, 10_000_000)),
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    bench
+        .clock
+        .press_ctrl_c_when(|dev| dev.running(false, 0x02));
+    let started = bench.clock.now.get();
+    let err = bench.read(&mut c, 1, 0, 8).unwrap_err();
+    assert_eq!(err, NvmeError::Interrupted { wait: Wait::Read });
+    let took = bench.clock.now.get() - started;
+    // The drain ignored Ctrl-C for its 1 s grace, then the controller was reset.
+    assert!((1_000_000..3_000_000).contains(&took), "{took} us");
+    assert_eq!(c.state(), State::Ready, "{:?}", c.failure());
+    assert!(bench.pool.ledger().iter().all(|e| e.purpose != "read-data"));
+    bench.clock.release_ctrl_c();
+    assert!(bench.read(&mut c, 1, 0, 8).unwrap() == bench.disk(1, 0, 8));
+    bench.assert_no_violations();
+}
+
+#[test]
+fn quarantined_pages_are_released_when_a_later_reset_is_confirmed() {
+    let mut bench = Bench::new(Faults::default());
+    let c = bench.bind().unwrap();
+    // This disable takes 2.5 s, longer than CAP.TO allows (1.5 s): teardown quarantines.
+    bench.dev.borrow_mut().latencies.disable_us = 2_500_000;
+    let steps = c.teardown(&mut bench.hw());
+    assert!(
+        steps.iter().any(|s| s.step == "release-dma" && !s.ok),
+        "{steps:?}"
+    );
+    assert!(bench.ledger_all_quarantined());
+    let quarantined = bench.pool.usage().quarantined_pages;
+    bench.dev.borrow_mut().latencies = nvme_fake::Latencies::default();
+    // Bind again: RDY was still 1 and now goes to 0: the reset is confirmed at last.
+    let mut c = bench.bind().unwrap();
+    let releases = c.take_releases();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(releases[0].owner, "nvme 00:04.0");
+    assert_eq!(releases[0].allocations, 5);
+    assert_eq!(releases[0].pages, quarantined);
+    assert!(releases[0].after.contains("bind"));
+    assert_eq!(bench.pool.usage().quarantined_pages, 0);
+    assert!(c.take_releases().is_empty(), "reported once");
+    assert!(bench.read(&mut c, 1, 0, 4).unwrap() == bench.disk(1, 0, 4));
+    c.teardown(&mut bench.hw());
+    assert!(bench.ledger_is_empty());
+}
+
+#[test]
+fn intx_is_disabled_while_bound_and_restored_at_teardown() {
+    let mut bench = Bench::new(Faults::default());
+    let intx = |b: &Bench| b.config.read16(BDF, 0x04) & (1 << 10) != 0;
+    assert!(!intx(&bench));
+    let c = bench.bind().unwrap();
+    assert!(intx(&bench), "polling: INTx masked while bound");
+    c.teardown(&mut bench.hw());
+    assert!(!intx(&bench), "restored as found");
+    // Found disabled: left disabled.
+    bench.config.write16(BDF, 0x04, 1 << 10);
+    let c = bench.bind().unwrap();
+    c.teardown(&mut bench.hw());
+    assert!(intx(&bench));
+}
+
+#[test]
+fn separate_metadata_goes_to_a_pool_buffer_never_to_address_0() {
+    let mut ns = Namespace::new(1, 9, random_bytes(2000 * 512, 5));
+    ns.metadata_size = 8;
+    let mut bench = Bench::with(Faults::default(), vec![ns]);
+    let mut c = bench.bind().unwrap();
+    assert_eq!(c.namespaces[0].metadata_size, 8);
+    assert!(!c.namespaces[0].extended_lba);
+    for (lba, count) in [(0, 1), (5, 300), (0, 2000)] {
+        assert!(bench.read(&mut c, 1, lba, count).unwrap() == bench.disk(1, lba, count));
+    }
+    // Every device write (data and the 8 bytes a block of metadata) landed in the pool.
+    bench.assert_no_violations();
+    assert!(bench
+        .pool
+        .ledger()
+        .iter()
+        .all(|e| e.purpose != "read-metadata"));
 }

@@ -5,7 +5,7 @@ mod pci_fake;
 
 use drivers::dma::testing::leaked_pool;
 use drivers::pci::{self, BarKind, BarSlot, CapDetail, PciError};
-use drivers::platform::{Bdf, Clock, Hw, MemoryAccess};
+use drivers::platform::{Bdf, Clock, Hw, MemError, MemKind, MemoryAccess, Width};
 use pci_fake::{FakeConfig, FakeFunction, FakeMapper};
 
 const NVME: Bdf = Bdf::new(0, 4, 0);
@@ -226,8 +226,14 @@ impl Clock for NoClock {
 }
 struct NoMemory;
 impl MemoryAccess for NoMemory {
-    fn read(&self, _: u64, _: &mut [u8]) -> bool {
-        false
+    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
+        Err(MemError::Unmapped(addr))
     }
 }
 
@@ -250,6 +256,8 @@ fn map_bar_enables_decode_maps_once_and_names_every_refusal() {
         memory: &NoMemory,
         cpu: &drivers::platform::NullCpu,
         ports: &drivers::platform::NullPorts,
+        firmware: &drivers::platform::NoFirmware,
+        irq: &drivers::platform::NoInterrupts,
     };
     let (first, bar) = pci::map_bar(&mut hw, NVME, 0, true).unwrap();
     assert_eq!(
@@ -276,6 +284,8 @@ fn map_bar_enables_decode_maps_once_and_names_every_refusal() {
                 memory: &NoMemory,
                 cpu: &drivers::platform::NullCpu,
                 ports: &drivers::platform::NullPorts,
+                firmware: &drivers::platform::NoFirmware,
+                irq: &drivers::platform::NoInterrupts,
             },
             bdf,
             bar,

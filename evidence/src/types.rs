@@ -35,6 +35,21 @@ pub enum Body {
     Fault(Fault),
     /// Free-form key/value facts for commands that have no dedicated body yet.
     Facts(Facts),
+    /// Pages a device's earlier binding left quarantined, freed after a confirmed reset.
+    DmaReleased(DmaReleased),
+    RegRead(RegRead),
+    RegWrite(RegWrite),
+    Cpuid(CpuidLeaf),
+    CpuInfo(CpuInfo),
+    AcpiTable(AcpiTable),
+    AcpiMadt(AcpiMadt),
+    AcpiMcfg(AcpiMcfg),
+    AcpiFadt(AcpiFadt),
+    AcpiHpet(AcpiHpet),
+    MemoryMap(MemoryMap),
+    Msix(MsixInfo),
+    IrqTest(IrqTest),
+    MemWindow(MemWindow),
 }
 
 impl Body {
@@ -56,6 +71,20 @@ impl Body {
             Body::TeardownStep(_) => "teardown.step",
             Body::Fault(_) => "fault",
             Body::Facts(_) => "facts",
+            Body::DmaReleased(_) => "dma.released",
+            Body::RegRead(_) => "reg.read",
+            Body::RegWrite(_) => "reg.write",
+            Body::Cpuid(_) => "cpuid",
+            Body::CpuInfo(_) => "cpu",
+            Body::AcpiTable(_) => "acpi.table",
+            Body::AcpiMadt(_) => "acpi.madt",
+            Body::AcpiMcfg(_) => "acpi.mcfg",
+            Body::AcpiFadt(_) => "acpi.fadt",
+            Body::AcpiHpet(_) => "acpi.hpet",
+            Body::MemoryMap(_) => "memmap",
+            Body::Msix(_) => "msix",
+            Body::IrqTest(_) => "irq.test",
+            Body::MemWindow(_) => "mem.map",
         }
     }
 }
@@ -85,6 +114,9 @@ pub struct Banner {
     pub cmdline: String,
     /// Time from monitor entry to the first prompt, microseconds (0 if unknown).
     pub boot_us: u64,
+    /// Confidential-VM kind: "none", "sev", "sev-es", "sev-snp" or "tdx". On anything but
+    /// "none", commands that hand memory to a device fail (`confidential-vm-unsupported`).
+    pub confidential: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,4 +335,225 @@ pub struct Fault {
 pub struct Facts {
     pub topic: String,
     pub pairs: Vec<(String, String)>,
+}
+
+/// Quarantined pages of one ledger owner released: a later reset of that device was
+/// confirmed (it was seen ready, then CSTS.RDY / the reset went through), so it can no
+/// longer write them. Emitted by the command during which the reset was confirmed (a bind,
+/// a recovery after a timeout, a teardown), before its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DmaReleased {
+    /// The ledger owner, as in `dma.ledger` entries ("nvme 00:04.0").
+    pub owner: String,
+    pub allocations: u32,
+    pub pages: u32,
+    /// What confirmed the reset, e.g. "reset confirmed at bind (CSTS.RDY 1 -> 0)".
+    pub after: String,
+}
+
+/// A register read (`peek`, `pci read`, `io in`, `msr read`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegRead {
+    /// "mem", "pci", "io", "msr".
+    pub space: String,
+    /// The function for "pci" (`00:04.0`), else empty.
+    pub target: String,
+    /// Virtual address, config offset, port, or MSR index.
+    pub address: u64,
+    /// Access width in bytes.
+    pub width: u8,
+    /// The values read, one per access from `address` on (at most 16 per frame).
+    pub values: Vec<u64>,
+    /// Accesses the command made in all (a long `peek` shows only the first 16 here).
+    pub count: u32,
+}
+
+/// A register write: what was there, what was written, what reads back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegWrite {
+    pub space: String,
+    pub target: String,
+    pub address: u64,
+    pub width: u8,
+    pub before: u64,
+    pub value: u64,
+    pub readback: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuidLeaf {
+    pub leaf: u32,
+    pub subleaf: u32,
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    pub vendor: String,
+    pub family: u32,
+    pub model: u32,
+    pub stepping: u32,
+    pub brand: String,
+    /// CPUID 0x4000_0000 signature ("KVMKVMKVM", "TCGTCGTCGTCG"), empty on bare metal.
+    pub hypervisor: String,
+    pub features: Vec<String>,
+    /// The TSC frequency the monitor calibrated against the PIT.
+    pub tsc_hz: u64,
+    pub apic_id: u8,
+}
+
+/// One ACPI table as the RSDT/XSDT lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcpiTable {
+    pub signature: String,
+    pub phys: u64,
+    pub length: u32,
+    pub oem_id: String,
+    pub revision: u8,
+    pub checksum_ok: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MadtCpu {
+    pub processor_uid: u32,
+    pub apic_id: u32,
+    /// Flags bit 0.
+    pub enabled: bool,
+    /// Flags bit 1 (may be brought online).
+    pub online_capable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MadtIoApic {
+    pub id: u8,
+    pub address: u32,
+    pub gsi_base: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MadtOverride {
+    pub bus: u8,
+    pub irq: u8,
+    pub gsi: u32,
+    pub flags: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcpiMadt {
+    pub local_apic_address: u64,
+    pub cpus: Vec<MadtCpu>,
+    pub ioapics: Vec<MadtIoApic>,
+    pub overrides: Vec<MadtOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McfgSegment {
+    pub segment: u16,
+    pub base: u64,
+    pub bus_start: u8,
+    pub bus_end: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcpiMcfg {
+    pub segments: Vec<McfgSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcpiFadt {
+    /// Generic address space of the PM timer (1 = I/O ports), its address, 0 when absent.
+    pub pm_timer_space: u8,
+    pub pm_timer_address: u64,
+    pub pm_timer_32bit: bool,
+    pub reset_supported: bool,
+    pub reset_space: u8,
+    pub reset_address: u64,
+    pub reset_value: u8,
+    /// CMOS index of the RTC century register (0 = none).
+    pub century: u8,
+    pub sci_interrupt: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcpiHpet {
+    pub base: u64,
+    pub block_id: u32,
+    pub number: u8,
+    pub min_tick: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemmapEntry {
+    pub start: u64,
+    pub len: u64,
+    /// "usable", "reserved", "acpi-reclaimable", "acpi-nvs", "defective", "other".
+    pub kind: String,
+}
+
+/// The firmware's memory map (in chunks of a few entries; every chunk carries the totals
+/// and the monitor's placement).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryMap {
+    pub entries: Vec<MemmapEntry>,
+    pub usable_bytes: u64,
+    pub reserved_bytes: u64,
+    pub image: (u64, u64),
+    pub stack: (u64, u64),
+    pub heap: (u64, u64),
+    pub dma: (u64, u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MsixVector {
+    pub index: u16,
+    pub address: u64,
+    pub data: u32,
+    pub masked: bool,
+    pub pending: bool,
+}
+
+/// A function's MSI-X state (vectors in chunks of a few per frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MsixInfo {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub table_size: u16,
+    pub enabled: bool,
+    pub function_masked: bool,
+    pub vectors: Vec<MsixVector>,
+}
+
+/// `irq test`: one MSI-X vector routed to the boot CPU, one command, the interrupts seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IrqTest {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    /// MSI-X table entry programmed.
+    pub entry: u16,
+    /// CPU vector it was routed to.
+    pub vector: u8,
+    pub address: u64,
+    pub data: u32,
+    /// Interrupts counted on `vector`.
+    pub count: u32,
+    /// Doorbell write to the first interrupt.
+    pub latency_us: u64,
+    /// Interrupts on other vectors meanwhile.
+    pub other: u32,
+    /// The entry, the MSI-X control word and the command register read back as before.
+    pub restored: bool,
+}
+
+/// `mem map`: a physical range mapped uncached for peek/poke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemWindow {
+    pub phys: u64,
+    pub len: u64,
+    pub window: u64,
+    pub newly_mapped: bool,
 }

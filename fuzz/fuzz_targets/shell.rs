@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "../../commands/tests/support/bare_machine.rs"]
 mod bare_machine;
-use bare_machine::{system_info, Captured, NoMmio, NoPci, SmallMemory, StepClock};
+use bare_machine::{system_info, Captured, FakeCpu, FakePorts, NoMmio, NoPci, SmallMemory, StepClock};
 
 const POOL_BASE: u64 = 0x10_0000;
 const POOL_BYTES: usize = 4 * 4096;
@@ -33,14 +33,17 @@ fuzz_target!(|data: &[u8]| {
     let mut pool = pool();
     let clock = StepClock(Cell::new(0));
     let mut mmio = NoMmio;
+    let (memory, cpu, ports) = (SmallMemory::default(), FakeCpu::default(), FakePorts::default());
     let mut hw = Hw {
         config: &NoPci,
         mmio: &mut mmio,
         clock: &clock,
         dma: &mut pool,
-        memory: &SmallMemory,
-        cpu: &drivers::platform::NullCpu,
-        ports: &drivers::platform::NullPorts,
+        memory: &memory,
+        cpu: &cpu,
+        ports: &ports,
+        firmware: &drivers::platform::NoFirmware,
+        irq: &drivers::platform::NoInterrupts,
     };
     let mut shell = Shell::new(1, system_info(POOL_BYTES as u64));
     let mut console = Captured::default();

@@ -1,11 +1,14 @@
-//! The `bringup` command line (clap derive). Execution lives in main.rs.
+//! The `bringup` command line (clap derive): declarations and value parsers only. Each
+//! subcommand's `exec` lives in cmd/.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use host_client::console::FrameDisplay;
-use host_client::Accel;
+use host_client::matrix::plan::{Firmware, FormatSet};
+use host_client::{Accel, Pacing};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -16,6 +19,8 @@ Examples:
   bringup run proofs/nvme.bringup --connect unix:/tmp/serial.sock
   bringup decode serial.log                     # frames in a captured log, per boot
   bringup gce connect --project P --zone Z --instance bu-vm --dry-run
+  bringup matrix proofs/gvnic.bringup --firmware bios,uefi --gvnic-formats gqi-qpl,dqo-rda --jobs 2
+  bringup matrix proofs/full.bringup --gce --project P --zone Z --machine-types c3-standard-4,n2-standard-2
 
 Quit the console with Ctrl-]. Command files: docs/SCRIPTS.md. Reports: docs/REPORT.md.";
 
@@ -51,6 +56,76 @@ pub enum Cmd {
     /// Google Compute Engine: serial console, image and VM lifecycle.
     #[command(subcommand)]
     Gce(GceCmd),
+    /// Run one command file on many targets at once: local QEMU axes or GCE machine types.
+    #[command(after_long_help = MATRIX_HELP)]
+    Matrix(Box<MatrixCmd>),
+}
+
+const MATRIX_HELP: &str = "\
+Examples:
+  bringup matrix proofs/gvnic.bringup --firmware bios,uefi --gvnic-formats gqi-qpl,dqo-rda --jobs 2
+  bringup matrix proofs/nvme.bringup --machine pc,q35 --nvme disk.raw --report target/matrix
+  bringup matrix proofs/full.bringup --targets targets.toml
+  bringup matrix proofs/full.bringup --gce --project P --zone us-central1-a \\
+      --machine-types c3-standard-4,n2-standard-2 --image bringup --dry-run
+  bringup gce vm list --project P --label bringup-matrix     # leftovers of a killed run
+  bringup gce vm cleanup --project P
+
+Local targets are the product of the axes (an axis left out takes its default); a gVNIC
+format set joins formats with `+` (gqi-qpl+dqo-rda) because `,` separates targets.
+GCE: one VM per machine type, labelled bringup-matrix=RUN_ID, deleted on success, failure,
+timeout and Ctrl-C (unless --keep). The report directory holds matrix.json and
+TARGET/report.json per target. Exit status: 0 when every target passed, 1 otherwise,
+2 when the matrix could not start.";
+
+/// `30s`, `500ms`, `2m` or bare seconds (the command-file grammar).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    host_client::script::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `BYTES:MILLISECONDS`: chunk size and pause between chunks.
+pub fn pace(text: &str) -> Result<Pacing, String> {
+    let (bytes, ms) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected BYTES:MILLISECONDS, e.g. 16:2"))?;
+    let chunk_bytes: usize = bytes
+        .parse()
+        .map_err(|_| format!("{text:?}: bad byte count"))?;
+    let ms: u64 = ms
+        .parse()
+        .map_err(|_| format!("{text:?}: bad milliseconds"))?;
+    if chunk_bytes == 0 {
+        return Err(format!("{text:?}: the chunk must be at least one byte"));
+    }
+    Ok(Pacing {
+        chunk_bytes,
+        pause: Duration::from_millis(ms),
+    })
+}
+
+/// A gVNIC format set: `gqi-qpl`, `gqi-qpl+dqo-rda`, or `none`.
+fn format_set(text: &str) -> Result<FormatSet, String> {
+    text.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+/// How a command file runs on each target (shared by `run` and `matrix`).
+#[derive(Args, Debug, Clone)]
+pub struct RunTuning {
+    /// Per-command timeout unless the script sets one (e.g. 30s, 500ms, 2m).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub timeout: Duration,
+    /// Time allowed for boot (banner and prompt) or, when attaching, for the first prompt.
+    #[arg(long, default_value = "180s", value_parser = duration)]
+    pub boot_timeout: Duration,
+    /// Input pacing as BYTES:MILLISECONDS (chunk size and pause between chunks).
+    #[arg(long, default_value = "16:2", value_parser = pace)]
+    pub pace: Pacing,
+    /// Do not fail the run for damaged frames, sequence gaps or foreign-boot frames.
+    #[arg(long)]
+    pub tolerate_frame_damage: bool,
+    /// Never show the progress display.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// How QEMU is started (shared by `qemu` and `run --qemu`).
@@ -73,6 +148,9 @@ pub struct QemuOpts {
     /// [default: gqi-qpl].
     #[arg(long, value_name = "LIST")]
     pub gvnic_formats: Option<gvnic_model::Formats>,
+    /// The model's PCI revision: 0 = AQ_PFN admin queue, 1 = base/length/RUN (implies --gvnic).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub gvnic_revision: Option<u8>,
     /// Accelerator: tcg (portable) or kvm.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     pub accel: Accel,
@@ -117,9 +195,13 @@ pub struct GceOpts {
     /// Ask the gateway to replay this many recent lines on connect.
     #[arg(long, value_name = "N")]
     pub replay_lines: Option<u32>,
-    /// Use the regional gateway REGION-ssh-serialport.googleapis.com.
-    #[arg(long)]
+    /// Region of the regional gateway REGION-ssh-serialport.googleapis.com [default: from
+    /// --zone, us-central1-a -> us-central1].
+    #[arg(long, conflicts_with = "global_gateway")]
     pub region: Option<String>,
+    /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.
+    #[arg(long)]
+    pub global_gateway: bool,
     /// Connect to HOST:PORT instead of the gateway (tests against a local sshd).
     #[arg(long, value_name = "HOST:PORT")]
     pub gateway: Option<String>,
@@ -132,6 +214,21 @@ pub struct GceOpts {
     /// Seconds to wait for the gateway's `serialport: Connected` banner.
     #[arg(long, default_value_t = 30)]
     pub connect_timeout: u64,
+    /// Quiet time after the banner before anything is sent (the gateway still trims output
+    /// for a few seconds), e.g. 5s, 1500ms, 0.
+    #[arg(long, default_value = "5s", value_parser = settle_duration)]
+    pub settle: Duration,
+    /// Waits between tries after "Permission denied (publickey)", in ms (tests).
+    #[arg(long, value_delimiter = ',', value_name = "MS,..", hide = true)]
+    pub auth_backoff_ms: Option<Vec<u64>>,
+}
+
+/// `0` (no settle time) or a duration like `5s`.
+fn settle_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    host_client::script::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]
@@ -154,21 +251,89 @@ pub struct RunCmd {
     /// Write the JSON report here (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Per-command timeout unless the script sets one (e.g. 30s, 500ms, 2m).
-    #[arg(long, default_value = "30s")]
-    pub timeout: String,
-    /// Time allowed for boot (banner and prompt) or, when attaching, for the first prompt.
-    #[arg(long, default_value = "180s")]
-    pub boot_timeout: String,
-    /// Input pacing as BYTES:MILLISECONDS (chunk size and pause between chunks).
-    #[arg(long, default_value = "16:2")]
-    pub pace: String,
-    /// Do not fail the run for damaged frames, sequence gaps or foreign-boot frames.
+    #[command(flatten)]
+    pub tuning: RunTuning,
+}
+
+#[derive(Args, Debug)]
+pub struct MatrixCmd {
+    /// The command file every target runs.
+    pub script: PathBuf,
+    /// Targets run at once [default: the number of CPUs]. GCE: see --max-vms.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Directory for matrix.json and one TARGET/report.json per target.
+    #[arg(long, value_name = "DIR", default_value = "target/matrix")]
+    pub report: PathBuf,
+    /// Local targets from a TOML file (`[[target]]` tables) instead of the axes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic_formats", "gvnic_revision", "gce"])]
+    pub targets: Option<PathBuf>,
+    /// Firmware axis: bios, uefi (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "gce")]
+    pub firmware: Vec<Firmware>,
+    /// QEMU machine axis: pc, q35.
+    #[arg(long, value_delimiter = ',', conflicts_with = "gce")]
+    pub machine: Vec<String>,
+    /// Accelerator axis: tcg, kvm.
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "gce")]
+    pub accel: Vec<Accel>,
+    /// Attach the gVNIC model to every local target (implied by the two gVNIC axes).
+    #[arg(long, conflicts_with = "gce")]
+    pub gvnic: bool,
+    /// gVNIC format axis: each value a `+`-joined set of gqi-qpl, gqi-rda, dqo-rda, dqo-qpl, or none.
+    #[arg(long, value_delimiter = ',', value_parser = format_set, conflicts_with = "gce")]
+    pub gvnic_formats: Vec<FormatSet>,
+    /// gVNIC PCI revision axis: 0, 1.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=1), conflicts_with = "gce")]
+    pub gvnic_revision: Vec<u8>,
+    /// A raw NVMe disk attached to every local target (repeatable).
+    #[arg(long, value_name = "FILE", conflicts_with = "gce")]
+    pub nvme: Vec<PathBuf>,
+    /// Boot image for local targets [default: target/bringup.img, or $BRINGUP_IMAGE].
+    #[arg(long, value_name = "FILE", conflicts_with = "gce")]
+    pub boot_image: Option<PathBuf>,
+    /// Guest memory in MiB for local targets.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// Run on GCE: one VM per --machine-types entry.
+    #[arg(long, requires_all = ["project", "zone", "machine_types"])]
+    pub gce: bool,
     #[arg(long)]
-    pub tolerate_frame_damage: bool,
-    /// Never show the progress display.
+    pub project: Option<String>,
     #[arg(long)]
-    pub no_progress: bool,
+    pub zone: Option<String>,
+    /// GCE machine types, one VM each (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "gce")]
+    pub machine_types: Vec<String>,
+    /// The GCE image the VMs boot (from `bringup gce image create`).
+    #[arg(long, default_value = "bringup", requires = "gce")]
+    pub image: String,
+    /// At most this many VMs exist at once (bounds spending) [default: one per machine type].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "gce")]
+    pub max_vms: Option<u32>,
+    /// Leave the VMs running after the run (for debugging; `bringup gce vm cleanup` later).
+    #[arg(long, requires = "gce")]
+    pub keep: bool,
+    /// Print the create/run/delete commands for every machine type instead of running them.
+    #[arg(long, requires = "gce")]
+    pub dry_run: bool,
+    /// Serial gateway user [default: $USER].
+    #[arg(long, requires = "gce")]
+    pub user: Option<String>,
+    /// Use the regional gateway REGION-ssh-serialport.googleapis.com.
+    #[arg(long, requires = "gce")]
+    pub region: Option<String>,
+    /// Connect to HOST:PORT instead of the gateway.
+    #[arg(long, value_name = "HOST:PORT", requires = "gce")]
+    pub gateway: Option<String>,
+    /// Private key [default: ~/.ssh/google_compute_engine].
+    #[arg(long, value_name = "FILE", requires = "gce")]
+    pub key: Option<PathBuf>,
+    /// Known-hosts file [default: ~/.ssh/google_compute_known_hosts].
+    #[arg(long, value_name = "FILE", requires = "gce")]
+    pub known_hosts: Option<PathBuf>,
+    #[command(flatten)]
+    pub tuning: RunTuning,
 }
 
 #[derive(Args, Debug)]
@@ -270,6 +435,30 @@ pub enum VmCmd {
         zone: String,
         #[arg(long, default_value = "bringup-vm")]
         name: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List VMs by label, e.g. the leftovers of a matrix run that was killed.
+    #[command(
+        after_long_help = "Examples:\n  bringup gce vm list --project P --label bringup-matrix\n  bringup gce vm list --project P --label bringup-matrix=m1a2b3c4"
+    )]
+    List {
+        #[arg(long)]
+        project: String,
+        /// KEY (any value) or KEY=VALUE.
+        #[arg(long, default_value = host_client::gce::gcloud::MATRIX_LABEL)]
+        label: String,
+    },
+    /// Delete every VM a matrix run left behind (label bringup-matrix, or one run's id).
+    #[command(
+        after_long_help = "Examples:\n  bringup gce vm cleanup --project P\n  bringup gce vm cleanup --project P --run-id m1a2b3c4 --dry-run"
+    )]
+    Cleanup {
+        #[arg(long)]
+        project: String,
+        /// Only this matrix run's VMs.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
         #[arg(long)]
         dry_run: bool,
     },

@@ -191,6 +191,7 @@ mod tests {
             dma_bytes: 1 << 22,
             cmdline: String::new(),
             boot_us: 5,
+            confidential: "none".into(),
         })
     }
 

@@ -31,6 +31,8 @@
 //! - [`script`], [`runner`], [`report`]: command files and proof reports (`bringup run`).
 //! - [`decode`]: frames out of a captured log, grouped by boot (`bringup decode`).
 //! - [`gce`]: the serial-console gateway over OpenSSH and the gcloud wrappers.
+//! - [`target`]: one monitor to run a command file on (QEMU, socket, GCE), for `run` and
+//!   `matrix`; [`matrix`]: one command file on many targets at once.
 
 pub mod console;
 pub mod decode;
@@ -38,14 +40,17 @@ pub mod frames;
 pub mod gce;
 pub mod gvnic;
 pub mod json;
+pub mod matrix;
 pub mod outcome;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod resume;
 pub mod runner;
 pub mod script;
 pub mod serial;
 pub mod session;
+pub mod target;
 pub mod transport;
 
 pub use frames::{DamagedFrame, FrameLog, SeqGap};

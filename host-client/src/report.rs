@@ -101,6 +101,13 @@ pub struct CommandReport {
     /// Human text the command printed (frames removed).
     pub text: String,
     pub expectations: Vec<ExpectationReport>,
+    /// The serial line dropped during this command and its outcome was then seen anyway:
+    /// `replay` (its frames came in the gateway's replay or after the reconnect) or
+    /// `re-sent` (the replay proved it never started). Null otherwise.
+    pub resumed: Option<String>,
+    /// A named host-side error that stopped the run here (`outcome-unknown`, `vm-rebooted`,
+    /// `reconnect-failed`): the command's outcome was not seen. Null otherwise.
+    pub error_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -8,6 +8,7 @@ use crate::report::{
     BootReport, CommandReport, ExpectationReport, OutcomeReport, Report, StepVerdict, Summary,
     SCHEMA,
 };
+use crate::resume::{self, ResumeError};
 use crate::script::{evaluate, Script, Step};
 use crate::{Session, SessionError};
 
@@ -20,16 +21,82 @@ pub struct RunOptions {
     /// Whether the session boots now (QEMU: wait for the banner) or is attached to a monitor
     /// that is already up (send Enter and wait for a prompt).
     pub fresh_boot: bool,
-    /// Show an indicatif progress bar (only sensible on a terminal).
-    pub progress: bool,
     /// Damaged frames, sequence gaps and foreign-boot frames fail the run.
     pub strict_frames: bool,
     pub script_name: String,
     pub transport: String,
 }
 
+/// What the runner tells whoever watches it: one phase before the first command (booting,
+/// waiting for the prompt), then every command as it starts and ends. `bringup run` draws
+/// one bar; `bringup matrix` one bar per target; tests and reports use [`NoProgress`].
+pub trait Progress {
+    /// Before the first command: `booting` or `waiting for the prompt`.
+    fn phase(&mut self, what: &str);
+    /// Command `index` (0-based, of `total`) was sent.
+    fn command_started(&mut self, index: usize, total: usize, line: &str);
+    /// The command ended with this verdict.
+    fn command_done(&mut self, index: usize, verdict: StepVerdict);
+}
+
+/// Shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&mut self, _what: &str) {}
+    fn command_started(&mut self, _index: usize, _total: usize, _line: &str) {}
+    fn command_done(&mut self, _index: usize, _verdict: StepVerdict) {}
+}
+
+/// An indicatif bar: position = commands done, message = what runs now (with a prefix, so
+/// several bars in one `MultiProgress` tell their targets apart).
+pub struct BarProgress {
+    bar: ProgressBar,
+}
+
+impl BarProgress {
+    /// A bar for `steps` commands, already ticking; `ProgressBar::hidden()` is fine too.
+    pub fn new(bar: ProgressBar, steps: usize) -> BarProgress {
+        bar.set_length(steps as u64);
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {prefix}[{pos}/{len}] {elapsed} {wide_msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
+        BarProgress { bar }
+    }
+
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+}
+
+impl Progress for BarProgress {
+    fn phase(&mut self, what: &str) {
+        self.bar.set_message(what.to_string());
+    }
+    fn command_started(&mut self, _index: usize, _total: usize, line: &str) {
+        self.bar.set_message(line.to_string());
+    }
+    fn command_done(&mut self, _index: usize, _verdict: StepVerdict) {
+        self.bar.inc(1);
+    }
+}
+
+impl Drop for BarProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 /// Runs every step; never panics on monitor misbehaviour, everything ends up in the report.
-pub fn run_script(session: &mut Session, script: &Script, opts: &RunOptions) -> Report {
+pub fn run_script(
+    session: &mut Session,
+    script: &Script,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+) -> Report {
     let started = Instant::now();
     let mut report = Report {
         schema: SCHEMA,
@@ -51,12 +118,12 @@ pub fn run_script(session: &mut Session, script: &Script, opts: &RunOptions) -> 
         foreign_frames: Vec::new(),
         transcript: String::new(),
     };
-    let bar = progress_bar(opts.progress, script.steps.len());
+    let total = script.steps.len();
     let boot = if opts.fresh_boot {
-        bar.set_message("booting");
+        progress.phase("booting");
         session.wait_for_prompt(opts.boot_timeout).map(Some)
     } else {
-        bar.set_message("waiting for the prompt");
+        progress.phase("waiting for the prompt");
         session.sync_prompt(opts.boot_timeout)
     };
     let mut alive = match boot {
@@ -69,14 +136,15 @@ pub fn run_script(session: &mut Session, script: &Script, opts: &RunOptions) -> 
             false
         }
     };
-    for step in &script.steps {
+    for (index, step) in script.steps.iter().enumerate() {
         let timeout = step.timeout.unwrap_or(opts.default_timeout);
         if !alive {
             report.commands.push(not_run(step, timeout));
             continue;
         }
-        bar.set_message(step.command.clone());
+        progress.command_started(index, total, &step.command);
         let (entry, keep_going) = run_step(session, step, timeout);
+        progress.command_done(index, entry.verdict);
         if !keep_going && report.error.is_none() {
             report.error = Some(format!(
                 "stopped at line {}: {}",
@@ -85,9 +153,7 @@ pub fn run_script(session: &mut Session, script: &Script, opts: &RunOptions) -> 
         }
         alive = keep_going;
         report.commands.push(entry);
-        bar.inc(1);
     }
-    bar.finish_and_clear();
     report.finish(
         session.frame_log(),
         session.transcript(),
@@ -99,11 +165,24 @@ pub fn run_script(session: &mut Session, script: &Script, opts: &RunOptions) -> 
 
 fn run_step(session: &mut Session, step: &Step, timeout: Duration) -> (CommandReport, bool) {
     let mut entry = not_run(step, timeout);
-    let outcome = match session.command(&step.command, timeout) {
+    let attempt = match session.command(&step.command, timeout) {
+        // The line dropped (GCE): reconnect and finish from what the frames show.
+        Err(e) if resume::line_lost(&e) && session.can_redial() => resume::resume(session, timeout)
+            .map(|r| {
+                entry.resumed = Some(r.by.label().to_string());
+                r.outcome
+            }),
+        other => other,
+    };
+    let outcome = match attempt {
         Ok(o) => o,
         Err(e) => {
             entry.verdict = StepVerdict::Fail;
             entry.reason = format!("{e:#}");
+            if let Some(named) = e.downcast_ref::<ResumeError>() {
+                entry.error_code = Some(named.code().to_string());
+                return (entry, false);
+            }
             let timed_out = matches!(
                 e.downcast_ref::<SessionError>(),
                 Some(SessionError::Timeout { .. })
@@ -176,18 +255,7 @@ fn not_run(step: &Step, timeout: Duration) -> CommandReport {
         frame_seqs: Vec::new(),
         text: String::new(),
         expectations: Vec::new(),
+        resumed: None,
+        error_code: None,
     }
-}
-
-fn progress_bar(show: bool, len: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
-    {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }

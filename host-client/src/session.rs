@@ -12,7 +12,7 @@ use crate::outcome::CommandOutcome;
 use crate::qemu::{QemuConfig, QemuProcess};
 use crate::qmp::Qmp;
 use crate::serial::{human_text, SerialLog, PROMPT};
-use crate::transport::{Connection, Recv, Transport};
+use crate::transport::{Connection, Recv, Redial, Transport};
 
 /// How fast input is written: `chunk_bytes` at a time with `pause` between chunks. QEMU
 /// applies back-pressure, the GCE gateway does not, and a 16550 FIFO holds 16 bytes.
@@ -69,6 +69,18 @@ pub struct Session {
     qmp_path: Option<PathBuf>,
     started: Instant,
     pacing: Pacing,
+    /// How to open the line again after it dropped (GCE); see [`crate::resume`].
+    redial: Option<Box<dyn Redial>>,
+    /// The command line sent last, until the next one.
+    in_flight: Option<InFlight>,
+}
+
+/// The line [`Session::command`] sent last and where the frame log stood before it.
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    pub line: String,
+    /// Frames in the log before the line was sent: its start frame comes after these.
+    pub frames_before: usize,
 }
 
 impl Session {
@@ -107,7 +119,13 @@ impl Session {
                 command.arg("-c").arg(&cmd);
                 (Connection::spawn(command)?, Vec::new())
             }
-            Transport::Gce(target) => target.connect()?,
+            Transport::Gce(target) => {
+                let (conn, early) = target.connect()?;
+                let mut session = Session::new(conn, started);
+                session.log.push(&early);
+                session.redial = Some(target);
+                return Ok(session);
+            }
         };
         let mut session = Session::new(conn, started);
         session.log.push(&early);
@@ -123,6 +141,8 @@ impl Session {
             qmp_path: None,
             started,
             pacing: Pacing::default(),
+            redial: None,
+            in_flight: None,
         }
     }
 
@@ -302,10 +322,34 @@ impl Session {
         }
         let frames_before = self.log.frames().frames().len();
         let t0 = Instant::now();
-        let deadline = t0 + timeout;
+        self.in_flight = Some(InFlight {
+            line: line.to_string(),
+            frames_before,
+        });
         let mut bytes = line.as_bytes().to_vec();
         bytes.push(b'\r');
-        self.send_raw(&bytes)?;
+        if let Err(e) = self.send_raw(&bytes) {
+            // A write that fails means the line is gone (ssh exited, socket closed): the
+            // same as a close while waiting, so a redialling caller can resume.
+            let what = format!("sending `{}`", short(line));
+            return Err(self.closed_error(&what, Some(format!("{e:#}"))).into());
+        }
+        self.collect(line, frames_before, None, t0, t0 + timeout)
+    }
+
+    /// Waits for the start frame of `line` among the frames after `frames_before` (and, when
+    /// `after` is `(boot, seq)`, of that boot with a later seq: a replay may repeat old
+    /// frames), then its result frame and the prompt, until `deadline`. `t0`: when the line
+    /// was sent.
+    pub(crate) fn collect(
+        &mut self,
+        line: &str,
+        frames_before: usize,
+        after: Option<(u64, u32)>,
+        t0: Instant,
+        deadline: Instant,
+    ) -> Result<CommandOutcome> {
+        let later = |f: &Frame| after.is_none_or(|(boot, seq)| f.boot_id == boot && f.seq > seq);
         let what = format!("the command.start frame of `{}`", short(line));
         // Only the start frame of THIS line: late output of an earlier command (one that
         // timed out, or bytes typed ahead with send_raw) must not be credited to this step.
@@ -313,9 +357,10 @@ impl Session {
         let start = self.wait_until(deadline, t0, &what, |log| {
             log.frames().frames()[frames_before..]
                 .iter()
-                .position(
-                    |f| matches!(&f.body, Body::CommandStart(s) if starts_as_sent(&s.line, sent)),
-                )
+                .position(|f| {
+                    later(f)
+                        && matches!(&f.body, Body::CommandStart(s) if starts_as_sent(&s.line, sent))
+                })
                 .map(|p| p + frames_before)
         })?;
         let (cmd, boot) = {
@@ -360,6 +405,41 @@ impl Session {
             result,
             elapsed: t0.elapsed(),
         })
+    }
+
+    /// Whether this session can open its line again after it dropped (GCE).
+    pub fn can_redial(&self) -> bool {
+        self.redial.is_some()
+    }
+
+    /// The line sent last by [`Self::command`].
+    pub(crate) fn in_flight(&self) -> Option<&InFlight> {
+        self.in_flight.as_ref()
+    }
+
+    /// What is redialled, for messages.
+    pub(crate) fn redial_target(&self) -> String {
+        self.redial
+            .as_ref()
+            .map(|r| r.describe())
+            .unwrap_or_default()
+    }
+
+    /// Drops the current connection and opens a new one asking for `replay_lines` of
+    /// replay. Returns the console bytes the new connection brought, NOT yet in the log
+    /// (the caller decides which of them are new: [`Self::push_received`]).
+    pub(crate) fn redial(&mut self, replay_lines: u32) -> Result<Vec<u8>> {
+        let Some(redial) = self.redial.as_mut() else {
+            bail!("this transport cannot reconnect");
+        };
+        let (conn, early) = redial.redial(replay_lines)?;
+        self.conn = conn;
+        Ok(early)
+    }
+
+    /// Appends bytes received outside the normal read path (the new part of a replay).
+    pub(crate) fn push_received(&mut self, bytes: &[u8]) {
+        self.log.push(bytes);
     }
 
     /// Writes bytes as they are, paced per [`Pacing`].

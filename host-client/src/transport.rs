@@ -26,8 +26,8 @@ pub enum Transport {
     Unix(PathBuf),
     /// `exec:CMD`: run CMD with `sh -c`; its stdin/stdout are the serial line.
     Exec(String),
-    /// The GCE interactive serial console through OpenSSH.
-    Gce(GceTarget),
+    /// The GCE interactive serial console through OpenSSH (boxed: a target is large).
+    Gce(Box<GceTarget>),
 }
 
 impl FromStr for Transport {
@@ -58,6 +58,15 @@ impl FromStr for Transport {
     }
 }
 
+/// A transport that can open its line again after it dropped (the GCE gateway), asking for
+/// recent output to be replayed so the caller can see what happened while it was away.
+pub trait Redial: Send {
+    /// A fresh connection, and the console bytes it brought before it was ready for input.
+    fn redial(&mut self, replay_lines: u32) -> Result<(Connection, Vec<u8>)>;
+    /// For messages: what is being redialled (no machine paths).
+    fn describe(&self) -> String;
+}
+
 /// What the reader thread reports.
 pub(crate) enum Chunk {
     Data(Vec<u8>),
@@ -76,6 +85,9 @@ pub struct Connection {
     shutdown: Option<Box<dyn FnMut() + Send>>,
     /// Last bytes a child process wrote to stderr (ssh diagnostics).
     pub(crate) stderr_tail: Arc<Mutex<String>>,
+    /// Texts on the helper's stderr that mean the line is gone although the process may
+    /// linger (the GCE gateway's `serialport: VM disconnected`).
+    closed_markers: &'static [&'static str],
     closed: bool,
 }
 
@@ -122,6 +134,7 @@ impl Connection {
             child,
             shutdown,
             stderr_tail: Arc::new(Mutex::new(String::new())),
+            closed_markers: &[],
             closed: false,
         }
     }
@@ -175,6 +188,11 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Treats any of `markers` on the helper's stderr as the end of the line.
+    pub(crate) fn set_closed_markers(&mut self, markers: &'static [&'static str]) {
+        self.closed_markers = markers;
+    }
+
     pub(crate) fn recv(&mut self, timeout: Duration) -> Recv {
         if self.closed {
             return Recv::Closed(None);
@@ -184,6 +202,11 @@ impl Connection {
             Ok(Chunk::Closed(why)) => {
                 self.closed = true;
                 Recv::Closed(why)
+            }
+            // Only once no data is pending: bytes sent before the marker are still output.
+            Err(RecvTimeoutError::Timeout) if self.closed_marker_seen().is_some() => {
+                self.closed = true;
+                Recv::Closed(self.closed_marker_seen())
             }
             Err(RecvTimeoutError::Timeout) => Recv::Timeout,
             Err(RecvTimeoutError::Disconnected) => {
@@ -206,6 +229,17 @@ impl Connection {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    fn closed_marker_seen(&self) -> Option<String> {
+        if self.closed_markers.is_empty() {
+            return None;
+        }
+        let tail = self.stderr_tail();
+        self.closed_markers
+            .iter()
+            .find(|m| tail.contains(**m))
+            .map(|m| m.to_string())
     }
 
     /// Whether a spawned helper has exited, and how.

@@ -7,7 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use evidence::*;
-use host_client::runner::{run_script, RunOptions};
+use host_client::report::StepVerdict;
+use host_client::runner::{run_script, NoProgress, Progress, RunOptions};
 use host_client::script::parse_script;
 use host_client::{Session, Transport};
 
@@ -110,6 +111,7 @@ fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
         dma_bytes: 4 << 20,
         cmdline: String::new(),
         boot_us: 1,
+        confidential: "none".into(),
     }));
     let _ = write!(fake.out, "bringup> ");
     let mut line = Vec::new();
@@ -155,10 +157,25 @@ fn opts(strict: bool) -> RunOptions {
         default_timeout: Duration::from_secs(5),
         boot_timeout: Duration::from_secs(5),
         fresh_boot: true,
-        progress: false,
         strict_frames: strict,
         script_name: "proof.bringup".into(),
         transport: "unix".into(),
+    }
+}
+
+/// Records what the runner tells its progress display.
+#[derive(Default)]
+struct Recorder(Vec<String>);
+
+impl Progress for Recorder {
+    fn phase(&mut self, what: &str) {
+        self.0.push(format!("phase {what}"));
+    }
+    fn command_started(&mut self, index: usize, total: usize, line: &str) {
+        self.0.push(format!("start {index}/{total} {line}"));
+    }
+    fn command_done(&mut self, index: usize, verdict: StepVerdict) {
+        self.0.push(format!("done {index} {verdict:?}"));
     }
 }
 
@@ -202,7 +219,25 @@ fn runner_report_has_verdicts_frames_and_recovers_from_a_timeout() {
     let (_dir, transport) = start_fake(None);
     let mut s = Session::connect(transport).unwrap();
     let script = parse_script(SCRIPT).unwrap();
-    let report = run_script(&mut s, &script, &opts(true));
+    let mut seen = Recorder::default();
+    let report = run_script(&mut s, &script, &opts(true), &mut seen);
+    // The watcher saw the boot phase, then every command start and end, in order.
+    assert_eq!(
+        seen.0,
+        [
+            "phase booting",
+            "start 0/5 version",
+            "done 0 Pass",
+            "start 1/5 nvme identify",
+            "done 1 Pass",
+            "start 2/5 lsppci",
+            "done 2 Pass",
+            "start 3/5 hang",
+            "done 3 Fail",
+            "start 4/5 version",
+            "done 4 Pass",
+        ]
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["schema"], "bringup.report/1");
     assert_eq!(json["boot"]["boot_id"], "000000000000b007");
@@ -249,7 +284,7 @@ fn a_lost_frame_is_reported_and_fails_a_strict_run() {
     let (_dir, transport) = start_fake(Some(4));
     let mut s = Session::connect(transport).unwrap();
     let script = parse_script("version\nnvme identify\nexpect nvme.identify\nversion\n").unwrap();
-    let report = run_script(&mut s, &script, &opts(true));
+    let report = run_script(&mut s, &script, &opts(true), &mut NoProgress);
     assert_eq!(report.sequence_gaps.len(), 1);
     assert_eq!(
         (

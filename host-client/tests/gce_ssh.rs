@@ -318,6 +318,6 @@ fn dry_run_prints_the_exact_ssh_command() {
          -o UserKnownHostsFile=/home/alice/.ssh/google_compute_known_hosts \
          -o StrictHostKeyChecking=yes -o HostKeyAlgorithms=+ssh-rsa -o IdentitiesOnly=yes \
          -o CheckHostIP=no -o ControlPath=none -o PasswordAuthentication=no -o ServerAliveInterval=30 \
-         proj.us-central1-a.bu-vm.alice.port=1.replay-lines=100@ssh-serialport.googleapis.com"
+         proj.us-central1-a.bu-vm.alice.port=1.replay-lines=100@us-central1-ssh-serialport.googleapis.com"
     );
 }

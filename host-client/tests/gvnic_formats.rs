@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use evidence::Body;
 use gvnic_model::{Formats, QueueFormat};
-use host_client::runner::{run_script, RunOptions};
+use host_client::runner::{run_script, NoProgress, RunOptions};
 use host_client::script::parse_script;
 use host_client::{GvnicOptions, QemuConfig, Session};
 
@@ -96,12 +96,11 @@ fn run_one(format: QueueFormat, name: &str, uefi: bool) {
         default_timeout: Duration::from_secs(60),
         boot_timeout: Duration::from_secs(240),
         fresh_boot: true,
-        progress: false,
         strict_frames: true,
         script_name: "gvnic.bringup".into(),
         transport: "qemu".into(),
     };
-    let report = run_script(&mut session, &script, &opts);
+    let report = run_script(&mut session, &script, &opts, &mut NoProgress);
     assert!(
         report.passed,
         "{label}: the proof failed: {:?} {:?}\n{}",

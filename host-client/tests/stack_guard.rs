@@ -40,7 +40,9 @@ fn reading_the_stack_guard_page_faults_and_the_stack_above_it_does_not() {
     );
 
     let t = Duration::from_secs(60);
-    let fault = s.command(&format!("peek {guard:#x} 8"), t).unwrap();
+    let fault = s
+        .command(&format!("peek {guard:#x} 8 --no-check"), t)
+        .unwrap();
     assert_eq!(fault.error_code(), Some("cpu-fault"), "{}", fault.text);
     let faults = fault.bodies_of_kind("fault");
     let Some(Body::Fault(f)) = faults.first() else {
@@ -59,6 +61,16 @@ fn reading_the_stack_guard_page_faults_and_the_stack_above_it_does_not() {
         after.is_ok(),
         "the monitor must survive the fault: {after:?}"
     );
+
+    // Without --no-check the page tables are consulted first: the guard is a named error.
+    let checked = s.command(&format!("peek {guard:#x} 8"), t).unwrap();
+    assert_eq!(
+        checked.error_code(),
+        Some("unmapped-address"),
+        "{}",
+        checked.text
+    );
+    assert!(checked.bodies_of_kind("fault").is_empty(), "{checked:?}");
 
     // The lowest page of the stack itself, and the last bytes of the guard's neighbour
     // below (the boot page tables), stay mapped: only the guard page is taken out.

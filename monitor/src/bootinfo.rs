@@ -1,5 +1,6 @@
 //! What GRUB told us through multiboot2: memory map, command line, ACPI RSDP, firmware.
 
+use drivers::platform::{MemoryRegion, RegionKind};
 use evidence::Firmware;
 use heapless::{String, Vec};
 use monitor::layout::Region;
@@ -17,6 +18,8 @@ pub struct BootFacts {
     /// Usable RAM (sum of available areas).
     pub memory_bytes: u64,
     pub available: Vec<Region, MAX_REGIONS>,
+    /// The whole map as GRUB passed it, every type (for `memmap`).
+    pub map: Vec<MemoryRegion, MAX_REGIONS>,
     pub cmdline: String<CMDLINE_MAX>,
     /// Physical address of the RSDP copy inside the boot information.
     pub rsdp: Option<u64>,
@@ -53,8 +56,22 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
 
     let map = boot.memory_map_tag().ok_or(BootError::NoMemoryMap)?;
     let mut available = Vec::new();
+    let mut all = Vec::new();
     let mut memory_bytes = 0u64;
     for area in map.memory_areas() {
+        let kind = match area.typ() {
+            MemoryAreaType::Available => RegionKind::Usable,
+            MemoryAreaType::Reserved => RegionKind::Reserved,
+            MemoryAreaType::AcpiAvailable => RegionKind::AcpiReclaimable,
+            MemoryAreaType::ReservedHibernate => RegionKind::AcpiNvs,
+            MemoryAreaType::Defective => RegionKind::Defective,
+            MemoryAreaType::Custom(id) => RegionKind::Other(id),
+        };
+        let _ = all.push(MemoryRegion {
+            start: area.start_address(),
+            len: area.size(),
+            kind,
+        });
         if area.typ() == MemoryAreaType::Available && area.size() > 0 {
             memory_bytes = memory_bytes.saturating_add(area.size());
             let _ = available.push(Region {
@@ -86,6 +103,7 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
         firmware,
         memory_bytes,
         available,
+        map: all,
         cmdline,
         rsdp,
         info_range: Region {

@@ -1,12 +1,93 @@
 //! The processor seam (`Cpu`) and I/O ports (`PortIo`) on bare metal.
 //!
 //! CPUID is always safe to execute in long mode. RDMSR/WRMSR of an MSR the CPU (or the
-//! hypervisor) does not implement raise #GP; inside a command the guard turns that into a
-//! `cpu-fault` result, so a refused MSR never takes the monitor down.
+//! hypervisor) does not implement raise #GP. The two instructions live in small assembly
+//! functions with a fixup each (an exception table of two entries): the #GP handler sees
+//! the faulting RIP is one of them, resumes at the fixup, and the function returns "GP".
+//! So `msr read` of an invalid MSR is an `MsrError`, not a fault.
+
+use core::arch::global_asm;
 
 use drivers::platform::{Cpu, CpuidResult, MsrError, PortIo};
 use x86_64::instructions::port::Port;
-use x86_64::registers::model_specific::Msr;
+
+const GENERAL_PROTECTION: u64 = 13;
+
+global_asm!(
+    r#"
+    .text
+/* u64 bringup_rdmsr(u32 index, u64 *out): 0 and *out = value, or 1 after a #GP. */
+    .global bringup_rdmsr
+bringup_rdmsr:
+    movl %edi, %ecx
+    .global bringup_rdmsr_insn
+bringup_rdmsr_insn:
+    rdmsr
+    shlq $32, %rdx
+    movl %eax, %eax
+    orq %rdx, %rax
+    movq %rax, (%rsi)
+    xorl %eax, %eax
+    ret
+    .global bringup_rdmsr_fixup
+bringup_rdmsr_fixup:
+    movl $1, %eax
+    ret
+
+/* u64 bringup_wrmsr(u32 index, u64 value): 0, or 1 after a #GP (nothing written). */
+    .global bringup_wrmsr
+bringup_wrmsr:
+    movl %edi, %ecx
+    movl %esi, %eax
+    movq %rsi, %rdx
+    shrq $32, %rdx
+    .global bringup_wrmsr_insn
+bringup_wrmsr_insn:
+    wrmsr
+    xorl %eax, %eax
+    ret
+    .global bringup_wrmsr_fixup
+bringup_wrmsr_fixup:
+    movl $1, %eax
+    ret
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn bringup_rdmsr(index: u32, out: *mut u64) -> u64;
+    fn bringup_wrmsr(index: u32, value: u64) -> u64;
+    static bringup_rdmsr_insn: u8;
+    static bringup_rdmsr_fixup: u8;
+    static bringup_wrmsr_insn: u8;
+    static bringup_wrmsr_fixup: u8;
+}
+
+/// Called first by the exception handler: a #GP at one of the two MSR instructions
+/// resumes at its fixup (returns true: the handler just returns). Anything else: false.
+pub fn msr_fixup(vector: u64, rip: &mut u64) -> bool {
+    if vector != GENERAL_PROTECTION {
+        return false;
+    }
+    // Only the addresses of the labels are taken; nothing is read through them.
+    let table = [
+        (
+            &raw const bringup_rdmsr_insn as u64,
+            &raw const bringup_rdmsr_fixup as u64,
+        ),
+        (
+            &raw const bringup_wrmsr_insn as u64,
+            &raw const bringup_wrmsr_fixup as u64,
+        ),
+    ];
+    match table.iter().find(|(insn, _)| *insn == *rip) {
+        Some((_, fixup)) => {
+            *rip = *fixup;
+            true
+        }
+        None => false,
+    }
+}
 
 pub struct BareCpu;
 
@@ -23,16 +104,22 @@ impl Cpu for BareCpu {
     }
 
     fn read_msr(&self, index: u32) -> Result<u64, MsrError> {
-        // SAFETY: reading an MSR has no memory-safety effect; an unimplemented one raises
-        // #GP, which the guarded command runner recovers from.
-        Ok(unsafe { Msr::new(index).read() })
+        let mut value = 0u64;
+        // SAFETY: the function follows the C ABI (clobbers only rax, rcx, rdx) and writes
+        // `value` only; a #GP resumes at its fixup (msr_fixup), which returns 1.
+        match unsafe { bringup_rdmsr(index, &mut value) } {
+            0 => Ok(value),
+            _ => Err(MsrError::GeneralProtection),
+        }
     }
 
     fn write_msr(&self, index: u32, value: u64) -> Result<(), MsrError> {
-        // SAFETY: the user asked for this write (a debug monitor's right); a refused one
-        // raises #GP, which the guarded command runner recovers from.
-        unsafe { Msr::new(index).write(value) };
-        Ok(())
+        // SAFETY: as read_msr. What the write does to the machine is the user's to ask (a
+        // debug monitor's right); a refused write raises #GP and changes nothing.
+        match unsafe { bringup_wrmsr(index, value) } {
+            0 => Ok(()),
+            _ => Err(MsrError::GeneralProtection),
+        }
     }
 }
 

@@ -25,6 +25,8 @@ const DOUBLE_FAULT_IST: u16 = 0;
 const IST_STACK_BYTES: usize = 16 * 1024;
 const DOUBLE_FAULT: u64 = 8;
 const PAGE_FAULT: u64 = 14;
+/// #VC, raised only in SEV-ES/SEV-SNP guests.
+const VMM_COMMUNICATION: u64 = 29;
 
 /// Registers as the stubs leave them on the stack (lowest address first).
 #[repr(C)]
@@ -156,6 +158,7 @@ pub fn exception_name(vector: u64) -> &'static str {
         19 => "simd-floating-point",
         20 => "virtualization",
         21 => "control-protection",
+        29 => "vmm-communication",
         _ => "reserved",
     }
 }
@@ -169,6 +172,10 @@ fn read_cr2() -> u64 {
 
 #[unsafe(no_mangle)]
 extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
+    // A refused RDMSR/WRMSR is an error value, not a fault (monitor/src/cpu.rs).
+    if crate::cpu::msr_fixup(frame.vector, &mut frame.rip) {
+        return;
+    }
     // Whatever held the console locks was interrupted for good (or is this handler).
     serial::unlock_after_fault();
     vga::unlock_after_fault();
@@ -186,6 +193,14 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     };
     let armed = guard::armed();
     dump(frame, address, armed);
+    if frame.vector == VMM_COMMUNICATION {
+        // Only an SEV-ES/SNP guest raises #VC (for CPUID, MSRs, port I/O...): a confidential
+        // VM, which this monitor does not support (drivers::cpu::confidential).
+        crate::halt_with(
+            "confidential-vm-unsupported: #VC (SEV-ES/SEV-SNP guest); this monitor has no \
+             GHCB handler; halted",
+        );
+    }
     if !armed {
         crate::halt_with("fault outside a command; halted");
     }

@@ -1,8 +1,12 @@
 //! The parts of the monitor that are plain logic, kept apart from the hardware glue so
 //! they run in host tests (`cargo test -p monitor --lib`): the input sanitizer in front of
-//! the line editor, the heap/DMA placement, and the kernel command line.
+//! the line editor, the heap/DMA placement, the kernel command line, and the MMIO
+//! window's bookkeeping.
 #![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
 
 pub mod cmdline;
 pub mod input;
 pub mod layout;
+pub mod mmio_book;

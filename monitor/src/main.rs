@@ -16,6 +16,7 @@ mod console;
 mod cpu;
 mod editor_io;
 mod exceptions;
+mod firmware;
 mod guard;
 mod heap;
 mod keyboard;
@@ -134,6 +135,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let keyboard_on = keyboard::init();
     let mut reader = LineReader::new();
 
+    // Before any command can hand the pool to a device (facts in drivers::cpu::confidential;
+    // SEV_STATUS is only read where CPUID says it exists, so this cannot #GP).
+    let confidential = drivers::cpu::confidential::detect(&cpu::BareCpu);
     let boot_id = platform_info::boot_id();
     let info = SystemInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -144,6 +148,21 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         dma_base: plan.dma.start,
         dma_bytes,
         boot_us: clock.now_us(),
+        confidential,
+        tsc_hz: clock.tsc_hz(),
+    };
+    let boot_firmware = firmware::BootFirmware {
+        rsdp: facts.rsdp,
+        map: facts.map.clone(),
+        placement: drivers::platform::Placement {
+            image: kernel.start..kernel.end,
+            stack: {
+                let bottom = stack_guard + boot::GUARD_BYTES;
+                bottom..bottom + boot::STACK_BYTES as u64
+            },
+            heap: plan.heap.start..plan.heap.end,
+            dma: plan.dma.start..plan.dma.end,
+        },
     };
     let mut shell = Shell::new(boot_id, info);
     let mut screen = Screen;
@@ -200,6 +219,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
                 memory: &peek,
                 cpu: &cpu::BareCpu,
                 ports: &cpu::BarePorts,
+                firmware: &boot_firmware,
+                irq: &drivers::platform::NoInterrupts,
             };
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });

@@ -6,7 +6,6 @@
 //! physical range again returns the existing window.
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::alloc::Layout;
 
 use drivers::platform::{MapError, Mapping, MmioMapper, RegisterWindow};
@@ -18,12 +17,12 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use monitor::mmio_book::{Full, MmioBook, Placement, Release, PAGE_2M, PAGE_4K};
+
 /// Start of the window: canonical lower half, far above anything identity mapped.
 const WINDOW_BASE: u64 = 0x0000_4000_0000_0000;
 /// 1 TiB of window; mappings are never moved, so this only bounds the bump allocator.
 const WINDOW_BYTES: u64 = 1 << 40;
-const PAGE_4K: u64 = 4096;
-const PAGE_2M: u64 = 2 * 1024 * 1024;
 
 /// Page-table frames come from the heap, which is identity mapped (virtual = physical).
 struct HeapFrames;
@@ -42,16 +41,9 @@ unsafe impl FrameAllocator<Size4KiB> for HeapFrames {
     }
 }
 
-struct Region {
-    phys: u64,
-    len: u64,
-    virt: u64,
-}
-
 pub struct MmioWindow {
     tables: OffsetPageTable<'static>,
-    next: u64,
-    regions: Vec<Region>,
+    book: MmioBook,
 }
 
 impl MmioWindow {
@@ -64,8 +56,7 @@ impl MmioWindow {
         MmioWindow {
             // SAFETY: the PML4 is identity mapped and from now on only modified here.
             tables: unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(0)) },
-            next: WINDOW_BASE,
-            regions: Vec::new(),
+            book: MmioBook::new(WINDOW_BASE, WINDOW_BYTES),
         }
     }
 
@@ -143,55 +134,31 @@ impl MmioMapper for MmioWindow {
         if len == 0 || end > (1 << 52) {
             return Err(MapError::BadRange);
         }
-        if let Some(region) = self
-            .regions
-            .iter()
-            .find(|r| r.phys <= phys && end <= r.phys + r.len)
-        {
-            let window = region.virt + (phys - region.phys);
-            return Ok(Mapping {
+        let (window, newly_mapped) = match self.book.place(phys, end) {
+            Err(Full) => return Err(MapError::WindowFull),
+            Ok(Placement::Existing { window }) => (window, false),
+            Ok(Placement::New {
+                first,
+                base,
+                span,
                 window,
-                newly_mapped: false,
-                regs: Box::new(MmioRegs::new(window, len)),
-            });
-        }
-        // Sub-page BARs exist (a 256-byte BAR): map the pages that hold them.
-        let first = phys & !(PAGE_4K - 1);
-        let last = end.div_ceil(PAGE_4K) * PAGE_4K;
-        let span = last - first;
-        // Keep 2 MiB alignment congruent with the physical address so big BARs get
-        // large pages.
-        let base = self.next.div_ceil(PAGE_2M) * PAGE_2M + (first % PAGE_2M);
-        if base + span > WINDOW_BASE + WINDOW_BYTES {
-            return Err(MapError::WindowFull);
-        }
-        // Whatever happens, this virtual range is spent: a mapping that failed partway
-        // (out of page-table frames) leaves pages behind, and reusing the range would make
-        // every later map fail on them.
-        self.next = base + span;
-        self.map_pages(first, base, span)?;
-        self.regions.push(Region {
-            phys: first,
-            len: span,
-            virt: base,
-        });
-        let window = base + (phys - first);
+            }) => {
+                self.map_pages(first, base, span)?;
+                self.book.record(first, base, span);
+                (window, true)
+            }
+        };
         Ok(Mapping {
             window,
-            newly_mapped: true,
+            newly_mapped,
             regs: Box::new(MmioRegs::new(window, len)),
         })
     }
 
+    /// One user is done; the pages go only with the last (see `mmio_book`).
     fn unmap(&mut self, phys: u64, len: u64) {
-        let end = phys.saturating_add(len);
-        if let Some(index) = self
-            .regions
-            .iter()
-            .position(|r| r.phys <= phys && end <= r.phys + r.len)
-        {
-            let region = self.regions.swap_remove(index);
-            self.unmap_pages(region.virt, region.len);
+        if let Release::Unmap { virt, len } = self.book.release(phys, phys.saturating_add(len)) {
+            self.unmap_pages(virt, len);
         }
     }
 }

@@ -1,11 +1,15 @@
 //! A machine with no devices: config space of absent functions, no MMIO, a clock that ticks
-//! on every read, 256 bytes of readable "memory" at 0x1000, and a console that records.
+//! on every read, a little RAM and a few device registers, a KVM-like CPU, the RTC ports,
+//! and a console that records.
 //! Shared by the shell tests and the fuzz target (fuzz/), so both drive the same machine.
 
 use commands::{Console, SystemInfo};
-use drivers::platform::{Bdf, Clock, ConfigSpace, MapError, Mapping, MemoryAccess, MmioMapper};
+use drivers::platform::{
+    canonical, check_access, Bdf, Clock, ConfigSpace, Cpu, CpuidResult, MapError, Mapping,
+    MemError, MemKind, MemoryAccess, MmioMapper, MsrError, PortIo, Width,
+};
 use evidence::Firmware;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 pub struct NoPci;
 impl ConfigSpace for NoPci {
@@ -42,14 +46,176 @@ impl Clock for StepClock {
     }
 }
 
-/// 256 bytes of "memory" at 0x1000.
-pub struct SmallMemory;
-impl MemoryAccess for SmallMemory {
-    fn read(&self, addr: u64, out: &mut [u8]) -> bool {
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = (addr as usize + i) as u8;
+/// Where the fake device registers sit (like a `bar map` window).
+pub const DEVICE_WINDOW: u64 = 0x4000_0000_0000;
+
+/// 256 bytes of RAM at 0x1000 (byte i holds its address's low byte until written) and
+/// 256 bytes of device registers at [`DEVICE_WINDOW`]: VS (0x00010400) at +8, and a
+/// read-to-clear status at +0x10 that counts its reads; a read of any width is one access.
+pub struct SmallMemory {
+    ram: RefCell<[u8; 256]>,
+    pub status_reads: Cell<u32>,
+}
+
+impl Default for SmallMemory {
+    fn default() -> Self {
+        SmallMemory {
+            ram: RefCell::new(core::array::from_fn(|i| i as u8)),
+            status_reads: Cell::new(0),
         }
-        addr >= 0x1000 && addr + out.len() as u64 <= 0x1100
+    }
+}
+
+impl MemoryAccess for SmallMemory {
+    fn probe(&self, addr: u64, len: u64, write: bool) -> Result<MemKind, MemError> {
+        let end = addr.checked_add(len).ok_or(MemError::NonCanonical(addr))?;
+        if !canonical(addr) {
+            return Err(MemError::NonCanonical(addr));
+        }
+        if addr >= 0x1000 && end <= 0x1100 {
+            return Ok(MemKind::Ram);
+        }
+        if addr >= DEVICE_WINDOW && end <= DEVICE_WINDOW + 0x100 {
+            return Ok(MemKind::Device);
+        }
+        // The first page below RAM is mapped read-only.
+        if addr >= 0x0f00 && end <= 0x1000 {
+            return if write {
+                Err(MemError::ReadOnly(addr))
+            } else {
+                Ok(MemKind::Ram)
+            };
+        }
+        Err(MemError::Unmapped(
+            if !(0x1000..DEVICE_WINDOW).contains(&addr) {
+                addr
+            } else {
+                addr.max(0x1100)
+            },
+        ))
+    }
+    fn read(&self, addr: u64, width: Width) -> Result<u64, MemError> {
+        check_access(addr, width)?;
+        match self.probe(addr, width.bytes(), false)? {
+            MemKind::Ram if addr >= 0x1000 => {
+                let at = (addr - 0x1000) as usize;
+                let ram = self.ram.borrow();
+                let mut bytes = [0u8; 8];
+                bytes[..width.bytes() as usize]
+                    .copy_from_slice(&ram[at..at + width.bytes() as usize]);
+                Ok(u64::from_le_bytes(bytes))
+            }
+            MemKind::Ram => Ok(0),
+            MemKind::Device => {
+                let reg = addr - DEVICE_WINDOW;
+                Ok(match (reg, width) {
+                    (0x08, Width::W4) => 0x0001_0400,
+                    (0x10, _) => {
+                        self.status_reads.set(self.status_reads.get() + 1);
+                        0x1
+                    }
+                    // Bytes of a 32-bit-only register read as zeros on this device.
+                    _ => 0,
+                })
+            }
+        }
+    }
+    fn write(&self, addr: u64, width: Width, value: u64) -> Result<(), MemError> {
+        check_access(addr, width)?;
+        if self.probe(addr, width.bytes(), true)? == MemKind::Ram {
+            let at = (addr - 0x1000) as usize;
+            let n = width.bytes() as usize;
+            self.ram.borrow_mut()[at..at + n].copy_from_slice(&value.to_le_bytes()[..n]);
+        }
+        Ok(())
+    }
+}
+
+/// A KVM guest's CPU: "GenuineIntel", hypervisor "KVMKVMKVM", IA32_APIC_BASE of a BSP, a
+/// writable PAT; every other MSR raises #GP.
+pub struct FakeCpu {
+    pub pat: Cell<u64>,
+}
+
+impl Default for FakeCpu {
+    fn default() -> Self {
+        FakeCpu {
+            pat: Cell::new(0x0007_0406_0007_0406),
+        }
+    }
+}
+
+fn text_regs(s: &[u8; 12]) -> [u32; 3] {
+    let w = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap());
+    [w(0), w(4), w(8)]
+}
+
+impl Cpu for FakeCpu {
+    fn cpuid(&self, leaf: u32, _subleaf: u32) -> CpuidResult {
+        let r = |eax, ebx, ecx, edx| CpuidResult { eax, ebx, ecx, edx };
+        match leaf {
+            0 => {
+                let [b, d, c] = text_regs(b"GenuineIntel");
+                r(0xd, b, c, d)
+            }
+            1 => r(0x0005_0657, 0, (1 << 31) | (1 << 20), 0),
+            0x4000_0000 => {
+                let [b, c, d] = text_regs(b"KVMKVMKVM\0\0\0");
+                r(0x4000_0001, b, c, d)
+            }
+            _ => CpuidResult::default(),
+        }
+    }
+    fn read_msr(&self, index: u32) -> Result<u64, MsrError> {
+        match index {
+            0x1b => Ok(0xfee0_0900),
+            0x277 => Ok(self.pat.get()),
+            _ => Err(MsrError::GeneralProtection),
+        }
+    }
+    fn write_msr(&self, index: u32, value: u64) -> Result<(), MsrError> {
+        match index {
+            0x277 => {
+                self.pat.set(value);
+                Ok(())
+            }
+            _ => Err(MsrError::GeneralProtection),
+        }
+    }
+}
+
+/// The CMOS RTC at ports 0x70 (index, reads 0xff) / 0x71 (data: index + 0x10 as BCD-ish
+/// test values); every other port floats (all ones). Records the last write.
+#[derive(Default)]
+pub struct FakePorts {
+    pub index: Cell<u8>,
+    pub last_write: Cell<Option<(u16, u32)>>,
+}
+
+impl PortIo for FakePorts {
+    fn in8(&self, port: u16) -> u8 {
+        match port {
+            0x71 => self.index.get().wrapping_add(0x10),
+            _ => 0xff,
+        }
+    }
+    fn in16(&self, _: u16) -> u16 {
+        0xffff
+    }
+    fn in32(&self, _: u16) -> u32 {
+        0xffff_ffff
+    }
+    fn out8(&self, port: u16, value: u8) {
+        if port == 0x70 {
+            self.index.set(value);
+        }
+        self.last_write.set(Some((port, value as u32)));
+    }
+    fn out16(&self, port: u16, value: u16) {
+        self.last_write.set(Some((port, value as u32)));
+    }
+    fn out32(&self, port: u16, value: u32) {
+        self.last_write.set(Some((port, value)));
     }
 }
 
@@ -72,5 +238,7 @@ pub fn system_info(dma_bytes: u64) -> SystemInfo {
         dma_base: 0x10_0000,
         dma_bytes,
         boot_us: 1234,
+        confidential: drivers::cpu::confidential::ConfidentialKind::None,
+        tsc_hz: 2_400_000_000,
     }
 }

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use zerocopy::byteorder::big_endian::{U32, U64};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
-use crate::pci::msix::{self, FunctionState, MsixTable};
+use crate::pci::msix::{FunctionState, OwnedMsixTable};
 use crate::platform::{wait_for_recovery, Bdf, Clock, ConfigSpace, RegisterWindow};
 
 use super::adminq::{self, AdminQueue, ById, ConfigureDeviceResources, NoPayload, Opcode};
@@ -103,7 +103,7 @@ pub struct MsixReport {
 /// The function's MSI-X table, used by DQO (see [`super::notify`]).
 struct Msix {
     bdf: Bdf,
-    table: MsixTable,
+    table: OwnedMsixTable,
     /// The 4-byte DMA target every vector points at while we own the table.
     dummy: Option<DmaBuf>,
     /// We set MSI-X enable and must clear it again.
@@ -165,7 +165,7 @@ impl Gvnic {
 
     /// Gives the driver the function's MSI-X table (BAR1), which DQO formats need. Without
     /// it, DQO bring-up fails with `gvnic-no-msix`.
-    pub fn with_msix(mut self, bdf: Bdf, table: MsixTable) -> Gvnic {
+    pub fn with_msix(mut self, bdf: Bdf, table: OwnedMsixTable) -> Gvnic {
         self.msix = Some(Msix {
             bdf,
             table,
@@ -228,7 +228,7 @@ impl Gvnic {
         let vectors = msix.table.vectors();
         Some(MsixReport {
             vectors,
-            function: msix::function_state(config, msix.bdf, &msix.table.info),
+            function: msix.table.cap.function_state(config, msix.bdf),
             unmasked: (0..vectors).filter(|v| !msix.table.masked(*v)).count() as u16,
             programmed: msix.dummy.is_some(),
         })
@@ -370,10 +370,9 @@ impl Gvnic {
         if !msix.enabled_by_us {
             return Some(String::from("every vector masked"));
         }
-        let state = msix::set_function(
+        let state = msix.table.cap.set_function(
             config,
             msix.bdf,
-            &msix.table.info,
             FunctionState {
                 enabled: false,
                 function_masked: false,
@@ -512,10 +511,9 @@ impl Gvnic {
         for vector in 0..msix.table.vectors() {
             msix.table.program(vector, target, 0);
         }
-        let state = msix::set_function(
+        let state = msix.table.cap.set_function(
             config,
             msix.bdf,
-            &msix.table.info,
             FunctionState {
                 enabled: true,
                 function_masked: false,

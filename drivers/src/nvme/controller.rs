@@ -1,10 +1,16 @@
 //! The controller state machine: bind (reset, admin queue, enable, identify, I/O queue
 //! pair), admin commands, and teardown in reverse.
 //!
-//! States: `bind` either returns a `Ready` controller or undoes what it did. A timeout,
-//! interrupt, fatal status or protocol error moves it to `Failed`: the controller may still
-//! own DMA memory, so nothing is freed and nothing more is submitted until `teardown`
-//! resets it. `teardown` consumes the controller; the function can be bound again.
+//! States: `bind` either returns a `Ready` controller or undoes what it did. A READ or admin
+//! command that times out or is interrupted with commands still at the device is recovered
+//! (`recover`: controller reset within CAP.TO, then the queues again), so the controller is
+//! `Ready` once more; only when the reset itself is not confirmed does it stay `Failed`: it may
+//! still own DMA memory, so nothing is freed and nothing more is submitted until `teardown`.
+//! `teardown` consumes the controller; the function can be bound again.
+//!
+//! Waits: the ones a user is in (RDY after our enable, admin and I/O completions) end on
+//! Ctrl-C; the recovery waits (RDY = 0 after a disable, SHST, draining, everything inside
+//! `recover`) ignore it and keep their deadline (`wait_for_recovery`).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -21,7 +27,7 @@ use super::regs::{self, Cap, Cc, Csts};
 use super::status::CommandStatus;
 use crate::dma::{DmaBuf, PAGE_SIZE};
 use crate::pci::{self, BarInfo};
-use crate::platform::{wait_for, Bdf, Clock, Hw, RegisterWindow, WaitError};
+use crate::platform::{wait_for, wait_for_recovery, Bdf, Clock, Hw, RegisterWindow, WaitError};
 
 const ADMIN_ENTRIES: u16 = 32;
 /// I/O queue depth cap: 64 SQEs fill exactly one page, and 8 reads in flight need far less.
@@ -30,9 +36,12 @@ pub(crate) const IO_QID: u16 = 1;
 /// Admin commands complete in microseconds on QEMU and milliseconds on hardware; 10 s is
 /// generous yet still tells a dead controller from a slow one.
 const ADMIN_TIMEOUT_US: u64 = 10_000_000;
-/// Per READ: Persistent Disk can stall for a long time, so this is long; Ctrl-C still
-/// ends it at once.
-pub(crate) const IO_TIMEOUT_US: u64 = 30_000_000;
+/// Per READ command, unless the caller sets another (`set_io_timeout_us`; `nvme read
+/// --timeout`). Policy: Linux's default I/O timeout (nvme_core.io_timeout = 30 s). Persistent
+/// Disk can stall far longer (GCE's guest config makes Linux wait ~forever, facts §8.1), but
+/// here a user watches: Ctrl-C ends the wait sooner, `--timeout` waits longer, and a timeout
+/// costs only a controller reset, not the binding.
+pub const IO_TIMEOUT_US: u64 = 30_000_000;
 /// Shutdown bound when Identify gives no RTD3E.
 const SHUTDOWN_TIMEOUT_US: u64 = 5_000_000;
 /// The largest single transfer we issue even when MDTS allows more (bounce pool budget).
@@ -93,6 +102,26 @@ pub struct Controller {
     ready_confirmed: bool,
     /// False once an admin command timed out: its completion may still arrive.
     admin_usable: bool,
+    /// Inside `recover`: every wait is a recovery wait (a pending Ctrl-C is ignored).
+    recovering: bool,
+    /// Per-READ deadline.
+    pub(crate) io_timeout_us: u64,
+    /// Command register Interrupt Disable as found at bind (restored at teardown).
+    intx_was_disabled: bool,
+    /// Quarantined pages released since the caller last asked (`take_releases`).
+    releases: Vec<QuarantineRelease>,
+}
+
+/// Pages quarantined by an earlier binding of this device, freed because a reset of the
+/// device was confirmed since (it can no longer write them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRelease {
+    /// The ledger owner ("nvme 00:04.0").
+    pub owner: String,
+    pub allocations: usize,
+    pub pages: u32,
+    /// What confirmed the reset.
+    pub after: &'static str,
 }
 
 impl Controller {
@@ -130,6 +159,12 @@ impl Controller {
             device_may_dma: false,
             ready_confirmed: false,
             admin_usable: true,
+            recovering: false,
+            io_timeout_us: IO_TIMEOUT_US,
+            // We poll: mask the INTx pin while we own the function (facts §7.1 INTMS/INTMC
+            // are undefined with MSI-X; the command register bit is what every function has).
+            intx_was_disabled: pci::set_intx_disabled(hw.config, bdf, true),
+            releases: Vec::new(),
         };
         match controller.bring_up(hw, raw_cap) {
             Ok(()) => Ok(controller),
@@ -160,10 +195,19 @@ impl Controller {
                 "BAR0 too small for the I/O queue doorbells",
             ));
         }
-        self.disable(hw.clock)?;
-
-        let admin = Queue::new(hw.dma, &self.owner, 0, ADMIN_ENTRIES, &self.cap)?;
+        if self.disable(hw.clock)? {
+            self.release_quarantine(hw, "reset confirmed at bind (CSTS.RDY 1 -> 0)");
+        }
+        self.start_admin(hw)?;
         self.scratch = Some(hw.dma.alloc(&self.owner, "identify", IDENTIFY_BYTES)?);
+        self.load_identity(hw)?;
+        self.create_io_queues(hw)?;
+        Ok(())
+    }
+
+    /// Fresh admin queue, CC, EN = 1, and the wait for RDY = 1.
+    fn start_admin(&mut self, hw: &mut Hw) -> Result<(), NvmeError> {
+        let admin = Queue::new(hw.dma, &self.owner, 0, ADMIN_ENTRIES, &self.cap)?;
         let regs = &*self.regs;
         let size = (ADMIN_ENTRIES - 1) as u32;
         regs.write32(regs::AQA, size | size << 16);
@@ -180,29 +224,121 @@ impl Controller {
             csts.contains(Csts::RDY)
         })?;
         self.ready_confirmed = true;
-
-        self.refresh_identity(hw)?;
-        self.create_io_queues(hw)?;
+        self.admin_usable = true;
         Ok(())
     }
 
-    /// CC.EN = 0 and wait for RDY = 0, honouring "EN may not change while RDY lags".
-    fn disable(&mut self, clock: &dyn Clock) -> Result<(), NvmeError> {
-        let cc = Cc::from_bits_retain(self.regs.read32(regs::CC));
-        let csts = regs::csts(&*self.regs);
-        if cc.contains(Cc::EN) && !csts.contains(Csts::RDY) && !csts.contains(Csts::CFS) {
-            // An enable is still in progress (firmware left it so): let it finish first.
-            let _ = self.wait_csts(clock, Wait::Ready, self.cap.ready_timeout_us(), |c| {
-                c.contains(Csts::RDY)
+    /// Frees what an earlier binding quarantined, now that a reset was confirmed.
+    fn release_quarantine(&mut self, hw: &mut Hw, after: &'static str) {
+        let (allocations, pages) = hw.dma.release_quarantined(&self.owner);
+        if allocations > 0 {
+            self.releases.push(QuarantineRelease {
+                owner: self.owner.clone(),
+                allocations,
+                pages,
+                after,
             });
         }
+    }
+
+    /// Quarantine releases since the last call, for the command to report.
+    pub fn take_releases(&mut self) -> Vec<QuarantineRelease> {
+        core::mem::take(&mut self.releases)
+    }
+
+    /// The per-READ deadline (default [`IO_TIMEOUT_US`]).
+    pub fn set_io_timeout_us(&mut self, timeout_us: u64) {
+        self.io_timeout_us = timeout_us.max(1);
+    }
+
+    /// Brings a controller that has commands stuck at it back to `Ready` without a teardown:
+    /// CC.EN = 0 and CSTS.RDY = 0 within CAP.TO (a controller reset ends every outstanding
+    /// command), then `released` runs (the caller frees what those commands might have
+    /// written), then a fresh admin queue, enable and I/O queues. Every wait here is a
+    /// recovery wait. When the reset is not confirmed the controller is `Failed` and
+    /// `released` does not run: the device may still own those pages.
+    pub(crate) fn recover(
+        &mut self,
+        hw: &mut Hw,
+        why: &NvmeError,
+        released: &mut dyn FnMut(&mut crate::dma::DmaPool),
+    ) -> Result<(), NvmeError> {
+        self.recovering = true;
+        let result = self.reset_and_restart(hw, released);
+        self.recovering = false;
+        match &result {
+            Ok(()) => {
+                self.state = State::Ready;
+                self.failure = None;
+            }
+            Err(err) => {
+                self.state = State::Failed;
+                self.admin_usable = false;
+                self.failure = Some(format!("{why}; recovery failed: {err}"));
+            }
+        }
+        result
+    }
+
+    fn reset_and_restart(
+        &mut self,
+        hw: &mut Hw,
+        released: &mut dyn FnMut(&mut crate::dma::DmaPool),
+    ) -> Result<(), NvmeError> {
+        let was_ready = self.ready_confirmed;
+        let observed = self.disable(hw.clock)?;
+        if !(observed || was_ready) {
+            return Err(NvmeError::Protocol(
+                "the controller never confirmed it was enabled, so its reset proves nothing",
+            ));
+        }
+        // Reset confirmed: nothing of ours is in use by the device any more.
+        released(hw.dma);
+        for queue in [self.io.take(), self.admin.take()].into_iter().flatten() {
+            hw.dma.free(queue.sq)?;
+            hw.dma.free(queue.cq)?;
+        }
+        self.release_quarantine(hw, "reset confirmed during recovery (CSTS.RDY 1 -> 0)");
+        self.ready_confirmed = false;
+        self.start_admin(hw)?;
+        self.create_io_queues(hw)
+    }
+
+    /// CC.EN = 0 and wait for RDY = 0, honouring "EN may not change while RDY lags".
+    /// Both waits are recovery waits. Ok(true) when the controller was seen ready (RDY = 1)
+    /// and then reset (RDY = 0): a confirmed reset.
+    fn disable(&mut self, clock: &dyn Clock) -> Result<bool, NvmeError> {
+        let cc = Cc::from_bits_retain(self.regs.read32(regs::CC));
+        let mut csts = regs::csts(&*self.regs);
+        if cc.contains(Cc::EN) && !csts.contains(Csts::RDY) && !csts.contains(Csts::CFS) {
+            // An enable is still in progress (ours, cut short, or firmware's): let it finish.
+            let regs = &*self.regs;
+            let _ = bounded_recovery(clock, self.cap.ready_timeout_us(), Wait::Ready, || {
+                let now = regs::csts(regs);
+                (now.contains(Csts::RDY) || now.contains(Csts::CFS)).then_some(Ok(()))
+            });
+            csts = regs::csts(regs);
+        }
+        let was_ready = csts.contains(Csts::RDY);
         if cc.contains(Cc::EN) {
             let cleared = cc.bits() & !(Cc::EN.bits() | regs::CC_SHN_MASK);
             self.regs.write32(regs::CC, cleared);
         }
-        self.wait_until(clock, Wait::NotReady, self.cap.ready_timeout_us(), |csts| {
-            !csts.contains(Csts::RDY)
-        })
+        // RDY = 0, and a fatal status cleared by the reset (that is what proves a failed
+        // controller stopped); a CFS that stays set after RDY = 0 is not an error here, the
+        // caller sees it in CSTS.
+        let regs = &*self.regs;
+        let settled = bounded_recovery(clock, self.cap.ready_timeout_us(), Wait::NotReady, || {
+            let csts = regs::csts(regs);
+            (!csts.contains(Csts::RDY) && !csts.contains(Csts::CFS)).then_some(Ok(()))
+        });
+        if settled.is_err() && regs::csts(regs).contains(Csts::RDY) {
+            return settled.map(|()| false);
+        }
+        if was_ready && self.device_may_dma {
+            self.ready_confirmed = true;
+        }
+        Ok(was_ready)
     }
 
     /// Waits for `done(CSTS)`; CFS ends the wait with `ControllerFatal`.
@@ -214,7 +350,7 @@ impl Controller {
         done: impl Fn(Csts) -> bool,
     ) -> Result<(), NvmeError> {
         let regs = &*self.regs;
-        bounded(clock, timeout_us, wait, || {
+        self.bounded(clock, timeout_us, wait, || {
             let csts = regs::csts(regs);
             if csts.contains(Csts::CFS) {
                 Some(Err(NvmeError::ControllerFatal { during: wait }))
@@ -224,18 +360,19 @@ impl Controller {
         })
     }
 
-    /// Waits for `done(CSTS)` without treating CFS as the end (disable is how CFS clears).
-    fn wait_until(
+    /// `bounded` for a wait the user is in, `bounded_recovery` inside `recover`.
+    pub(crate) fn bounded<T>(
         &self,
         clock: &dyn Clock,
-        wait: Wait,
         timeout_us: u64,
-        done: impl Fn(Csts) -> bool,
-    ) -> Result<(), NvmeError> {
-        let regs = &*self.regs;
-        bounded(clock, timeout_us, wait, || {
-            done(regs::csts(regs)).then_some(Ok(()))
-        })
+        wait: Wait,
+        done: impl FnMut() -> Option<Result<T, NvmeError>>,
+    ) -> Result<T, NvmeError> {
+        if self.recovering {
+            bounded_recovery(clock, timeout_us, wait, done)
+        } else {
+            bounded(clock, timeout_us, wait, done)
+        }
     }
 
     pub(crate) fn next_cid(&mut self) -> u16 {
@@ -271,7 +408,8 @@ impl Controller {
         let wait = Wait::Admin(name);
         let regs = &*self.regs;
         let pool = &*hw.dma;
-        let result = bounded(hw.clock, ADMIN_TIMEOUT_US, wait, || {
+        let recovering = self.recovering;
+        let mut completed = || {
             match admin.poll(pool, regs) {
                 Err(err) => return Some(Err(err.into())),
                 Ok(Some(done)) if done.cid.get() == cid => return Some(Ok(done)),
@@ -285,7 +423,12 @@ impl Controller {
             regs::csts(regs)
                 .contains(Csts::CFS)
                 .then_some(Err(NvmeError::ControllerFatal { during: wait }))
-        });
+        };
+        let result = if recovering {
+            bounded_recovery(hw.clock, ADMIN_TIMEOUT_US, wait, &mut completed)
+        } else {
+            bounded(hw.clock, ADMIN_TIMEOUT_US, wait, &mut completed)
+        };
         let done = result.inspect_err(|err| {
             if err.poisons_controller() {
                 self.admin_usable = false;
@@ -319,9 +462,24 @@ impl Controller {
         Ok(data)
     }
 
-    /// Re-reads Identify Controller, the active namespace list and each namespace.
+    /// Re-reads Identify Controller, the active namespace list and each namespace. An admin
+    /// command that timed out or was interrupted is recovered (`recover`) before the error
+    /// is returned, so `identify` can simply be run again.
     pub fn refresh_identity(&mut self, hw: &mut Hw) -> Result<(), NvmeError> {
         self.require_usable()?;
+        let result = self.load_identity(hw);
+        if let Err(err) = &result {
+            if err.poisons_controller() && !regs::csts(&*self.regs).contains(Csts::CFS) {
+                // The identify page may still be written: it is only reused after the reset.
+                let _ = self.recover(hw, err, &mut |_| {});
+            } else {
+                self.fail(err);
+            }
+        }
+        result
+    }
+
+    fn load_identity(&mut self, hw: &mut Hw) -> Result<(), NvmeError> {
         let data = self.identify(hw, CNS_CONTROLLER, 0)?;
         let identity = ControllerIdentity::parse(&data)
             .ok_or(NvmeError::Protocol("short identify controller data"))?;
@@ -435,7 +593,16 @@ impl Controller {
 
     /// Stops the controller in reverse bring-up order and releases (or quarantines) its
     /// DMA memory. Each step is reported; the first failure does not stop later steps.
-    pub fn teardown(mut self, hw: &mut Hw) -> Vec<TeardownReport> {
+    pub fn teardown(self, hw: &mut Hw) -> Vec<TeardownReport> {
+        self.teardown_reporting(hw).0
+    }
+
+    /// `teardown`, plus what it (or anything since the last `take_releases`) released from
+    /// quarantine.
+    pub fn teardown_reporting(
+        mut self,
+        hw: &mut Hw,
+    ) -> (Vec<TeardownReport>, Vec<QuarantineRelease>) {
         let mut steps = Vec::new();
         let mut report = |step, result: Result<String, String>| {
             let ok = result.is_ok();
@@ -453,6 +620,8 @@ impl Controller {
             ] {
                 let result = if fatal {
                     Err(String::from("skipped: controller fatal status"))
+                } else if !self.admin_usable {
+                    Err(String::from("skipped: the admin queue is unusable"))
                 } else {
                     let mut entry = SubmissionEntry::new(opcode, 0, 0);
                     entry.cdw10.set(IO_QID as u32);
@@ -475,7 +644,7 @@ impl Controller {
             self.regs
                 .write32(regs::CC, (cc & !regs::CC_SHN_MASK) | Cc::SHN_NORMAL.bits());
             let regs = &*self.regs;
-            let result = bounded(hw.clock, timeout, Wait::Shutdown, || {
+            let result = bounded_recovery(hw.clock, timeout, Wait::Shutdown, || {
                 (regs.read32(regs::CSTS) & regs::CSTS_SHST_MASK == regs::CSTS_SHST_COMPLETE)
                     .then_some(Ok(()))
             });
@@ -486,7 +655,7 @@ impl Controller {
                     .map_err(|err| format!("{err}")),
             );
         }
-        let disabled = self.disable(hw.clock);
+        let disabled = self.disable(hw.clock).map(|_| ());
         let fatal_after = regs::csts(&*self.regs).contains(Csts::CFS);
         // Pages are released only when the controller showed it stopped: RDY went 1 -> 0,
         // or a fatal status was cleared by the reset. A controller that never confirmed
@@ -504,9 +673,16 @@ impl Controller {
             },
         );
         pci::disable_bus_master(hw.config, self.bdf);
+        if !self.intx_was_disabled {
+            pci::set_intx_disabled(hw.config, self.bdf, false);
+        }
         report(
             "bus-master-off",
-            Ok(String::from("PCI bus mastering disabled")),
+            Ok(String::from(if self.intx_was_disabled {
+                "PCI bus mastering disabled (INTx left disabled, as found)"
+            } else {
+                "PCI bus mastering disabled, INTx enabled again (as found)"
+            })),
         );
         let usage_before = hw.dma.usage();
         if stopped {
@@ -516,6 +692,9 @@ impl Controller {
                 "release-dma",
                 Ok(format!("freed {count} allocations ({pages} pages)")),
             );
+            if reset_observed {
+                self.release_quarantine(hw, "reset confirmed at teardown (CSTS.RDY 1 -> 0)");
+            }
         } else {
             let reason = format!("{} did not confirm it stopped", self.owner);
             let count = hw.dma.quarantine_owner(&self.owner, &reason);
@@ -532,7 +711,10 @@ impl Controller {
             hw.mmio.unmap(self.bar.address, len);
             report(
                 "unmap",
-                Ok(format!("BAR0 window {:#x} unmapped", self.window)),
+                Ok(format!(
+                    "BAR0 window {:#x} released (kept while a `bar map` uses it)",
+                    self.window
+                )),
             );
         } else {
             report(
@@ -540,7 +722,23 @@ impl Controller {
                 Ok(String::from("BAR0 window was mapped before bind: kept")),
             );
         }
-        steps
+        (steps, self.releases)
+    }
+}
+
+/// `wait_for_recovery` with the NVMe error names (Ctrl-C ignored, deadline kept).
+pub(crate) fn bounded_recovery<T>(
+    clock: &dyn Clock,
+    timeout_us: u64,
+    wait: Wait,
+    done: impl FnMut() -> Option<Result<T, NvmeError>>,
+) -> Result<T, NvmeError> {
+    match wait_for_recovery(clock, timeout_us, done) {
+        Ok(result) => result,
+        Err(_) => Err(NvmeError::Timeout {
+            wait,
+            after_us: timeout_us,
+        }),
     }
 }
 

@@ -17,7 +17,9 @@ mod read;
 pub mod regs;
 pub mod status;
 
-pub use controller::{Controller, State, TeardownReport, NVME_CLASS_CODE};
+pub use controller::{
+    Controller, QuarantineRelease, State, TeardownReport, IO_TIMEOUT_US, NVME_CLASS_CODE,
+};
 pub use error::{NvmeError, Wait};
 pub use identify::{ControllerIdentity, NamespaceIdentity};
 pub use read::ReadSummary;

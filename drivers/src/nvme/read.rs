@@ -1,10 +1,16 @@
 //! READ: split by MDTS, several commands in flight, data handed to the caller's sink in
 //! LBA order straight out of the bounce buffers.
+//!
+//! A command that does not complete within the per-command deadline (or a Ctrl-C whose
+//! outstanding commands do not drain) ends the read with the error and recovers the
+//! controller (`Controller::recover`): the read's buffers stay allocated until the reset is
+//! confirmed, since a late completion may still write them, and are freed right after.
+//! Separate metadata (LBAF.MS != 0, FLBAS bit 4 = 0) goes to a pool buffer named by MPTR.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use super::controller::{bounded, Controller, IO_TIMEOUT_US};
+use super::controller::{bounded, bounded_recovery, Controller};
 use super::error::{NvmeError, Wait};
 use super::prp;
 use super::queue::SubmissionEntry;
@@ -18,21 +24,10 @@ const OPC_READ: u8 = 0x02;
 /// while bounding the bounce memory (8 x 1 MiB at worst).
 const MAX_IN_FLIGHT: usize = 8;
 
-/// How long an interrupted read waits for its outstanding commands before Ctrl-C may cut
-/// that wait short too. Healthy controllers finish in microseconds to milliseconds.
+/// How long an interrupted read waits (ignoring Ctrl-C) for the commands already at the
+/// device before it resets the controller instead. Policy: healthy controllers finish in
+/// microseconds to milliseconds; a stalled one is better reset than waited for.
 const DRAIN_GRACE_US: u64 = 1_000_000;
-
-/// A clock that hides a pending Ctrl-C, for draining commands already at the device.
-struct IgnoreCtrlC<'a>(&'a dyn crate::platform::Clock);
-
-impl crate::platform::Clock for IgnoreCtrlC<'_> {
-    fn now_us(&self) -> u64 {
-        self.0.now_us()
-    }
-    fn relax(&self) {
-        self.0.relax();
-    }
-}
 
 /// What a finished read measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +47,27 @@ struct InFlight {
     done: Option<Result<(), CommandStatus>>,
 }
 
-/// The bounce memory for one read: per-slot data buffers and PRP list pages.
+/// The bounce memory for one read: per-slot data buffers, PRP list pages and metadata.
 struct Buffers {
     data: DmaBuf,
     lists: Option<DmaBuf>,
+    /// Separate metadata, `meta_chunk` bytes a slot (MPTR: one contiguous, dword-aligned
+    /// buffer per command).
+    metadata: Option<DmaBuf>,
     slots: usize,
     chunk: usize,
     list_pages_per_slot: usize,
+    meta_chunk: usize,
+}
+
+impl Buffers {
+    fn free(self, pool: &mut DmaPool) -> Result<(), DmaError> {
+        pool.free(self.data)?;
+        for buf in [self.lists, self.metadata].into_iter().flatten() {
+            pool.free(buf)?;
+        }
+        Ok(())
+    }
 }
 
 impl Controller {
@@ -104,7 +113,9 @@ impl Controller {
         let depth = self.io.as_ref().map_or(1, |q| q.entries as usize - 1);
         let wanted_slots = MAX_IN_FLIGHT.min(depth).min(commands as usize).max(1);
         let chunk = (blocks_per_command * block_size) as usize;
-        let buffers = self.alloc_buffers(hw.dma, wanted_slots, chunk)?;
+        let metadata_size = ns.metadata_size as u64;
+        let meta_chunk = (blocks_per_command * metadata_size).next_multiple_of(4) as usize;
+        let buffers = self.alloc_buffers(hw.dma, wanted_slots, chunk, meta_chunk)?;
 
         let clock = hw.clock;
         let started = clock.now_us();
@@ -113,11 +124,13 @@ impl Controller {
         let mut free_slots: Vec<usize> = (0..buffers.slots).rev().collect();
         let mut failure: Option<NvmeError> = None;
         let mut issued = 0u64;
+        // Ctrl-C seen: nothing more is issued; what is already at the device is drained
+        // below, so a read on a healthy controller can be stopped without losing it.
+        let mut draining = false;
         loop {
-            // Ctrl-C stops issuing; what is already at the device is drained below, so a
-            // read on a healthy controller can be stopped without losing the controller.
-            if failure.is_none() && clock.interrupted() {
-                failure = Some(NvmeError::Interrupted { wait: Wait::Read });
+            if !draining && clock.interrupted() {
+                draining = true;
+                failure.get_or_insert(NvmeError::Interrupted { wait: Wait::Read });
             }
             while failure.is_none() {
                 let Some(slot) = free_slots.pop() else { break };
@@ -125,7 +138,8 @@ impl Controller {
                     free_slots.push(slot);
                     break;
                 };
-                match self.submit_read(hw.dma, &buffers, slot, nsid, lba, blocks, block_size) {
+                let shape = (block_size, metadata_size);
+                match self.submit_read(hw.dma, &buffers, slot, nsid, lba, blocks, shape) {
                     Ok(cid) => {
                         issued += 1;
                         inflight.push_back(InFlight {
@@ -145,7 +159,8 @@ impl Controller {
             if inflight.is_empty() {
                 break;
             }
-            let mut head_done = || {
+            let io_timeout_us = self.io_timeout_us;
+            let head_done = || {
                 if let Err(err) = self.reap(hw.dma, &mut inflight) {
                     return Some(Err(err));
                 }
@@ -156,31 +171,38 @@ impl Controller {
                     .contains(Csts::CFS)
                     .then_some(Err(NvmeError::ControllerFatal { during: Wait::Read }))
             };
-            let draining = matches!(failure, Some(NvmeError::Interrupted { .. }));
             let waited = if draining {
-                // The Ctrl-C that stopped us is still pending: give the outstanding commands a
-                // grace period that ignores it, and only then let it cut the wait short (which
-                // marks the controller failed, because the device may still write our pages).
-                match bounded(
-                    &IgnoreCtrlC(clock),
-                    DRAIN_GRACE_US,
-                    Wait::Read,
-                    &mut head_done,
-                ) {
-                    Err(NvmeError::Timeout { .. }) => {
-                        bounded(clock, IO_TIMEOUT_US, Wait::Read, head_done)
-                    }
-                    other => other,
-                }
+                // The Ctrl-C that stopped us is still pending: draining is a recovery wait.
+                bounded_recovery(clock, DRAIN_GRACE_US, Wait::Read, head_done)
             } else {
-                bounded(clock, IO_TIMEOUT_US, Wait::Read, head_done)
+                bounded(clock, io_timeout_us, Wait::Read, head_done)
             };
+            if let Err(NvmeError::Interrupted { wait }) = waited {
+                // Ctrl-C while waiting: stop issuing and drain what is at the device.
+                draining = true;
+                failure.get_or_insert(NvmeError::Interrupted { wait });
+                continue;
+            }
             if let Err(err) = waited {
-                // Commands are still outstanding: their buffers stay allocated (the device
-                // may write them) until teardown resets the controller. Whatever the error,
-                // the controller is no longer in a known state: late completions would be
-                // taken for a later read's.
-                self.fail_with_commands_outstanding(&err);
+                // Commands are still outstanding and late completions would be taken for a
+                // later read's: reset the controller. Their buffers stay allocated until the
+                // reset is confirmed (the device may write them), and are freed right after.
+                let err = match (failure, err) {
+                    (Some(first @ NvmeError::Interrupted { .. }), NvmeError::Timeout { .. }) => {
+                        first
+                    }
+                    (_, err) => err,
+                };
+                if matches!(err, NvmeError::ControllerFatal { .. }) {
+                    self.fail_with_commands_outstanding(&err);
+                    return Err(err);
+                }
+                let mut buffers = Some(buffers);
+                let _ = self.recover(hw, &err, &mut |pool| {
+                    if let Some(buffers) = buffers.take() {
+                        let _ = buffers.free(pool);
+                    }
+                });
                 return Err(err);
             }
             let Some(head) = inflight.pop_front() else {
@@ -211,11 +233,9 @@ impl Controller {
             }
             free_slots.push(head.slot);
         }
+        let slots = buffers.slots;
         // Every command completed: the device owns none of these pages any more.
-        hw.dma.free(buffers.data)?;
-        if let Some(lists) = buffers.lists {
-            hw.dma.free(lists)?;
-        }
+        buffers.free(hw.dma)?;
         if let Some(err) = failure {
             return Err(err);
         }
@@ -223,7 +243,7 @@ impl Controller {
             bytes: count * block_size,
             elapsed_us: clock.now_us().saturating_sub(started),
             commands: issued,
-            depth: buffers.slots,
+            depth: slots,
         })
     }
 
@@ -233,6 +253,7 @@ impl Controller {
         pool: &mut DmaPool,
         mut slots: usize,
         chunk: usize,
+        meta_chunk: usize,
     ) -> Result<Buffers, NvmeError> {
         let list_pages_per_slot = prp::list_pages_needed(0, chunk);
         loop {
@@ -264,16 +285,37 @@ impl Controller {
                     }
                 }
             };
+            let metadata = if meta_chunk == 0 {
+                None
+            } else {
+                match pool.alloc(&self.owner, "read-metadata", slots * meta_chunk) {
+                    Ok(metadata) => Some(metadata),
+                    Err(err) => {
+                        pool.free(data)?;
+                        if let Some(lists) = lists {
+                            pool.free(lists)?;
+                        }
+                        if slots > 1 && matches!(err, DmaError::Exhausted { .. }) {
+                            slots /= 2;
+                            continue;
+                        }
+                        return Err(err.into());
+                    }
+                }
+            };
             return Ok(Buffers {
                 data,
                 lists,
+                metadata,
                 slots,
                 chunk,
                 list_pages_per_slot,
+                meta_chunk,
             });
         }
     }
 
+    /// `shape` is (block size, separate metadata bytes per block).
     #[allow(clippy::too_many_arguments)]
     fn submit_read(
         &mut self,
@@ -283,7 +325,7 @@ impl Controller {
         nsid: u32,
         lba: u64,
         blocks: u64,
-        block_size: u64,
+        (block_size, metadata_size): (u64, u64),
     ) -> Result<u16, NvmeError> {
         let len = (blocks * block_size) as usize;
         let data_phys = pool.device_addr(&buffers.data, slot * buffers.chunk)?;
@@ -314,8 +356,22 @@ impl Controller {
             pool.check_device_range(list_phys, bytes.len() as u64)?;
             pool.write(lists, list_offset, &bytes)?;
         }
+        // With separate metadata the controller writes MS bytes a block to MPTR: without a
+        // buffer there it would write to physical address 0, outside the pool.
+        let mptr = match &buffers.metadata {
+            Some(metadata) => {
+                let phys = pool.device_addr(metadata, slot * buffers.meta_chunk)?;
+                pool.check_device_range(phys, blocks * metadata_size)?;
+                phys
+            }
+            None if metadata_size != 0 => {
+                return Err(NvmeError::Protocol("no metadata buffer for MPTR"))
+            }
+            None => 0,
+        };
         let cid = self.next_cid();
         let mut entry = SubmissionEntry::new(OPC_READ, cid, nsid);
+        entry.mptr.set(mptr);
         entry.prp1.set(prps.prp1);
         entry.prp2.set(prps.prp2);
         entry.cdw10.set(lba as u32);

@@ -185,8 +185,9 @@ pub fn disable_bus_master(config: &dyn crate::platform::ConfigSpace, bdf: Bdf) {
     }
 }
 
-/// Sets or clears INTx disable (command register bit 10) and returns what it was. Drivers
-/// that poll turn INTx off so a device cannot raise a legacy interrupt nobody handles.
+/// Sets or clears the command register's Interrupt Disable bit (bit 10) and returns whether
+/// it was set before, so a polling driver can mask the INTx pin while it owns the function
+/// and hand it back as found.
 pub fn set_intx_disabled(
     config: &dyn crate::platform::ConfigSpace,
     bdf: Bdf,
@@ -194,9 +195,9 @@ pub fn set_intx_disabled(
 ) -> bool {
     let command = Command::from_bits_retain(config.read16(bdf, regs::COMMAND));
     let was = command.contains(Command::INTX_DISABLE);
-    let mut wanted = command;
-    wanted.set(Command::INTX_DISABLE, disabled);
-    if wanted != command {
+    if was != disabled {
+        let mut wanted = command;
+        wanted.set(Command::INTX_DISABLE, disabled);
         config.write16(bdf, regs::COMMAND, wanted.bits());
     }
     was

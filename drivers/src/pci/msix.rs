@@ -1,49 +1,113 @@
-//! MSI-X (PCI Local Bus 3.0 §6.8.2): the capability's message control in config space, and
-//! the vector table and pending-bit array (PBA) in a BAR, over a [`RegisterWindow`].
+//! MSI-X (PCI Local Bus 3.0 §6.8.2; PCIe base spec §7.7.2): the capability's control word,
+//! and the vector table and pending-bit array over the BAR window that holds them.
 //!
-//! Everything here is little-endian, as PCI is. A table entry is 16 bytes: message address
-//! low, high, message data, vector control (bit 0 = masked). Message control bit 15
-//! enables MSI-X, bit 14 masks the whole function. A masked vector sends no message; its
-//! pending bit records what it would have sent.
-//!
-//! This module knows nothing of any device; drivers decide which vectors point where.
+//! Entries are 16 bytes: message address low/high, message data, vector control (bit 0
+//! masks the vector). The PBA is one bit per vector, read as 64-bit words. Every access is
+//! a 32-bit one: the spec allows only dword (and qword) accesses to the table.
 
 use alloc::boxed::Box;
 
+use crate::platform::{Bdf, ConfigSpace, MsiMessage, RegisterWindow};
+
 use super::caps::{capabilities, CapDetail, CAP_MSIX};
-use super::regs::{self, HeaderKind};
-use crate::platform::{Bdf, ConfigSpace, RegisterWindow};
+use super::regs::HeaderKind;
 
-/// Message control (capability + 2).
-const CONTROL: u16 = 2;
+/// Message control (cap + 2), bit 15: MSI-X enable.
 pub const CONTROL_ENABLE: u16 = 1 << 15;
+/// Message control bit 14: function mask (every vector masked, whatever its own bit).
 pub const CONTROL_FUNCTION_MASK: u16 = 1 << 14;
-
+/// Message control offset inside the capability.
+const CONTROL_OFFSET: u16 = 2;
+/// Bytes per table entry.
 pub const ENTRY_BYTES: usize = 16;
 const ENTRY_ADDR_LO: usize = 0;
 const ENTRY_ADDR_HI: usize = 4;
 const ENTRY_DATA: usize = 8;
-const ENTRY_CONTROL: usize = 12;
-pub const VECTOR_MASKED: u32 = 1 << 0;
+const ENTRY_VECTOR_CONTROL: usize = 12;
+/// Vector control bit 0: this vector is masked.
+pub const VECTOR_MASKED: u32 = 1;
 
-/// Where a function's MSI-X capability and table live.
+/// Where a function's MSI-X structures are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MsixInfo {
-    /// Config-space offset of the capability.
-    pub cap_offset: u16,
-    pub vectors: u16,
+pub struct MsixCap {
+    /// Config offset of the capability.
+    pub offset: u16,
+    pub table_size: u16,
     pub table_bar: u8,
     pub table_offset: u32,
     pub pba_bar: u8,
     pub pba_offset: u32,
 }
 
-impl MsixInfo {
-    /// Bytes of the table BAR the table (and, when it shares the BAR, the PBA) needs.
-    pub fn window_len(&self) -> usize {
-        let table_end = self.table_offset as usize + usize::from(self.vectors) * ENTRY_BYTES;
+impl MsixCap {
+    /// The function's MSI-X capability, if it has one.
+    pub fn find(config: &dyn ConfigSpace, bdf: Bdf) -> Option<MsixCap> {
+        let kind = HeaderKind::from_header_type(config.read8(bdf, super::regs::HEADER_TYPE));
+        capabilities(config, bdf, kind)
+            .into_iter()
+            .find_map(|cap| match cap.detail {
+                CapDetail::MsiX {
+                    table_size,
+                    table_bar,
+                    table_offset,
+                    pba_bar,
+                    pba_offset,
+                    ..
+                } if cap.id == CAP_MSIX => Some(MsixCap {
+                    offset: cap.offset as u16,
+                    table_size,
+                    table_bar,
+                    table_offset,
+                    pba_bar,
+                    pba_offset,
+                }),
+                _ => None,
+            })
+    }
+
+    /// The message control word (enable, function mask, table size).
+    pub fn control(&self, config: &dyn ConfigSpace, bdf: Bdf) -> u16 {
+        config.read16(bdf, self.offset + CONTROL_OFFSET)
+    }
+
+    /// Writes the control word (only bits 15 and 14 are writable; the size is read-only).
+    pub fn set_control(&self, config: &dyn ConfigSpace, bdf: Bdf, control: u16) {
+        config.write16(bdf, self.offset + CONTROL_OFFSET, control);
+    }
+
+    /// MSI-X enable and function mask, decoded.
+    pub fn function_state(&self, config: &dyn ConfigSpace, bdf: Bdf) -> FunctionState {
+        let control = self.control(config, bdf);
+        FunctionState {
+            enabled: control & CONTROL_ENABLE != 0,
+            function_masked: control & CONTROL_FUNCTION_MASK != 0,
+        }
+    }
+
+    /// Sets MSI-X enable and the function mask, keeping the rest of the word; returns the
+    /// state read back.
+    pub fn set_function(
+        &self,
+        config: &dyn ConfigSpace,
+        bdf: Bdf,
+        state: FunctionState,
+    ) -> FunctionState {
+        let mut control = self.control(config, bdf) & !(CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
+        if state.enabled {
+            control |= CONTROL_ENABLE;
+        }
+        if state.function_masked {
+            control |= CONTROL_FUNCTION_MASK;
+        }
+        self.set_control(config, bdf, control);
+        self.function_state(config, bdf)
+    }
+
+    /// Bytes of the table BAR the table (and the PBA, when it shares the BAR) occupies.
+    pub fn table_window_len(&self) -> usize {
+        let table_end = self.table_offset as usize + usize::from(self.table_size) * ENTRY_BYTES;
         if self.pba_bar == self.table_bar {
-            let pba_end = self.pba_offset as usize + usize::from(self.vectors).div_ceil(64) * 8;
+            let pba_end = self.pba_offset as usize + usize::from(self.table_size).div_ceil(64) * 8;
             table_end.max(pba_end)
         } else {
             table_end
@@ -51,198 +115,269 @@ impl MsixInfo {
     }
 }
 
-/// The function's MSI-X capability, if it has one.
-pub fn find(config: &dyn ConfigSpace, bdf: Bdf) -> Option<MsixInfo> {
-    let kind = HeaderKind::from_header_type(config.read8(bdf, regs::HEADER_TYPE));
-    capabilities(config, bdf, kind)
-        .into_iter()
-        .find(|cap| cap.id == CAP_MSIX)
-        .and_then(|cap| match cap.detail {
-            CapDetail::MsiX {
-                table_size,
-                table_bar,
-                table_offset,
-                pba_bar,
-                pba_offset,
-                ..
-            } => Some(MsixInfo {
-                cap_offset: u16::from(cap.offset),
-                vectors: table_size,
-                table_bar,
-                table_offset,
-                pba_bar,
-                pba_offset,
-            }),
-            _ => None,
-        })
-}
-
-/// Function-level state: (MSI-X enabled, function masked).
+/// Function-level MSI-X state: enable (control bit 15) and function mask (bit 14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FunctionState {
     pub enabled: bool,
     pub function_masked: bool,
 }
 
-pub fn function_state(config: &dyn ConfigSpace, bdf: Bdf, info: &MsixInfo) -> FunctionState {
-    let control = config.read16(bdf, info.cap_offset + CONTROL);
-    FunctionState {
-        enabled: control & CONTROL_ENABLE != 0,
-        function_masked: control & CONTROL_FUNCTION_MASK != 0,
+/// One vector table entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsixEntry {
+    pub message: MsiMessage,
+    /// The raw vector control dword (bit 0: masked; others reserved, kept on write).
+    pub vector_control: u32,
+}
+
+impl MsixEntry {
+    pub fn masked(&self) -> bool {
+        self.vector_control & VECTOR_MASKED != 0
     }
 }
 
-/// Sets MSI-X enable and the function mask (the table size bits are read-only). Returns
-/// the state read back.
-pub fn set_function(
-    config: &dyn ConfigSpace,
-    bdf: Bdf,
-    info: &MsixInfo,
-    state: FunctionState,
-) -> FunctionState {
-    let mut control = config.read16(bdf, info.cap_offset + CONTROL);
-    control &= !(CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
-    if state.enabled {
-        control |= CONTROL_ENABLE;
-    }
-    if state.function_masked {
-        control |= CONTROL_FUNCTION_MASK;
-    }
-    config.write16(bdf, info.cap_offset + CONTROL, control);
-    function_state(config, bdf, info)
+/// The vector table and PBA, each a window into the BAR that holds it (the same BAR is
+/// common). `table_offset`/`pba_offset` are byte offsets inside those windows.
+pub struct MsixTable<'a> {
+    pub table: &'a dyn RegisterWindow,
+    pub table_offset: usize,
+    pub pba: &'a dyn RegisterWindow,
+    pub pba_offset: usize,
+    pub size: u16,
 }
 
-/// The vector table (and PBA, when it shares the BAR) over the mapped table BAR.
-pub struct MsixTable {
+impl MsixTable<'_> {
+    fn entry_base(&self, index: u16) -> Option<usize> {
+        (index < self.size).then(|| self.table_offset + index as usize * ENTRY_BYTES)
+    }
+
+    pub fn entry(&self, index: u16) -> Option<MsixEntry> {
+        let at = self.entry_base(index)?;
+        let lo = self.table.read32(at + ENTRY_ADDR_LO) as u64;
+        let hi = self.table.read32(at + ENTRY_ADDR_HI) as u64;
+        Some(MsixEntry {
+            message: MsiMessage {
+                address: hi << 32 | lo,
+                data: self.table.read32(at + ENTRY_DATA),
+            },
+            vector_control: self.table.read32(at + ENTRY_VECTOR_CONTROL),
+        })
+    }
+
+    /// Writes an entry: masks it first, so the device never sees half a message, then
+    /// writes address and data, then the wanted vector control.
+    pub fn set_entry(&self, index: u16, entry: MsixEntry) -> bool {
+        let Some(at) = self.entry_base(index) else {
+            return false;
+        };
+        let control = self.table.read32(at + ENTRY_VECTOR_CONTROL);
+        self.table
+            .write32(at + ENTRY_VECTOR_CONTROL, control | VECTOR_MASKED);
+        self.table
+            .write32(at + ENTRY_ADDR_LO, entry.message.address as u32);
+        self.table
+            .write32(at + ENTRY_ADDR_HI, (entry.message.address >> 32) as u32);
+        self.table.write32(at + ENTRY_DATA, entry.message.data);
+        self.table
+            .write32(at + ENTRY_VECTOR_CONTROL, entry.vector_control);
+        true
+    }
+
+    /// The pending bit of `index` (the PBA is read as dwords: bit i of dword i / 32).
+    pub fn pending(&self, index: u16) -> Option<bool> {
+        (index < self.size).then(|| {
+            let word = self.pba.read32(self.pba_offset + (index as usize / 32) * 4);
+            word >> (index % 32) & 1 == 1
+        })
+    }
+}
+
+/// The vector table over a window the owner keeps (a driver holds it across commands,
+/// where [`MsixTable`] borrows its windows for one). The PBA is reachable only when it
+/// shares the table's BAR.
+pub struct OwnedMsixTable {
     window: Box<dyn RegisterWindow>,
-    pub info: MsixInfo,
+    pub cap: MsixCap,
 }
 
-impl MsixTable {
+impl OwnedMsixTable {
     /// None when the window is too small for the table the capability describes.
-    pub fn new(window: Box<dyn RegisterWindow>, info: MsixInfo) -> Option<MsixTable> {
-        (window.len() >= info.window_len() && info.vectors > 0)
-            .then_some(MsixTable { window, info })
+    pub fn new(window: Box<dyn RegisterWindow>, cap: MsixCap) -> Option<OwnedMsixTable> {
+        (cap.table_size > 0 && window.len() >= cap.table_window_len())
+            .then_some(OwnedMsixTable { window, cap })
+    }
+
+    /// The borrowed view (its PBA is only meaningful when it shares the table's BAR).
+    pub fn view(&self) -> MsixTable<'_> {
+        MsixTable {
+            table: &*self.window,
+            table_offset: self.cap.table_offset as usize,
+            pba: &*self.window,
+            pba_offset: self.cap.pba_offset as usize,
+            size: self.cap.table_size,
+        }
     }
 
     pub fn vectors(&self) -> u16 {
-        self.info.vectors
+        self.cap.table_size
     }
 
-    fn entry(&self, vector: u16) -> Option<usize> {
-        (vector < self.info.vectors)
-            .then(|| self.info.table_offset as usize + usize::from(vector) * ENTRY_BYTES)
-    }
-
-    /// Points `vector` at `address` with `data`, leaving its mask bit alone (program a
-    /// vector only while it is masked). Out-of-range vectors are ignored.
+    /// Points `vector` at `address` with `data`, keeping its mask bit as it was.
     pub fn program(&self, vector: u16, address: u64, data: u32) {
-        if let Some(at) = self.entry(vector) {
-            self.window.write32(at + ENTRY_ADDR_LO, address as u32);
-            self.window
-                .write32(at + ENTRY_ADDR_HI, (address >> 32) as u32);
-            self.window.write32(at + ENTRY_DATA, data);
+        let view = self.view();
+        if let Some(entry) = view.entry(vector) {
+            view.set_entry(
+                vector,
+                MsixEntry {
+                    message: MsiMessage { address, data },
+                    vector_control: entry.vector_control,
+                },
+            );
         }
     }
 
     pub fn set_masked(&self, vector: u16, masked: bool) {
-        if let Some(at) = self.entry(vector) {
-            let control = self.window.read32(at + ENTRY_CONTROL);
-            let control = if masked {
-                control | VECTOR_MASKED
-            } else {
-                control & !VECTOR_MASKED
-            };
-            self.window.write32(at + ENTRY_CONTROL, control);
-        }
+        let Some(entry) = self.view().entry(vector) else {
+            return;
+        };
+        let control = if masked {
+            entry.vector_control | VECTOR_MASKED
+        } else {
+            entry.vector_control & !VECTOR_MASKED
+        };
+        let at = self.cap.table_offset as usize + usize::from(vector) * ENTRY_BYTES;
+        self.window.write32(at + ENTRY_VECTOR_CONTROL, control);
     }
 
     pub fn mask_all(&self) {
-        for vector in 0..self.info.vectors {
+        for vector in 0..self.vectors() {
             self.set_masked(vector, true);
         }
     }
 
     /// True for a masked vector (and for one out of range: it can send nothing).
     pub fn masked(&self, vector: u16) -> bool {
-        self.entry(vector)
-            .is_none_or(|at| self.window.read32(at + ENTRY_CONTROL) & VECTOR_MASKED != 0)
+        self.view().entry(vector).is_none_or(|e| e.masked())
     }
 
-    /// (address, data) of `vector`.
-    pub fn target(&self, vector: u16) -> Option<(u64, u32)> {
-        self.entry(vector).map(|at| {
-            let lo = u64::from(self.window.read32(at + ENTRY_ADDR_LO));
-            let hi = u64::from(self.window.read32(at + ENTRY_ADDR_HI));
-            (hi << 32 | lo, self.window.read32(at + ENTRY_DATA))
-        })
+    pub fn target(&self, vector: u16) -> Option<MsiMessage> {
+        self.view().entry(vector).map(|e| e.message)
     }
 
-    /// The pending bit of `vector`, when the PBA shares the table's BAR (else None).
+    /// The pending bit, when the PBA shares the table's BAR (else None).
     pub fn pending(&self, vector: u16) -> Option<bool> {
-        if self.info.pba_bar != self.info.table_bar || vector >= self.info.vectors {
+        if self.cap.pba_bar != self.cap.table_bar {
             return None;
         }
-        let at = self.info.pba_offset as usize + usize::from(vector / 32) * 4;
-        Some(self.window.read32(at) & (1 << (vector % 32)) != 0)
+        self.view().pending(vector)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
     use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
     use core::cell::RefCell;
-    use std::vec::Vec;
 
-    struct Mem(RefCell<Vec<u32>>);
-    impl RegisterWindow for Mem {
+    struct Regs(RefCell<Vec<u8>>);
+    impl RegisterWindow for Regs {
         fn len(&self) -> usize {
-            self.0.borrow().len() * 4
+            self.0.borrow().len()
         }
-        fn read8(&self, _: usize) -> u8 {
-            0
+        fn read8(&self, o: usize) -> u8 {
+            self.0.borrow()[o]
         }
-        fn read16(&self, _: usize) -> u16 {
-            0
+        fn read16(&self, o: usize) -> u16 {
+            u16::from_le_bytes(self.0.borrow()[o..o + 2].try_into().unwrap())
         }
-        fn read32(&self, offset: usize) -> u32 {
-            self.0.borrow()[offset / 4]
+        fn read32(&self, o: usize) -> u32 {
+            u32::from_le_bytes(self.0.borrow()[o..o + 4].try_into().unwrap())
         }
-        fn write8(&self, _: usize, _: u8) {}
-        fn write16(&self, _: usize, _: u16) {}
-        fn write32(&self, offset: usize, value: u32) {
-            self.0.borrow_mut()[offset / 4] = value;
+        fn write8(&self, o: usize, v: u8) {
+            self.0.borrow_mut()[o] = v;
+        }
+        fn write16(&self, o: usize, v: u16) {
+            self.0.borrow_mut()[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        fn write32(&self, o: usize, v: u32) {
+            self.0.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
         }
     }
 
     #[test]
-    fn program_mask_and_pending() {
-        let info = MsixInfo {
-            cap_offset: 0x40,
-            vectors: 3,
+    fn entries_and_pending_bits() {
+        let regs = Regs(RefCell::new(vec![0u8; 0x3000]));
+        // Reset state of a table: every vector masked.
+        for i in 0..4 {
+            regs.write32(0x2000 + i * 16 + 12, 1);
+        }
+        regs.write32(0x2800, 0b100);
+        let t = MsixTable {
+            table: &regs,
+            table_offset: 0x2000,
+            pba: &regs,
+            pba_offset: 0x2800,
+            size: 4,
+        };
+        assert!(t.entry(0).unwrap().masked());
+        let message = MsiMessage {
+            address: 0xfee0_1000,
+            data: 0x41,
+        };
+        assert!(t.set_entry(
+            1,
+            MsixEntry {
+                message,
+                vector_control: 0
+            }
+        ));
+        let e = t.entry(1).unwrap();
+        assert_eq!(e.message, message);
+        assert!(!e.masked());
+        assert_eq!(
+            regs.read32(0x2010),
+            0xfee0_1000,
+            "address low at +0, little-endian"
+        );
+        assert_eq!(t.pending(2), Some(true));
+        assert_eq!(t.pending(1), Some(false));
+        assert_eq!(t.entry(4), None);
+        assert_eq!(t.pending(4), None);
+    }
+
+    #[test]
+    fn owned_table_programs_masks_and_keeps_mask_bits() {
+        let cap = MsixCap {
+            offset: 0x40,
+            table_size: 3,
             table_bar: 1,
             table_offset: 0,
             pba_bar: 1,
             pba_offset: 0x800,
         };
-        assert_eq!(info.window_len(), 0x808);
-        let mut words = std::vec![0u32; 0x1000 / 4];
+        assert_eq!(cap.table_window_len(), 0x808);
+        let regs = Regs(RefCell::new(vec![0u8; 0x1000]));
         for v in 0..3 {
-            words[v * 4 + 3] = VECTOR_MASKED; // reset state: masked
+            regs.write32(v * 16 + 12, VECTOR_MASKED);
         }
-        words[0x800 / 4] = 0b100;
-        let table = MsixTable::new(Box::new(Mem(RefCell::new(words))), info).unwrap();
+        regs.write32(0x800, 0b100);
+        let table = OwnedMsixTable::new(Box::new(regs), cap).unwrap();
         table.program(1, 0x1_2345_6000, 0);
-        assert_eq!(table.target(1), Some((0x1_2345_6000, 0)));
-        assert!(table.masked(1));
+        assert_eq!(
+            table.target(1),
+            Some(MsiMessage {
+                address: 0x1_2345_6000,
+                data: 0
+            })
+        );
+        assert!(table.masked(1), "programming keeps the vector masked");
         table.set_masked(1, false);
         assert!(!table.masked(1) && table.masked(0) && table.masked(7));
         table.mask_all();
         assert!(table.masked(1));
         assert_eq!(table.pending(2), Some(true));
-        assert_eq!(table.pending(0), Some(false));
-        let small = Mem(RefCell::new(std::vec![0u32; 4]));
-        assert!(MsixTable::new(Box::new(small), info).is_none());
+        let small = Regs(RefCell::new(vec![0u8; 16]));
+        assert!(OwnedMsixTable::new(Box::new(small), cap).is_none());
     }
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use drivers::dma::{testing::leaked_pool, DmaPool, PAGE_SIZE};
 use drivers::gvnic::Gvnic;
-use drivers::pci::msix::{self, MsixTable};
+use drivers::pci::msix::{MsixCap, OwnedMsixTable};
 use drivers::platform::{Bdf, Clock, ConfigSpace, RegisterWindow};
 use gvnic_model::{GuestMemory, ModelConfig, OutOfRange};
 
@@ -240,13 +240,13 @@ pub fn rig(config: ModelConfig) -> Rig {
     let pci = ModelPci(sim.clone());
     let mut nic = Gvnic::new(bar0, bar2, revision, OWNER).expect("BARs are large enough");
     // The MSI-X table in BAR1, found through the capability as the monitor finds it.
-    if let Some(info) = msix::find(&pci, BDF) {
+    if let Some(info) = MsixCap::find(&pci, BDF) {
         let bar1 = Box::new(Bar {
             sim: sim.clone(),
             bar: info.table_bar,
             len: 0x1000,
         });
-        if let Some(table) = MsixTable::new(bar1, info) {
+        if let Some(table) = OwnedMsixTable::new(bar1, info) {
             nic = nic.with_msix(BDF, table);
         }
     }
@@ -285,8 +285,8 @@ impl Rig {
 
     /// MSI-X enable as config space reads it.
     pub fn msix_enabled(&self) -> bool {
-        let info = msix::find(&self.pci, BDF).expect("the model has MSI-X");
-        msix::function_state(&self.pci, BDF, &info).enabled
+        let cap = MsixCap::find(&self.pci, BDF).expect("the model has MSI-X");
+        cap.function_state(&self.pci, BDF).enabled
     }
 
     pub fn model(&self) -> std::cell::Ref<'_, gvnic_model::Gvnic> {

@@ -2,19 +2,53 @@
 //! into the test's bounce pool, strict PRP checking, and fault injection for what QEMU
 //! cannot show (fatal status, RDY that never comes, lost completions, error statuses).
 //!
-//! Commands are processed when the driver polls (`Clock::relax`), so several can be
-//! outstanding at once, as on a real controller.
+//! Time is the fake's own: the simulated clock advances 50 µs per `relax` and the device
+//! acts on its deadlines there. Nothing is instantaneous ([`Latencies`]): CSTS.RDY follows
+//! CC.EN (both ways), CSTS.SHST follows CC.SHN, and every command completes some time after
+//! it was fetched (its data is written then, too), so a driver that forgets a wait, or frees
+//! a buffer before its completion, fails here. Commands still running when CC.EN goes to 0
+//! may complete (and write their buffers) until CSTS.RDY reads 0; then they are gone.
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use drivers::platform::{Clock, MapError, Mapping, MemoryAccess, MmioMapper, RegisterWindow};
+use drivers::platform::{
+    Clock, MapError, Mapping, MemError, MemKind, MemoryAccess, MmioMapper, RegisterWindow, Width,
+};
 
 pub const PAGE: u64 = 4096;
 pub const BAR0: u64 = 0xe0_0000_0000;
 pub const BAR0_SIZE: u64 = 0x4000;
+
+/// How long the device takes for each thing it does, in microseconds of simulated time.
+#[derive(Clone, Debug)]
+pub struct Latencies {
+    /// CC.EN 0 -> 1 until CSTS.RDY = 1.
+    pub ready_us: u64,
+    /// CC.EN 1 -> 0 until CSTS.RDY = 0 (commands still running may complete meanwhile).
+    pub disable_us: u64,
+    /// CC.SHN = normal until CSTS.SHST = complete.
+    pub shutdown_us: u64,
+    /// Fetch of an admin command until its completion.
+    pub admin_us: u64,
+    /// Fetch of an I/O command until its completion.
+    pub io_us: u64,
+}
+
+impl Default for Latencies {
+    /// Small but never zero, and each longer than one poll (50 µs).
+    fn default() -> Self {
+        Latencies {
+            ready_us: 1_000,
+            disable_us: 600,
+            shutdown_us: 800,
+            admin_us: 150,
+            io_us: 250,
+        }
+    }
+}
 
 #[derive(Default, Clone)]
 pub struct Faults {
@@ -30,12 +64,43 @@ pub struct Faults {
     pub fail_identify_cns: Option<u32>,
     /// Set CFS on the first READ.
     pub cfs_on_read: bool,
+    /// Extra time the next this-many READs take (a stalled Persistent Disk): (count, µs).
+    pub stall_reads: Option<(u32, u64)>,
 }
 
 pub struct Namespace {
     pub nsid: u32,
     pub lbads: u8,
     pub data: Vec<u8>,
+    /// Separate metadata bytes per block (LBAF.MS, FLBAS bit 4 = 0): written to MPTR.
+    pub metadata_size: u16,
+}
+
+impl Namespace {
+    pub fn new(nsid: u32, lbads: u8, data: Vec<u8>) -> Namespace {
+        Namespace {
+            nsid,
+            lbads,
+            data,
+            metadata_size: 0,
+        }
+    }
+
+    /// The metadata the device holds for `lba` (deterministic, never all zero).
+    pub fn metadata(&self, lba: u64) -> Vec<u8> {
+        (0..self.metadata_size as u64)
+            .map(|i| (lba.wrapping_mul(31) ^ i ^ 0xa5) as u8)
+            .collect()
+    }
+}
+
+/// A command fetched from an SQ, running until `due`.
+struct Running {
+    due: u64,
+    sqid: u16,
+    cqid: u16,
+    sq_head: u32,
+    sqe: [u8; 64],
 }
 
 struct Sq {
@@ -78,9 +143,42 @@ pub struct Dev {
     /// Most commands seen waiting in one I/O SQ at once.
     pub max_io_outstanding: u32,
     pub reads: u32,
+    pub latencies: Latencies,
+    /// The device's time (the simulated clock's, updated on every poll).
+    pub now: u64,
+    /// When CSTS.RDY becomes 1 (after CC.EN = 1) or 0 (after CC.EN = 0).
+    ready_at: Option<u64>,
+    not_ready_at: Option<u64>,
+    shutdown_at: Option<u64>,
+    running: Vec<Running>,
+    /// Completions posted after the host disabled the controller, before RDY cleared.
+    pub completed_while_disabling: u32,
 }
 
 impl Dev {
+    /// CC.EN = 1 written, CSTS.RDY not yet 1.
+    pub fn enabling(&self) -> bool {
+        self.ready_at.is_some()
+    }
+    /// CC.EN = 0 written, CSTS.RDY not yet 0.
+    pub fn disabling(&self) -> bool {
+        self.not_ready_at.is_some()
+    }
+    /// CC.SHN written, CSTS.SHST not yet complete.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown_at.is_some()
+    }
+    /// A command with this opcode runs on an admin (`admin = true`) or I/O queue.
+    pub fn running(&self, admin: bool, opcode: u8) -> bool {
+        self.running
+            .iter()
+            .any(|r| (r.sqid == 0) == admin && r.sqe[0] == opcode)
+    }
+    /// Commands fetched and not yet completed.
+    pub fn outstanding(&self) -> usize {
+        self.running.len()
+    }
+
     fn dstrd(&self) -> u32 {
         ((self.cap >> 32) & 0xf) as u32
     }
@@ -157,6 +255,10 @@ impl Dev {
     fn write_cc(&mut self, value: u32) {
         let was = self.cc & 1;
         let now = value & 1;
+        if was != now && (self.ready_at.is_some() || self.not_ready_at.is_some()) {
+            self.violations
+                .push("CC.EN changed while CSTS.RDY had not followed the last change".into());
+        }
         if was == 0 && now == 1 {
             let ok = self.asq & (PAGE - 1) == 0
                 && self.acq & (PAGE - 1) == 0
@@ -166,43 +268,108 @@ impl Dev {
             if self.faults.cfs_on_enable || !ok {
                 self.csts |= 2;
             } else if !self.faults.never_ready {
-                self.sqs.insert(
-                    0,
-                    Sq {
-                        base: self.asq,
-                        entries: (self.aqa & 0xfff) + 1,
-                        cqid: 0,
-                        head: 0,
-                        tail: 0,
-                    },
-                );
-                self.cqs.insert(
-                    0,
-                    Cq {
-                        base: self.acq,
-                        entries: ((self.aqa >> 16) & 0xfff) + 1,
-                        tail: 0,
-                        phase: true,
-                    },
-                );
-                self.csts |= 1;
+                self.ready_at = Some(self.now + self.latencies.ready_us);
             }
         } else if was == 1 && now == 0 {
-            if self.faults.never_disable {
-                self.cc = value;
-                return;
+            // Fetching stops at once; what already runs may still complete until RDY = 0.
+            self.ready_at = None;
+            self.shutdown_at = None;
+            if !self.faults.never_disable {
+                self.not_ready_at = Some(self.now + self.latencies.disable_us);
             }
-            self.csts = 0;
-            self.sqs.clear();
-            self.cqs.clear();
         }
-        if (value >> 14) & 3 == 1 && !self.faults.never_shutdown {
-            self.csts = (self.csts & !0xc) | 0x8;
+        if (value >> 14) & 3 == 1 && (self.cc >> 14) & 3 != 1 && !self.faults.never_shutdown {
+            // SHST = 01b (processing) until the shutdown completes.
+            self.csts = (self.csts & !0xc) | 0x4;
+            self.shutdown_at = Some(self.now + self.latencies.shutdown_us);
         }
         self.cc = value;
     }
 
+    /// Moves the device's time to `now` and does everything that became due.
+    pub fn advance(&mut self, now: u64) {
+        self.now = now;
+        if self.ready_at.is_some_and(|t| t <= now) {
+            self.ready_at = None;
+            self.sqs.insert(
+                0,
+                Sq {
+                    base: self.asq,
+                    entries: (self.aqa & 0xfff) + 1,
+                    cqid: 0,
+                    head: 0,
+                    tail: 0,
+                },
+            );
+            self.cqs.insert(
+                0,
+                Cq {
+                    base: self.acq,
+                    entries: ((self.aqa >> 16) & 0xfff) + 1,
+                    tail: 0,
+                    phase: true,
+                },
+            );
+            self.csts |= 1;
+        }
+        self.complete_due();
+        if self.shutdown_at.is_some_and(|t| t <= now) {
+            self.shutdown_at = None;
+            self.csts = (self.csts & !0xc) | 0x8;
+        }
+        if self.not_ready_at.is_some_and(|t| t <= now) {
+            // The reset is done: queues and whatever still ran are gone.
+            self.not_ready_at = None;
+            self.csts = 0;
+            self.sqs.clear();
+            self.cqs.clear();
+            self.running.clear();
+        }
+        self.process();
+    }
+
+    /// Executes and posts every running command whose time has come, oldest first.
+    fn complete_due(&mut self) {
+        loop {
+            let Some(index) = self
+                .running
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.due <= self.now)
+                .min_by_key(|(_, r)| r.due)
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            let run = self.running.remove(index);
+            if self.csts & 2 != 0 {
+                return;
+            }
+            let cid = u16::from_le_bytes([run.sqe[2], run.sqe[3]]);
+            let result = if run.sqid == 0 {
+                self.admin(&run.sqe)
+            } else {
+                self.io(&run.sqe)
+            };
+            if self.csts & 2 != 0 {
+                return;
+            }
+            if let Some((status, dw0)) = result {
+                if self.cc & 1 == 0 {
+                    self.completed_while_disabling += 1;
+                }
+                self.post(run.cqid, run.sqid, run.sq_head, cid, status, dw0);
+            }
+        }
+    }
+
     fn doorbell(&mut self, offset: usize, value: u32) {
+        if self.csts & 1 == 0 {
+            // A real controller ignores doorbells until it is ready (and may do worse).
+            self.violations
+                .push(format!("doorbell write at {offset:#x} while CSTS.RDY=0"));
+            return;
+        }
         let stride = 4usize << self.dstrd();
         let index = (offset - 0x1000) / stride;
         if (offset - 0x1000) & (stride - 1) != 0 {
@@ -226,9 +393,9 @@ impl Dev {
         }
     }
 
-    /// Runs every submitted command (called from the clock's relax).
-    pub fn process(&mut self) {
-        if self.csts & 1 == 0 || self.csts & 2 != 0 {
+    /// Fetches every submitted command; each completes after its latency (`advance`).
+    fn process(&mut self) {
+        if self.csts & 1 == 0 || self.csts & 2 != 0 || self.cc & 1 == 0 {
             return;
         }
         let qids: Vec<u16> = self.sqs.keys().copied().collect();
@@ -239,26 +406,32 @@ impl Dev {
                 }
                 if qid != 0 {
                     let waiting = (sq.tail + sq.entries - sq.head) % sq.entries;
-                    self.max_io_outstanding = self.max_io_outstanding.max(waiting);
+                    let running = self.running.iter().filter(|r| r.sqid == qid).count() as u32;
+                    self.max_io_outstanding = self.max_io_outstanding.max(waiting + running);
                 }
                 let (base, head, entries, cqid) = (sq.base, sq.head, sq.entries, sq.cqid);
                 let mut sqe = [0u8; 64];
                 self.read_mem(base + head as u64 * 64, &mut sqe);
                 let new_head = (head + 1) % entries;
                 self.sqs.get_mut(&qid).unwrap().head = new_head;
-                let dw = |i: usize| u32::from_le_bytes(sqe[4 * i..4 * i + 4].try_into().unwrap());
-                let cid = (dw(0) >> 16) as u16;
-                let result = if qid == 0 {
-                    self.admin(&sqe)
+                let mut latency = if qid == 0 {
+                    self.latencies.admin_us
                 } else {
-                    self.io(&sqe)
+                    self.latencies.io_us
                 };
-                if self.csts & 2 != 0 {
-                    return;
+                if qid != 0 && sqe[0] == 0x02 {
+                    if let Some((count, extra)) = self.faults.stall_reads {
+                        latency += extra;
+                        self.faults.stall_reads = (count > 1).then_some((count - 1, extra));
+                    }
                 }
-                if let Some((status, dw0)) = result {
-                    self.post(cqid, qid, new_head, cid, status, dw0);
-                }
+                self.running.push(Running {
+                    due: self.now + latency,
+                    sqid: qid,
+                    cqid,
+                    sq_head: new_head,
+                    sqe,
+                });
             }
         }
     }
@@ -418,8 +591,16 @@ impl Dev {
             d[25] = 1;
             // Format 0 is 512 B, format 1 is 4 KiB; FLBAS picks the one in use.
             d[26] = if ns.lbads == 12 { 1 } else { 0 };
-            d[128..132].copy_from_slice(&(9u32 << 16).to_le_bytes());
-            d[132..136].copy_from_slice(&(12u32 << 16).to_le_bytes());
+            // The format in use carries the namespace's separate metadata (FLBAS bit 4 = 0).
+            let ms = |lbads: u8| {
+                if lbads == ns.lbads {
+                    ns.metadata_size as u32
+                } else {
+                    0
+                }
+            };
+            d[128..132].copy_from_slice(&(9u32 << 16 | ms(9)).to_le_bytes());
+            d[132..136].copy_from_slice(&(12u32 << 16 | ms(12)).to_le_bytes());
             let json = format!("{{\"device_name\":\"disk-{nsid}\"}}");
             d[384..384 + json.len()].copy_from_slice(json.as_bytes());
         }
@@ -473,6 +654,17 @@ impl Dev {
                 return Some((0x04, 0));
             }
             at += seg_len;
+        }
+        let ms = self.namespaces[index].metadata_size as u64;
+        if ms != 0 {
+            // Separate metadata: one contiguous buffer at MPTR (PSDT = 00), MS bytes a block.
+            let mptr = dw(4) as u64 | (dw(5) as u64) << 32;
+            let meta: Vec<u8> = (slba..slba + nlb)
+                .flat_map(|lba| self.namespaces[index].metadata(lba))
+                .collect();
+            if !self.write_mem(mptr, &meta) {
+                return Some((0x04, 0));
+            }
         }
         Some((0, 0))
     }
@@ -591,6 +783,9 @@ impl MmioMapper for Mapper {
     }
 }
 
+/// A condition on the device that makes the user press Ctrl-C.
+pub type CtrlCWhen = Box<dyn Fn(&Dev) -> bool>;
+
 /// Simulated time: every relax is 50 µs and lets the device run.
 pub struct SimClock {
     pub now: Cell<u64>,
@@ -598,6 +793,34 @@ pub struct SimClock {
     /// Report Ctrl-C after this many relaxes.
     pub interrupt_after: Cell<Option<u32>>,
     pub relaxes: Cell<u32>,
+    /// Press Ctrl-C as soon as the device is in this state (then it stays pressed, as the
+    /// monitor's does until the next command, until `release_ctrl_c`).
+    pub ctrl_c_when: RefCell<Option<CtrlCWhen>>,
+    pub ctrl_c_pressed: Cell<bool>,
+}
+
+impl SimClock {
+    pub fn new(dev: Rc<RefCell<Dev>>) -> SimClock {
+        SimClock {
+            now: Cell::new(0),
+            dev,
+            interrupt_after: Cell::new(None),
+            relaxes: Cell::new(0),
+            ctrl_c_when: RefCell::new(None),
+            ctrl_c_pressed: Cell::new(false),
+        }
+    }
+
+    pub fn press_ctrl_c_when(&self, when: impl Fn(&Dev) -> bool + 'static) {
+        *self.ctrl_c_when.borrow_mut() = Some(Box::new(when));
+    }
+
+    /// Forgets the Ctrl-C (the monitor does this before each command).
+    pub fn release_ctrl_c(&self) {
+        *self.ctrl_c_when.borrow_mut() = None;
+        self.ctrl_c_pressed.set(false);
+        self.interrupt_after.set(None);
+    }
 }
 
 impl Clock for SimClock {
@@ -607,19 +830,34 @@ impl Clock for SimClock {
     fn relax(&self) {
         self.now.set(self.now.get() + 50);
         self.relaxes.set(self.relaxes.get() + 1);
-        self.dev.borrow_mut().process();
+        self.dev.borrow_mut().advance(self.now.get());
+        // The user presses the key whenever the device is in that state, whether or not
+        // the driver is looking.
+        if let Some(when) = &*self.ctrl_c_when.borrow() {
+            if when(&self.dev.borrow()) {
+                self.ctrl_c_pressed.set(true);
+            }
+        }
     }
     fn interrupted(&self) -> bool {
-        self.interrupt_after
-            .get()
-            .is_some_and(|n| self.relaxes.get() >= n)
+        self.ctrl_c_pressed.get()
+            || self
+                .interrupt_after
+                .get()
+                .is_some_and(|n| self.relaxes.get() >= n)
     }
 }
 
 pub struct NoMemory;
 impl MemoryAccess for NoMemory {
-    fn read(&self, _: u64, _: &mut [u8]) -> bool {
-        false
+    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
+        Err(MemError::Unmapped(addr))
     }
 }
 
@@ -656,6 +894,13 @@ pub fn new_dev(
         violations: Vec::new(),
         max_io_outstanding: 0,
         reads: 0,
+        latencies: Latencies::default(),
+        now: 0,
+        ready_at: None,
+        not_ready_at: None,
+        shutdown_at: None,
+        running: Vec::new(),
+        completed_while_disabling: 0,
     }))
 }
 

@@ -1,11 +1,15 @@
 //! gcloud wrappers: upload the GCE image tarball and create/delete the image and the VM
-//! (reference part 1.2 and 1.4). Each operation is a list of argv's, printed by `--dry-run`
-//! and otherwise run one after the other, stopping at the first failure.
+//! (reference part 1.2 and 1.4), list VMs by label. Each operation is a list of argv's,
+//! printed by `--dry-run` and otherwise run one after the other, stopping at the first
+//! failure; [`run_captured`] runs one and names the failure (quota, permission, ...).
 
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 
 use super::shell_line;
 
@@ -13,6 +17,8 @@ use super::shell_line;
 pub const DEFAULT_MACHINE_TYPE: &str = "c3-standard-4";
 /// Guest OS features the image declares: UEFI boot (NVMe series need it) and gVNIC.
 pub const GUEST_OS_FEATURES: &str = "UEFI_COMPATIBLE,GVNIC";
+/// The label every `bringup matrix` VM carries; its value is the run id.
+pub const MATRIX_LABEL: &str = "bringup-matrix";
 
 /// `bringup gce image create`.
 #[derive(Debug, Clone)]
@@ -100,6 +106,8 @@ pub struct VmCreate {
     pub machine_type: String,
     /// `--enable-display-device` (off by default, as on GCE).
     pub display: bool,
+    /// `--labels=KEY=VALUE,...` (the matrix runner's run id, so leftovers can be found).
+    pub labels: Vec<(String, String)>,
 }
 
 impl VmCreate {
@@ -125,6 +133,17 @@ impl VmCreate {
         if self.display {
             cmd.push("--enable-display-device".into());
         }
+        if !self.labels.is_empty() {
+            for (k, v) in &self.labels {
+                check_label(k, v)?;
+            }
+            let labels: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            cmd.push(format!("--labels={}", labels.join(",")));
+        }
         Ok(vec![cmd])
     }
 }
@@ -142,6 +161,125 @@ pub fn vm_delete(project: &str, zone: &str, name: &str) -> Result<Vec<Vec<String
         &format!("--zone={zone}"),
         "--quiet",
     ])])
+}
+
+/// `gcloud compute instances list` of the VMs carrying a label: `KEY` (any value) or
+/// `KEY=VALUE`, as JSON for [`parse_vm_list`].
+pub fn vm_list(project: &str, label: &str) -> Result<Vec<String>> {
+    let filter = match label.split_once('=') {
+        Some((k, v)) => {
+            check_label(k, v)?;
+            format!("labels.{k}={v}")
+        }
+        None => {
+            check_label(label, "")?;
+            format!("labels.{label}:*")
+        }
+    };
+    Ok(argv(&[
+        "gcloud",
+        "compute",
+        "instances",
+        "list",
+        &format!("--project={project}"),
+        &format!("--filter={filter}"),
+        "--format=json",
+    ]))
+}
+
+/// One VM of `gcloud compute instances list --format=json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListedVm {
+    pub name: String,
+    /// A URL in gcloud's output (`.../zones/us-central1-a`); [`parse_vm_list`] keeps the
+    /// last segment.
+    pub zone: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, rename = "creationTimestamp")]
+    pub created: String,
+}
+
+/// Parses the JSON list gcloud prints; zones become plain names.
+pub fn parse_vm_list(json: &str) -> Result<Vec<ListedVm>> {
+    let mut vms: Vec<ListedVm> = serde_json::from_str(json)
+        .context("gcloud's instance list is not the JSON list expected")?;
+    for vm in &mut vms {
+        if let Some(last) = vm.zone.rsplit('/').next() {
+            vm.zone = last.to_string();
+        }
+    }
+    Ok(vms)
+}
+
+/// Why a gcloud command failed, named: `gce-quota`, `gce-permission`, `gce-resources`
+/// (zone out of capacity), `gce-not-found`, `gce-bad-request`, `gcloud-missing`,
+/// `gcloud-failed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct GcloudError {
+    pub code: &'static str,
+    /// gcloud's own words (its last lines of stderr).
+    pub message: String,
+}
+
+/// Names a failure from what gcloud printed (its ERROR lines carry the API's reason).
+pub fn classify(stderr: &str) -> &'static str {
+    let lower = stderr.to_lowercase();
+    if lower.contains("quota") && (lower.contains("exceeded") || lower.contains("quota_exceeded")) {
+        "gce-quota"
+    } else if lower.contains("zone_resource_pool_exhausted")
+        || lower.contains("does not have enough resources")
+    {
+        "gce-resources"
+    } else if lower.contains("permission")
+        || lower.contains("forbidden")
+        || lower.contains("403")
+        || lower.contains("not authorized")
+    {
+        "gce-permission"
+    } else if lower.contains("was not found") || lower.contains("notfound") || lower.contains("404")
+    {
+        "gce-not-found"
+    } else if lower.contains("invalid value") || lower.contains("400") {
+        "gce-bad-request"
+    } else {
+        "gcloud-failed"
+    }
+}
+
+/// Runs one gcloud command and returns its stdout. Its own process group: a Ctrl-C at the
+/// terminal must not kill a create halfway (the VM might appear after we gave up on it), so
+/// the matrix runner lets it finish and deletes what it made.
+pub fn run_captured(cmd: &[String]) -> std::result::Result<String, GcloudError> {
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .process_group(0)
+        .output()
+        .map_err(|e| GcloudError {
+            code: "gcloud-missing",
+            message: format!(
+                "cannot run {} (is the Google Cloud SDK installed?): {e}",
+                cmd[0]
+            ),
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    Err(GcloudError {
+        code: classify(&stderr),
+        message: format!(
+            "`{}` failed ({}): {}",
+            cmd[..cmd.len().min(4)].join(" "),
+            out.status,
+            lines[lines.len().saturating_sub(4)..].join(" / ")
+        ),
+    })
 }
 
 /// Prints the commands (dry run) or runs them in order.
@@ -198,6 +336,20 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Label keys and values: lowercase letters, digits, `-` and `_`, at most 63 (keys non-empty,
+/// starting with a letter).
+fn check_label(key: &str, value: &str) -> Result<()> {
+    let chars_ok = |s: &str| {
+        s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    if !(chars_ok(key) && key.starts_with(|c: char| c.is_ascii_lowercase()) && chars_ok(value)) {
+        bail!("label {key}={value} is not a valid GCE label (lowercase letters, digits, - and _)");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +396,7 @@ mod tests {
             image: "bringup-1".into(),
             machine_type: DEFAULT_MACHINE_TYPE.into(),
             display: false,
+            labels: vec![(MATRIX_LABEL.into(), "m0000abcd".into())],
         }
         .commands()
         .unwrap();
@@ -262,6 +415,46 @@ mod tests {
         assert_eq!(flag(c, "--metadata"), Some("serial-port-enable=TRUE"));
         assert!(c.contains(&"--no-shielded-secure-boot".to_string()));
         assert!(!c.contains(&"--enable-display-device".to_string()));
+        assert_eq!(flag(c, "--labels"), Some("bringup-matrix=m0000abcd"));
+    }
+
+    #[test]
+    fn list_filters_by_label_and_parses_zones() {
+        let c = vm_list("p1", "bringup-matrix").unwrap();
+        assert_eq!(flag(&c, "--filter"), Some("labels.bringup-matrix:*"));
+        assert_eq!(flag(&c, "--format"), Some("json"));
+        let c = vm_list("p1", "bringup-matrix=m1").unwrap();
+        assert_eq!(flag(&c, "--filter"), Some("labels.bringup-matrix=m1"));
+        assert!(vm_list("p1", "Bad Label").is_err());
+        let vms = parse_vm_list(
+            r#"[{"name":"bu-m-m1-c3-standard-4","zone":"https://www.googleapis.com/compute/v1/projects/p1/zones/us-central1-a",
+                "status":"RUNNING","labels":{"bringup-matrix":"m1"},"creationTimestamp":"2026-12-01T09:00:00.000-08:00"}]"#,
+        )
+        .unwrap();
+        assert_eq!(vms[0].zone, "us-central1-a");
+        assert_eq!(vms[0].labels["bringup-matrix"], "m1");
+        assert!(parse_vm_list("not json").is_err());
+    }
+
+    #[test]
+    fn failures_are_named() {
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.instances.create) Could not fetch resource:\n - Quota 'CPUS' exceeded.  Limit: 24.0 in region us-central1."),
+            "gce-quota"
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.instances.create) Could not fetch resource:\n - Required 'compute.instances.create' permission for 'projects/p1/zones/z/instances/x'"),
+            "gce-permission"
+        );
+        assert_eq!(
+            classify("The zone 'projects/p/zones/z' does not have enough resources available to fulfill the request."),
+            "gce-resources"
+        );
+        assert_eq!(
+            classify("Invalid value for field 'resource.machineType': 'zones/z/machineTypes/c9-x'. Machine type with name 'c9-x' does not exist in zone 'z'."),
+            "gce-bad-request"
+        );
+        assert_eq!(classify("something odd"), "gcloud-failed");
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! Google Compute Engine: the serial-console gateway over OpenSSH ([`ssh`]) and the gcloud
-//! wrappers for images and VMs ([`gcloud`]).
+//! Google Compute Engine: the serial-console gateway over OpenSSH ([`ssh`]: target and argv;
+//! [`connect`]: banner, settle, retries; [`banner`]: the banner inside console bytes) and the
+//! gcloud wrappers for images and VMs ([`gcloud`]).
 
+pub mod banner;
+pub mod connect;
 pub mod gcloud;
 pub mod ssh;
 
+pub use connect::GatewayError;
 pub use ssh::{GceTarget, GATEWAY_HOST, GATEWAY_PORT};
 
 /// Quotes one argument for a POSIX shell, only when it needs it, so printed commands can be

@@ -1,21 +1,31 @@
-//! The GCE interactive serial console: `ssh -p 9600 P.Z.I.U.port=N@ssh-serialport.googleapis.com`
-//! with gcloud's key and known-hosts file (reference part 1.1), the wait for the gateway's
-//! `serialport: Connected` banner, and clear messages for the known failures.
+//! The GCE interactive serial console: who and where (`GceTarget`), the user-name rule, the
+//! endpoint, and the OpenSSH argv: `ssh -p 9600 P.Z.I.U.port=N@REGION-ssh-serialport.googleapis.com`
+//! with gcloud's key and known-hosts file (platform-notes §6). Connecting (banner, settle,
+//! retries) is [`super::connect`]; this module starts no process.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
-
-use crate::transport::{Connection, Recv};
 
 /// The global serial-port gateway.
 pub const GATEWAY_HOST: &str = "ssh-serialport.googleapis.com";
 /// The gateway's TCP port.
 pub const GATEWAY_PORT: u16 = 9600;
-/// What the gateway prints once the console is attached.
+/// What the gateway prints once the console is attached (on ssh's stdout or stderr).
 pub const CONNECTED_BANNER: &str = "serialport: Connected";
+/// Policy, from syzkaller (platform-notes §6): the gateway was seen still trimming output for
+/// about 5 s after its banner, so nothing is sent before this much time passed.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
+/// Policy: waits before the 2nd, 3rd and 4th try when the gateway answers
+/// "Permission denied (publickey)", which syzkaller saw spuriously on GCE (platform-notes §6).
+pub const AUTH_RETRY_BACKOFF: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+/// Policy: the longest user name accepted (Linux `useradd` and OS Login both stop at 32).
+pub const USER_MAX_CHARS: usize = 32;
 
 /// One VM's serial port, and how to reach it.
 #[derive(Debug, Clone)]
@@ -25,12 +35,17 @@ pub struct GceTarget {
     pub instance: String,
     /// The user whose key is in metadata (or the OS Login user).
     pub user: String,
+    /// Whether `user` came from `$USER`/`$LOGNAME` (for the error message).
+    pub user_from_env: bool,
     /// Serial port 1 to 4 (1 is the console).
     pub port: u8,
     /// Ask the gateway to replay this many recent lines on connect.
     pub replay_lines: Option<u32>,
-    /// Use the regional gateway `REGION-ssh-serialport.googleapis.com`.
+    /// The region of the regional gateway `REGION-ssh-serialport.googleapis.com`; `None`
+    /// derives it from `zone` (unless `global_gateway`).
     pub region: Option<String>,
+    /// Use the global gateway `ssh-serialport.googleapis.com` instead of the regional one.
+    pub global_gateway: bool,
     /// `HOST:PORT` instead of the gateway (tests against a local sshd).
     pub gateway: Option<String>,
     /// Private key (`~/.ssh/google_compute_engine` by default).
@@ -39,6 +54,10 @@ pub struct GceTarget {
     pub known_hosts: PathBuf,
     /// How long to wait for the `serialport: Connected` banner.
     pub connect_timeout: Duration,
+    /// Quiet time after the banner before anything is sent ([`DEFAULT_SETTLE`]).
+    pub settle: Duration,
+    /// Waits between tries after "Permission denied (publickey)" ([`AUTH_RETRY_BACKOFF`]).
+    pub auth_backoff: Vec<Duration>,
 }
 
 impl GceTarget {
@@ -55,24 +74,27 @@ impl GceTarget {
             zone: zone.into(),
             instance: instance.into(),
             user,
+            user_from_env: true,
             port: 1,
             replay_lines: None,
             region: None,
+            global_gateway: false,
             gateway: None,
             key: home.join(".ssh/google_compute_engine"),
             known_hosts: home.join(".ssh/google_compute_known_hosts"),
             connect_timeout: Duration::from_secs(30),
+            settle: DEFAULT_SETTLE,
+            auth_backoff: AUTH_RETRY_BACKOFF.to_vec(),
         };
         Ok(target)
     }
 
-    /// Checks the fields that end up in the ssh user name.
+    /// Checks the fields that end up in the ssh user name and host.
     pub fn validate(&self) -> Result<()> {
         for (what, value) in [
             ("project", &self.project),
             ("zone", &self.zone),
             ("instance", &self.instance),
-            ("user", &self.user),
         ] {
             if value.is_empty() {
                 bail!("--{what} is required for the GCE serial console");
@@ -81,6 +103,7 @@ impl GceTarget {
                 bail!("--{what} {value:?} must not contain spaces or '@'");
             }
         }
+        check_user(&self.user, self.user_from_env)?;
         if !(1..=4).contains(&self.port) {
             bail!(
                 "--port {} is out of range: GCE VMs have serial ports 1 to 4",
@@ -96,19 +119,41 @@ impl GceTarget {
                 bail!("--region {region:?} is not a region name like us-central1");
             }
         }
+        if self.gateway.is_none() {
+            self.gateway_host()?;
+        }
         Ok(())
     }
 
     /// The dotted gateway user name: `PROJECT.ZONE.INSTANCE.USER.port=N[.replay-lines=N]`.
     pub fn username(&self) -> String {
+        self.username_with_replay(self.replay_lines)
+    }
+
+    /// [`Self::username`] with another replay count (reconnects ask for more).
+    pub fn username_with_replay(&self, replay_lines: Option<u32>) -> String {
         let mut name = format!(
             "{}.{}.{}.{}.port={}",
             self.project, self.zone, self.instance, self.user, self.port
         );
-        if let Some(lines) = self.replay_lines {
+        if let Some(lines) = replay_lines {
             name.push_str(&format!(".replay-lines={lines}"));
         }
         name
+    }
+
+    /// The gateway's host name: regional (from `--region`, else the zone) unless
+    /// `global_gateway`. Regional endpoints are Google's recommendation since 2024
+    /// (platform-notes §6, syzkaller bf3b32eb4).
+    pub fn gateway_host(&self) -> Result<String> {
+        if self.global_gateway {
+            return Ok(GATEWAY_HOST.to_string());
+        }
+        let region = match &self.region {
+            Some(region) => region.clone(),
+            None => region_of_zone(&self.zone)?,
+        };
+        Ok(format!("{region}-{GATEWAY_HOST}"))
     }
 
     /// The host and port ssh connects to.
@@ -122,14 +167,16 @@ impl GceTarget {
                 .map_err(|_| anyhow::anyhow!("--gateway {gw:?}: bad port"))?;
             return Ok((host.to_string(), port));
         }
-        Ok(match &self.region {
-            Some(region) => (format!("{region}-{GATEWAY_HOST}"), GATEWAY_PORT),
-            None => (GATEWAY_HOST.to_string(), GATEWAY_PORT),
-        })
+        Ok((self.gateway_host()?, GATEWAY_PORT))
     }
 
     /// The full OpenSSH argv (program first).
     pub fn ssh_argv(&self) -> Result<Vec<String>> {
+        self.ssh_argv_with_replay(self.replay_lines)
+    }
+
+    /// [`Self::ssh_argv`] asking the gateway to replay `replay_lines`.
+    pub fn ssh_argv_with_replay(&self, replay_lines: Option<u32>) -> Result<Vec<String>> {
         self.validate()?;
         let (host, port) = self.endpoint()?;
         let mut argv: Vec<String> = vec!["ssh".into(), "-T".into(), "-e".into(), "none".into()];
@@ -138,6 +185,8 @@ impl GceTarget {
         for opt in [
             format!("UserKnownHostsFile={}", self.known_hosts.display()),
             "StrictHostKeyChecking=yes".into(),
+            // The gateway's host key is ssh-rsa only, which OpenSSH 8.8+ no longer offers
+            // by default (platform-notes §6, syzkaller serialPortArgs).
             "HostKeyAlgorithms=+ssh-rsa".into(),
             "IdentitiesOnly=yes".into(),
             "CheckHostIP=no".into(),
@@ -147,81 +196,71 @@ impl GceTarget {
         ] {
             argv.extend(["-o".into(), opt]);
         }
-        argv.push(format!("{}@{}", self.username(), host));
+        argv.push(format!(
+            "{}@{}",
+            self.username_with_replay(replay_lines),
+            host
+        ));
         Ok(argv)
     }
+}
 
-    /// Spawns ssh and waits for the gateway's banner. Bytes that came before the banner are
-    /// returned with the connection (they are gateway chatter, not console output).
-    pub fn connect(&self) -> Result<(Connection, Vec<u8>)> {
-        let argv = self.ssh_argv()?;
-        let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]);
-        let mut conn = Connection::spawn(command)?;
-        let deadline = Instant::now() + self.connect_timeout;
-        let mut seen = Vec::new();
-        loop {
-            if let Some(at) = find(&seen, CONNECTED_BANNER.as_bytes()) {
-                // Keep what follows the banner line: it is console output.
-                let after = seen[at..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map(|p| at + p + 1)
-                    .unwrap_or(seen.len());
-                return Ok((conn, seen.split_off(after)));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                bail!(
-                    "{}",
-                    explain_failure(
-                        self,
-                        &String::from_utf8_lossy(&seen),
-                        &conn.stderr_tail(),
-                        None
-                    )
-                    .unwrap_or_else(|| format!(
-                        "no `{CONNECTED_BANNER}` banner from the gateway within {:?}",
-                        self.connect_timeout
-                    ))
-                );
-            }
-            match conn.recv((deadline - now).min(Duration::from_millis(200))) {
-                Recv::Data(bytes) => seen.extend_from_slice(&bytes),
-                Recv::Timeout => {
-                    if let Some(status) = conn.child_exit() {
-                        std::thread::sleep(Duration::from_millis(100));
-                        bail!("{}", self.exit_message(&seen, &conn, status.code()));
-                    }
-                }
-                Recv::Closed(_) => {
-                    // Let stderr drain, then explain.
-                    std::thread::sleep(Duration::from_millis(300));
-                    let code = conn.child_exit().and_then(|s| s.code());
-                    bail!("{}", self.exit_message(&seen, &conn, code));
-                }
-            }
-        }
-    }
-
-    fn exit_message(&self, seen: &[u8], conn: &Connection, code: Option<i32>) -> String {
-        let stdout = String::from_utf8_lossy(seen);
-        let stderr = conn.stderr_tail();
-        explain_failure(self, &stdout, &stderr, code).unwrap_or_else(|| {
-            format!(
-                "ssh to the serial gateway ended before `{CONNECTED_BANNER}` (exit status {}).\n{}",
-                code.map_or("unknown".into(), |c| c.to_string()),
-                last_lines(&format!("{stdout}{stderr}"), 8)
-            )
+/// `us-central1-a` -> `us-central1`: a zone is its region plus `-` and one letter.
+pub fn region_of_zone(zone: &str) -> Result<String> {
+    let region = zone
+        .rsplit_once('-')
+        .filter(|(region, suffix)| {
+            suffix.len() == 1
+                && suffix.chars().all(|c| c.is_ascii_lowercase())
+                && region.contains('-')
+                && region.ends_with(|c: char| c.is_ascii_digit())
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         })
+        .map(|(region, _)| region.to_string());
+    match region {
+        Some(region) => Ok(region),
+        None => bail!(
+            "--zone {zone:?} does not look like REGION-X (e.g. us-central1-a), so the regional \
+             gateway cannot be derived: pass --region REGION or --global-gateway"
+        ),
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The gateway login is `PROJECT.ZONE.INSTANCE.USER.port=N`, split at dots, and the user is
+/// the Linux account the guest agent makes from the metadata key (or the OS Login name,
+/// `alice_example_com`). So the rule is the portable Linux user name: a lowercase letter or
+/// `_`, then lowercase letters, digits, `_` or `-`, at most [`USER_MAX_CHARS`]. A dot would
+/// shift every field after it; uppercase and spaces are not Linux account names. (Policy:
+/// gcloud itself only refuses spaces and non-ASCII, then logs in as someone else.)
+pub fn check_user(user: &str, from_env: bool) -> Result<()> {
+    let source = if from_env {
+        format!("$USER is {user:?}, which")
+    } else {
+        format!("--user {user:?}")
+    };
+    if user.is_empty() {
+        bail!("--user is required ($USER is not set)");
+    }
+    let mut chars = user.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !first_ok || !rest_ok || user.chars().count() > USER_MAX_CHARS {
+        bail!(
+            "{source} is not a valid gateway user name: use lowercase letters, digits, '_' and \
+             '-', starting with a letter or '_', at most {USER_MAX_CHARS} characters (the gateway \
+             splits its login at dots). Pass --user with your metadata or OS Login user name \
+             (`gcloud compute connect-to-serial-port INSTANCE --dry-run` shows it)."
+        );
+    }
+    Ok(())
 }
 
-fn last_lines(text: &str, n: usize) -> String {
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -261,10 +300,19 @@ pub fn explain_failure(
         || lower.contains("no rsa host key is known")
         || lower.contains("host key for") && lower.contains("has changed")
     {
+        let host = target
+            .gateway_host()
+            .unwrap_or_else(|_| GATEWAY_HOST.to_string());
+        let location = match host.strip_suffix(&format!("-{GATEWAY_HOST}")) {
+            Some(region) => format!(" --location {region}"),
+            None => String::new(),
+        };
         return Some(format!(
-            "the gateway's host key is missing from, or does not match, the known-hosts file {kh} \
-             (StrictHostKeyChecking is on). Run `gcloud compute connect-to-serial-port {} --zone {}` once: \
-             it downloads the gateway key into ~/.ssh/google_compute_known_hosts.",
+            "the gateway's host key for [{host}]:{GATEWAY_PORT} is missing from, or does not match, \
+             the known-hosts file {kh} (StrictHostKeyChecking is on). Run \
+             `gcloud compute connect-to-serial-port {} --zone {}{location}` once: it downloads that \
+             gateway's key into ~/.ssh/google_compute_known_hosts (or pass --global-gateway to use \
+             the global one).",
             target.instance, target.zone
         ));
     }
@@ -312,6 +360,7 @@ mod tests {
     fn target() -> GceTarget {
         let mut t = GceTarget::new("proj", "us-central1-a", "vm1").unwrap();
         t.user = "alice".into();
+        t.user_from_env = false;
         t.key = "/home/alice/.ssh/google_compute_engine".into();
         t.known_hosts = "/home/alice/.ssh/google_compute_known_hosts".into();
         t
@@ -341,9 +390,90 @@ mod tests {
         assert!(opts.contains(&"HostKeyAlgorithms=+ssh-rsa"));
         assert_eq!(
             argv.last().unwrap(),
-            "proj.us-central1-a.vm1.alice.port=1@ssh-serialport.googleapis.com"
+            "proj.us-central1-a.vm1.alice.port=1@us-central1-ssh-serialport.googleapis.com",
+            "the regional gateway, derived from the zone"
         );
         assert!(!argv.iter().any(|a| a == "-t" || a == "-tt"), "no pty");
+    }
+
+    #[test]
+    fn global_gateway_is_an_option() {
+        let mut t = target();
+        t.global_gateway = true;
+        assert_eq!(
+            t.ssh_argv().unwrap().last().unwrap(),
+            "proj.us-central1-a.vm1.alice.port=1@ssh-serialport.googleapis.com"
+        );
+        assert_eq!(t.endpoint().unwrap(), (GATEWAY_HOST.to_string(), 9600));
+    }
+
+    #[test]
+    fn region_comes_from_the_zone() {
+        assert_eq!(region_of_zone("us-central1-a").unwrap(), "us-central1");
+        assert_eq!(region_of_zone("europe-west4-c").unwrap(), "europe-west4");
+        assert_eq!(
+            region_of_zone("northamerica-northeast2-b").unwrap(),
+            "northamerica-northeast2"
+        );
+        for bad in [
+            "z",
+            "us-central1",
+            "us-central1-ab",
+            "US-CENTRAL1-A",
+            "central1-a",
+        ] {
+            let err = region_of_zone(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--region") && err.contains("--global-gateway"),
+                "{bad}: {err}"
+            );
+        }
+        let mut t = target();
+        t.zone = "z".into();
+        assert!(t
+            .ssh_argv()
+            .unwrap_err()
+            .to_string()
+            .contains("--zone \"z\""));
+        t.region = Some("asia-east1".into());
+        assert!(t
+            .ssh_argv()
+            .unwrap()
+            .last()
+            .unwrap()
+            .ends_with("@asia-east1-ssh-serialport.googleapis.com"));
+    }
+
+    #[test]
+    fn user_names_that_would_log_in_as_someone_else_are_refused() {
+        for good in ["alice", "_svc", "a-b_c9", "alice_example_com"] {
+            check_user(good, false).unwrap();
+        }
+        for bad in [
+            "first.last",
+            "Alice",
+            "two words",
+            "9lives",
+            "-x",
+            "a@b",
+            &"a".repeat(33),
+        ] {
+            let err = check_user(bad, false).unwrap_err().to_string();
+            assert!(
+                err.contains("--user") && err.contains("not a valid gateway user name"),
+                "{bad}: {err}"
+            );
+        }
+        let err = check_user("First.Last", true).unwrap_err().to_string();
+        assert!(err.starts_with("$USER is \"First.Last\""), "{err}");
+        assert!(err.contains("Pass --user"), "{err}");
+        let mut t = target();
+        t.user = "jane.doe".into();
+        assert!(t
+            .ssh_argv()
+            .unwrap_err()
+            .to_string()
+            .contains("--user \"jane.doe\""));
     }
 
     #[test]

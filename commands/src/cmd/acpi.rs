@@ -1,0 +1,5 @@
+//! placeholder
+
+use crate::table::CommandSpec;
+
+pub static COMMANDS: &[CommandSpec] = &[];

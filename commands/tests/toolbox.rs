@@ -1,0 +1,340 @@
+//! The toolbox commands (issue 13) on the bare test machine: widths, alignment, named
+//! errors for bad input, readback, and the frames every read and write emits.
+
+mod support;
+
+use commands::Shell;
+use drivers::dma::testing::leaked_pool;
+use drivers::platform::Hw;
+use evidence::{Body, Frame, Outcome, RegRead, RegWrite};
+use std::cell::Cell;
+use support::bare_machine::{
+    system_info, Captured, FakeCpu, FakePorts, NoMmio, NoPci, SmallMemory, StepClock, DEVICE_WINDOW,
+};
+
+struct Run {
+    text: String,
+    frames: Vec<Frame>,
+}
+
+impl Run {
+    fn outcome(&self, cmd: u32) -> &Outcome {
+        self.frames
+            .iter()
+            .filter(|f| f.cmd == cmd)
+            .find_map(|f| match &f.body {
+                Body::CommandResult(r) => Some(&r.outcome),
+                _ => None,
+            })
+            .expect("a result frame")
+    }
+    fn code(&self, cmd: u32) -> &str {
+        match self.outcome(cmd) {
+            Outcome::Ok => "ok",
+            Outcome::Error { code, .. } => code,
+        }
+    }
+    fn reads(&self, cmd: u32) -> Vec<&RegRead> {
+        self.frames
+            .iter()
+            .filter(|f| f.cmd == cmd)
+            .filter_map(|f| match &f.body {
+                Body::RegRead(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+    fn writes(&self, cmd: u32) -> Vec<&RegWrite> {
+        self.frames
+            .iter()
+            .filter(|f| f.cmd == cmd)
+            .filter_map(|f| match &f.body {
+                Body::RegWrite(w) => Some(w),
+                _ => None,
+            })
+            .collect()
+    }
+    fn bodies(&self, cmd: u32) -> Vec<&Body> {
+        self.frames
+            .iter()
+            .filter(|f| f.cmd == cmd)
+            .map(|f| &f.body)
+            .collect()
+    }
+}
+
+struct Machine {
+    memory: SmallMemory,
+    cpu: FakeCpu,
+    ports: FakePorts,
+}
+
+fn run_on(machine: &Machine, lines: &[&str]) -> Run {
+    let (mut pool, _) = leaked_pool(0x10_0000, 16 * 4096);
+    let clock = StepClock(Cell::new(0));
+    let mut mmio = NoMmio;
+    let mut hw = Hw {
+        config: &NoPci,
+        mmio: &mut mmio,
+        clock: &clock,
+        dma: &mut pool,
+        memory: &machine.memory,
+        cpu: &machine.cpu,
+        ports: &machine.ports,
+        firmware: &drivers::platform::NoFirmware,
+        irq: &drivers::platform::NoInterrupts,
+    };
+    let mut shell = Shell::new(7, system_info(16 * 4096));
+    let mut console = Captured::default();
+    for line in lines {
+        shell.execute(line, &mut hw, &mut console, || 0);
+    }
+    let frames = console
+        .0
+        .lines()
+        .filter(|l| l.contains(evidence::MARKER))
+        .map(|l| evidence::decode_line(l).unwrap())
+        .collect();
+    Run {
+        text: console.0,
+        frames,
+    }
+}
+
+fn machine() -> Machine {
+    Machine {
+        memory: SmallMemory::default(),
+        cpu: FakeCpu::default(),
+        ports: FakePorts::default(),
+    }
+}
+
+fn run(lines: &[&str]) -> Run {
+    run_on(&machine(), lines)
+}
+
+#[test]
+fn peek_of_device_registers_uses_the_register_width_once() {
+    let m = machine();
+    let vs = format!("peek {:#x} --width 4", DEVICE_WINDOW + 8);
+    let status = format!("peek {:#x}", DEVICE_WINDOW + 0x10);
+    let r = run_on(&m, &[&vs, &status]);
+    assert_eq!(r.code(1), "ok", "{}", r.text);
+    assert_eq!(r.reads(1)[0].values, [0x0001_0400]);
+    assert_eq!(r.reads(1)[0].width, 4);
+    assert!(r.text.contains("00010400"), "{}", r.text);
+    // Device memory defaults to one access of width 4: the read-to-clear status is hit once.
+    assert_eq!(r.code(2), "ok");
+    assert_eq!(r.reads(2)[0].width, 4);
+    assert_eq!(r.reads(2)[0].count, 1);
+    assert_eq!(m.memory.status_reads.get(), 1);
+}
+
+#[test]
+fn peek_widths_on_ram_and_a_long_read_keeps_its_frame_small() {
+    let r = run(&["peek 0x1000 8 --width 2", "peek 0x1000 256"]);
+    assert_eq!(r.reads(1)[0].values, [0x0100, 0x0302, 0x0504, 0x0706]);
+    assert!(
+        r.text.contains("0000000000001000  0100 0302 0504 0706"),
+        "{}",
+        r.text
+    );
+    let long = r.reads(2)[0];
+    assert_eq!((long.count, long.values.len()), (256, 16));
+}
+
+#[test]
+fn bad_memory_input_gets_named_errors_and_the_next_command_works() {
+    let r = run(&[
+        "peek 0x5000",
+        "peek 0x1001 4 --width 4",
+        "peek 0x1000 --width 3",
+        "peek 0x1000 6 --width 4",
+        "peek 0x800000000000",
+        "poke 0x1000 0x100 --width 1",
+        "poke 0x0f00 1",
+        "poke 0x1002 1 --width 4",
+        "peek 0x10f8 16",
+        "version",
+    ]);
+    let codes: Vec<&str> = (1..=10).map(|c| r.code(c)).collect();
+    assert_eq!(
+        codes,
+        [
+            "unmapped-address",
+            "unaligned-address",
+            "bad-width",
+            "bad-argument",
+            "bad-address",
+            "value-too-wide",
+            "read-only-address",
+            "unaligned-address",
+            "unmapped-address",
+            "ok"
+        ],
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn poke_reads_back_and_frames_before_value_readback() {
+    let r = run(&[
+        "poke 0x1010 0xdeadbeef",
+        "peek 0x1010 4 --width 4",
+        "poke 0x1020 0x1234567890abcdef --width 8",
+    ]);
+    assert_eq!(r.code(1), "ok", "{}", r.text);
+    let w = r.writes(1)[0];
+    assert_eq!((w.space.as_str(), w.address, w.width), ("mem", 0x1010, 4));
+    assert_eq!(
+        (w.before, w.value, w.readback),
+        (0x1312_1110, 0xdead_beef, 0xdead_beef)
+    );
+    assert!(
+        r.text
+            .contains("was 0x13121110, wrote 0xdeadbeef, reads back 0xdeadbeef"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.reads(2)[0].values, [0xdead_beef]);
+    assert_eq!(r.writes(3)[0].readback, 0x1234_5678_90ab_cdef);
+}
+
+#[test]
+fn pci_config_access_checks_offsets_widths_and_functions() {
+    // NoPci: legacy-sized (256 bytes) and empty.
+    let r = run(&[
+        "pci read 00:04.0 0",
+        "pci read 00:04.0 0x100",
+        "pci read 00:04.0 0x02 --width 4",
+        "pci read 00:04.0 0 --width 8",
+        "pci write 00:04.0 0x04 0x7 --width 2",
+        "pci write 00:04.0 0x04 0x10000 --width 2",
+        "pci read 0:0",
+    ]);
+    assert_eq!(r.code(1), "ok");
+    assert_eq!(
+        r.reads(1)[0].values,
+        [0xffff_ffff],
+        "a missing function reads all ones"
+    );
+    assert_eq!(r.reads(1)[0].target, "00:04.0");
+    assert_eq!(r.code(2), "offset-out-of-range");
+    assert!(r.text.contains("need ECAM"), "{}", r.text);
+    assert_eq!(r.code(3), "unaligned-offset");
+    assert_eq!(r.code(4), "bad-width");
+    assert_eq!(r.code(5), "no-such-function");
+    assert_eq!(r.code(6), "value-too-wide");
+    assert_eq!(r.code(7), "usage");
+}
+
+#[test]
+fn io_ports_read_write_and_range() {
+    let m = machine();
+    let r = run_on(
+        &m,
+        &[
+            "io out 0x70 0x04",
+            "io in 0x71",
+            "io in 0x10000",
+            "io in 0xffff --width 2",
+            "io in 0x71 --width 2",
+            "io out 0x80 0x100",
+            "io out 0x3f8 0x41 --no-readback",
+        ],
+    );
+    assert_eq!(r.code(1), "ok", "{}", r.text);
+    let w = r.writes(1)[0];
+    assert_eq!(
+        (w.space.as_str(), w.address, w.value, w.readback),
+        ("io", 0x70, 4, 0xff)
+    );
+    assert_eq!(
+        r.reads(2)[0].values,
+        [0x14],
+        "the RTC register the index selected"
+    );
+    assert_eq!(r.code(3), "port-out-of-range");
+    assert_eq!(r.code(4), "port-out-of-range");
+    assert_eq!(r.code(5), "unaligned-port");
+    assert_eq!(r.code(6), "value-too-wide");
+    assert_eq!(r.code(7), "ok");
+    assert_eq!(m.ports.last_write.get(), Some((0x3f8, 0x41)));
+    assert!(r.text.contains("not read back"));
+}
+
+#[test]
+fn msr_reads_writes_and_general_protection() {
+    let r = run(&[
+        "msr read 0x1b",
+        "msr read 0xdead",
+        "msr write 0x277 0x0606",
+        "msr write 0x10 1",
+        "msr read 0x1_0000_0000",
+    ]);
+    assert_eq!(r.code(1), "ok");
+    assert_eq!(r.reads(1)[0].values, [0xfee0_0900]);
+    assert!(
+        r.text.contains("APIC base 0xfee00000, BSP, enabled"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.code(2), "msr-gp");
+    assert_eq!(r.code(3), "ok");
+    let w = r.writes(3)[0];
+    assert_eq!(
+        (w.before, w.value, w.readback),
+        (0x0007_0406_0007_0406, 0x0606, 0x0606)
+    );
+    assert_eq!(r.code(4), "msr-gp");
+    assert_eq!(r.code(5), "bad-argument");
+}
+
+#[test]
+fn cpuid_and_cpu_name_vendor_and_hypervisor() {
+    let r = run(&["cpuid 0", "cpu", "cpuid 0x1_0000_0000"]);
+    assert!(r.text.contains("\"GenuineIntel\""), "{}", r.text);
+    assert!(matches!(r.bodies(1)[1], Body::Cpuid(c) if c.leaf == 0 && c.eax == 0xd));
+    let Some(Body::CpuInfo(cpu)) = r
+        .bodies(2)
+        .into_iter()
+        .find(|b| matches!(b, Body::CpuInfo(_)))
+    else {
+        panic!("no cpu frame")
+    };
+    assert_eq!(cpu.vendor, "GenuineIntel");
+    assert_eq!(cpu.hypervisor, "KVMKVMKVM");
+    assert_eq!(cpu.features, ["sse4.2"]);
+    assert_eq!(cpu.tsc_hz, 2_400_000_000);
+    assert!(r.text.contains("TSC 2400.000 MHz"), "{}", r.text);
+    assert_eq!(r.code(3), "bad-argument");
+}
+
+#[test]
+fn every_toolbox_command_has_help_with_an_example() {
+    let names = [
+        "peek",
+        "poke",
+        "mem map",
+        "pci read",
+        "pci write",
+        "io in",
+        "io out",
+        "msr read",
+        "msr write",
+        "cpuid",
+        "cpu",
+    ];
+    let lines: Vec<String> = names.iter().map(|n| format!("help {n}")).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let r = run(&refs);
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(r.code(i as u32 + 1), "ok", "help {name}");
+    }
+    assert!(
+        r.text.contains("examples:\r\n  poke 0x200000 0xdeadbeef"),
+        "{}",
+        r.text
+    );
+}

@@ -1,0 +1,262 @@
+//! The VMs of one GCE matrix run, and the guarantee that each one is deleted.
+//!
+//! Every VM is registered before its `gcloud compute instances create` starts and stays in
+//! the fleet until its delete has run. Deletion happens exactly once, by whoever takes the VM
+//! first: the target's [`VmGuard`] (after the proof, on failure, on a timeout, or on unwind),
+//! or [`Fleet::interrupt`] (Ctrl-C, SIGTERM), which waits for creates still in flight (a
+//! create that finishes after we gave up would leave a VM behind) and then deletes
+//! everything. A run killed outright (SIGKILL) cannot clean up: its VMs carry the label
+//! `bringup-matrix=RUN_ID`, which `bringup gce vm list` / `cleanup` find.
+//!
+//! This module knows gcloud (through [`gcloud`]) and nothing about proofs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::gce::gcloud::{self, GcloudError, VmCreate};
+
+/// Policy: how long an interrupt waits for creates in flight (gcloud itself gives up on an
+/// operation after a few minutes; a create rarely takes over one).
+pub const CREATE_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VmState {
+    /// `instances create` is running.
+    Creating,
+    /// Exists (or may exist) and nobody is deleting it.
+    Up,
+    /// Someone took it and runs `instances delete`.
+    Deleting,
+    /// Deleted, or never created.
+    Gone,
+}
+
+/// What happened to one VM, for the matrix report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VmRecord {
+    pub name: String,
+    pub created: bool,
+    /// Deleted by this run (false with --keep, or when the delete failed).
+    pub deleted: bool,
+    /// Why the delete failed, or `kept` with --keep.
+    pub delete_error: Option<String>,
+}
+
+/// Every VM this run made or is making.
+pub struct Fleet {
+    project: String,
+    zone: String,
+    keep: bool,
+    vms: Mutex<BTreeMap<String, VmState>>,
+    changed: Condvar,
+    interrupted: AtomicBool,
+}
+
+impl Fleet {
+    /// `keep`: never delete (debugging); the VMs stay labelled.
+    pub fn new(project: &str, zone: &str, keep: bool) -> Arc<Fleet> {
+        Arc::new(Fleet {
+            project: project.into(),
+            zone: zone.into(),
+            keep,
+            vms: Mutex::new(BTreeMap::new()),
+            changed: Condvar::new(),
+            interrupted: AtomicBool::new(false),
+        })
+    }
+
+    /// Set once Ctrl-C arrived: targets not yet created are not created.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, name: &str, state: VmState) {
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        vms.insert(name.to_string(), state);
+        self.changed.notify_all();
+    }
+
+    /// Takes `name` for deletion if it is up: true when the caller must delete it.
+    fn take(&self, name: &str) -> bool {
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        match vms.get_mut(name) {
+            Some(state @ VmState::Up) => {
+                *state = VmState::Deleting;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Creates the VM. On success the guard owns its deletion. A create that failed for a
+    /// named reason (quota, permission, bad machine type, no capacity) made nothing; any
+    /// other failure may have left a VM, so it is deleted at once.
+    pub fn create(self: &Arc<Self>, op: &VmCreate) -> Result<VmGuard, GcloudError> {
+        let name = op.name.clone();
+        let argv = op
+            .commands()
+            .map_err(|e| GcloudError {
+                code: "gce-bad-request",
+                message: format!("{e:#}"),
+            })?
+            .remove(0);
+        {
+            // Registration and the interrupt check under one lock: an interrupt either sees
+            // this create, or this create sees the interrupt.
+            let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+            if self.interrupted() {
+                return Err(GcloudError {
+                    code: "interrupted",
+                    message: "interrupted before the VM was created".into(),
+                });
+            }
+            vms.insert(name.clone(), VmState::Creating);
+        }
+        match gcloud::run_captured(&argv) {
+            Ok(_) => {
+                self.set(&name, VmState::Up);
+                Ok(VmGuard {
+                    fleet: self.clone(),
+                    record: VmRecord {
+                        name,
+                        created: true,
+                        ..VmRecord::default()
+                    },
+                    done: false,
+                })
+            }
+            Err(e) => {
+                let made_nothing = matches!(
+                    e.code,
+                    "gce-quota"
+                        | "gce-permission"
+                        | "gce-bad-request"
+                        | "gce-resources"
+                        | "gcloud-missing"
+                );
+                if made_nothing {
+                    self.set(&name, VmState::Gone);
+                } else {
+                    self.set(&name, VmState::Up);
+                    let _ = self.delete(&name);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes `name` if it is up and nobody else is deleting it. `None` when there was
+    /// nothing to do for this caller (kept, gone, or taken by someone else).
+    pub fn delete(&self, name: &str) -> Option<Result<(), GcloudError>> {
+        if self.keep || !self.take(name) {
+            return None;
+        }
+        let result = gcloud::vm_delete(&self.project, &self.zone, name)
+            .map_err(|e| GcloudError {
+                code: "gce-bad-request",
+                message: format!("{e:#}"),
+            })
+            .and_then(|mut cmds| gcloud::run_captured(&cmds.remove(0)).map(|_| ()));
+        // A failed delete is not retried here: the VM stays labelled for `cleanup`.
+        self.set(name, VmState::Gone);
+        Some(result)
+    }
+
+    /// Ctrl-C: no new creates; waits for creates in flight, deletes every VM that is up
+    /// (in parallel), and waits for deletes other threads started. Returns what it deleted.
+    pub fn interrupt(&self) -> Vec<(String, Result<(), GcloudError>)> {
+        {
+            let _vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+            self.interrupted.store(true, Ordering::SeqCst);
+        }
+        let deadline = Instant::now() + CREATE_DRAIN_TIMEOUT;
+        self.wait_while(deadline, VmState::Creating);
+        let up: Vec<String> = {
+            let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+            vms.iter()
+                .filter(|(_, s)| **s == VmState::Up)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let results: Vec<(String, Result<(), GcloudError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = up
+                .iter()
+                .map(|name| s.spawn(move || (name.clone(), self.delete(name))))
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok())
+                .filter_map(|(n, r)| r.map(|r| (n, r)))
+                .collect()
+        });
+        self.wait_while(Instant::now() + CREATE_DRAIN_TIMEOUT, VmState::Deleting);
+        results
+    }
+
+    fn wait_while(&self, deadline: Instant, state: VmState) {
+        let mut vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        while vms.values().any(|s| *s == state) {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            vms = self
+                .changed
+                .wait_timeout(vms, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// VMs that exist and will not be deleted by this run (`--keep`, or failed deletes).
+    pub fn remaining(&self) -> Vec<String> {
+        let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        vms.iter()
+            .filter(|(_, s)| **s == VmState::Up)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// One created VM; dropping it deletes the VM (unless already deleted or kept).
+pub struct VmGuard {
+    fleet: Arc<Fleet>,
+    record: VmRecord,
+    done: bool,
+}
+
+impl VmGuard {
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// Deletes now and says how it went.
+    pub fn delete(mut self) -> VmRecord {
+        self.finish();
+        self.record.clone()
+    }
+
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        match self.fleet.delete(&self.record.name) {
+            Some(Ok(())) => self.record.deleted = true,
+            Some(Err(e)) => self.record.delete_error = Some(e.to_string()),
+            None if self.fleet.keep => self.record.delete_error = Some("kept".into()),
+            // Taken by the interrupt handler, which deletes it.
+            None => {}
+        }
+    }
+}
+
+impl Drop for VmGuard {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

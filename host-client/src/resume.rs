@@ -1,0 +1,403 @@
+//! Resuming a command file after the GCE serial line dropped mid-command ("serialport: VM
+//! disconnected", a broken pipe; platform-notes §6). The session redials with replay lines
+//! and reads, from the frames alone, where the command that was in flight stood:
+//!
+//! - its `command.start` (same boot, later seq, the line we sent) is in what we saw or in the
+//!   replay: wait for its `command.result` (from the replay or live) and credit only that;
+//! - the replay reaches back to the last frame we saw and nothing ran after it: the line
+//!   never reached the monitor, so it is sent again (after Ctrl-U drops any half line);
+//! - the replay shows another boot: `vm-rebooted`;
+//! - anything else (the replay does not reach back, other commands ran): `outcome-unknown`.
+//!
+//! An outcome is never inferred: no result frame seen, no outcome reported. This module knows
+//! the frame stream and the session, not ssh or the gateway.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use evidence::{Body, Frame};
+
+use crate::outcome::CommandOutcome;
+use crate::serial::SerialLog;
+use crate::session::{Session, SessionError};
+
+/// Policy: lines of replay asked for on a reconnect. One command's output is a few hundred
+/// lines at most (guess); the gateway keeps far more (platform-notes §6: 1 MB per port).
+pub const RESUME_REPLAY_LINES: u32 = 1000;
+/// Policy: how often one command may lose the line before the run stops.
+pub const MAX_REDIALS: u32 = 3;
+/// Policy: quiet time after the reconnect before deciding that nothing more is coming.
+const QUIET: Duration = Duration::from_millis(500);
+/// ASCII NAK, Ctrl-U: the monitor's editor drops the line being typed (monitor/src/input.rs).
+const CTRL_U: u8 = 0x15;
+
+/// Why a command's outcome could not be recovered. `code()` is stable kebab-case.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("outcome-unknown: the serial line dropped while `{line}` was in flight and {why}; its outcome was not seen, so none is reported")]
+    OutcomeUnknown { line: String, why: String },
+    #[error("vm-rebooted: the serial line dropped while `{line}` was in flight and the VM rebooted meanwhile (boot {old:016x} -> {new:016x}); its outcome is unknown")]
+    VmRebooted { line: String, old: u64, new: u64 },
+    #[error("reconnect-failed: the serial line dropped while `{line}` was in flight and {target} could not be reached again: {error}")]
+    RedialFailed {
+        line: String,
+        target: String,
+        error: String,
+    },
+}
+
+impl ResumeError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResumeError::OutcomeUnknown { .. } => "outcome-unknown",
+            ResumeError::VmRebooted { .. } => "vm-rebooted",
+            ResumeError::RedialFailed { .. } => "reconnect-failed",
+        }
+    }
+}
+
+/// How a command's outcome was recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumedBy {
+    /// Its start (and result) frames were in the replay or arrived after the reconnect.
+    Replay,
+    /// It never started, and was sent again.
+    Resent,
+}
+
+impl ResumedBy {
+    pub fn label(self) -> &'static str {
+        match self {
+            ResumedBy::Replay => "replay",
+            ResumedBy::Resent => "re-sent",
+        }
+    }
+}
+
+/// A command whose line dropped and whose outcome was then seen.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub outcome: CommandOutcome,
+    pub by: ResumedBy,
+    pub redials: u32,
+}
+
+/// Where the frames say the in-flight command stood (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    Started,
+    NeverStarted,
+    Rebooted { old: u64, new: u64 },
+    Unknown(String),
+}
+
+/// The last frame seen before the line dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub boot_id: u64,
+    pub seq: u32,
+}
+
+/// Decides from frames only. `ours`: frames we saw after sending `line` (before the drop);
+/// `anchor`: the last frame we saw at all; `replay`: frames decoded from the replay and
+/// whatever arrived while settling.
+pub fn standing(line: &str, ours: &[Frame], anchor: Option<Anchor>, replay: &[Frame]) -> Standing {
+    let is_our_start =
+        |f: &Frame| matches!(&f.body, Body::CommandStart(s) if starts_as_sent(&s.line, line));
+    let Some(anchor) = anchor else {
+        return match replay.iter().any(is_our_start) {
+            true => Standing::Started,
+            false => Standing::Unknown(
+                "no frame had been seen before it, so the replay cannot show whether it ran".into(),
+            ),
+        };
+    };
+    if let Some(last) = replay.last() {
+        if last.boot_id != anchor.boot_id {
+            return Standing::Rebooted {
+                old: anchor.boot_id,
+                new: last.boot_id,
+            };
+        }
+    }
+    if ours.iter().any(is_our_start) {
+        return Standing::Started;
+    }
+    let after: Vec<&Frame> = replay
+        .iter()
+        .filter(|f| f.boot_id == anchor.boot_id && f.seq > anchor.seq)
+        .collect();
+    if after.iter().any(|f| is_our_start(f)) {
+        return Standing::Started;
+    }
+    let reaches_back = replay
+        .iter()
+        .any(|f| f.boot_id == anchor.boot_id && f.seq == anchor.seq);
+    match (reaches_back, after.is_empty()) {
+        (true, true) => Standing::NeverStarted,
+        (true, false) => Standing::Unknown(format!(
+            "{} frame(s) of other commands came after the last one seen, but not its command.start",
+            after.len()
+        )),
+        (false, _) => Standing::Unknown(format!(
+            "the replay does not reach back to the last frame seen (seq {})",
+            anchor.seq
+        )),
+    }
+}
+
+/// The monitor echoes the line trimmed and may shorten it (as in `Session::command`).
+fn starts_as_sent(framed: &str, sent: &str) -> bool {
+    !framed.is_empty() && sent.trim().starts_with(framed)
+}
+
+/// How many leading bytes of `replay` we already have: the longest prefix of `replay` that is
+/// a suffix of `have` (the replay is the tail of the VM's output, ours ends somewhere in it).
+/// Linear time (KMP).
+pub fn overlap(have: &[u8], replay: &[u8]) -> usize {
+    if replay.is_empty() {
+        return 0;
+    }
+    let mut fail = vec![0usize; replay.len()];
+    let mut k = 0;
+    for i in 1..replay.len() {
+        while k > 0 && replay[i] != replay[k] {
+            k = fail[k - 1];
+        }
+        if replay[i] == replay[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    let tail = &have[have.len().saturating_sub(replay.len())..];
+    let mut k = 0;
+    for &b in tail {
+        while k > 0 && (k == replay.len() || b != replay[k]) {
+            k = fail[k - 1];
+        }
+        if b == replay[k] {
+            k += 1;
+        }
+    }
+    k
+}
+
+/// Whether `err` means the serial line itself dropped (not a timeout or a bad line).
+pub fn line_lost(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<SessionError>(),
+        Some(SessionError::Closed { .. })
+    )
+}
+
+/// After [`Session::command`] failed with [`line_lost`]: redial, read where the in-flight
+/// command stood, and finish it. `timeout`: the command's own, counted afresh after each
+/// reconnect. Errors are a [`ResumeError`], or a [`SessionError`] (a timeout after a resumed
+/// start, as for any command).
+pub fn resume(session: &mut Session, timeout: Duration) -> Result<Resumed> {
+    let Some(flight) = session.in_flight().cloned() else {
+        anyhow::bail!("no command was in flight");
+    };
+    let line = flight.line.clone();
+    let mut redials = 0;
+    loop {
+        redials += 1;
+        let anchor = session.frames().last().map(|f| Anchor {
+            boot_id: f.boot_id,
+            seq: f.seq,
+        });
+        let ours: Vec<Frame> =
+            session.frames()[flight.frames_before.min(session.frames().len())..].to_vec();
+        let replay =
+            session
+                .redial(RESUME_REPLAY_LINES)
+                .map_err(|e| ResumeError::RedialFailed {
+                    line: line.clone(),
+                    target: session.redial_target(),
+                    error: format!("{e:#}"),
+                })?;
+        let mut parsed = SerialLog::new();
+        parsed.push(&replay);
+        parsed.push(b"\n"); // completes a last frame line that ends without a newline
+        let new = overlap(session.transcript().as_bytes(), &replay);
+        session.push_received(&replay[new..]);
+        let quiet = session.drain_idle(QUIET, Instant::now() + timeout);
+        let standing = standing(&line, &ours, anchor, parsed.frames().frames());
+        let t0 = Instant::now();
+        let attempt = match standing {
+            Standing::Started if quiet.is_ok() => session
+                .collect(
+                    &line,
+                    flight.frames_before,
+                    anchor.map(|a| (a.boot_id, a.seq)),
+                    t0,
+                    t0 + timeout,
+                )
+                .map(|o| (o, ResumedBy::Replay)),
+            Standing::NeverStarted if quiet.is_ok() => session
+                .send_raw(&[CTRL_U])
+                .and_then(|_| session.command(&line, timeout))
+                .map(|o| (o, ResumedBy::Resent)),
+            Standing::Started | Standing::NeverStarted => Err(quiet.unwrap_err()),
+            Standing::Rebooted { old, new } => {
+                return Err(ResumeError::VmRebooted { line, old, new }.into())
+            }
+            Standing::Unknown(why) => return Err(ResumeError::OutcomeUnknown { line, why }.into()),
+        };
+        match attempt {
+            Ok((outcome, by)) => {
+                return Ok(Resumed {
+                    outcome,
+                    by,
+                    redials,
+                })
+            }
+            Err(e) if line_lost(&e) && redials < MAX_REDIALS => continue,
+            Err(e) if line_lost(&e) => {
+                return Err(ResumeError::OutcomeUnknown {
+                    line,
+                    why: format!("the line dropped {redials} times: {e:#}"),
+                }
+                .into())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evidence::{CommandResult, CommandStart, Outcome};
+
+    fn start(boot_id: u64, seq: u32, cmd: u32, line: &str) -> Frame {
+        Frame {
+            boot_id,
+            seq,
+            cmd,
+            body: Body::CommandStart(CommandStart { line: line.into() }),
+        }
+    }
+
+    fn result(boot_id: u64, seq: u32, cmd: u32) -> Frame {
+        Frame {
+            boot_id,
+            seq,
+            cmd,
+            body: Body::CommandResult(CommandResult {
+                outcome: Outcome::Ok,
+                elapsed_us: 5,
+            }),
+        }
+    }
+
+    const A: Anchor = Anchor {
+        boot_id: 7,
+        seq: 11,
+    };
+
+    #[test]
+    fn a_start_in_the_replay_after_the_anchor_means_started() {
+        let replay = [
+            result(7, 11, 3),
+            start(7, 12, 4, "version"),
+            result(7, 13, 4),
+        ];
+        assert_eq!(
+            standing("version", &[], Some(A), &replay),
+            Standing::Started
+        );
+        // Even when the replay does not reach back to the anchor.
+        assert_eq!(
+            standing("version", &[], Some(A), &replay[1..]),
+            Standing::Started
+        );
+    }
+
+    #[test]
+    fn a_start_seen_before_the_drop_means_started() {
+        let ours = [start(7, 12, 4, "lspci")];
+        let anchor = Anchor {
+            boot_id: 7,
+            seq: 12,
+        };
+        assert_eq!(
+            standing("lspci", &ours, Some(anchor), &[]),
+            Standing::Started
+        );
+    }
+
+    #[test]
+    fn the_anchor_and_nothing_after_it_means_never_started() {
+        let replay = [start(7, 10, 3, "help"), result(7, 11, 3)];
+        assert_eq!(
+            standing("version", &[], Some(A), &replay),
+            Standing::NeverStarted
+        );
+    }
+
+    #[test]
+    fn an_old_start_of_the_same_line_is_not_ours() {
+        // `version` ran before (seq 10): that is not the in-flight one.
+        let replay = [start(7, 10, 3, "version"), result(7, 11, 3)];
+        assert_eq!(
+            standing("version", &[], Some(A), &replay),
+            Standing::NeverStarted
+        );
+    }
+
+    #[test]
+    fn a_short_replay_is_no_evidence_either_way() {
+        // Only the prompt-side tail: neither the anchor nor a start.
+        let replay = [result(7, 13, 4)];
+        assert!(matches!(
+            standing("version", &[], Some(A), &replay),
+            Standing::Unknown(why) if why.contains("does not reach back")
+        ));
+        assert!(matches!(
+            standing("version", &[], Some(A), &[]),
+            Standing::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn other_commands_after_the_anchor_are_not_credited() {
+        let replay = [result(7, 11, 3), start(7, 12, 4, "help"), result(7, 13, 4)];
+        assert!(matches!(
+            standing("version", &[], Some(A), &replay),
+            Standing::Unknown(why) if why.contains("other commands")
+        ));
+    }
+
+    #[test]
+    fn another_boot_in_the_replay_is_a_reboot() {
+        let replay = [result(7, 11, 3), start(9, 0, 0, "x"), result(9, 1, 0)];
+        assert_eq!(
+            standing("version", &[], Some(A), &replay),
+            Standing::Rebooted { old: 7, new: 9 }
+        );
+    }
+
+    #[test]
+    fn no_anchor_needs_the_start_itself() {
+        assert!(matches!(
+            standing("version", &[], None, &[]),
+            Standing::Unknown(_)
+        ));
+        let replay = [start(7, 0, 1, "version")];
+        assert_eq!(standing("version", &[], None, &replay), Standing::Started);
+    }
+
+    #[test]
+    fn overlap_finds_what_we_already_have() {
+        assert_eq!(overlap(b"abc bringup> ", b"bringup> version\r\n"), 9);
+        assert_eq!(overlap(b"xyz", b"abc"), 0);
+        assert_eq!(overlap(b"", b"abc"), 0);
+        assert_eq!(overlap(b"abcabc", b""), 0);
+        // The whole replay is old.
+        assert_eq!(overlap(b"0123abcab", b"abcab"), 5);
+        // Periodic text: the longest match wins.
+        assert_eq!(overlap(b"aaaa", b"aaab"), 3);
+        assert_eq!(overlap(b"abab", b"ababx"), 4);
+    }
+}
