@@ -32,6 +32,8 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
 # model's pcap), openssh-server + socat (the GCE serial gateway stand-in), util-linux (unshare).
+# host-client/tests/linux_gve.rs fetches Debian's linux-image-amd64 and busybox-static once with
+# `apt-get download` into target/linux-cache/ (dpkg-deb unpacks them; no extra package needed).
 # Bench: u-boot-qemu (the monitor we measure against).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
 	tshark openssh-server socat util-linux u-boot-qemu
