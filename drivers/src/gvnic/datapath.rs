@@ -102,12 +102,9 @@ impl Gvnic {
         ) else {
             return Err(wrong);
         };
-        let reset = match &self.aq {
-            Some(aq) => aq.device_was_reset(&self.regs),
-            None => true,
-        };
         Ok(Live {
-            reset,
+            aq: self.aq.as_ref(),
+            regs: &self.regs,
             counters: res.counters,
             irqs: &res.irq_doorbells,
             family: format.family(),
@@ -115,13 +112,6 @@ impl Gvnic {
             tx,
             rx,
         })
-    }
-
-    fn reset_now(&self) -> bool {
-        match &self.aq {
-            Some(aq) => aq.device_was_reset(&self.regs),
-            None => true,
-        }
     }
 
     fn transmit_once(
@@ -134,12 +124,14 @@ impl Gvnic {
         let live = self.live()?;
         // A device that reset since the last command holds none of our queues: ringing
         // its doorbell would be a write into nothing. Say so instead.
-        if live.reset {
+        if live.reset() {
             return Err(GvnicError::DeviceReset {
                 during: "TX (before posting)",
             });
         }
         let Live {
+            aq,
+            regs,
             counters,
             irqs,
             family,
@@ -147,17 +139,22 @@ impl Gvnic {
             tx,
             ..
         } = live;
+        let reset = || aq.is_none_or(|aq| aq.device_was_reset(regs));
         tx.post(dma, doorbells, &counters, frame)?;
         let outcome = wait_for(clock, TX_TIMEOUT_US, || {
             notify::rearm(family, doorbells, irqs);
             match tx.poll_complete(dma, &counters) {
                 Ok(true) => Some(Ok(())),
+                // A device that reset makes no completions: say so instead of timing out.
+                Ok(false) if reset() => Some(Err(GvnicError::DeviceReset {
+                    during: "TX completion",
+                })),
                 Ok(false) => None,
                 Err(err) => Some(Err(err)),
             }
         });
         let (posted, completed) = tx.progress();
-        let result = match outcome {
+        match outcome {
             Ok(Ok(())) => Ok(TxDone {
                 bytes: frame.len(),
                 elapsed_us: clock.now_us().saturating_sub(started),
@@ -166,13 +163,6 @@ impl Gvnic {
             Ok(Err(err)) => Err(err),
             Err(WaitError::TimedOut) => Err(GvnicError::TxTimeout { posted, completed }),
             Err(WaitError::Interrupted) => Err(GvnicError::Interrupted),
-        };
-        match result {
-            // A device that reset makes no completions: say why it timed out.
-            Err(GvnicError::TxTimeout { .. }) if self.reset_now() => Err(GvnicError::DeviceReset {
-                during: "TX completion",
-            }),
-            other => other,
         }
     }
 
@@ -194,27 +184,16 @@ impl Gvnic {
         dma: &mut DmaPool,
         timeout_us: u64,
     ) -> Result<Vec<u8>, GvnicError> {
-        let regs = &self.regs;
-        let aq = self.aq.as_ref();
+        let Live {
+            aq,
+            regs,
+            irqs,
+            family,
+            doorbells,
+            rx,
+            ..
+        } = self.live()?;
         let reset = || aq.is_none_or(|aq| aq.device_was_reset(regs));
-        let Some(res) = self.resources.as_ref() else {
-            return Err(GvnicError::WrongState {
-                wanted: "with its queues up",
-                state: self.state.name(),
-            });
-        };
-        let (irqs, doorbells) = (&res.irq_doorbells, &self.doorbells);
-        let family = self.format.map(|f| f.family());
-        let rx = match (self.state, self.rx.as_deref_mut(), family) {
-            (State::QueuesUp, Some(rx), Some(family)) => (rx, family),
-            _ => {
-                return Err(GvnicError::WrongState {
-                    wanted: "with its queues up",
-                    state: self.state.name(),
-                })
-            }
-        };
-        let (rx, family) = rx;
         let outcome = wait_for(clock, timeout_us, || {
             notify::rearm(family, doorbells, irqs);
             match rx.poll(dma, doorbells) {
@@ -256,7 +235,7 @@ impl Gvnic {
 
     fn drain_once(&mut self, dma: &mut DmaPool) -> Result<Drained, GvnicError> {
         let live = self.live()?;
-        if live.reset {
+        if live.reset() {
             return Err(GvnicError::DeviceReset { during: "RX drain" });
         }
         let mut drained = Drained::default();
@@ -279,11 +258,19 @@ impl Gvnic {
 
 /// Borrowed pieces of a NIC whose queues are up.
 struct Live<'a> {
-    reset: bool,
+    aq: Option<&'a super::adminq::AdminQueue>,
+    regs: &'a super::regs::Registers,
     counters: DmaBuf,
     irqs: &'a [u32],
     family: super::describe::Family,
     doorbells: &'a super::regs::Doorbells,
     tx: &'a mut dyn TxRing,
     rx: &'a mut dyn RxRing,
+}
+
+impl Live<'_> {
+    /// The device reset under us (or asks to be).
+    fn reset(&self) -> bool {
+        self.aq.is_none_or(|aq| aq.device_was_reset(self.regs))
+    }
 }
