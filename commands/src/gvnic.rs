@@ -81,7 +81,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 const FORMAT_FLAG: Flag = Flag {
     name: "--format",
     takes_value: true,
-    help: "queue format: gqi-qpl, gqi-rda, dqo-qpl or dqo-rda (default: the first offered, in that order)",
+    help: "queue format: gqi-qpl, gqi-rda, dqo-qpl or dqo-rda (default: the first offered, in that order; kept until teardown)",
 };
 
 const DEFAULT_RX_TIMEOUT_MS: u64 = 3000;
@@ -263,10 +263,12 @@ fn bring_up(
 ) -> Result<Bdf, CmdError> {
     let (bound, hw) = bind(ctx, wanted)?;
     let bdf = bound.bdf;
-    let result = bound
-        .nic
-        .want_format(format)
-        .and_then(|()| bound.nic.bring_up(hw.config, hw.clock, hw.dma, target));
+    // A --format stays asked for until teardown; without one, whatever was asked before.
+    let asked = match format {
+        Some(format) => bound.nic.want_format(Some(format)),
+        None => Ok(()),
+    };
+    let result = asked.and_then(|()| bound.nic.bring_up(hw.config, hw.clock, hw.dma, target));
     let attempts = bound.nic.last_attempts;
     let state = bound.nic.state();
     report_released_quarantine(ctx);

@@ -1145,3 +1145,40 @@ fn quarantined_nvme_pages_are_released_with_a_frame_after_a_confirmed_reset() {
     assert_eq!(quarantined_now, 0);
     bench.assert_recovers();
 }
+
+#[test]
+fn gvnic_a_format_asked_for_in_describe_is_kept_by_txdhcp() {
+    let mut bench = GvnicBench::with(ModelConfig {
+        formats: gvnic_model::Formats::only(&[
+            gvnic_model::QueueFormat::GqiQpl,
+            gvnic_model::QueueFormat::DqoRda,
+        ]),
+        ..ModelConfig::default()
+    });
+    let describe = bench.run("gvnic describe --format dqo-rda");
+    describe.assert_ok();
+    assert!(
+        describe.text.contains("queue format: dqo-rda"),
+        "{}",
+        describe.text
+    );
+    let tx = bench.run("gvnic txdhcp --timeout 2000");
+    tx.assert_ok();
+    let sent = frame_of(&tx, |b| match b {
+        Body::GvnicTx(t) => Some(t.clone()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(sent.queue_format, "dqo-rda");
+    // Another format while the queues run in this one: refused by name, nothing changes.
+    let run = bench.run("gvnic txdhcp --format gqi-qpl");
+    run.assert_failed("gvnic-format-in-use", TX_RX);
+    bench.assert_recovers("format kept");
+    // After teardown the preference order applies again.
+    let describe = bench.run("gvnic describe");
+    assert!(
+        describe.text.contains("queue format: gqi-qpl"),
+        "{}",
+        describe.text
+    );
+}
