@@ -14,18 +14,18 @@ use alloc::vec::Vec;
 
 use zerocopy::byteorder::big_endian::{U32, U64};
 
-use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
-use crate::pci::msix::{FunctionState, OwnedMsixTable};
+use crate::dma::DmaPool;
+use crate::pci::msix::OwnedMsixTable;
 use crate::platform::{wait_for_recovery, Bdf, Clock, ConfigSpace, RegisterWindow};
 
-use super::adminq::{self, AdminQueue, ById, ConfigureDeviceResources, NoPayload, Opcode};
+use super::adminq::{self, AdminQueue, ConfigureDeviceResources, Opcode};
 use super::describe::{
     DeviceDescriptor, Family, QueueFormat, DESCRIPTOR_BUF_BYTES, DESCRIPTOR_VERSION,
 };
-use super::notify::{self, IRQ_DB_STRIDE, NOTIFY_BLOCKS};
+use super::notify::{self, DummyMsix, MsixReport, IRQ_DB_STRIDE, NOTIFY_BLOCKS};
 use super::regs::{AqMode, DeviceStatus, Doorbells, DriverStatus, Registers};
 use super::resources::Resources;
-use super::ring::{self, QueueEnv, RxRing, Step, TxRing};
+use super::ring::{self, QueueEnv, RxRing, TxRing};
 use super::GvnicError;
 
 /// Reset deadline. iPXE gives 500 ms; Linux polls ~10 s before warning. A monitor should
@@ -89,33 +89,12 @@ pub struct TeardownStep {
     pub detail: String,
 }
 
-/// The MSI-X state `gvnic describe` shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MsixReport {
-    pub vectors: u16,
-    pub function: FunctionState,
-    /// Vectors currently unmasked.
-    pub unmasked: u16,
-    /// The driver programmed the table (DQO's dummy target).
-    pub programmed: bool,
-}
-
-/// The function's MSI-X table, used by DQO (see [`super::notify`]).
-struct Msix {
-    bdf: Bdf,
-    table: OwnedMsixTable,
-    /// The 4-byte DMA target every vector points at while we own the table.
-    dummy: Option<DmaBuf>,
-    /// We set MSI-X enable and must clear it again.
-    enabled_by_us: bool,
-}
-
 pub struct Gvnic {
     pub(super) regs: Registers,
     pub(super) doorbells: Doorbells,
     revision: u8,
     pub(super) mode: AqMode,
-    owner: String,
+    pub(super) owner: String,
     pub(super) state: State,
     pub(super) aq: Option<AdminQueue>,
     info: Option<DeviceInfo>,
@@ -126,10 +105,10 @@ pub struct Gvnic {
     wanted: Option<QueueFormat>,
     /// The format CONFIGURE_DEVICE_RESOURCES was given.
     pub(super) format: Option<QueueFormat>,
-    msix: Option<Msix>,
+    pub(super) msix: Option<DummyMsix>,
     /// (allocations, pages) of an earlier quarantine released by a confirmed reset, for the
     /// caller to report once.
-    released: Option<(usize, u32)>,
+    pub(super) released: Option<(usize, u32)>,
     /// Bring-up attempts the last `bring_up` needed (1 = no spurious reset).
     pub last_attempts: u32,
 }
@@ -166,12 +145,7 @@ impl Gvnic {
     /// Gives the driver the function's MSI-X table (BAR1), which DQO formats need. Without
     /// it, DQO bring-up fails with `gvnic-no-msix`.
     pub fn with_msix(mut self, bdf: Bdf, table: OwnedMsixTable) -> Gvnic {
-        self.msix = Some(Msix {
-            bdf,
-            table,
-            dummy: None,
-            enabled_by_us: false,
-        });
+        self.msix = Some(DummyMsix::new(bdf, table));
         self
     }
 
@@ -224,14 +198,7 @@ impl Gvnic {
 
     /// The MSI-X state, when the driver has the table.
     pub fn msix_report(&self, config: &dyn ConfigSpace) -> Option<MsixReport> {
-        let msix = self.msix.as_ref()?;
-        let vectors = msix.table.vectors();
-        Some(MsixReport {
-            vectors,
-            function: msix.table.cap.function_state(config, msix.bdf),
-            unmasked: (0..vectors).filter(|v| !msix.table.masked(*v)).count() as u16,
-            programmed: msix.dummy.is_some(),
-        })
+        self.msix.as_ref().map(|m| m.report(config))
     }
 
     /// Brings the NIC up to `target` (AqUp, Described, Configured or QueuesUp), retrying the
@@ -357,36 +324,10 @@ impl Gvnic {
         .is_ok()
     }
 
-    /// Masks every MSI-X vector (a masked vector sends nothing, so the dummy target may be
-    /// freed after this) and, given config space, clears MSI-X enable again.
-    fn quiesce_msix(&mut self, config: Option<&dyn ConfigSpace>) -> Option<String> {
-        let msix = self.msix.as_mut()?;
-        if msix.dummy.is_none() && !msix.enabled_by_us {
-            return None;
-        }
-        msix.table.mask_all();
-        msix.dummy = None;
-        let config = config?;
-        if !msix.enabled_by_us {
-            return Some(String::from("every vector masked"));
-        }
-        let state = msix.table.cap.set_function(
-            config,
-            msix.bdf,
-            FunctionState {
-                enabled: false,
-                function_masked: false,
-            },
-        );
-        msix.enabled_by_us = state.enabled;
-        Some(alloc::format!(
-            "every vector masked; MSI-X {}",
-            if state.enabled {
-                "STILL ENABLED"
-            } else {
-                "disabled"
-            }
-        ))
+    /// Every MSI-X vector masked and, given config space, MSI-X off (see
+    /// [`DummyMsix::quiesce`]); None when there was nothing to undo.
+    pub(super) fn quiesce_msix(&mut self, config: Option<&dyn ConfigSpace>) -> Option<String> {
+        self.msix.as_mut().and_then(|m| m.quiesce(config))
     }
 
     /// Resets the device (unless it already reads reset) and, once it confirms, frees every
@@ -485,50 +426,6 @@ impl Gvnic {
             })
     }
 
-    /// DQO: every vector at a dummy target in the pool with data 0, all masked, MSI-X on
-    /// with the function unmasked (gvnic-dqo.md §1.10 steps 1-3). Queue vectors are
-    /// unmasked once their queue exists.
-    fn program_msix(
-        &mut self,
-        config: &dyn ConfigSpace,
-        dma: &mut DmaPool,
-    ) -> Result<(), GvnicError> {
-        let owner = self.owner.as_str();
-        let msix = self.msix.as_mut().ok_or(GvnicError::NoMsix)?;
-        // TX and RX vectors, plus the management vector the device puts last.
-        if u32::from(msix.table.vectors()) < NOTIFY_BLOCKS + 1 {
-            return Err(GvnicError::BadDeviceValue {
-                what: "MSI-X vector count (need a TX, an RX and a management vector)",
-                value: u64::from(msix.table.vectors()),
-            });
-        }
-        msix.table.mask_all();
-        // Recorded before the device can write it, so every exit path frees or quarantines it.
-        let dummy = dma.alloc(owner, "gvnic msix dummy target", PAGE_SIZE)?;
-        let target = dma.device_addr(&dummy, 0)?;
-        dma.check_device_range(target, 4)?;
-        msix.dummy = Some(dummy);
-        for vector in 0..msix.table.vectors() {
-            msix.table.program(vector, target, 0);
-        }
-        let state = msix.table.cap.set_function(
-            config,
-            msix.bdf,
-            FunctionState {
-                enabled: true,
-                function_masked: false,
-            },
-        );
-        msix.enabled_by_us = true;
-        if !state.enabled || state.function_masked {
-            return Err(GvnicError::BadDeviceValue {
-                what: "MSI-X message control after enabling",
-                value: u64::from(state.enabled) | u64::from(state.function_masked) << 1,
-            });
-        }
-        Ok(())
-    }
-
     /// Described -> configured: counter array, notification blocks, IRQs quiet; MSI-X for
     /// DQO.
     fn configure(
@@ -554,7 +451,8 @@ impl Gvnic {
         // fails queue creation with FAILED_PRECONDITION when it picks one we did not give.
         let num_counters = descriptor.counters;
         if format.family() == Family::Dqo {
-            self.program_msix(config, dma)?;
+            let msix = self.msix.as_mut().ok_or(GvnicError::NoMsix)?;
+            msix.program(config, dma, &self.owner)?;
         }
         let counters = dma.alloc(&self.owner, "gvnic counters", usize::from(num_counters) * 4)?;
         let irq_dbs = dma.alloc(
@@ -600,7 +498,7 @@ impl Gvnic {
             return;
         }
         if let Some(msix) = &self.msix {
-            msix.table.set_masked(ntfy_id as u16, false);
+            msix.unmask(ntfy_id as u16);
         }
         if let Some(index) = self
             .resources
@@ -661,175 +559,5 @@ impl Gvnic {
         self.arm_queue(rx_ntfy);
         self.state = State::QueuesUp;
         Ok(())
-    }
-
-    /// The admin commands teardown owes, in the reference's order: DESTROY_RX_QUEUE,
-    /// DESTROY_TX_QUEUE, UNREGISTER_PAGE_LIST (RX, then TX), DECONFIGURE (facts §0.5).
-    fn teardown_steps(&self) -> Vec<Step> {
-        let tx = self
-            .tx
-            .as_ref()
-            .map(|t| t.teardown_steps())
-            .unwrap_or_default();
-        let rx = self
-            .rx
-            .as_ref()
-            .map(|r| r.teardown_steps())
-            .unwrap_or_default();
-        let mut steps: Vec<Step> = [rx.destroy, tx.destroy, rx.unregister, tx.unregister]
-            .into_iter()
-            .flatten()
-            .collect();
-        if self.state >= State::Configured && self.state != (State::TornDown { quarantined: true })
-        {
-            steps.push(Step {
-                name: "deconfigure",
-                opcode: Opcode::DeconfigureDeviceResources,
-                id: 0,
-            });
-        }
-        steps
-    }
-
-    /// Undoes everything: MSI-X vectors masked first (iPXE masks a vector before
-    /// destroying its queue), the admin steps of [`Self::teardown_steps`], MSI-X disabled,
-    /// then the reset, whose confirmed completion is what allows freeing the DMA. Each step
-    /// is reported. An admin step that fails does not stop the teardown: the reset releases
-    /// everything anyway. Returns the first failure, if any.
-    pub fn teardown(
-        &mut self,
-        config: &dyn ConfigSpace,
-        clock: &dyn Clock,
-        dma: &mut DmaPool,
-        report: &mut dyn FnMut(TeardownStep),
-    ) -> Result<(), GvnicError> {
-        let mut first_error: Option<GvnicError> = None;
-        // Once the admin queue stops answering (timeout, reset), further commands are
-        // pointless: skip to the reset.
-        let mut aq_alive = self.aq.is_some();
-        let steps = self.teardown_steps();
-        let live_buffers = |dma: &DmaPool, owner: &str| {
-            dma.ledger()
-                .iter()
-                .filter(|a| a.owner == owner && a.quarantine.is_none())
-                .count()
-        };
-        let msix_live = self
-            .msix
-            .as_ref()
-            .is_some_and(|m| m.dummy.is_some() || m.enabled_by_us);
-        let nothing_bound = self.aq.is_none()
-            && live_buffers(dma, &self.owner) == 0
-            && self.state != (State::TornDown { quarantined: true })
-            && !msix_live;
-        if nothing_bound && steps.is_empty() {
-            return Ok(());
-        }
-        if msix_live {
-            if let Some(msix) = &self.msix {
-                msix.table.mask_all();
-            }
-            report(TeardownStep {
-                step: "msix-mask",
-                ok: true,
-                detail: String::from("every MSI-X vector masked"),
-            });
-        }
-        for Step { name, opcode, id } in steps {
-            if !aq_alive {
-                report(TeardownStep {
-                    step: name,
-                    ok: false,
-                    detail: String::from(
-                        "skipped: the admin queue is not answering; the reset releases it",
-                    ),
-                });
-                continue;
-            }
-            let command = match opcode {
-                Opcode::DeconfigureDeviceResources => adminq::encode(opcode, &NoPayload {}),
-                _ => adminq::encode(opcode, &ById { id: U32::new(id) }),
-            };
-            let result = match self.aq.as_mut() {
-                Some(aq) => aq.execute_recovery(&self.regs, clock, dma, opcode, &command),
-                None => Err(GvnicError::WrongState {
-                    wanted: "with its admin queue up",
-                    state: self.state.name(),
-                }),
-            };
-            match result {
-                Ok(()) => report(TeardownStep {
-                    step: name,
-                    ok: true,
-                    detail: alloc::format!("{} passed", opcode.name()),
-                }),
-                Err(err) => {
-                    if !matches!(err, GvnicError::AdminStatus { .. }) {
-                        aq_alive = false;
-                    }
-                    report(TeardownStep {
-                        step: name,
-                        ok: false,
-                        detail: alloc::format!("{err}"),
-                    });
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        if let Some(detail) = self.quiesce_msix(Some(config)) {
-            let ok = !detail.contains("STILL");
-            report(TeardownStep {
-                step: "msix-disable",
-                ok,
-                detail,
-            });
-        }
-        let buffers = live_buffers(dma, &self.owner);
-        match self.reset_and_release(Some(config), clock, dma) {
-            Ok(already) => {
-                report(TeardownStep {
-                    step: "reset",
-                    ok: true,
-                    detail: String::from(if already {
-                        "device already reads reset (not reset again: GCE would schedule another)"
-                    } else {
-                        "device confirmed the reset and released the admin queue"
-                    }),
-                });
-                report(TeardownStep {
-                    step: "release-dma",
-                    ok: true,
-                    detail: alloc::format!("{buffers} DMA buffer(s) scrubbed and freed"),
-                });
-                if let Some((allocations, pages)) = self.released.take() {
-                    report(TeardownStep {
-                        step: "release-quarantine",
-                        ok: true,
-                        detail: alloc::format!(
-                            "{allocations} buffer(s) ({pages} pages) quarantined earlier freed: \
-                             the device confirmed a reset since"
-                        ),
-                    });
-                }
-                self.state = State::TornDown { quarantined: false };
-            }
-            Err(err) => {
-                report(TeardownStep {
-                    step: "reset",
-                    ok: false,
-                    detail: alloc::format!("{err}"),
-                });
-                report(TeardownStep {
-                    step: "release-dma",
-                    ok: false,
-                    detail: alloc::format!(
-                        "{buffers} DMA buffer(s) quarantined, never reused this boot"
-                    ),
-                });
-                // The quarantine is the lasting consequence; it outranks earlier failures.
-                first_error = Some(err);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 }

@@ -34,6 +34,7 @@ pub mod notify;
 pub mod regs;
 pub mod resources;
 pub mod ring;
+pub mod teardown;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -44,7 +45,8 @@ use crate::dma::DmaError;
 pub use adminq::Opcode;
 pub use datapath::{Drained, TxDone};
 pub use describe::{DeviceDescriptor, DeviceOption, Family, QueueFormat};
-pub use device::{DeviceInfo, Gvnic, MsixReport, State, TeardownStep};
+pub use device::{DeviceInfo, Gvnic, State, TeardownStep};
+pub use notify::MsixReport;
 
 /// PCI identity (facts §1).
 pub const VENDOR_ID: u16 = 0x1ae0;
