@@ -728,3 +728,99 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     }
     result.map_err(|err| driver_error(bdf, err))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drivers::gvnic::regs::AqMode;
+    use drivers::gvnic::{DeviceDescriptor, DeviceOption};
+    use drivers::pci::msix::FunctionState;
+
+    fn info(options: &[u16], format: Result<QueueFormat, GvnicError>) -> DeviceInfo {
+        DeviceInfo {
+            revision: 1,
+            aq_mode: AqMode::BaseLength,
+            max_tx_queues: 4,
+            max_rx_queues: 4,
+            dma_mask_bits: 64,
+            link_up: true,
+            descriptor: DeviceDescriptor {
+                max_registered_pages: 8192,
+                tx_queue_entries: 1024,
+                rx_queue_entries: 1024,
+                default_num_queues: 4,
+                mtu: 1460,
+                counters: 32,
+                tx_pages_per_qpl: 512,
+                rx_pages_per_qpl: 1024,
+                mac: [0x42, 1, 10, 128, 0, 2],
+                total_length: 64,
+                options: options
+                    .iter()
+                    .map(|&id| DeviceOption {
+                        id,
+                        length: 8,
+                        required_features_mask: 0,
+                        features: Some(0),
+                        malformed: false,
+                    })
+                    .collect(),
+            },
+            format,
+        }
+    }
+
+    #[test]
+    fn describe_shows_offered_and_chosen_format_and_msix() {
+        let bdf = Bdf::new(0, 4, 0);
+        let info = info(&[4, 7], Ok(QueueFormat::DqoQpl));
+        let msix = MsixReport {
+            vectors: 9,
+            function: FunctionState {
+                enabled: true,
+                function_masked: false,
+            },
+            unmasked: 2,
+            programmed: true,
+        };
+        let text = describe_text(bdf, &info, State::QueuesUp, Some(&msix));
+        assert!(
+            text.contains("queue formats offered: dqo-rda, dqo-qpl"),
+            "{text}"
+        );
+        assert!(text.contains("queue format: dqo-qpl"), "{text}");
+        assert!(
+            text.contains("MSI-X: 9 vectors, enabled, 2 unmasked; every vector at the dummy"),
+            "{text}"
+        );
+        let frame = describe_frame(bdf, &info, Some(&msix));
+        assert_eq!(frame.queue_format, "dqo-qpl");
+        assert_eq!(frame.offered_formats, ["dqo-rda", "dqo-qpl"]);
+        assert_eq!(
+            (frame.msix_vectors, frame.msix_enabled, frame.msix_unmasked),
+            (9, true, 2)
+        );
+    }
+
+    #[test]
+    fn describe_names_a_refused_format_and_a_missing_msix_table() {
+        let bdf = Bdf::new(0, 4, 0);
+        let refused = GvnicError::FormatNotOffered {
+            wanted: "gqi-rda",
+            offered: alloc::vec!["gqi-qpl"],
+        };
+        let info = info(&[], Err(refused));
+        let text = describe_text(bdf, &info, State::Described, None);
+        assert!(text.contains("none listed (gqi-qpl assumed)"), "{text}");
+        assert!(
+            text.contains(
+                "queue format: none usable: the device does not offer queue format gqi-rda"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("MSI-X: no table mapped"), "{text}");
+        let frame = describe_frame(bdf, &info, None);
+        assert_eq!((frame.msix_vectors, frame.msix_enabled), (0, false));
+        assert!(frame.offered_formats.is_empty());
+    }
+}
