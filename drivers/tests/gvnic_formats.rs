@@ -144,11 +144,11 @@ fn every_format_on_every_revision_brings_up_sends_receives_and_tears_down() {
 
 #[test]
 fn flagged_frames_are_dropped_and_counted_in_every_format() {
-    for format in ALL {
+    for (format, (revision, mode)) in ALL.into_iter().flat_map(|f| DEVICES.map(|d| (f, d))) {
         let mut rig = only(
             format,
-            0,
-            DeviceIsReset::ClearedByRun,
+            revision,
+            mode,
             Faults {
                 rx_error_frames: 2,
                 ..Faults::default()
@@ -276,10 +276,11 @@ fn dqo_interrupts_go_to_the_dummy_target_in_the_pool() {
 
 #[test]
 fn dqo_completions_never_written_time_out_by_name_and_release_cleanly() {
-    for format in DQO {
+    for (format, revision) in DQO.into_iter().flat_map(|f| [(f, 0), (f, 1)]) {
         let mut rig = dqo_rig(
             format,
             ModelConfig {
+                revision,
                 faults: Faults {
                     dqo_completions_never_written: true,
                     ..Faults::default()
@@ -316,10 +317,11 @@ fn dqo_completions_never_written_time_out_by_name_and_release_cleanly() {
 
 #[test]
 fn a_dqo_generation_bit_that_never_flips_stops_rx_without_misreading() {
-    for format in DQO {
+    for (format, revision) in DQO.into_iter().flat_map(|f| [(f, 0), (f, 1)]) {
         let mut rig = dqo_rig(
             format,
             ModelConfig {
+                revision,
                 rx_queue_entries: 64,
                 faults: Faults {
                     dqo_generation_stuck: true,
