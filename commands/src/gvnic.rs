@@ -295,18 +295,32 @@ fn bring_up(
     }
 }
 
-/// A confirmed reset freed what an earlier failure had to quarantine: say so, with a frame.
+/// A confirmed reset freed what an earlier failure had to quarantine: one line and one
+/// `dma.released` frame (as NVMe reports it).
 fn report_released_quarantine(ctx: &mut Ctx) {
     let Some(bound) = ctx.devices.gvnic.bound.as_mut() else {
         return;
     };
-    let bdf = bound.bdf;
-    if let Some((allocations, pages)) = bound.nic.take_released_quarantine() {
-        let detail = alloc::format!(
-            "{allocations} quarantined buffer(s) ({pages} pages) freed: the device confirmed a reset since"
-        );
-        report_teardown_step(ctx, "gvnic", bdf, "release-quarantine", true, &detail);
-    }
+    let released = bound.nic.take_released_quarantine();
+    let owner = String::from(bound.nic.owner());
+    report_release(ctx, &owner, released);
+}
+
+fn report_release(ctx: &mut Ctx, owner: &str, released: Option<(usize, u32)>) {
+    let Some((allocations, pages)) = released else {
+        return;
+    };
+    let after = "the device confirmed a reset (PFN 0 / DEVICE_IS_RESET)";
+    let _ = writeln!(
+        ctx.out,
+        "dma: released {allocations} quarantined allocations ({pages} pages) of {owner}: {after}"
+    );
+    ctx.out.frame(Body::DmaReleased(evidence::DmaReleased {
+        owner: String::from(owner),
+        allocations: allocations as u32,
+        pages,
+        after: String::from(after),
+    }));
 }
 
 fn describe(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
@@ -696,6 +710,8 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     for step in steps {
         report_teardown_step(ctx, "gvnic", bdf, step.step, step.ok, &step.detail);
     }
+    let released = bound.nic.take_released_quarantine();
+    report_release(ctx, bound.nic.owner(), released);
     // Whatever happened, the device must not DMA any more: bus mastering off. (A device
     // that did not confirm its reset keeps its quarantined pages all the same.)
     pci::disable_bus_master(ctx.hw.config, bdf);

@@ -20,7 +20,8 @@ pub mod pci;
 mod rate;
 pub mod shell;
 pub mod table;
+mod timing;
 
 pub use output::Console;
-pub use shell::{Action, Shell, SystemInfo};
+pub use shell::{Action, Events, Shell, SystemInfo};
 pub use table::CmdError;

@@ -334,6 +334,15 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         let _ = write!(first, "{byte:02x} ");
     }
     let _ = writeln!(ctx.out, "first 16 bytes: {}", first.trim_end());
+    if summary.metadata_size != 0 {
+        let shown = (summary.metadata_size as usize).min(summary.first_metadata.len());
+        let _ = writeln!(
+            ctx.out,
+            "metadata: {} bytes a block, separate (MPTR in the bounce pool); lba {lba:#x}: {}",
+            summary.metadata_size,
+            hex_bytes(&summary.first_metadata[..shown])
+        );
+    }
     if dump {
         let base = lba.saturating_mul(block_size as u64);
         hexdump(ctx, base, &first_block);
@@ -348,6 +357,15 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         first_bytes,
     }));
     Ok(())
+}
+
+/// "01 02 ab" for people.
+fn hex_bytes(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x} ");
+    }
+    text.trim_end().into()
 }
 
 /// Tears the controller down if one is bound; Ok when nothing was bound.

@@ -13,7 +13,8 @@ use crate::args::{parse_number, Args};
 use crate::output::Output;
 use crate::table::CmdError;
 
-/// The longest `--timeout` accepted: one day (every wait keeps a deadline).
+/// The longest `--timeout` accepted. Policy: one day, effectively "wait for Persistent Disk"
+/// while every wait still keeps a deadline.
 pub const MAX_READ_TIMEOUT_MS: u64 = 86_400_000;
 
 /// Help text for `nvme read --timeout` (the default is the driver's `IO_TIMEOUT_US`).

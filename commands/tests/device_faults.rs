@@ -953,13 +953,14 @@ fn gvnic_quarantine_is_released_with_a_frame_after_a_later_confirmed_reset() {
     }
     let describe = bench.run("gvnic describe");
     describe.assert_ok();
-    assert!(
-        describe.frames.iter().any(
-            |f| matches!(&f.body, Body::TeardownStep(t) if t.step == "release-quarantine" && t.ok)
-        ),
-        "{}",
-        describe.text
-    );
+    let released = frame_of(&describe, |b| match b {
+        Body::DmaReleased(r) => Some(r.clone()),
+        _ => None,
+    })
+    .unwrap_or_else(|| panic!("no dma.released frame: {}", describe.text));
+    assert_eq!(released.owner, GVNIC_OWNER);
+    assert!(released.allocations > 0 && released.pages > 0);
+    assert!(describe.text.contains("dma: released"), "{}", describe.text);
     let (_, quarantined, _) = bench.run("dma").ledger();
     assert_eq!(quarantined, 0);
 }
@@ -1181,4 +1182,20 @@ fn gvnic_a_format_asked_for_in_describe_is_kept_by_txdhcp() {
         "{}",
         describe.text
     );
+}
+
+#[test]
+fn nvme_intx_is_masked_while_bound_and_restored_at_teardown() {
+    let mut bench = NvmeBench::new(nvme_fake::Faults::default());
+    let intx_disabled = |b: &NvmeBench| b.config.read16(NVME_BDF, 0x04) & (1 << 10) != 0;
+    assert!(!intx_disabled(&bench));
+    bench.run("nvme identify").assert_ok();
+    assert!(
+        intx_disabled(&bench),
+        "we poll: the INTx pin is masked while bound"
+    );
+    let down = bench.run("teardown nvme");
+    down.assert_ok();
+    assert!(down.text.contains("INTx enabled again"), "{}", down.text);
+    assert!(!intx_disabled(&bench), "handed back as found");
 }

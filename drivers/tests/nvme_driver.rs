@@ -24,6 +24,8 @@ struct Bench {
     mapper: Mapper,
     clock: SimClock,
     pool: DmaPool,
+    /// The pool's memory, to check that no device wrote a page after it was freed.
+    host: *const u8,
     dev: Rc<RefCell<Dev>>,
 }
 
@@ -54,6 +56,7 @@ impl Bench {
             },
             clock: SimClock::new(dev.clone()),
             pool,
+            host,
             dev,
         }
     }
@@ -98,6 +101,29 @@ impl Bench {
         let ns = dev.namespaces.iter().find(|n| n.nsid == nsid).unwrap();
         let bs = 1usize << ns.lbads;
         ns.data[lba as usize * bs..(lba + count) as usize * bs].to_vec()
+    }
+
+    /// Free pages are zeroed when freed; a non-zero one was written by the device after the
+    /// driver let go of it.
+    fn assert_free_pages_untouched(&self) {
+        let pages = POOL_BYTES / 4096;
+        for page in 0..pages {
+            let phys = POOL_BASE + (page * 4096) as u64;
+            let allocated = self
+                .pool
+                .ledger()
+                .iter()
+                .any(|e| (e.phys..e.phys + e.pages as u64 * 4096).contains(&phys));
+            if allocated {
+                continue;
+            }
+            // SAFETY: inside the leaked pool memory, which lives for the whole test.
+            let bytes = unsafe { std::slice::from_raw_parts(self.host.add(page * 4096), 4096) };
+            assert!(
+                bytes.iter().all(|b| *b == 0),
+                "free page {phys:#x} was written after it was freed"
+            );
+        }
     }
 
     fn assert_no_violations(&self) {
@@ -387,6 +413,7 @@ fn a_read_that_never_completes_times_out_after_the_default_and_the_controller_is
     let steps = c.teardown(&mut bench.hw());
     assert!(steps.iter().all(|s| s.ok), "{steps:?}");
     assert!(bench.ledger_is_empty());
+    bench.assert_free_pages_untouched();
     bench.assert_no_violations();
 }
 
@@ -419,6 +446,7 @@ fn a_stalled_read_times_out_at_the_chosen_deadline_and_can_be_retried() {
     // The retry gets the right bytes: no late completion of the stalled command.
     assert!(bench.read(&mut c, 1, 0, 8).unwrap() == bench.disk(1, 0, 8));
     assert!(bench.read(&mut c, 1, 100, 1000).unwrap() == bench.disk(1, 100, 1000));
+    bench.assert_free_pages_untouched();
     bench.assert_no_violations();
 }
 
@@ -624,12 +652,14 @@ fn ctrl_c_during_identify_of_a_bound_controller_recovers_it() {
 }
 
 #[test]
-fn ctrl_c_during_shutdown_or_disable_is_ignored() {
+fn ctrl_c_during_teardown_queue_deletion_shutdown_or_disable_is_ignored() {
     for (what, when) in [
         (
-            "shutdown",
-            Box::new(|d: &Dev| d.shutting_down()) as Box<dyn Fn(&Dev) -> bool>,
+            "delete-io-sq",
+            Box::new(|d: &Dev| d.running(true, 0x00)) as Box<dyn Fn(&Dev) -> bool>,
         ),
+        ("delete-io-cq", Box::new(|d: &Dev| d.running(true, 0x04))),
+        ("shutdown", Box::new(|d: &Dev| d.shutting_down())),
         ("disable", Box::new(|d: &Dev| d.disabling())),
     ] {
         let mut bench = Bench::new(Faults::default());
@@ -670,6 +700,7 @@ fn ctrl_c_during_a_stalled_read_drains_then_resets_and_the_retry_works() {
     assert!(bench.pool.ledger().iter().all(|e| e.purpose != "read-data"));
     bench.clock.release_ctrl_c();
     assert!(bench.read(&mut c, 1, 0, 8).unwrap() == bench.disk(1, 0, 8));
+    bench.assert_free_pages_untouched();
     bench.assert_no_violations();
 }
 
@@ -729,6 +760,14 @@ fn separate_metadata_goes_to_a_pool_buffer_never_to_address_0() {
     for (lba, count) in [(0, 1), (5, 300), (0, 2000)] {
         assert!(bench.read(&mut c, 1, lba, count).unwrap() == bench.disk(1, lba, count));
     }
+    let summary = c.read(&mut bench.hw(), 1, 77, 3, &mut |_, _| {}).unwrap();
+    assert_eq!(summary.metadata_size, 8);
+    let want = bench.dev.borrow().namespaces[0].metadata(77);
+    assert_eq!(
+        summary.first_metadata[..8],
+        want[..],
+        "MPTR got the metadata"
+    );
     // Every device write (data and the 8 bytes a block of metadata) landed in the pool.
     bench.assert_no_violations();
     assert!(bench
@@ -736,4 +775,28 @@ fn separate_metadata_goes_to_a_pool_buffer_never_to_address_0() {
         .ledger()
         .iter()
         .all(|e| e.purpose != "read-metadata"));
+}
+
+#[test]
+fn a_completion_during_the_reset_lands_in_buffers_the_driver_still_owns() {
+    // The stalled READ completes 300 us after its 1 s deadline: after the driver wrote
+    // CC.EN = 0, before CSTS.RDY reads 0 (600 us later). Its data lands in the read buffers,
+    // which must still be allocated then; they are freed only once the reset is confirmed.
+    let mut bench = Bench::new(Faults {
+        stall_reads: Some((1, 1_000_000)),
+        ..Faults::default()
+    });
+    let mut c = bench.bind().unwrap();
+    c.set_io_timeout_us(1_000_000);
+    let err = bench.read(&mut c, 1, 0, 64).unwrap_err();
+    assert!(matches!(err, NvmeError::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        bench.dev.borrow().completed_while_disabling,
+        1,
+        "the late completion came while the reset was in progress"
+    );
+    assert_eq!(c.state(), State::Ready);
+    bench.assert_free_pages_untouched();
+    assert!(bench.read(&mut c, 1, 0, 64).unwrap() == bench.disk(1, 0, 64));
+    bench.assert_no_violations();
 }

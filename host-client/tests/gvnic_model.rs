@@ -32,30 +32,6 @@ fn boot(opts: GvnicOptions) -> Session {
     s
 }
 
-/// Bytes of a `peek` hexdump ("<addr>  xx xx .. <ascii>").
-fn hexdump_bytes(text: &str) -> Vec<u8> {
-    text.lines()
-        .filter_map(|l| l.split_once("  "))
-        .filter(|(addr, _)| addr.len() == 16 && addr.chars().all(|c| c.is_ascii_hexdigit()))
-        .flat_map(|(_, rest)| {
-            // Bytes ("04 00"), or 32-bit loads printed as values ("00000004"): a load of the
-            // LE bus gives the register's bytes back as the value's LE bytes.
-            rest.split(' ')
-                .take_while(|t| t.len() == 2 || t.len() == 8)
-                .flat_map(|t| match t.len() {
-                    2 => u8::from_str_radix(t, 16)
-                        .ok()
-                        .map(|b| vec![b])
-                        .unwrap_or_default(),
-                    _ => u32::from_str_radix(t, 16)
-                        .map(|v| v.to_le_bytes().to_vec())
-                        .unwrap_or_default(),
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
     let pcap = std::env::temp_dir().join(format!("gvnic-model-test-{}.pcap", std::process::id()));
@@ -116,7 +92,23 @@ fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
         .expect("bar.map frame");
     let p = s.command(&format!("peek {window:#x} 32"), T).unwrap();
     assert!(p.is_ok(), "{p:?}");
-    let regs = hexdump_bytes(&p.text);
+    // On a BAR window `peek` reads 32-bit registers at their own width (one access each);
+    // the reg.read frame carries the values as the little-endian bus delivered them.
+    let regs: Vec<u8> = p
+        .frames
+        .iter()
+        .find_map(|f| match &f.body {
+            Body::RegRead(r) => Some(r.clone()),
+            _ => None,
+        })
+        .map(|r| {
+            assert_eq!((r.width, r.count), (4, 8), "{}", p.text);
+            r.values
+                .iter()
+                .flat_map(|v| (*v as u32).to_le_bytes())
+                .collect()
+        })
+        .expect("reg.read frame");
     assert_eq!(regs.len(), 32, "{}", p.text);
     assert_eq!(
         &regs[0x00..0x04],

@@ -214,3 +214,103 @@ fn nvme_under_seabios() {
 fn nvme_under_ovmf() {
     nvme_end_to_end(true);
 }
+
+/// Physical page 0 as QEMU holds it (QMP `pmemsave`).
+fn page_zero(s: &mut Session, dir: &Path, name: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    s.qmp(
+        "pmemsave",
+        serde_json::json!({ "val": 0, "size": 4096, "filename": path.display().to_string() }),
+    )
+    .unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+/// Issue 11: a namespace with separate metadata (`ms=8`, FLBAS bit 4 = 0) makes the
+/// controller write 8 bytes a block to MPTR. A real controller given MPTR = 0 writes them to
+/// physical page 0, outside the bounce pool (QEMU 7.2 skips the transfer when MPTR is 0, so
+/// there it is silently lost). Proof that MPTR now names a pool buffer: the metadata the
+/// monitor reports for the first block is the image's, the data is right, and page 0 is
+/// unchanged. Extended-LBA metadata (`mset=1`) is refused with a named error.
+#[test]
+fn nvme_separate_metadata_never_lands_outside_the_pool() {
+    const BLOCKS: u64 = 2048;
+    const MS: u64 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    // QEMU keeps the data blocks first and the metadata after them in the image; random
+    // metadata means any write of it to page 0 changes page 0.
+    let image = random_file(
+        &dir.path().join("meta.img"),
+        (BLOCKS * (512 + MS)) as usize,
+        0x3e7a,
+    );
+    random_file(
+        &dir.path().join("ext.img"),
+        (64 * (512 + MS)) as usize,
+        0x51,
+    );
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let extra = [
+        "-drive",
+        &format!("file={},if=none,format=raw,id=m1", p("meta.img")),
+        "-drive",
+        &format!("file={},if=none,format=raw,id=m2", p("ext.img")),
+        "-device",
+        "nvme,id=nvme0,serial=bringup-meta",
+        "-device",
+        "nvme-ns,drive=m1,bus=nvme0,nsid=1,ms=8,mset=0",
+        "-device",
+        "nvme-ns,drive=m2,bus=nvme0,nsid=2,ms=8,mset=1",
+    ];
+    let cfg = QemuConfig {
+        qmp: true,
+        extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        ..QemuConfig::default()
+    };
+    assert!(
+        cfg.image.is_file(),
+        "target/bringup.img is missing: run `make image`"
+    );
+    let mut s = Session::start_qemu(&cfg).unwrap();
+    let boot = s
+        .wait_for_prompt(Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("no prompt: {e:#}\n{}", s.qemu_stderr()));
+    assert!(boot.banner.dma_base >= 4096, "page 0 is outside the pool");
+
+    let out = run(&mut s, "nvme identify");
+    assert!(out.is_ok(), "{:?}", out.result);
+    let before = page_zero(&mut s, dir.path(), "before.bin");
+    for (lba, count) in [(0, 1), (10, 300), (0, BLOCKS)] {
+        read_ok(&mut s, &image, 512, 1, lba, count);
+    }
+    // QEMU keeps block i's metadata at (blocks * 512) + i * 8 in the image.
+    for lba in [0u64, 10, BLOCKS - 1] {
+        let out = run(&mut s, &format!("nvme read {lba} 1 --ns 1"));
+        assert!(out.is_ok(), "{:?}", out.result);
+        let at = (BLOCKS * 512 + lba * MS) as usize;
+        let want: Vec<String> = image[at..at + MS as usize]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let line = format!(
+            "separate (MPTR in the bounce pool); lba {lba:#x}: {}",
+            want.join(" ")
+        );
+        assert!(out.text.contains(&line), "want {line:?} in\n{}", out.text);
+    }
+    let after = page_zero(&mut s, dir.path(), "after.bin");
+    assert!(
+        before == after,
+        "a device write changed physical page 0 (MPTR = 0?): first difference at byte {:?}",
+        before.iter().zip(&after).position(|(a, b)| a != b)
+    );
+    let ext = run(&mut s, "nvme read 0 --ns 2");
+    assert_eq!(
+        ext.error_code(),
+        Some("nvme-unsupported"),
+        "{:?}",
+        ext.result
+    );
+    let down = run(&mut s, "teardown nvme");
+    assert!(down.is_ok(), "{:?}", down.result);
+}

@@ -151,16 +151,8 @@ impl Gvnic {
                     ok: true,
                     detail: alloc::format!("{buffers} DMA buffer(s) scrubbed and freed"),
                 });
-                if let Some((allocations, pages)) = self.released.take() {
-                    report(TeardownStep {
-                        step: "release-quarantine",
-                        ok: true,
-                        detail: alloc::format!(
-                            "{allocations} buffer(s) ({pages} pages) quarantined earlier freed: \
-                             the device confirmed a reset since"
-                        ),
-                    });
-                }
+                // An earlier quarantine freed by this reset stays in `released` for the
+                // caller to report (`take_released_quarantine`).
                 self.state = State::TornDown { quarantined: false };
             }
             Err(err) => {

@@ -603,6 +603,9 @@ impl Controller {
         mut self,
         hw: &mut Hw,
     ) -> (Vec<TeardownReport>, Vec<QuarantineRelease>) {
+        // Teardown is cleanup: a Ctrl-C (perhaps the one that ended the user's wait) must
+        // not cut its queue deletions short either. Every step keeps its deadline.
+        self.recovering = true;
         let mut steps = Vec::new();
         let mut report = |step, result: Result<String, String>| {
             let ok = result.is_ok();

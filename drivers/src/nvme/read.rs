@@ -37,6 +37,10 @@ pub struct ReadSummary {
     pub commands: u64,
     /// Commands kept in flight at once.
     pub depth: usize,
+    /// Separate metadata bytes per block (0: the format has none).
+    pub metadata_size: u16,
+    /// The first block's metadata as the controller wrote it to MPTR (up to 16 bytes).
+    pub first_metadata: [u8; 16],
 }
 
 struct InFlight {
@@ -127,6 +131,7 @@ impl Controller {
         // Ctrl-C seen: nothing more is issued; what is already at the device is drained
         // below, so a read on a healthy controller can be stopped without losing it.
         let mut draining = false;
+        let mut first_metadata = [0u8; 16];
         loop {
             if !draining && clock.interrupted() {
                 draining = true;
@@ -210,6 +215,12 @@ impl Controller {
             };
             match head.done {
                 Some(Ok(())) if failure.is_none() => {
+                    if let (Some(metadata), true) = (&buffers.metadata, head.lba == lba) {
+                        let len = (metadata_size as usize).min(first_metadata.len());
+                        let offset = head.slot * buffers.meta_chunk;
+                        // Inside our own allocation by construction: it cannot fail.
+                        let _ = hw.dma.read(metadata, offset, &mut first_metadata[..len]);
+                    }
                     let offset = head.slot * buffers.chunk;
                     let len = (head.blocks * block_size) as usize;
                     match hw.dma.slice(&buffers.data, offset, len) {
@@ -244,6 +255,8 @@ impl Controller {
             elapsed_us: clock.now_us().saturating_sub(started),
             commands: issued,
             depth: slots,
+            metadata_size: metadata_size as u16,
+            first_metadata,
         })
     }
 

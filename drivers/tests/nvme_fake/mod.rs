@@ -52,9 +52,13 @@ impl Default for Latencies {
 
 #[derive(Default, Clone)]
 pub struct Faults {
+    /// CSTS.CFS instead of RDY after CC.EN = 1.
     pub cfs_on_enable: bool,
+    /// CSTS.RDY never becomes 1 after CC.EN = 1.
     pub never_ready: bool,
+    /// CSTS.RDY never becomes 0 after CC.EN = 0 (the reset is never confirmed).
     pub never_disable: bool,
+    /// CSTS.SHST never reports complete after CC.SHN.
     pub never_shutdown: bool,
     /// I/O opcode whose commands are taken but never completed.
     pub swallow_io_opcode: Option<u8>,
