@@ -426,3 +426,17 @@ fn dqo_creates_check_ring_sizes_and_completion_rings() {
     // qpl_id 0 is ignored in DQO-RDA (DPDK and Linux 6.1 send it).
     assert_eq!(h.submit(c), gvnic_model::adminq::status::PASSED);
 }
+
+#[test]
+fn an_armed_block_fires_once_msix_is_enabled() {
+    let mut h = dqo(Faults::default());
+    let mut q = h.dqo_bring_up(3, 1024, 1024);
+    h.db_le(h.irq_db(0), 0x19);
+    h.dqo_send(&mut q, &udp_test_frame(60, 1), 4);
+    h.settle();
+    assert_eq!(h.dqo_tx_completion(&mut q), None, "MSI-X still off");
+    h.msix_dummy();
+    h.unmask_vector(0);
+    h.tick();
+    assert_eq!(h.dqo_tx_completion(&mut q), Some((2, 4)));
+}

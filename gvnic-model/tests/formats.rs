@@ -216,13 +216,14 @@ fn report_stats_gets_nic_entries_after_the_drivers_and_detaches() {
 }
 
 #[test]
-fn device_is_reset_cleared_by_run_or_only_by_the_next_request() {
+fn device_is_reset_cleared_by_run_by_the_next_request_or_never() {
     for (mode, running) in [
         (DeviceIsReset::ClearedByRun, 0),
         (
             DeviceIsReset::ClearedByResetRequest,
             device_status::DEVICE_IS_RESET,
         ),
+        (DeviceIsReset::NeverCleared, device_status::DEVICE_IS_RESET),
     ] {
         let mut h = H::new(ModelConfig {
             revision: 1,
@@ -240,7 +241,7 @@ fn device_is_reset_cleared_by_run_or_only_by_the_next_request() {
             running,
             "{mode:?}"
         );
-        // Request and poll: both behaviours answer the documented sequence.
+        // Request and poll: every behaviour answers the documented sequence.
         h.w32(DRIVER_STATUS, driver_status::RESET);
         if mode == DeviceIsReset::ClearedByResetRequest {
             assert_eq!(
@@ -249,8 +250,20 @@ fn device_is_reset_cleared_by_run_or_only_by_the_next_request() {
                 "in progress"
             );
         }
+        if mode == DeviceIsReset::NeverCleared {
+            assert_ne!(
+                h.r32(DEVICE_STATUS) & device_status::DEVICE_IS_RESET,
+                0,
+                "stale"
+            );
+            assert!(
+                !h.dev.is_reset(),
+                "the bit says set, the reset has not finished"
+            );
+            assert!(h.wait(|h| h.r32(ADMINQ_PFN) == 0), "PFN tells the truth");
+        }
         assert!(h.wait(|h| h.r32(DEVICE_STATUS) & device_status::DEVICE_IS_RESET != 0));
-        assert!(h.dev.is_reset());
+        assert!(h.wait(|h| h.dev.is_reset()));
     }
 }
 
