@@ -495,10 +495,13 @@ fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         );
     }
     // Stale frames first: a ring full of them would leave no buffer for the OFFER.
-    let drained = bound
-        .nic
-        .drain_rx(hw.clock, hw.dma)
-        .map_err(|err| driver_error(bdf, err))?;
+    let drained = match bound.nic.drain_rx(hw.clock, hw.dma) {
+        Ok(drained) => drained,
+        // The device reset since the last command: nothing is left to drain, and the send
+        // below brings it up again.
+        Err(GvnicError::DeviceReset { .. }) => Default::default(),
+        Err(err) => return Err(driver_error(bdf, err)),
+    };
     if drained.frames + drained.dropped > 0 {
         let _ = writeln!(
             ctx.out,
