@@ -507,3 +507,25 @@ fn a_spurious_reset_during_bring_up_is_survived_in_every_format() {
         }
     }
 }
+
+#[test]
+fn dqo_without_an_msix_table_is_refused_by_name_before_configure() {
+    use drivers::gvnic::Gvnic;
+    use gvnic_support::{Bar, OWNER};
+    for format in DQO {
+        let mut rig = dqo_rig(format, ModelConfig::default());
+        // The same device, but the driver was given no MSI-X table (BAR1 unmappable).
+        let bar0 = Box::new(Bar::new(rig.sim.clone(), 0, 0x1000));
+        let bar2 = Box::new(Bar::new(rig.sim.clone(), 2, 0x10000));
+        rig.nic = Gvnic::new(bar0, bar2, 0, OWNER).unwrap();
+        let err = rig.bring_up(State::QueuesUp).unwrap_err();
+        assert_eq!(err, GvnicError::NoMsix, "{}", format.name());
+        assert_eq!(err.code(), "gvnic-no-msix");
+        // Only DESCRIBE ran: nothing was configured that DQO could then stall on.
+        assert_eq!(rig.opcodes(), [0x1]);
+        let (result, _) = rig.teardown_steps();
+        result.unwrap();
+        rig.assert_ledger_clean();
+        rig.assert_no_violations();
+    }
+}
