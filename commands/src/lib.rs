@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod args;
 pub mod cmd;
 mod core_cmds;
+pub mod digest;
 pub mod fmt;
 pub mod gvnic;
 pub mod nvme;

@@ -29,6 +29,8 @@ pub struct SystemInfo {
     pub confidential: ConfidentialKind,
     /// The TSC frequency the monitor calibrated (0 when unknown).
     pub tsc_hz: u64,
+    /// The SHA-256 engine this CPU gets (`drivers::digest::sha256_path`), for the banner.
+    pub sha256_path: drivers::digest::Sha256Path,
 }
 
 impl SystemInfo {
@@ -53,6 +55,7 @@ impl SystemInfo {
             cmdline: self.cmdline.chars().take(128).collect(),
             boot_us: self.boot_us,
             confidential: self.confidential.name().into(),
+            sha256_path: self.sha256_path.name().into(),
         }
     }
 

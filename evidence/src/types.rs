@@ -123,6 +123,8 @@ pub struct Banner {
     /// Confidential-VM kind: "none", "sev", "sev-es", "sev-snp" or "tdx". On anything but
     /// "none", commands that hand memory to a device fail (`confidential-vm-unsupported`).
     pub confidential: String,
+    /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
+    pub sha256_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,9 +253,17 @@ pub struct NvmeRead {
     pub count: u64,
     pub bytes: u64,
     pub elapsed_us: u64,
-    /// SHA-256 of the data read (all zero when the digest was switched off).
+    /// SHA-256 of the data read (all zero unless `digest` is "sha256").
     pub sha256: [u8; 32],
     pub first_bytes: [u8; 16],
+    /// The digest asked for: "sha256", "crc32" or "none".
+    pub digest: String,
+    /// The engine that computed it: "sha-ni" or "portable" (sha256), "slicing-by-16"
+    /// (crc32), "none".
+    pub digest_engine: String,
+    /// IEEE CRC-32 of the data read, as U-Boot's `crc32` and zlib print it (0 unless
+    /// `digest` is "crc32").
+    pub crc32: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -409,6 +419,8 @@ pub struct CpuInfo {
     /// The TSC frequency the monitor calibrated against the PIT.
     pub tsc_hz: u64,
     pub apic_id: u8,
+    /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
+    pub sha256_path: String,
 }
 
 /// One ACPI table as the RSDT/XSDT lists it.

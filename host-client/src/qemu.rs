@@ -116,6 +116,17 @@ pub fn default_image() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/bringup.img"))
 }
 
+/// QEMU 10 (bookworm-backports, unpacked by `make qemu10`; its TCG emulates SHA-NI, 7.2's
+/// does not): `BRINGUP_QEMU10`, else `<workspace>/target/qemu-10/bin/qemu-system-x86_64` (a
+/// wrapper that keeps it off the system QEMU's modules).
+/// None when neither exists.
+pub fn qemu10_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("BRINGUP_QEMU10")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/qemu-10/bin/qemu-system-x86_64"));
+    path.is_file().then_some(path)
+}
+
 /// Paths of the per-run files the command line refers to.
 #[derive(Debug, Clone)]
 pub struct RunFiles {

@@ -20,6 +20,7 @@ mod exceptions;
 mod firmware;
 mod guard;
 mod heap;
+mod irq;
 mod keyboard;
 mod mce;
 mod memory;
@@ -29,6 +30,7 @@ mod pci_config;
 mod platform_info;
 mod reset;
 mod serial;
+mod sse;
 mod vga;
 
 use alloc::boxed::Box;
@@ -106,6 +108,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     ));
     exceptions::init();
     let machine_checks = mce::enable();
+    // Before any command: the SHA-NI digest uses XMM registers (sse.rs has the state rule).
+    sse::enable();
 
     let clock = TscClock::calibrate(entry_tsc);
     // SAFETY: the boot page tables are identity mapped and only the window edits them.
@@ -162,6 +166,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         boot_us: clock.now_us(),
         confidential,
         tsc_hz: clock.tsc_hz(),
+        // The engine `nvme read` will pick (the same CPUID test), for the boot banner.
+        sha256_path: drivers::digest::sha256_path(&cpu::BareCpu),
     };
     let boot_firmware = firmware::BootFirmware {
         rsdp: facts.rsdp,
@@ -219,6 +225,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
 
     let peek = memory::Peek;
+    let apic = irq::ApicIrq::new(&clock, mmio.as_mut());
     loop {
         let line = match reader.read_line(commands::shell::PROMPT) {
             Input::Line(line) => line,
@@ -240,10 +247,13 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
                 cpu: &cpu::BareCpu,
                 ports: &cpu::BarePorts,
                 firmware: &boot_firmware,
-                irq: &drivers::platform::NoInterrupts,
+                irq: &apic,
             };
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });
+        // Interrupts stay off outside `irq test`, whatever ended the command (a fault
+        // longjmps past its own disarm).
+        drivers::platform::Interrupts::disarm(&apic);
         if let Err(fault) = outcome {
             heap::after_fault();
             if heap::poisoned() {

@@ -27,6 +27,9 @@ pub fn config(q: &QemuOpts) -> QemuConfig {
     if let Some(image) = &q.image {
         cfg.image = image.clone();
     }
+    if let Some(binary) = &q.qemu_binary {
+        cfg.qemu_binary = binary.clone();
+    }
     cfg.nvme = q
         .nvme
         .iter()
