@@ -8,58 +8,81 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use drivers::gvnic::{self, Gvnic, GvnicError, State};
+use drivers::gvnic::{self, DeviceInfo, Gvnic, GvnicError, MsixReport, QueueFormat, State};
 use drivers::net::dhcp::{self, Inbound};
 use drivers::net::ethernet::mac_string;
-use drivers::pci;
-use drivers::platform::Bdf;
+use drivers::pci::msix::{MsixCap, OwnedMsixTable};
+use drivers::pci::{self};
+use drivers::platform::{Bdf, Hw};
 use evidence::Body;
 
 use crate::args::Args;
 use crate::core_cmds::report_teardown_step;
 use crate::pci::parse_bdf;
+use crate::shell::DeviceState;
 use crate::table::{CmdError, CommandSpec, Ctx, Flag};
 
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "gvnic describe",
-        usage: "gvnic describe [bdf]",
+        usage: "gvnic describe [bdf] [--format F]",
         summary: "bring up a gVNIC's admin queue and show what the device describes",
-        details: "Maps BAR0 (registers) and BAR2 (doorbells) of the Google gVNIC (1ae0:0042), turns on bus \
-                  mastering, resets it unless it already reads reset, hands it the admin queue (PFN register on \
-                  PCI revision 0, base/length/RUN on revision 1) and runs DESCRIBE_DEVICE. Shows the MAC, MTU, \
-                  queue limits, ring sizes, event counters, pages per queue page list, the page budget, every \
-                  device option by name, and the queue format this driver would use (gqi-qpl; DQO-only devices \
-                  are named as such). The bdf may be omitted when there is exactly one gVNIC. Emits a \
-                  gvnic.describe frame. The device stays bound until 'teardown gvnic'.",
-        examples: &["gvnic describe", "gvnic describe 00:04.0"],
+        details: "Maps BAR0 (registers), BAR1 (MSI-X table) and BAR2 (doorbells) of the Google gVNIC \
+                  (1ae0:0042), turns on bus mastering, disables INTx (we poll), resets it unless it already \
+                  reads reset, hands it the admin queue (PFN register on PCI revision 0, base/length/RUN on \
+                  revision 1) and runs DESCRIBE_DEVICE. Shows the MAC, MTU, queue limits, ring sizes, event \
+                  counters, pages per queue page list, the page budget, every device option by name, the queue \
+                  formats offered and the one the driver uses (gqi-qpl, gqi-rda, dqo-qpl, dqo-rda in that order \
+                  of preference, or --format F; a format the device does not offer is refused naming the \
+                  offered ones), and the MSI-X state. The bdf may be omitted when there is exactly one gVNIC. \
+                  Emits a gvnic.describe frame. The device stays bound until 'teardown gvnic'.",
+        examples: &[
+            "gvnic describe",
+            "gvnic describe 00:04.0",
+            "gvnic describe --format dqo-rda",
+        ],
         min_args: 0,
         max_args: 1,
-        flags: &[],
+        flags: &[FORMAT_FLAG],
         run: describe,
     },
     CommandSpec {
         name: "gvnic txdhcp",
-        usage: "gvnic txdhcp [--timeout MS]",
+        usage: "gvnic txdhcp [--timeout MS] [--format F]",
         summary: "send a DHCP DISCOVER through the gVNIC and report what comes back",
         details: "Brings the NIC's queues up if they are not (CONFIGURE_DEVICE_RESOURCES with every event \
-                  counter, IRQs masked, TX and RX queue page lists, CREATE_TX_QUEUE, CREATE_RX_QUEUE, 64 RX \
-                  buffers posted), builds a DHCP DISCOVER from the device's MAC with a random xid (broadcast, \
-                  0.0.0.0:68 -> 255.255.255.255:67, IPv4 and UDP checksums), sends it, waits for the TX \
-                  completion, then waits up to --timeout ms (default 3000) for frames. An OFFER for our xid is \
-                  reported with the offered address, server and lease; other frames are summarised. Emits \
-                  gvnic.tx and gvnic.rx frames. Ctrl-C stops the wait.",
-        examples: &["gvnic txdhcp", "gvnic txdhcp --timeout 10000"],
+                  counter; GQI: IRQs masked; DQO: every MSI-X vector at a dummy target in the DMA pool, queue \
+                  vectors unmasked, IRQ doorbells re-armed on every poll; page lists for the QPL formats; \
+                  CREATE_TX_QUEUE, CREATE_RX_QUEUE, 64 RX buffers posted) in the preferred format or --format F, \
+                  drains frames already waiting in the RX ring, builds a DHCP DISCOVER from the device's MAC \
+                  with a random xid (broadcast, 0.0.0.0:68 -> 255.255.255.255:67, IPv4 and UDP checksums), sends \
+                  it, waits for the TX completion, then waits up to --timeout ms (default 3000) for frames. An \
+                  OFFER for our xid is reported with the offered address, server and lease; other frames are \
+                  summarised. Emits gvnic.tx and gvnic.rx frames. Ctrl-C stops the wait.",
+        examples: &[
+            "gvnic txdhcp",
+            "gvnic txdhcp --timeout 10000",
+            "gvnic txdhcp --format dqo-qpl",
+        ],
         min_args: 0,
         max_args: 0,
-        flags: &[Flag {
-            name: "--timeout",
-            takes_value: true,
-            help: "how long to wait for a reply, in ms (1..=60000, default 3000)",
-        }],
+        flags: &[
+            Flag {
+                name: "--timeout",
+                takes_value: true,
+                help: "how long to wait for a reply, in ms (1..=60000, default 3000)",
+            },
+            FORMAT_FLAG,
+        ],
         run: txdhcp,
     },
 ];
+
+const FORMAT_FLAG: Flag = Flag {
+    name: "--format",
+    takes_value: true,
+    help: "queue format: gqi-qpl, gqi-rda, dqo-qpl or dqo-rda (default: the first offered, in that order; kept until teardown)",
+};
 
 const DEFAULT_RX_TIMEOUT_MS: u64 = 3000;
 const MAX_RX_TIMEOUT_MS: u64 = 60_000;
@@ -80,10 +103,28 @@ struct Bound {
     /// BAR ranges (phys, len) this bind mapped itself; a window the user made with
     /// `bar map` before binding stays theirs.
     mapped: Vec<(u64, u64)>,
+    /// INTx-disable as it was before we bound: restored at teardown.
+    intx_was_disabled: bool,
 }
 
 fn driver_error(bdf: Bdf, err: GvnicError) -> CmdError {
     CmdError::new(err.code(), alloc::format!("gvnic {bdf}: {err}"))
+}
+
+/// `--format F`, typed.
+fn parse_format(args: &Args) -> Result<Option<QueueFormat>, CmdError> {
+    args.value("--format")
+        .map(|name| {
+            QueueFormat::from_name(name).ok_or_else(|| {
+                CmdError::new(
+                    "bad-argument",
+                    alloc::format!(
+                        "--format must be one of gqi-qpl, gqi-rda, dqo-qpl, dqo-rda, got '{name}'"
+                    ),
+                )
+            })
+        })
+        .transpose()
 }
 
 /// The gVNIC functions on the machine, with their PCI revision.
@@ -96,11 +137,12 @@ fn gvnics(ctx: &Ctx) -> Vec<(Bdf, u8)> {
 }
 
 /// Picks the function to use: the one named, the one already bound, or the only one.
-fn choose(ctx: &Ctx, wanted: Option<Bdf>) -> Result<(Bdf, u8), CmdError> {
+/// `None` for the revision means "already bound" (the NIC knows its own).
+fn choose(ctx: &Ctx, wanted: Option<Bdf>) -> Result<(Bdf, Option<u8>), CmdError> {
     if let Some(bound) = &ctx.devices.gvnic.bound {
         match wanted {
-            None => return Ok((bound.bdf, 0)),
-            Some(bdf) if bdf == bound.bdf => return Ok((bdf, 0)),
+            None => return Ok((bound.bdf, None)),
+            Some(bdf) if bdf == bound.bdf => return Ok((bdf, None)),
             Some(bdf) => {
                 return Err(CmdError::new(
                     "gvnic-busy",
@@ -131,7 +173,7 @@ fn choose(ctx: &Ctx, wanted: Option<Bdf>) -> Result<(Bdf, u8), CmdError> {
                 ),
             ));
         }
-        return Ok((bdf, function.revision));
+        return Ok((bdf, Some(function.revision)));
     }
     let found = gvnics(ctx);
     match found.as_slice() {
@@ -139,7 +181,7 @@ fn choose(ctx: &Ctx, wanted: Option<Bdf>) -> Result<(Bdf, u8), CmdError> {
             "no-gvnic",
             "no gVNIC (PCI 1ae0:0042) found; 'lspci' lists what there is",
         )),
-        [only] => Ok(*only),
+        [(bdf, revision)] => Ok((*bdf, Some(*revision))),
         several => {
             let list: Vec<String> = several
                 .iter()
@@ -158,10 +200,14 @@ fn choose(ctx: &Ctx, wanted: Option<Bdf>) -> Result<(Bdf, u8), CmdError> {
     }
 }
 
-/// Makes sure a NIC is bound (BARs mapped, bus mastering on) and returns it.
-fn bind<'a>(ctx: &'a mut Ctx, wanted: Option<Bdf>) -> Result<&'a mut Bound, CmdError> {
+/// Makes sure a NIC is bound (BARs mapped, bus mastering on, INTx off: we poll) and
+/// returns it with the hardware, split-borrowed.
+fn bind<'a, 'h>(
+    ctx: &'a mut Ctx<'_, 'h>,
+    wanted: Option<Bdf>,
+) -> Result<(&'a mut Bound, &'a mut Hw<'h>), CmdError> {
     let (bdf, revision) = choose(ctx, wanted)?;
-    if ctx.devices.gvnic.bound.is_none() {
+    if let Some(revision) = revision {
         let mut mapped = Vec::new();
         let mut map = |ctx: &mut Ctx, bar: u8| {
             let (mapping, info) = pci::map_bar(ctx.hw, bdf, bar, true)
@@ -173,22 +219,59 @@ fn bind<'a>(ctx: &'a mut Ctx, wanted: Option<Bdf>) -> Result<&'a mut Bound, CmdE
         };
         let bar0 = map(ctx, gvnic::REGISTER_BAR)?;
         let bar2 = map(ctx, gvnic::DOORBELL_BAR)?;
+        // The MSI-X table, if the function has one in a BAR we can map (DQO needs it; a
+        // GQI NIC works without).
+        let table = match MsixCap::find(ctx.hw.config, bdf) {
+            Some(info) => map(ctx, info.table_bar)
+                .ok()
+                .and_then(|window| OwnedMsixTable::new(window, info)),
+            None => None,
+        };
         let owner = alloc::format!("gvnic {bdf}");
-        let nic = Gvnic::new(bar0, bar2, revision, &owner).map_err(|e| driver_error(bdf, e))?;
-        ctx.devices.gvnic.bound = Some(Bound { bdf, nic, mapped });
+        let mut nic = Gvnic::new(bar0, bar2, revision, &owner).map_err(|e| driver_error(bdf, e))?;
+        if let Some(table) = table {
+            nic = nic.with_msix(bdf, table);
+        }
+        let intx_was_disabled = pci::set_intx_disabled(ctx.hw.config, bdf, true);
+        ctx.devices.gvnic.bound = Some(Bound {
+            bdf,
+            nic,
+            mapped,
+            intx_was_disabled,
+        });
     }
-    Ok(ctx.devices.gvnic.bound.as_mut().expect("bound above"))
+    bound_nic(ctx.devices, ctx.hw)
 }
 
-/// Brings the bound NIC up to `target`, describing what happened if it failed.
-fn bring_up(ctx: &mut Ctx, target: State) -> Result<(), CmdError> {
-    let hw = &mut *ctx.hw;
-    let Some(bound) = ctx.devices.gvnic.bound.as_mut() else {
-        return Err(CmdError::new("gvnic-wrong-state", "no gVNIC is bound"));
+/// The bound NIC and the hardware, borrowed apart from `ctx.out`.
+fn bound_nic<'a, 'h>(
+    devices: &'a mut DeviceState,
+    hw: &'a mut Hw<'h>,
+) -> Result<(&'a mut Bound, &'a mut Hw<'h>), CmdError> {
+    match devices.gvnic.bound.as_mut() {
+        Some(bound) => Ok((bound, hw)),
+        None => Err(CmdError::new("gvnic-wrong-state", "no gVNIC is bound")),
+    }
+}
+
+/// Brings the bound NIC up to `target` in the wanted format, describing what happened.
+fn bring_up(
+    ctx: &mut Ctx,
+    wanted: Option<Bdf>,
+    format: Option<QueueFormat>,
+    target: State,
+) -> Result<Bdf, CmdError> {
+    let (bound, hw) = bind(ctx, wanted)?;
+    let bdf = bound.bdf;
+    // A --format stays asked for until teardown; without one, whatever was asked before.
+    let asked = match format {
+        Some(format) => bound.nic.want_format(Some(format)),
+        None => Ok(()),
     };
-    let result = bound.nic.bring_up(hw.clock, hw.dma, target);
+    let result = asked.and_then(|()| bound.nic.bring_up(hw.config, hw.clock, hw.dma, target));
     let attempts = bound.nic.last_attempts;
-    let (bdf, state) = (bound.bdf, bound.nic.state());
+    let state = bound.nic.state();
+    report_released_quarantine(ctx);
     match result {
         Ok(()) => {
             if attempts > 1 {
@@ -197,11 +280,12 @@ fn bring_up(ctx: &mut Ctx, target: State) -> Result<(), CmdError> {
                     "gvnic {bdf}: the device reset itself during bring-up; came up on attempt {attempts}"
                 );
             }
-            Ok(())
+            Ok(bdf)
         }
         Err(err) => {
+            let released = state == State::Unbound && err.needs_reset();
             let mut error = driver_error(bdf, err);
-            if state == State::Unbound && error.code != "gvnic-no-gqi" {
+            if released {
                 error
                     .message
                     .push_str("; the device was reset and its DMA memory released");
@@ -211,22 +295,63 @@ fn bring_up(ctx: &mut Ctx, target: State) -> Result<(), CmdError> {
     }
 }
 
+/// A confirmed reset freed what an earlier failure had to quarantine: one line and one
+/// `dma.released` frame (as NVMe reports it).
+fn report_released_quarantine(ctx: &mut Ctx) {
+    let Some(bound) = ctx.devices.gvnic.bound.as_mut() else {
+        return;
+    };
+    let released = bound.nic.take_released_quarantine();
+    let owner = String::from(bound.nic.owner());
+    report_release(ctx, &owner, released);
+}
+
+fn report_release(ctx: &mut Ctx, owner: &str, released: Option<(usize, u32)>) {
+    let Some((allocations, pages)) = released else {
+        return;
+    };
+    let after = "the device confirmed a reset (PFN 0 / DEVICE_IS_RESET)";
+    let _ = writeln!(
+        ctx.out,
+        "dma: released {allocations} quarantined allocations ({pages} pages) of {owner}: {after}"
+    );
+    ctx.out.frame(Body::DmaReleased(evidence::DmaReleased {
+        owner: String::from(owner),
+        allocations: allocations as u32,
+        pages,
+        after: String::from(after),
+    }));
+}
+
 fn describe(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let wanted = args.get(0).map(parse_bdf).transpose()?;
-    let bdf = bind(ctx, wanted)?.bdf;
-    bring_up(ctx, State::Described)?;
-    let bound = ctx.devices.gvnic.bound.as_ref().expect("bound");
+    let format = parse_format(args)?;
+    let bdf = bring_up(ctx, wanted, format, State::Described)?;
+    let (bound, hw) = bound_nic(ctx.devices, ctx.hw)?;
     let Some(info) = bound.nic.info() else {
         return Err(CmdError::new(
             "gvnic-wrong-state",
             "described but no descriptor",
         ));
     };
-    let d = &info.descriptor;
-    let format = match &info.format {
+    let msix = bound.nic.msix_report(hw.config);
+    let text = describe_text(bdf, info, bound.nic.state(), msix.as_ref());
+    let frame = describe_frame(bdf, info, msix.as_ref());
+    ctx.out.print(&text);
+    ctx.out.frame(Body::GvnicDescriptor(frame));
+    Ok(())
+}
+
+fn format_text(info: &DeviceInfo) -> String {
+    match &info.format {
         Ok(format) => String::from(format.name()),
         Err(err) => alloc::format!("none usable: {err}"),
-    };
+    }
+}
+
+/// `gvnic describe`'s human output.
+fn describe_text(bdf: Bdf, info: &DeviceInfo, state: State, msix: Option<&MsixReport>) -> String {
+    let d = &info.descriptor;
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -234,7 +359,7 @@ fn describe(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         info.revision,
         info.aq_mode.name(),
         if info.link_up { "up" } else { "down" },
-        bound.nic.state().name()
+        state.name()
     );
     let _ = writeln!(text, "  MAC {}  MTU {}", d.mac_string(), d.mtu);
     let _ = writeln!(
@@ -275,8 +400,53 @@ fn describe(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         }
         text.push('\n');
     }
-    let _ = writeln!(text, "  queue format: {format}");
-    let frame = evidence::GvnicDescriptor {
+    let offered: Vec<&str> = d.offered_formats().iter().map(|f| f.name()).collect();
+    let _ = writeln!(
+        text,
+        "  queue formats offered: {}",
+        if offered.is_empty() {
+            String::from("none listed (gqi-qpl assumed)")
+        } else {
+            offered.join(", ")
+        }
+    );
+    let _ = writeln!(text, "  queue format: {}", format_text(info));
+    match msix {
+        Some(m) => {
+            let _ = writeln!(
+                text,
+                "  MSI-X: {} vectors, {}{}, {} unmasked{}",
+                m.vectors,
+                if m.function.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                if m.function.function_masked {
+                    " (function masked)"
+                } else {
+                    ""
+                },
+                m.unmasked,
+                if m.programmed {
+                    "; every vector at the dummy DMA target (DQO)"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => text.push_str("  MSI-X: no table mapped (DQO formats need it)\n"),
+    }
+    text
+}
+
+fn describe_frame(
+    bdf: Bdf,
+    info: &DeviceInfo,
+    msix: Option<&MsixReport>,
+) -> evidence::GvnicDescriptor {
+    let d = &info.descriptor;
+    evidence::GvnicDescriptor {
         bus: bdf.bus,
         device: bdf.device,
         function: bdf.function,
@@ -292,11 +462,16 @@ fn describe(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         rx_pages_per_qpl: d.rx_pages_per_qpl,
         max_registered_pages: d.max_registered_pages,
         options: d.options.iter().map(|o| o.id).collect(),
-        queue_format: format.chars().take(120).collect(),
-    };
-    ctx.out.print(&text);
-    ctx.out.frame(Body::GvnicDescriptor(frame));
-    Ok(())
+        queue_format: format_text(info).chars().take(120).collect(),
+        msix_vectors: msix.map_or(0, |m| m.vectors),
+        msix_enabled: msix.is_some_and(|m| m.function.enabled),
+        msix_unmasked: msix.map_or(0, |m| m.unmasked),
+        offered_formats: d
+            .offered_formats()
+            .iter()
+            .map(|f| String::from(f.name()))
+            .collect(),
+    }
 }
 
 fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
@@ -307,43 +482,59 @@ fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
             alloc::format!("--timeout must be 1..={MAX_RX_TIMEOUT_MS} ms, got {timeout_ms}"),
         ));
     }
-    let bdf = bind(ctx, None)?.bdf;
-    let was_up = ctx.devices.gvnic.bound.as_ref().map(|b| b.nic.state()) == Some(State::QueuesUp);
-    bring_up(ctx, State::QueuesUp)?;
+    let format = parse_format(args)?;
+    let (bound, _) = bind(ctx, None)?;
+    let was_up = bound.nic.state() == State::QueuesUp;
+    let bdf = bring_up(ctx, None, format, State::QueuesUp)?;
+    let (bound, hw) = bound_nic(ctx.devices, ctx.hw)?;
+    let queue_format = bound.nic.format().map_or("?", QueueFormat::name);
     if !was_up {
         let _ = writeln!(
             ctx.out,
-            "gvnic {bdf}: queues up (GQI-QPL, 64 RX buffers posted)"
+            "gvnic {bdf}: queues up ({queue_format}, 64 RX buffers posted)"
+        );
+    }
+    // Stale frames first: a ring full of them would leave no buffer for the OFFER.
+    let drained = match bound.nic.drain_rx(hw.clock, hw.dma) {
+        Ok(drained) => drained,
+        // The device reset since the last command: nothing is left to drain, and the send
+        // below brings it up again.
+        Err(GvnicError::DeviceReset { .. }) => Default::default(),
+        Err(err) => return Err(driver_error(bdf, err)),
+    };
+    if drained.frames + drained.dropped > 0 {
+        let _ = writeln!(
+            ctx.out,
+            "gvnic {bdf}: drained {} frame(s) already waiting in the RX ring ({} flagged bad)",
+            drained.frames, drained.dropped
         );
     }
 
-    let state = &mut ctx.devices.gvnic;
-    state.sent += 1;
-    let xid = dhcp::xid_from_seed(ctx.hw.clock.now_us() ^ state.sent.rotate_left(40));
-    let bound = state.bound.as_mut().expect("bound");
+    ctx.devices.gvnic.sent += 1;
+    let seed = ctx.hw.clock.now_us() ^ ctx.devices.gvnic.sent.rotate_left(40);
+    let xid = dhcp::xid_from_seed(seed);
+    let (bound, hw) = bound_nic(ctx.devices, ctx.hw)?;
     let mac = bound
         .nic
         .info()
         .map(|i| i.descriptor.mac)
         .unwrap_or_default();
     let frame = dhcp::discover_frame(mac, xid);
-    let hw = &mut *ctx.hw;
-    let mut sent = bound.nic.transmit(hw.clock, hw.dma, &frame);
-    if let Err(GvnicError::DeviceReset { .. }) = sent {
-        // Reset under us (the driver already released its side): up again, send again.
+    let sent = bound.nic.send(hw.config, hw.clock, hw.dma, &frame);
+    report_released_quarantine(ctx);
+    let done = sent.map_err(|err| driver_error(bdf, err))?;
+    if done.after_reset {
         let _ = writeln!(
             ctx.out,
-            "gvnic {bdf}: the device reset during TX; bringing it up again"
+            "gvnic {bdf}: the device reset during TX; brought it up again and resent"
         );
-        bring_up(ctx, State::QueuesUp)?;
-        let bound = ctx.devices.gvnic.bound.as_mut().expect("bound");
-        sent = bound.nic.transmit(ctx.hw.clock, ctx.hw.dma, &frame);
     }
-    let done = sent.map_err(|err| driver_error(bdf, err))?;
-    let sent_at = ctx.hw.clock.now_us();
+    let (bound, hw) = bound_nic(ctx.devices, ctx.hw)?;
+    let queue_format = String::from(bound.nic.format().map_or("?", QueueFormat::name));
+    let sent_at = hw.clock.now_us();
     let _ = writeln!(
         ctx.out,
-        "sent DHCP DISCOVER xid {xid:#010x} from {} ({} bytes), TX completed in {} us",
+        "sent DHCP DISCOVER xid {xid:#010x} from {} ({} bytes, {queue_format}), TX completed in {} us",
         mac_string(&mac),
         done.bytes,
         done.elapsed_us
@@ -354,45 +545,67 @@ fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         xid,
         src_mac: mac,
         elapsed_us: done.elapsed_us,
+        queue_format,
     }));
+    match await_offer(ctx, bdf, xid, sent_at, sent_at + timeout_ms * 1000)? {
+        Awaited::Offer => Ok(()),
+        Awaited::Others(others) => {
+            let _ = writeln!(
+                ctx.out,
+                "no DHCP OFFER for xid {xid:#010x} within {timeout_ms} ms ({others} other frame(s) received)"
+            );
+            Ok(())
+        }
+        Awaited::Nothing { dropped } => Err(CmdError::new(
+            "gvnic-rx-timeout",
+            alloc::format!(
+                "gvnic {bdf}: DISCOVER sent, but no frame came back within {timeout_ms} ms \
+                 ({dropped} dropped with errors)"
+            ),
+        )),
+    }
+}
 
-    let deadline = sent_at + timeout_ms * 1000;
+/// How the wait for the OFFER ended (other than with an error).
+enum Awaited {
+    Offer,
+    /// Frames came, none an OFFER for us.
+    Others(usize),
+    Nothing {
+        dropped: u32,
+    },
+}
+
+/// Receives until the OFFER for `xid` or the deadline, reporting every frame.
+fn await_offer(
+    ctx: &mut Ctx,
+    bdf: Bdf,
+    xid: u32,
+    sent_at: u64,
+    deadline: u64,
+) -> Result<Awaited, CmdError> {
     let mut others = 0usize;
     loop {
-        let now = ctx.hw.clock.now_us();
-        let remaining = deadline.saturating_sub(now);
-        let bound = ctx.devices.gvnic.bound.as_mut().expect("bound");
+        let (bound, hw) = bound_nic(ctx.devices, ctx.hw)?;
+        let remaining = deadline.saturating_sub(hw.clock.now_us());
         let received = if remaining == 0 {
             Err(GvnicError::RxTimeout)
         } else {
-            bound.nic.receive(ctx.hw.clock, ctx.hw.dma, remaining)
+            bound.nic.receive(hw.clock, hw.dma, remaining)
         };
         let dropped = bound.nic.rx_dropped();
+        let now = hw.clock.now_us();
         let bytes = match received {
             Ok(bytes) => bytes,
-            Err(GvnicError::RxTimeout) if others > 0 => {
-                let _ = writeln!(
-                    ctx.out,
-                    "no DHCP OFFER for xid {xid:#010x} within {timeout_ms} ms ({others} other frame(s) received)"
-                );
-                return Ok(());
-            }
-            Err(GvnicError::RxTimeout) => {
-                return Err(CmdError::new(
-                    "gvnic-rx-timeout",
-                    alloc::format!(
-                        "gvnic {bdf}: DISCOVER sent, but no frame came back within {timeout_ms} ms \
-                         ({dropped} dropped with errors)"
-                    ),
-                ))
-            }
+            Err(GvnicError::RxTimeout) if others > 0 => return Ok(Awaited::Others(others)),
+            Err(GvnicError::RxTimeout) => return Ok(Awaited::Nothing { dropped }),
             Err(err) => return Err(driver_error(bdf, err)),
         };
-        let elapsed_us = ctx.hw.clock.now_us().saturating_sub(sent_at);
+        let elapsed_us = now.saturating_sub(sent_at);
         let inbound = dhcp::classify(&bytes, xid);
         if inbound.is_offer_for(xid) {
             report_offer(ctx, &inbound, bytes.len(), elapsed_us, xid);
-            return Ok(());
+            return Ok(Awaited::Offer);
         }
         others += 1;
         if others <= MAX_REPORTED_FRAMES {
@@ -402,7 +615,7 @@ fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
 }
 
 fn ip_string(ip: [u8; 4]) -> String {
-    alloc::format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
+    alloc::format!("{}", core::net::Ipv4Addr::from(ip))
 }
 
 fn rx_frame(inbound: &Inbound, bytes: usize, elapsed_us: u64, xid: u32) -> evidence::GvnicRx {
@@ -491,13 +704,17 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     let mut steps = Vec::new();
     let result = bound
         .nic
-        .teardown(ctx.hw.clock, ctx.hw.dma, &mut |step| steps.push(step));
+        .teardown(ctx.hw.config, ctx.hw.clock, ctx.hw.dma, &mut |step| {
+            steps.push(step)
+        });
     if steps.is_empty() {
         let _ = writeln!(ctx.out, "gvnic {bdf}: nothing to tear down");
     }
     for step in steps {
         report_teardown_step(ctx, "gvnic", bdf, step.step, step.ok, &step.detail);
     }
+    let released = bound.nic.take_released_quarantine();
+    report_release(ctx, bound.nic.owner(), released);
     // Whatever happened, the device must not DMA any more: bus mastering off. (A device
     // that did not confirm its reset keeps its quarantined pages all the same.)
     pci::disable_bus_master(ctx.hw.config, bdf);
@@ -509,6 +726,17 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
         true,
         "PCI bus mastering disabled",
     );
+    if !bound.intx_was_disabled {
+        pci::set_intx_disabled(ctx.hw.config, bdf, false);
+        report_teardown_step(
+            ctx,
+            "gvnic",
+            bdf,
+            "intx-restore",
+            true,
+            "INTx disable cleared again, as before we bound",
+        );
+    }
     // Register windows are not DMA: unmapping them is safe even after a failed reset.
     for (phys, len) in bound.mapped {
         ctx.hw.mmio.unmap(phys, len);
@@ -518,4 +746,100 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
         report_teardown_step(ctx, "gvnic", bdf, "unmap", true, &detail);
     }
     result.map_err(|err| driver_error(bdf, err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drivers::gvnic::regs::AqMode;
+    use drivers::gvnic::{DeviceDescriptor, DeviceOption};
+    use drivers::pci::msix::FunctionState;
+
+    fn info(options: &[u16], format: Result<QueueFormat, GvnicError>) -> DeviceInfo {
+        DeviceInfo {
+            revision: 1,
+            aq_mode: AqMode::BaseLength,
+            max_tx_queues: 4,
+            max_rx_queues: 4,
+            dma_mask_bits: 64,
+            link_up: true,
+            descriptor: DeviceDescriptor {
+                max_registered_pages: 8192,
+                tx_queue_entries: 1024,
+                rx_queue_entries: 1024,
+                default_num_queues: 4,
+                mtu: 1460,
+                counters: 32,
+                tx_pages_per_qpl: 512,
+                rx_pages_per_qpl: 1024,
+                mac: [0x42, 1, 10, 128, 0, 2],
+                total_length: 64,
+                options: options
+                    .iter()
+                    .map(|&id| DeviceOption {
+                        id,
+                        length: 8,
+                        required_features_mask: 0,
+                        features: Some(0),
+                        malformed: false,
+                    })
+                    .collect(),
+            },
+            format,
+        }
+    }
+
+    #[test]
+    fn describe_shows_offered_and_chosen_format_and_msix() {
+        let bdf = Bdf::new(0, 4, 0);
+        let info = info(&[4, 7], Ok(QueueFormat::DqoQpl));
+        let msix = MsixReport {
+            vectors: 9,
+            function: FunctionState {
+                enabled: true,
+                function_masked: false,
+            },
+            unmasked: 2,
+            programmed: true,
+        };
+        let text = describe_text(bdf, &info, State::QueuesUp, Some(&msix));
+        assert!(
+            text.contains("queue formats offered: dqo-rda, dqo-qpl"),
+            "{text}"
+        );
+        assert!(text.contains("queue format: dqo-qpl"), "{text}");
+        assert!(
+            text.contains("MSI-X: 9 vectors, enabled, 2 unmasked; every vector at the dummy"),
+            "{text}"
+        );
+        let frame = describe_frame(bdf, &info, Some(&msix));
+        assert_eq!(frame.queue_format, "dqo-qpl");
+        assert_eq!(frame.offered_formats, ["dqo-rda", "dqo-qpl"]);
+        assert_eq!(
+            (frame.msix_vectors, frame.msix_enabled, frame.msix_unmasked),
+            (9, true, 2)
+        );
+    }
+
+    #[test]
+    fn describe_names_a_refused_format_and_a_missing_msix_table() {
+        let bdf = Bdf::new(0, 4, 0);
+        let refused = GvnicError::FormatNotOffered {
+            wanted: "gqi-rda",
+            offered: alloc::vec!["gqi-qpl"],
+        };
+        let info = info(&[], Err(refused));
+        let text = describe_text(bdf, &info, State::Described, None);
+        assert!(text.contains("none listed (gqi-qpl assumed)"), "{text}");
+        assert!(
+            text.contains(
+                "queue format: none usable: the device does not offer queue format gqi-rda"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("MSI-X: no table mapped"), "{text}");
+        let frame = describe_frame(bdf, &info, None);
+        assert_eq!((frame.msix_vectors, frame.msix_enabled), (0, false));
+        assert!(frame.offered_formats.is_empty());
+    }
 }

@@ -340,16 +340,21 @@ struct GvnicBench {
 
 impl GvnicBench {
     fn new(revision: u8, faults: Faults) -> GvnicBench {
+        GvnicBench::with(ModelConfig {
+            revision,
+            faults,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn with(config: ModelConfig) -> GvnicBench {
         let gvnic_support::Rig {
             sim,
             clock,
             pool,
             nic,
-        } = gvnic_support::rig(ModelConfig {
-            revision,
-            faults,
-            ..ModelConfig::default()
-        });
+            ..
+        } = gvnic_support::rig(config);
         // The shell binds the device itself, through PCI: the rig's own driver goes.
         drop(nic);
         {
@@ -775,6 +780,192 @@ fn nvme_error_status_on_read_gives_no_read_frame_and_the_controller_stays_usable
     bench.assert_recovers();
 }
 
+fn frame_of<T: Clone>(run: &Run, pick: impl Fn(&Body) -> Option<T>) -> Option<T> {
+    run.frames.iter().find_map(|f| pick(&f.body))
+}
+
+fn command_register(bench: &GvnicBench) -> u32 {
+    bench.sim.model.borrow_mut().config_read(0x04, 2)
+}
+
+fn msix_enabled(bench: &GvnicBench) -> bool {
+    // MSI-X message control: capability + 2, bit 15.
+    let cap = gvnic_model::pci::OFF_MSIX_CAP;
+    bench.sim.model.borrow_mut().config_read(cap + 2, 2) & 0x8000 != 0
+}
+
+#[test]
+fn gvnic_every_format_through_the_shell() {
+    use gvnic_model::QueueFormat as F;
+    for (format, name) in [
+        (F::GqiQpl, "gqi-qpl"),
+        (F::GqiRda, "gqi-rda"),
+        (F::DqoQpl, "dqo-qpl"),
+        (F::DqoRda, "dqo-rda"),
+    ] {
+        let mut bench = GvnicBench::with(ModelConfig {
+            formats: gvnic_model::Formats::only(&[format]),
+            ..ModelConfig::default()
+        });
+        let describe = bench.run("gvnic describe");
+        describe.assert_ok();
+        let d = frame_of(&describe, |b| match b {
+            Body::GvnicDescriptor(d) => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(d.queue_format, name);
+        assert_eq!(d.offered_formats, [name]);
+        assert!(d.msix_vectors >= 3, "{d:?}");
+        assert!(
+            describe.text.contains(&format!("queue format: {name}")),
+            "{}",
+            describe.text
+        );
+        assert!(describe.text.contains("MSI-X:"), "{}", describe.text);
+
+        let tx = bench.run("gvnic txdhcp --timeout 2000");
+        tx.assert_ok();
+        let sent = frame_of(&tx, |b| match b {
+            Body::GvnicTx(t) => Some(t.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{name}: no gvnic.tx: {}", tx.text));
+        assert_eq!(sent.queue_format, name);
+        assert!(tx.text.contains(name), "{}", tx.text);
+        let offer = frame_of(&tx, |b| match b {
+            Body::GvnicRx(r) if r.kind == "dhcp-offer" => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{name}: no OFFER: {}", tx.text));
+        assert_eq!(offer.xid, sent.xid);
+        let dqo = name.starts_with("dqo");
+        assert_eq!(msix_enabled(&bench), dqo, "{name}: MSI-X while up");
+
+        let down = bench.run("teardown");
+        down.assert_ok();
+        let steps = down.teardown_steps();
+        assert!(steps.iter().all(|(_, ok)| *ok), "{name}: {steps:?}");
+        assert_eq!(
+            steps.iter().any(|(s, _)| s == "msix-disable"),
+            dqo,
+            "{name}: {steps:?}"
+        );
+        down.assert_ledger_clean();
+        assert!(!msix_enabled(&bench), "{name}: MSI-X left enabled");
+        bench.assert_model_released(name);
+    }
+}
+
+#[test]
+fn gvnic_intx_is_disabled_while_bound_and_restored_at_teardown() {
+    let mut bench = GvnicBench::new(0, Faults::default());
+    assert_eq!(command_register(&bench) & 0x400, 0);
+    bench.run("gvnic describe").assert_ok();
+    assert_ne!(
+        command_register(&bench) & 0x400,
+        0,
+        "INTx still enabled while we poll"
+    );
+    let down = bench.run("teardown");
+    down.assert_ok();
+    assert!(
+        down.teardown_steps()
+            .iter()
+            .any(|(s, ok)| s == "intx-restore" && *ok),
+        "{:?}",
+        down.teardown_steps()
+    );
+    assert_eq!(
+        command_register(&bench) & 0x400,
+        0,
+        "INTx disable not restored"
+    );
+}
+
+#[test]
+fn gvnic_txdhcp_drains_a_ring_full_of_stale_frames_before_sending() {
+    for format in [
+        gvnic_model::QueueFormat::GqiQpl,
+        gvnic_model::QueueFormat::DqoRda,
+    ] {
+        let mut bench = GvnicBench::with(ModelConfig {
+            formats: gvnic_model::Formats::only(&[format]),
+            ..ModelConfig::default()
+        });
+        bench.run("gvnic txdhcp --timeout 2000").assert_ok();
+        // 80 stale frames: more than the 64 posted buffers, so without a drain every
+        // buffer is full when the OFFER arrives and the device drops it.
+        for n in 0..80u8 {
+            let mut frame = vec![n; 90];
+            frame[0..6].copy_from_slice(&[0xff; 6]);
+            frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+            bench.sim.model.borrow_mut().inject_rx(&frame);
+        }
+        // Let them land.
+        for _ in 0..100 {
+            drivers::platform::Clock::relax(&bench.clock);
+        }
+        let tx = bench.run("gvnic txdhcp --timeout 2000");
+        tx.assert_ok();
+        assert!(tx.text.contains("drained"), "{}", tx.text);
+        assert!(
+            frame_of(&tx, |b| match b {
+                Body::GvnicRx(r) if r.kind == "dhcp-offer" => Some(()),
+                _ => None,
+            })
+            .is_some(),
+            "{format:?}: the OFFER was hidden: {}",
+            tx.text
+        );
+        bench.assert_recovers("drain");
+    }
+}
+
+#[test]
+fn gvnic_format_flag_is_checked_and_a_format_not_offered_is_named() {
+    let mut bench = GvnicBench::new(0, Faults::default());
+    let run = bench.run("gvnic describe --format dqo");
+    run.assert_failed("bad-argument", &["gvnic.describe"]);
+    let run = bench.run("gvnic txdhcp --format dqo-rda");
+    run.assert_failed("gvnic-format-not-offered", TX_RX);
+    assert!(run.text.contains("it offers gqi-qpl"), "{}", run.text);
+    assert!(bench.model().wire().is_empty());
+    let run = bench.run("gvnic describe --format gqi-qpl");
+    run.assert_ok();
+    bench.assert_recovers("format flag");
+}
+
+#[test]
+fn gvnic_quarantine_is_released_with_a_frame_after_a_later_confirmed_reset() {
+    // The reset takes 3 s, longer than the 2 s deadline: teardown quarantines.
+    let mut bench = GvnicBench::with(ModelConfig {
+        latencies: gvnic_model::Latencies {
+            reset_us: 3_000_000,
+            ..gvnic_model::Latencies::default()
+        },
+        ..ModelConfig::default()
+    });
+    bench.run("gvnic txdhcp --timeout 1000").assert_ok();
+    let down = bench.run("teardown");
+    down.assert_ledger_quarantined(GVNIC_OWNER);
+    for _ in 0..20_000 {
+        drivers::platform::Clock::relax(&bench.clock);
+    }
+    let describe = bench.run("gvnic describe");
+    describe.assert_ok();
+    let released = frame_of(&describe, |b| match b {
+        Body::DmaReleased(r) => Some(r.clone()),
+        _ => None,
+    })
+    .unwrap_or_else(|| panic!("no dma.released frame: {}", describe.text));
+    assert_eq!(released.owner, GVNIC_OWNER);
+    assert!(released.allocations > 0 && released.pages > 0);
+    assert!(describe.text.contains("dma: released"), "{}", describe.text);
+    let (_, quarantined, _) = bench.run("dma").ledger();
+    assert_eq!(quarantined, 0);
+}
+
 #[test]
 fn a_second_teardown_says_nothing_bound_for_every_device_kind() {
     let mut bench = NvmeBench::new(nvme_fake::Faults::default());
@@ -955,6 +1146,43 @@ fn quarantined_nvme_pages_are_released_with_a_frame_after_a_confirmed_reset() {
     let (_, quarantined_now, _) = bench.run("dma").ledger();
     assert_eq!(quarantined_now, 0);
     bench.assert_recovers();
+}
+
+#[test]
+fn gvnic_a_format_asked_for_in_describe_is_kept_by_txdhcp() {
+    let mut bench = GvnicBench::with(ModelConfig {
+        formats: gvnic_model::Formats::only(&[
+            gvnic_model::QueueFormat::GqiQpl,
+            gvnic_model::QueueFormat::DqoRda,
+        ]),
+        ..ModelConfig::default()
+    });
+    let describe = bench.run("gvnic describe --format dqo-rda");
+    describe.assert_ok();
+    assert!(
+        describe.text.contains("queue format: dqo-rda"),
+        "{}",
+        describe.text
+    );
+    let tx = bench.run("gvnic txdhcp --timeout 2000");
+    tx.assert_ok();
+    let sent = frame_of(&tx, |b| match b {
+        Body::GvnicTx(t) => Some(t.clone()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(sent.queue_format, "dqo-rda");
+    // Another format while the queues run in this one: refused by name, nothing changes.
+    let run = bench.run("gvnic txdhcp --format gqi-qpl");
+    run.assert_failed("gvnic-format-in-use", TX_RX);
+    bench.assert_recovers("format kept");
+    // After teardown the preference order applies again.
+    let describe = bench.run("gvnic describe");
+    assert!(
+        describe.text.contains("queue format: gqi-qpl"),
+        "{}",
+        describe.text
+    );
 }
 
 #[test]

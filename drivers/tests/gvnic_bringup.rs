@@ -16,7 +16,9 @@ fn teardown(rig: &mut Rig) -> (Result<(), GvnicError>, Vec<TeardownStep>) {
     let mut steps = Vec::new();
     let result = rig
         .nic
-        .teardown(&rig.clock, &mut rig.pool, &mut |step| steps.push(step));
+        .teardown(&rig.pci, &rig.clock, &mut rig.pool, &mut |step| {
+            steps.push(step)
+        });
     (result, steps)
 }
 
@@ -26,7 +28,7 @@ fn full_cycle(revision: u8) {
         ..ModelConfig::default()
     });
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .expect("bring-up");
     assert_eq!(rig.nic.state(), State::QueuesUp);
     assert_eq!(rig.nic.last_attempts, 1);
@@ -87,7 +89,7 @@ fn full_cycle(revision: u8) {
 
     // And up again: the device reads reset, so no redundant reset is issued.
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::Described)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::Described)
         .expect("describe after teardown");
     assert_eq!(rig.model().record().resets.len(), 1);
     let (result, _) = teardown(&mut rig);
@@ -107,25 +109,28 @@ fn revision_1_uses_base_length_and_run() {
 }
 
 #[test]
-fn dqo_only_device_is_described_but_refused_with_the_offered_formats() {
+fn a_format_the_device_does_not_offer_is_refused_with_the_offered_formats() {
     let mut rig = rig(ModelConfig {
         formats: Formats::dqo_only(),
         ..ModelConfig::default()
     });
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::Described)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::Described)
         .expect("describe works on any device");
     let info = rig.nic.info().unwrap();
     let names: Vec<String> = info.descriptor.options.iter().map(|o| o.name()).collect();
     assert!(names.contains(&"DQO_RDA".to_string()), "{names:?}");
+    // Without --format a DQO-only device gets DQO-RDA; --format gqi-qpl is refused by name.
+    assert_eq!(info.format, Ok(QueueFormat::DqoRda));
+    rig.nic.want_format(Some(QueueFormat::GqiQpl)).unwrap();
     let err = rig
         .nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap_err();
-    assert_eq!(err.code(), "gvnic-no-gqi");
+    assert_eq!(err.code(), "gvnic-format-not-offered");
     assert_eq!(
         err.to_string(),
-        "the device offers only dqo-rda queue formats; this driver drives gqi-qpl"
+        "the device does not offer queue format gqi-qpl; it offers dqo-rda"
     );
     // Nothing was configured: only DESCRIBE ran.
     assert_eq!(rig.opcodes(), [0x1]);
@@ -146,7 +151,7 @@ fn device_without_format_options_gets_gqi_qpl() {
         ..ModelConfig::default()
     });
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .expect("bring-up without format options");
     assert_eq!(rig.nic.info().unwrap().format, Ok(QueueFormat::GqiQpl));
     teardown(&mut rig).0.unwrap();
@@ -171,7 +176,7 @@ fn small_page_budget_is_a_clear_error() {
     });
     let err = rig
         .nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap_err();
     assert_eq!(
         err,

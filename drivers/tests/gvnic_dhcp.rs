@@ -32,7 +32,7 @@ fn ones_complement_sum(chunks: &[&[u8]]) -> u16 {
 
 fn up(rig: &mut Rig) {
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .expect("bring-up");
 }
 
@@ -138,7 +138,7 @@ fn discover_goes_out_and_the_offer_comes_back() {
         }
         let mut steps = Vec::new();
         rig.nic
-            .teardown(&rig.clock, &mut rig.pool, &mut |s| steps.push(s))
+            .teardown(&rig.pci, &rig.clock, &mut rig.pool, &mut |s| steps.push(s))
             .unwrap();
         rig.assert_ledger_clean();
         rig.assert_no_violations();
@@ -221,7 +221,7 @@ fn jumbo_frames_are_joined_from_their_fragments() {
         ..ModelConfig::default()
     });
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap();
     let damaged = vec![0xee; 6000];
     let jumbo: Vec<u8> = (0..9000u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -22,7 +22,9 @@ fn teardown(rig: &mut Rig) -> (Result<(), GvnicError>, Vec<TeardownStep>) {
     let mut steps = Vec::new();
     let result = rig
         .nic
-        .teardown(&rig.clock, &mut rig.pool, &mut |step| steps.push(step));
+        .teardown(&rig.pci, &rig.clock, &mut rig.pool, &mut |step| {
+            steps.push(step)
+        });
     (result, steps)
 }
 
@@ -58,7 +60,7 @@ fn an_error_status_on_any_bring_up_command_is_named_and_released() {
             );
             let err = rig
                 .nic
-                .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+                .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
                 .unwrap_err();
             assert_eq!(
                 err,
@@ -97,7 +99,7 @@ fn an_error_status_during_teardown_is_reported_but_the_reset_still_releases() {
             },
         );
         rig.nic
-            .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+            .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
             .unwrap();
         let (result, steps) = teardown(&mut rig);
         let err = result.unwrap_err();
@@ -123,7 +125,7 @@ fn admin_queue_that_never_completes_times_out_and_is_reset() {
         );
         let err = rig
             .nic
-            .bring_up(&rig.clock, &mut rig.pool, State::Described)
+            .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::Described)
             .unwrap_err();
         assert_eq!(
             err,
@@ -152,7 +154,7 @@ fn a_reset_that_never_completes_quarantines_every_page() {
         );
         // A fresh device reads reset, so bring-up needs no reset and works.
         rig.nic
-            .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+            .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
             .unwrap();
         let (result, steps) = teardown(&mut rig);
         let err = result.unwrap_err();
@@ -184,7 +186,7 @@ fn an_admin_timeout_with_a_stuck_reset_quarantines() {
     );
     let err = rig
         .nic
-        .bring_up(&rig.clock, &mut rig.pool, State::Described)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::Described)
         .unwrap_err();
     assert_eq!(err.code(), "gvnic-reset-timeout");
     // The admin queue page and the descriptor buffer the device may still write.
@@ -204,7 +206,7 @@ fn a_spurious_reset_during_bring_up_is_survived() {
                 },
             );
             rig.nic
-                .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+                .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
                 .unwrap_or_else(|e| panic!("revision {revision}, reset after {after}: {e}"));
             assert_eq!(rig.nic.last_attempts, 2);
             {
@@ -234,7 +236,7 @@ fn a_spurious_reset_after_bring_up_is_noticed_by_tx() {
         },
     );
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap();
     // The reset fires on the model's next tick.
     use drivers::platform::Clock;
@@ -247,7 +249,7 @@ fn a_spurious_reset_after_bring_up_is_noticed_by_tx() {
     assert_eq!(err.code(), "gvnic-device-reset");
     // Recovery: bring up again (the device already reads reset: no redundant reset).
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap();
     rig.nic.transmit(&rig.clock, &mut rig.pool, &frame).unwrap();
     assert!(rig.model().record().resets.iter().all(|r| !r.already_reset));
@@ -268,7 +270,7 @@ fn the_driver_never_resets_an_already_reset_device() {
     );
     for _ in 0..2 {
         rig.nic
-            .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+            .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
             .unwrap();
         teardown(&mut rig).0.unwrap();
     }
@@ -293,7 +295,7 @@ fn a_late_tx_completion_is_waited_for_and_a_missing_one_times_out() {
         },
     );
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap();
     let done = rig.nic.transmit(&rig.clock, &mut rig.pool, &frame).unwrap();
     assert!(done.elapsed_us >= 5_000, "{done:?}");
@@ -307,7 +309,7 @@ fn a_late_tx_completion_is_waited_for_and_a_missing_one_times_out() {
         },
     );
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap();
     let err = rig
         .nic
@@ -340,7 +342,7 @@ fn no_rx_gives_a_named_timeout() {
         },
     );
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap();
     let frame = dhcp::discover_frame([0x42, 1, 10, 128, 0, 2], 5);
     rig.nic.transmit(&rig.clock, &mut rig.pool, &frame).unwrap();
@@ -377,7 +379,7 @@ fn frames_the_device_flags_with_err_are_dropped_and_counted() {
         },
     );
     rig.nic
-        .bring_up(&rig.clock, &mut rig.pool, State::QueuesUp)
+        .bring_up(&rig.pci, &rig.clock, &mut rig.pool, State::QueuesUp)
         .unwrap();
     let damaged = [0xeeu8; 60];
     let good: Vec<u8> = (0..60u8).collect();

@@ -286,6 +286,14 @@ pub struct GvnicDescriptor {
     pub options: Vec<u16>,
     /// "gqi-qpl", or the error when no usable format is offered.
     pub queue_format: String,
+    /// MSI-X table size (0 when the function has no MSI-X table we could map).
+    pub msix_vectors: u16,
+    /// MSI-X enable in the capability's message control.
+    pub msix_enabled: bool,
+    /// Vectors currently unmasked in the table.
+    pub msix_unmasked: u16,
+    /// Every format the device offers ("gqi-qpl", "dqo-rda", ...), in its order.
+    pub offered_formats: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,6 +304,8 @@ pub struct GvnicTx {
     pub xid: u32,
     pub src_mac: [u8; 6],
     pub elapsed_us: u64,
+    /// The queue format the frame went out in ("gqi-qpl", "dqo-rda", ...).
+    pub queue_format: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

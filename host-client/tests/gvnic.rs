@@ -156,6 +156,8 @@ fn run(revision: u8) {
             "reset",
             "release-dma",
             "bus-master-off",
+            "intx-restore",
+            "unmap",
             "unmap",
             "unmap"
         ],

@@ -9,9 +9,9 @@ use zerocopy::byteorder::big_endian::{U16, U32, U64};
 use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
-use crate::platform::{wait_for, Clock, WaitError};
+use crate::platform::{wait_for, wait_for_recovery, Clock, WaitError};
 
-use super::regs::{AqMode, DriverStatus, Registers};
+use super::regs::{AqMode, DeviceStatus, DriverStatus, Registers};
 use super::GvnicError;
 
 /// The admin queue is one page: 64 slots of 64 bytes. iPXE uses exactly this "to minimise
@@ -201,7 +201,6 @@ pub fn encode<P: IntoBytes + Immutable>(opcode: Opcode, payload: &P) -> [u8; AQ_
 pub struct AdminQueue {
     pub buf: DmaBuf,
     phys: u64,
-    mode: AqMode,
     /// Commands submitted since the queue was handed to the device (never wrapped at 64:
     /// the doorbell and event counter are free-running; tamago broke by wrapping).
     prod: u32,
@@ -217,30 +216,23 @@ impl AdminQueue {
     ) -> Result<AdminQueue, GvnicError> {
         let buf = dma.alloc(owner, "gvnic admin queue", AQ_BYTES)?;
         let phys = dma.device_addr(&buf, 0)?;
-        match mode {
-            AqMode::Pfn => {
-                // The register holds phys / 4096 in 32 bits: the queue must sit below
-                // 16 TiB (the pool is below 4 GiB, so this only guards a broken pool).
-                let pfn = u32::try_from(phys / PAGE_SIZE as u64).map_err(|_| {
-                    GvnicError::BadDeviceValue {
-                        what: "admin queue address for the PFN register",
-                        value: phys,
-                    }
-                })?;
-                regs.set_aq_pfn(pfn);
-            }
-            AqMode::BaseLength => {
-                regs.set_aq_base_and_length(phys, AQ_BYTES as u16);
-                // RUN last: the device starts reading the queue once it sees it.
-                regs.set_driver_status(DriverStatus::RUN);
-            }
+        // The register holds phys / 4096 in 32 bits: the queue must sit below 16 TiB (the
+        // pool is below 4 GiB, so this only guards a broken pool).
+        let pfn =
+            u32::try_from(phys / PAGE_SIZE as u64).map_err(|_| GvnicError::BadDeviceValue {
+                what: "admin queue address for the PFN register",
+                value: phys,
+            })?;
+        // Every revision gets the PFN, as iPXE writes it on every device (facts §2.1): on
+        // revision 1 it is what tells us, later, that the device let go of the queue
+        // without relying on DEVICE_IS_RESET (which nothing says RUN clears).
+        regs.set_aq_pfn(pfn);
+        if mode == AqMode::BaseLength {
+            regs.set_aq_base_and_length(phys, AQ_BYTES as u16);
+            // RUN last: the device starts reading the queue once it sees it.
+            regs.set_driver_status(DriverStatus::RUN);
         }
-        Ok(AdminQueue {
-            buf,
-            phys,
-            mode,
-            prod: 0,
-        })
+        Ok(AdminQueue { buf, phys, prod: 0 })
     }
 
     pub fn phys(&self) -> u64 {
@@ -258,6 +250,31 @@ impl AdminQueue {
         opcode: Opcode,
         command: &[u8; AQ_ENTRY_BYTES],
     ) -> Result<(), GvnicError> {
+        self.run(regs, clock, dma, opcode, command, false)
+    }
+
+    /// As [`Self::execute`], for teardown's commands (destroy, unregister, deconfigure): a
+    /// recovery wait, which a Ctrl-C does not cut short (it keeps its deadline).
+    pub fn execute_recovery(
+        &mut self,
+        regs: &Registers,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        opcode: Opcode,
+        command: &[u8; AQ_ENTRY_BYTES],
+    ) -> Result<(), GvnicError> {
+        self.run(regs, clock, dma, opcode, command, true)
+    }
+
+    fn run(
+        &mut self,
+        regs: &Registers,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        opcode: Opcode,
+        command: &[u8; AQ_ENTRY_BYTES],
+        recovery: bool,
+    ) -> Result<(), GvnicError> {
         // Linux checks the queue is idle first; a counter that moved on its own (usually
         // back to 0) means the device was reset and forgot our queue.
         let executed = regs.aq_event_counter();
@@ -272,7 +289,7 @@ impl AdminQueue {
         let wanted = self.prod;
         regs.ring_aq_doorbell(wanted);
 
-        let outcome = wait_for(clock, AQ_TIMEOUT_US, || {
+        let done = || {
             if regs.aq_event_counter() == wanted {
                 Some(Ok(()))
             } else if self.device_was_reset(regs) {
@@ -280,7 +297,12 @@ impl AdminQueue {
             } else {
                 None
             }
-        });
+        };
+        let outcome = if recovery {
+            wait_for_recovery(clock, AQ_TIMEOUT_US, done)
+        } else {
+            wait_for(clock, AQ_TIMEOUT_US, done)
+        };
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(())) => {
@@ -298,11 +320,16 @@ impl AdminQueue {
         Ok(())
     }
 
-    /// A reset under us: the device let go of the queue (facts §2.2, iPXE's ECONNRESET
-    /// check on every poll) or asks to be reset (Linux's DEVICE_STATUS bit 1).
-    fn device_was_reset(&self, regs: &Registers) -> bool {
-        let status = regs.device_status();
-        regs.reads_reset(self.mode) || status.contains(super::regs::DeviceStatus::RESET_REQUESTED)
+    /// The device let go of this queue: PFN reads 0 (iPXE's ECONNRESET check on every
+    /// poll), on every revision ([`Registers::let_go_of_aq`]).
+    pub fn reads_reset(&self, regs: &Registers) -> bool {
+        regs.let_go_of_aq()
+    }
+
+    /// A reset under us: the device let go of the queue, or asks to be reset (Linux's
+    /// DEVICE_STATUS bit 1).
+    pub fn device_was_reset(&self, regs: &Registers) -> bool {
+        self.reads_reset(regs) || regs.device_status().contains(DeviceStatus::RESET_REQUESTED)
     }
 }
 

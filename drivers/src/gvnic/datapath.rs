@@ -1,14 +1,17 @@
-//! The GQI-QPL data path of a NIC whose queues are up: one frame out (completion through
-//! the TX event counter), frames in (RX sequence numbers). A device reset noticed here
-//! releases our side too, so the next `bring_up` starts afresh.
+//! The format-neutral data path of a NIC whose queues are up: one frame out, frames in,
+//! and draining what already sits in the RX ring. The rings do the format's work; this
+//! file only waits (user waits: Ctrl-C aborts them), re-arms DQO's IRQs on every poll
+//! ([`super::notify`]), and notices a device that reset under us, which releases our side
+//! too so the next `bring_up` starts afresh.
 
 use alloc::vec::Vec;
 
-use crate::dma::DmaPool;
-use crate::platform::{wait_for, Clock, WaitError};
+use crate::dma::{DmaBuf, DmaPool};
+use crate::platform::{wait_for, Clock, ConfigSpace, WaitError};
 
 use super::device::{Gvnic, State, TX_TIMEOUT_US};
-use super::rx::RxEvent;
+use super::notify;
+use super::ring::{RxEvent, RxRing, TxRing};
 use super::GvnicError;
 
 /// What came back from one TX.
@@ -16,11 +19,48 @@ use super::GvnicError;
 pub struct TxDone {
     pub bytes: usize,
     pub elapsed_us: u64,
+    /// The device reset under the first try; the NIC was brought up again and the frame
+    /// resent ([`Gvnic::send`] only).
+    pub after_reset: bool,
 }
 
+/// Frames a drain consumed before the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Drained {
+    pub frames: u32,
+    pub dropped: u32,
+}
+
+/// Upper bound on the entries one drain consumes: a full ring of 64 posted buffers, many
+/// times over, is far below it; a device that keeps writing cannot keep us here.
+const MAX_DRAIN: u32 = 4096;
+
 impl Gvnic {
-    /// Sends one frame and waits for its completion through the TX event counter. If the
-    /// device reset under us, our side is released too (so `bring_up` starts afresh).
+    /// Brings the queues up if needed and sends one frame. If the device resets under the
+    /// first try, it is brought up again and the frame sent once more.
+    pub fn send(
+        &mut self,
+        config: &dyn ConfigSpace,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        frame: &[u8],
+    ) -> Result<TxDone, GvnicError> {
+        self.bring_up(config, clock, dma, State::QueuesUp)?;
+        match self.transmit(clock, dma, frame) {
+            Err(GvnicError::DeviceReset { .. }) => {
+                self.bring_up(config, clock, dma, State::QueuesUp)?;
+                let done = self.transmit(clock, dma, frame)?;
+                Ok(TxDone {
+                    after_reset: true,
+                    ..done
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Sends one frame and waits for its completion. If the device reset under us, our
+    /// side is released too (so `bring_up` starts afresh).
     pub fn transmit(
         &mut self,
         clock: &dyn Clock,
@@ -39,9 +79,39 @@ impl Gvnic {
         result: Result<T, GvnicError>,
     ) -> Result<T, GvnicError> {
         if let Err(GvnicError::DeviceReset { .. }) = result {
-            self.reset_and_release(clock, dma)?;
+            self.reset_and_release(None, clock, dma)?;
         }
         result
+    }
+
+    /// The pieces of a NIC whose queues are up.
+    fn live(&mut self) -> Result<Live<'_>, GvnicError> {
+        let state = self.state.name();
+        let wrong = GvnicError::WrongState {
+            wanted: "with its queues up",
+            state,
+        };
+        if self.state != State::QueuesUp {
+            return Err(wrong);
+        }
+        let (Some(res), Some(tx), Some(rx), Some(format)) = (
+            self.resources.as_ref(),
+            self.tx.as_deref_mut(),
+            self.rx.as_deref_mut(),
+            self.format,
+        ) else {
+            return Err(wrong);
+        };
+        Ok(Live {
+            aq: self.aq.as_ref(),
+            regs: &self.regs,
+            counters: res.counters,
+            irqs: &res.irq_doorbells,
+            family: format.family(),
+            doorbells: &self.doorbells,
+            tx,
+            rx,
+        })
     }
 
     fn transmit_once(
@@ -50,69 +120,54 @@ impl Gvnic {
         dma: &mut DmaPool,
         frame: &[u8],
     ) -> Result<TxDone, GvnicError> {
-        let counters = match &self.resources {
-            Some(res) => res.counters,
-            None => {
-                return Err(GvnicError::WrongState {
-                    wanted: "with its queues up",
-                    state: self.state.name(),
-                })
-            }
-        };
         let started = clock.now_us();
-        let state = self.state.name();
-        let (regs, doorbells, mode) = (&self.regs, &self.doorbells, self.mode);
-        let tx = match (self.state, self.tx.as_mut()) {
-            (State::QueuesUp, Some(tx)) => tx,
-            _ => {
-                return Err(GvnicError::WrongState {
-                    wanted: "with its queues up",
-                    state,
-                })
-            }
-        };
-        let counter_at = tx.counter_index() as usize * 4;
-        let completed = |dma: &DmaPool| -> Result<u32, GvnicError> {
-            Ok(u32::from_be(dma.read_u32(&counters, counter_at)?))
-        };
+        let live = self.live()?;
         // A device that reset since the last command holds none of our queues: ringing
         // its doorbell would be a write into nothing. Say so instead.
-        if regs.reads_reset(mode) {
+        if live.reset() {
             return Err(GvnicError::DeviceReset {
                 during: "TX (before posting)",
             });
         }
-        let done = completed(dma)?;
-        if done != tx.posted() {
-            return Err(GvnicError::TxBusy {
-                outstanding: tx.posted().wrapping_sub(done),
-            });
-        }
-        let wanted = tx.post(dma, doorbells, frame)?;
-        let outcome = wait_for(clock, TX_TIMEOUT_US, || match completed(dma) {
-            Ok(count) if count == wanted => Some(Ok(())),
-            Err(err) => Some(Err(err)),
-            Ok(_) if regs.reads_reset(mode) => Some(Err(GvnicError::DeviceReset {
-                during: "TX completion",
-            })),
-            Ok(_) => None,
+        let Live {
+            aq,
+            regs,
+            counters,
+            irqs,
+            family,
+            doorbells,
+            tx,
+            ..
+        } = live;
+        let reset = || aq.is_none_or(|aq| aq.device_was_reset(regs));
+        tx.post(dma, doorbells, &counters, frame)?;
+        let outcome = wait_for(clock, TX_TIMEOUT_US, || {
+            notify::rearm(family, doorbells, irqs);
+            match tx.poll_complete(dma, &counters) {
+                Ok(true) => Some(Ok(())),
+                // A device that reset makes no completions: say so instead of timing out.
+                Ok(false) if reset() => Some(Err(GvnicError::DeviceReset {
+                    during: "TX completion",
+                })),
+                Ok(false) => None,
+                Err(err) => Some(Err(err)),
+            }
         });
+        let (posted, completed) = tx.progress();
         match outcome {
             Ok(Ok(())) => Ok(TxDone {
                 bytes: frame.len(),
                 elapsed_us: clock.now_us().saturating_sub(started),
+                after_reset: false,
             }),
             Ok(Err(err)) => Err(err),
-            Err(WaitError::TimedOut) => Err(GvnicError::TxTimeout {
-                posted: wanted,
-                completed: completed(dma)?,
-            }),
+            Err(WaitError::TimedOut) => Err(GvnicError::TxTimeout { posted, completed }),
             Err(WaitError::Interrupted) => Err(GvnicError::Interrupted),
         }
     }
 
-    /// Waits up to `timeout_us` for the next good frame (ERR frames are dropped, counted,
-    /// and waited past).
+    /// Waits up to `timeout_us` for the next good frame (flagged frames are dropped,
+    /// counted, and waited past).
     pub fn receive(
         &mut self,
         clock: &dyn Clock,
@@ -129,34 +184,93 @@ impl Gvnic {
         dma: &mut DmaPool,
         timeout_us: u64,
     ) -> Result<Vec<u8>, GvnicError> {
-        let (regs, mode) = (&self.regs, self.mode);
-        let doorbells = &self.doorbells;
-        let rx = match (self.state, self.rx.as_mut()) {
-            (State::QueuesUp, Some(rx)) => rx,
-            _ => {
-                return Err(GvnicError::WrongState {
-                    wanted: "with its queues up",
-                    state: self.state.name(),
-                })
-            }
-        };
-        let outcome = wait_for(clock, timeout_us, || match rx.poll(dma, doorbells) {
-            Ok(Some(RxEvent::Frame(frame))) => Some(Ok(frame)),
-            Ok(Some(RxEvent::Dropped(_))) | Ok(None) => {
-                if regs.reads_reset(mode) {
-                    Some(Err(GvnicError::DeviceReset {
-                        during: "RX polling",
-                    }))
-                } else {
-                    None
+        let Live {
+            aq,
+            regs,
+            irqs,
+            family,
+            doorbells,
+            rx,
+            ..
+        } = self.live()?;
+        let reset = || aq.is_none_or(|aq| aq.device_was_reset(regs));
+        let outcome = wait_for(clock, timeout_us, || {
+            notify::rearm(family, doorbells, irqs);
+            match rx.poll(dma, doorbells) {
+                Ok(Some(RxEvent::Frame(frame))) => Some(Ok(frame)),
+                Ok(Some(RxEvent::Dropped(_) | RxEvent::Fragment)) | Ok(None) => {
+                    if reset() {
+                        Some(Err(GvnicError::DeviceReset {
+                            during: "RX polling",
+                        }))
+                    } else {
+                        None
+                    }
                 }
+                Err(err) => Some(Err(err)),
             }
-            Err(err) => Some(Err(err)),
         });
         match outcome {
             Ok(result) => result,
             Err(WaitError::TimedOut) => Err(GvnicError::RxTimeout),
             Err(WaitError::Interrupted) => Err(GvnicError::Interrupted),
         }
+    }
+
+    /// Consumes every frame already in the RX ring, without waiting, so stale frames (a
+    /// ring filled before we asked for anything) cannot hide the reply we are about to
+    /// ask for. Every consumed buffer goes back to the device. Nothing to do (Ok, zero)
+    /// when the queues are not up.
+    pub fn drain_rx(
+        &mut self,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+    ) -> Result<Drained, GvnicError> {
+        if self.state != State::QueuesUp {
+            return Ok(Drained::default());
+        }
+        let result = self.drain_once(dma);
+        self.after_data_path(clock, dma, result)
+    }
+
+    fn drain_once(&mut self, dma: &mut DmaPool) -> Result<Drained, GvnicError> {
+        let live = self.live()?;
+        if live.reset() {
+            return Err(GvnicError::DeviceReset { during: "RX drain" });
+        }
+        let mut drained = Drained::default();
+        // Two rounds: DQO may write its held-back completions only once the re-armed IRQ
+        // fires, so arm, drain, arm again, drain what that flushed.
+        for _ in 0..2 {
+            notify::rearm(live.family, live.doorbells, live.irqs);
+            while drained.frames + drained.dropped < MAX_DRAIN {
+                match live.rx.poll(dma, live.doorbells)? {
+                    Some(RxEvent::Frame(_)) => drained.frames += 1,
+                    Some(RxEvent::Dropped(_)) => drained.dropped += 1,
+                    Some(RxEvent::Fragment) => {}
+                    None => break,
+                }
+            }
+        }
+        Ok(drained)
+    }
+}
+
+/// Borrowed pieces of a NIC whose queues are up.
+struct Live<'a> {
+    aq: Option<&'a super::adminq::AdminQueue>,
+    regs: &'a super::regs::Registers,
+    counters: DmaBuf,
+    irqs: &'a [u32],
+    family: super::describe::Family,
+    doorbells: &'a super::regs::Doorbells,
+    tx: &'a mut dyn TxRing,
+    rx: &'a mut dyn RxRing,
+}
+
+impl Live<'_> {
+    /// The device reset under us (or asks to be).
+    fn reset(&self) -> bool {
+        self.aq.is_none_or(|aq| aq.device_was_reset(self.regs))
     }
 }

@@ -96,7 +96,46 @@ pub enum QueueFormat {
     DqoQpl = 4,
 }
 
+/// The descriptor family: GQI (in-order, big-endian, one completion counter) or DQO
+/// (out-of-order, little-endian, completion rings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Gqi,
+    Dqo,
+}
+
 impl QueueFormat {
+    /// Every format, in our order of preference: iPXE's (commit ce30ba14f). GQI leaves the
+    /// RX ring untouched for the device's lifetime (a refill is one doorbell write), and
+    /// QPL spares the hypervisor the page-table work RDA needs (policy).
+    pub const PREFERENCE: [QueueFormat; 4] = [
+        QueueFormat::GqiQpl,
+        QueueFormat::GqiRda,
+        QueueFormat::DqoQpl,
+        QueueFormat::DqoRda,
+    ];
+
+    pub fn family(self) -> Family {
+        match self {
+            QueueFormat::GqiRda | QueueFormat::GqiQpl => Family::Gqi,
+            QueueFormat::DqoRda | QueueFormat::DqoQpl => Family::Dqo,
+        }
+    }
+
+    pub fn addressing(self) -> super::addressing::Addressing {
+        match self {
+            QueueFormat::GqiQpl | QueueFormat::DqoQpl => super::addressing::Addressing::Qpl,
+            QueueFormat::GqiRda | QueueFormat::DqoRda => super::addressing::Addressing::Rda,
+        }
+    }
+
+    /// The format named `name` ("gqi-qpl", ...), as `--format` takes it.
+    pub fn from_name(name: &str) -> Option<QueueFormat> {
+        QueueFormat::PREFERENCE
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             QueueFormat::GqiRda => "gqi-rda",
@@ -264,30 +303,31 @@ impl DeviceDescriptor {
         formats
     }
 
-    /// GQI-QPL when offered, or when the device advertises no format at all (old devices
-    /// predate the format options; Linux and iPXE both fall back to GQI-QPL). We prefer it
-    /// as iPXE does: the RX ring never changes, so a refill is one doorbell write.
-    pub fn choose_format(&self) -> Result<QueueFormat, GvnicError> {
-        let offered = self.offered_formats();
-        if offered.is_empty() || offered.contains(&QueueFormat::GqiQpl) {
-            return Ok(QueueFormat::GqiQpl);
+    /// The format to drive: `wanted` if the device offers it (else a
+    /// `FormatNotOffered` error naming what it does offer), otherwise the first offered
+    /// one in [`QueueFormat::PREFERENCE`]. A device that advertises no format at all means
+    /// GQI-QPL (old devices predate the format options; Linux and iPXE both fall back to it).
+    pub fn choose_format(&self, wanted: Option<QueueFormat>) -> Result<QueueFormat, GvnicError> {
+        let mut offered = self.offered_formats();
+        if offered.is_empty() {
+            offered.push(QueueFormat::GqiQpl);
         }
-        Err(GvnicError::NoUsableFormat {
-            offered: offered.iter().map(|f| f.name()).collect(),
-        })
+        match wanted {
+            Some(format) if offered.contains(&format) => Ok(format),
+            Some(format) => Err(GvnicError::FormatNotOffered {
+                wanted: format.name(),
+                offered: offered.iter().map(|f| f.name()).collect(),
+            }),
+            None => Ok(QueueFormat::PREFERENCE
+                .into_iter()
+                .find(|f| offered.contains(f))
+                .unwrap_or(QueueFormat::GqiQpl)),
+        }
     }
 
+    /// The MAC as `42:01:0a:80:00:02` (one formatter for the whole crate).
     pub fn mac_string(&self) -> String {
-        let m = self.mac;
-        alloc::format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5]
-        )
+        crate::net::ethernet::mac_string(&self.mac)
     }
 }
 
@@ -328,26 +368,60 @@ mod tests {
         assert_eq!(d.mac_string(), "42:01:0a:80:00:02");
         let names: Vec<String> = d.options.iter().map(|o| o.name()).collect();
         assert_eq!(names, ["GQI_QPL", "DQO_RDA", "option 0x1f"]);
-        assert_eq!(d.choose_format().unwrap(), QueueFormat::GqiQpl);
+        assert_eq!(d.choose_format(None).unwrap(), QueueFormat::GqiQpl);
     }
 
     #[test]
     fn no_format_option_means_gqi_qpl() {
         let d = DeviceDescriptor::parse(&descriptor(&[(8, &[0; 8])], 0)).unwrap();
-        assert_eq!(d.choose_format().unwrap(), QueueFormat::GqiQpl);
+        assert_eq!(d.choose_format(None).unwrap(), QueueFormat::GqiQpl);
+        assert_eq!(
+            d.choose_format(Some(QueueFormat::GqiQpl)).unwrap(),
+            QueueFormat::GqiQpl
+        );
     }
 
     #[test]
-    fn dqo_only_names_the_offered_formats() {
+    fn preference_is_ipxe_order() {
+        type Options<'a> = &'a [(u16, &'a [u8])];
+        let all: Options = &[(4, &[0; 8]), (7, &[0; 8]), (2, &[0; 4]), (3, &[0; 4])];
+        let cases: [(Options, QueueFormat); 4] = [
+            (all, QueueFormat::GqiQpl),
+            (&all[..3], QueueFormat::GqiRda),
+            (&all[..2], QueueFormat::DqoQpl),
+            (&all[..1], QueueFormat::DqoRda),
+        ];
+        for (options, want) in cases {
+            let d = DeviceDescriptor::parse(&descriptor(options, 0)).unwrap();
+            assert_eq!(d.choose_format(None).unwrap(), want);
+        }
+        // The legacy raw-addressing option (empty body) also offers GQI-RDA.
+        let d = DeviceDescriptor::parse(&descriptor(&[(1, &[]), (4, &[0; 8])], 0)).unwrap();
+        assert_eq!(d.choose_format(None).unwrap(), QueueFormat::GqiRda);
+    }
+
+    #[test]
+    fn a_format_not_offered_names_the_offered_ones() {
         let d = DeviceDescriptor::parse(&descriptor(&[(4, &[0; 8]), (7, &[0; 8])], 0)).unwrap();
-        let err = d.choose_format().unwrap_err();
+        assert_eq!(
+            d.choose_format(Some(QueueFormat::DqoRda)).unwrap(),
+            QueueFormat::DqoRda
+        );
+        let err = d.choose_format(Some(QueueFormat::GqiQpl)).unwrap_err();
         assert_eq!(
             err,
-            GvnicError::NoUsableFormat {
+            GvnicError::FormatNotOffered {
+                wanted: "gqi-qpl",
                 offered: alloc::vec!["dqo-rda", "dqo-qpl"]
             }
         );
-        assert!(alloc::format!("{err}").contains("dqo-rda, dqo-qpl"));
+        assert_eq!(err.code(), "gvnic-format-not-offered");
+        assert!(
+            alloc::format!("{err}").contains("dqo-rda, dqo-qpl"),
+            "{err}"
+        );
+        assert_eq!(QueueFormat::from_name("DQO-QPL"), Some(QueueFormat::DqoQpl));
+        assert_eq!(QueueFormat::from_name("dqo"), None);
     }
 
     #[test]
@@ -367,6 +441,6 @@ mod tests {
         // A GQI_QPL option with a 2-byte body is ignored, leaving only DQO.
         let d = DeviceDescriptor::parse(&descriptor(&[(3, &[0, 0]), (4, &[0; 8])], 0)).unwrap();
         assert!(d.options[0].malformed);
-        assert!(d.choose_format().is_err());
+        assert_eq!(d.choose_format(None).unwrap(), QueueFormat::DqoRda);
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Each transition is one method; [`Gvnic::bring_up`] runs them up to a target state and
 //! retries from the reset when the device resets under us. Everything the device was given
-//! is recorded (which queue exists, which page list is registered) so that
-//! [`Gvnic::teardown`] undoes exactly what was done, in the reference's order.
+//! is recorded (which ring exists and what it registered, whether MSI-X is programmed) so
+//! that [`Gvnic::teardown`] undoes exactly what was done, in the reference's order. The
+//! state machine never touches a descriptor: the rings ([`super::ring`]) do, behind their
+//! contract, whatever the queue format.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -12,29 +14,29 @@ use alloc::vec::Vec;
 
 use zerocopy::byteorder::big_endian::{U32, U64};
 
-use crate::dma::{DmaBuf, DmaPool};
-use crate::platform::{wait_for, Clock, RegisterWindow, WaitError};
+use crate::dma::DmaPool;
+use crate::pci::msix::OwnedMsixTable;
+use crate::platform::{wait_for_recovery, Bdf, Clock, ConfigSpace, RegisterWindow};
 
-use super::adminq::{self, AdminQueue, ById, ConfigureDeviceResources, NoPayload, Opcode};
-use super::describe::{DeviceDescriptor, QueueFormat, DESCRIPTOR_BUF_BYTES, DESCRIPTOR_VERSION};
-use super::regs::{AqMode, Doorbells, DriverStatus, Registers, IRQ_DOORBELL_MASK};
-use super::rx::{RxQueue, RX_QPL_PAGES};
-use super::tx::{TxQueue, TX_QPL_PAGES};
+use super::adminq::{self, AdminQueue, ConfigureDeviceResources, Opcode};
+use super::describe::{
+    DeviceDescriptor, Family, QueueFormat, DESCRIPTOR_BUF_BYTES, DESCRIPTOR_VERSION,
+};
+use super::notify::{self, DummyMsix, MsixReport, IRQ_DB_STRIDE, NOTIFY_BLOCKS};
+use super::regs::{AqMode, DeviceStatus, Doorbells, DriverStatus, Registers};
+use super::resources::Resources;
+use super::ring::{self, QueueEnv, RxRing, TxRing};
 use super::GvnicError;
 
 /// Reset deadline. iPXE gives 500 ms; Linux polls ~10 s before warning. A monitor should
-/// not hang, but a slow release must not be mistaken for none: 2 s.
+/// not hang, but a slow release must not be mistaken for none: 2 s (policy). A recovery
+/// wait: Ctrl-C does not cut it short.
 pub const RESET_TIMEOUT_US: u64 = 2_000_000;
 /// Whole bring-up attempts (iPXE's GVE_RESET_MAX_RETRY): "the device may decide to add in
 /// a few spurious resets".
 pub const MAX_ATTEMPTS: u32 = 5;
-/// TX completion deadline for one frame.
+/// TX completion deadline for one frame (policy).
 pub const TX_TIMEOUT_US: u64 = 1_000_000;
-/// Notification blocks: iPXE's two (TX = 0, RX = 1); GCE accepts zero but then fails to
-/// create more than one queue.
-pub const NOTIFY_BLOCKS: u32 = 2;
-/// Bytes between notification-block records (Linux's cache-line-aligned `gve_irq_db`).
-pub const IRQ_DB_STRIDE: u32 = 64;
 
 /// Where the NIC is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,25 +89,26 @@ pub struct TeardownStep {
     pub detail: String,
 }
 
-/// Counter array and notification blocks, handed over by CONFIGURE_DEVICE_RESOURCES.
-/// (The notification-block array is only read once, right after CONFIGURE.)
-pub(super) struct Resources {
-    pub(super) counters: DmaBuf,
-    pub(super) num_counters: u16,
-}
-
 pub struct Gvnic {
     pub(super) regs: Registers,
     pub(super) doorbells: Doorbells,
     revision: u8,
     pub(super) mode: AqMode,
-    owner: String,
+    pub(super) owner: String,
     pub(super) state: State,
-    aq: Option<AdminQueue>,
+    pub(super) aq: Option<AdminQueue>,
     info: Option<DeviceInfo>,
     pub(super) resources: Option<Resources>,
-    pub(super) tx: Option<TxQueue>,
-    pub(super) rx: Option<RxQueue>,
+    pub(super) tx: Option<Box<dyn TxRing>>,
+    pub(super) rx: Option<Box<dyn RxRing>>,
+    /// `--format`: the format the user asked for (None: our preference order).
+    wanted: Option<QueueFormat>,
+    /// The format CONFIGURE_DEVICE_RESOURCES was given.
+    pub(super) format: Option<QueueFormat>,
+    pub(super) msix: Option<DummyMsix>,
+    /// (allocations, pages) of an earlier quarantine released by a confirmed reset, for the
+    /// caller to report once.
+    pub(super) released: Option<(usize, u32)>,
     /// Bring-up attempts the last `bring_up` needed (1 = no spurious reset).
     pub last_attempts: u32,
 }
@@ -131,8 +134,19 @@ impl Gvnic {
             resources: None,
             tx: None,
             rx: None,
+            wanted: None,
+            format: None,
+            msix: None,
+            released: None,
             last_attempts: 0,
         })
+    }
+
+    /// Gives the driver the function's MSI-X table (BAR1), which DQO formats need. Without
+    /// it, DQO bring-up fails with `gvnic-no-msix`.
+    pub fn with_msix(mut self, bdf: Bdf, table: OwnedMsixTable) -> Gvnic {
+        self.msix = Some(DummyMsix::new(bdf, table));
+        self
     }
 
     pub fn state(&self) -> State {
@@ -147,8 +161,44 @@ impl Gvnic {
         &self.owner
     }
 
+    /// The format the queues were configured in, once configured.
+    pub fn format(&self) -> Option<QueueFormat> {
+        self.format
+    }
+
     pub fn rx_dropped(&self) -> u32 {
-        self.rx.as_ref().map_or(0, |rx| rx.dropped)
+        self.rx.as_ref().map_or(0, |rx| rx.dropped())
+    }
+
+    /// An earlier quarantine of this device released by a reset it confirmed since the last
+    /// call: (allocations, pages). Reported once.
+    pub fn take_released_quarantine(&mut self) -> Option<(usize, u32)> {
+        self.released.take()
+    }
+
+    /// Asks for a queue format (`--format`), or our preference order (None). A NIC already
+    /// configured in another format must be torn down first.
+    pub fn want_format(&mut self, wanted: Option<QueueFormat>) -> Result<(), GvnicError> {
+        if let (Some(now), Some(want)) = (self.format, wanted) {
+            if now != want && self.state >= State::Configured && self.state <= State::QueuesUp {
+                return Err(GvnicError::FormatInUse {
+                    running: now.name(),
+                    wanted: want.name(),
+                });
+            }
+        }
+        self.wanted = wanted;
+        if let Some(info) = self.info.as_mut() {
+            if self.format.is_none() {
+                info.format = info.descriptor.choose_format(wanted);
+            }
+        }
+        Ok(())
+    }
+
+    /// The MSI-X state, when the driver has the table.
+    pub fn msix_report(&self, config: &dyn ConfigSpace) -> Option<MsixReport> {
+        self.msix.as_ref().map(|m| m.report(config))
     }
 
     /// Brings the NIC up to `target` (AqUp, Described, Configured or QueuesUp), retrying the
@@ -157,6 +207,7 @@ impl Gvnic {
     /// when the reset does not complete) before the error is returned.
     pub fn bring_up(
         &mut self,
+        config: &dyn ConfigSpace,
         clock: &dyn Clock,
         dma: &mut DmaPool,
         target: State,
@@ -165,7 +216,7 @@ impl Gvnic {
         loop {
             attempt += 1;
             self.last_attempts = attempt;
-            let err = match self.advance(clock, dma, target) {
+            let err = match self.advance(config, clock, dma, target) {
                 Ok(()) => return Ok(()),
                 Err(err) => err,
             };
@@ -173,7 +224,7 @@ impl Gvnic {
                 return Err(err);
             }
             // The device is in an unknown state: get it back to reset before anything else.
-            self.reset_and_release(clock, dma)?;
+            self.reset_and_release(Some(config), clock, dma)?;
             match err {
                 GvnicError::DeviceReset { .. } if attempt < MAX_ATTEMPTS => continue,
                 GvnicError::DeviceReset { .. } => {
@@ -186,17 +237,18 @@ impl Gvnic {
 
     fn advance(
         &mut self,
+        config: &dyn ConfigSpace,
         clock: &dyn Clock,
         dma: &mut DmaPool,
         target: State,
     ) -> Result<(), GvnicError> {
         if self.state > State::Unbound
             && self.state < (State::TornDown { quarantined: false })
-            && self.regs.reads_reset(self.mode)
+            && self.holds_nothing()
         {
             // Reset between commands (e.g. live migration): it holds nothing of ours any
             // more. Release our side and start over.
-            self.reset_and_release(clock, dma)?;
+            self.reset_and_release(Some(config), clock, dma)?;
         }
         if matches!(self.state, State::Unbound | State::TornDown { .. }) {
             self.enable_admin_queue(clock, dma)?;
@@ -205,12 +257,22 @@ impl Gvnic {
             self.describe(clock, dma)?;
         }
         if target >= State::Configured && self.state == State::Described {
-            self.configure(clock, dma)?;
+            self.configure(config, clock, dma)?;
         }
         if target >= State::QueuesUp && self.state == State::Configured {
             self.create_queues(clock, dma)?;
         }
         Ok(())
+    }
+
+    /// True when the device reads as holding none of our memory (it reset). Once we handed
+    /// it an admin queue, PFN reading 0 decides on every revision ([`AdminQueue::reads_reset`]:
+    /// DEVICE_IS_RESET is not trusted to have been cleared by RUN).
+    pub(super) fn holds_nothing(&self) -> bool {
+        match &self.aq {
+            Some(aq) => aq.reads_reset(&self.regs),
+            None => self.regs.reads_reset(self.mode),
+        }
     }
 
     /// Unbound -> AQ up: reset if needed, then hand over the admin queue.
@@ -226,13 +288,26 @@ impl Gvnic {
         // second reset, and a driver that answers each reset with a reset loops forever.
         if !self.regs.reads_reset(self.mode) {
             self.request_reset();
-            self.wait_reset(clock)?;
+            if !self.wait_reset(clock) {
+                return Err(GvnicError::ResetTimeout { quarantined: 0 });
+            }
         }
+        // The device holds nothing now: anything an earlier bind had to quarantine is safe.
+        self.release_quarantine(dma);
         self.aq = Some(AdminQueue::enable(&self.regs, dma, &self.owner, self.mode)?);
         self.state = State::AqUp;
         Ok(())
     }
 
+    fn release_quarantine(&mut self, dma: &mut DmaPool) {
+        let (allocations, pages) = dma.release_quarantined(&self.owner);
+        if allocations > 0 {
+            let (a, p) = self.released.unwrap_or((0, 0));
+            self.released = Some((a + allocations, p + pages));
+        }
+    }
+
+    /// Revision 0: PFN = 0. Revision >= 1: DRIVER_STATUS = RESET (Linux; facts §2.2).
     fn request_reset(&self) {
         match self.mode {
             AqMode::Pfn => self.regs.set_aq_pfn(0),
@@ -240,53 +315,56 @@ impl Gvnic {
         }
     }
 
-    fn wait_reset(&self, clock: &dyn Clock) -> Result<(), GvnicError> {
-        match wait_for(clock, RESET_TIMEOUT_US, || {
+    /// Polls for the reset's completion for its whole deadline: a recovery wait, which a
+    /// Ctrl-C does not cut short (cutting it would quarantine a healthy NIC's memory).
+    fn wait_reset(&self, clock: &dyn Clock) -> bool {
+        wait_for_recovery(clock, RESET_TIMEOUT_US, || {
             self.regs.reads_reset(self.mode).then_some(())
-        }) {
-            Ok(()) => Ok(()),
-            Err(WaitError::TimedOut) => Err(GvnicError::ResetTimeout { quarantined: 0 }),
-            Err(WaitError::Interrupted) => Err(GvnicError::Interrupted),
-        }
+        })
+        .is_ok()
+    }
+
+    /// Every MSI-X vector masked and, given config space, MSI-X off (see
+    /// [`DummyMsix::quiesce`]); None when there was nothing to undo.
+    pub(super) fn quiesce_msix(&mut self, config: Option<&dyn ConfigSpace>) -> Option<String> {
+        self.msix.as_mut().and_then(|m| m.quiesce(config))
     }
 
     /// Resets the device (unless it already reads reset) and, once it confirms, frees every
-    /// DMA buffer it held. If it never confirms, they are quarantined: it may still write
-    /// them. Either way the driver forgets the device's queues.
+    /// DMA buffer it held (and any earlier quarantine of it). If it never confirms, they
+    /// are quarantined: it may still write them. Either way the driver forgets the device's
+    /// queues. Returns whether the device already read reset.
     pub(super) fn reset_and_release(
         &mut self,
+        config: Option<&dyn ConfigSpace>,
         clock: &dyn Clock,
         dma: &mut DmaPool,
     ) -> Result<bool, GvnicError> {
-        let already = self.regs.reads_reset(self.mode);
-        if !already {
+        self.quiesce_msix(config);
+        let already = self.holds_nothing();
+        let confirmed = already || {
             self.request_reset();
-        }
-        let waited = if already {
-            Ok(())
-        } else {
             self.wait_reset(clock)
         };
         self.aq = None;
         self.resources = None;
         self.tx = None;
         self.rx = None;
-        match waited {
-            Ok(()) => {
-                dma.free_owner(&self.owner);
-                self.state = State::Unbound;
-                Ok(already)
-            }
-            Err(_) => {
-                let reason = alloc::format!(
-                    "{}: reset not confirmed within {} ms",
-                    self.owner,
-                    RESET_TIMEOUT_US / 1000
-                );
-                let quarantined = dma.quarantine_owner(&self.owner, &reason);
-                self.state = State::TornDown { quarantined: true };
-                Err(GvnicError::ResetTimeout { quarantined })
-            }
+        self.format = None;
+        if confirmed {
+            dma.free_owner(&self.owner);
+            self.release_quarantine(dma);
+            self.state = State::Unbound;
+            Ok(already)
+        } else {
+            let reason = alloc::format!(
+                "{}: reset not confirmed within {} ms",
+                self.owner,
+                RESET_TIMEOUT_US / 1000
+            );
+            let quarantined = dma.quarantine_owner(&self.owner, &reason);
+            self.state = State::TornDown { quarantined: true };
+            Err(GvnicError::ResetTimeout { quarantined })
         }
     }
 
@@ -323,17 +401,14 @@ impl Gvnic {
         // The device is done with the buffer once the command completed.
         dma.free(buf)?;
         let descriptor = DeviceDescriptor::parse(&raw)?;
-        let format = descriptor.choose_format();
+        let format = descriptor.choose_format(self.wanted);
         self.info = Some(DeviceInfo {
             revision: self.revision,
             aq_mode: self.mode,
             max_tx_queues: self.regs.max_tx_queues(),
             max_rx_queues: self.regs.max_rx_queues(),
             dma_mask_bits: self.regs.dma_mask_bits(),
-            link_up: self
-                .regs
-                .device_status()
-                .contains(super::regs::DeviceStatus::LINK_UP),
+            link_up: self.regs.device_status().contains(DeviceStatus::LINK_UP),
             descriptor,
             format,
         });
@@ -351,15 +426,21 @@ impl Gvnic {
             })
     }
 
-    /// Described -> configured: counter array, notification blocks, IRQs masked.
-    fn configure(&mut self, clock: &dyn Clock, dma: &mut DmaPool) -> Result<(), GvnicError> {
+    /// Described -> configured: counter array, notification blocks, IRQs quiet; MSI-X for
+    /// DQO.
+    fn configure(
+        &mut self,
+        config: &dyn ConfigSpace,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+    ) -> Result<(), GvnicError> {
         let info = self.info.as_ref().ok_or(GvnicError::WrongState {
             wanted: "described",
             state: self.state.name(),
         })?;
         let format = info.format.clone()?;
         let descriptor = &info.descriptor;
-        let wanted_pages = u64::from(TX_QPL_PAGES + RX_QPL_PAGES);
+        let wanted_pages = u64::from(ring::registered_pages(format));
         if wanted_pages > descriptor.max_registered_pages {
             return Err(GvnicError::PageBudget {
                 wanted: wanted_pages,
@@ -369,6 +450,10 @@ impl Gvnic {
         // ALL the counters the device described: GCE may pick any of them for a queue and
         // fails queue creation with FAILED_PRECONDITION when it picks one we did not give.
         let num_counters = descriptor.counters;
+        if format.family() == Family::Dqo {
+            let msix = self.msix.as_mut().ok_or(GvnicError::NoMsix)?;
+            msix.program(config, dma, &self.owner)?;
+        }
         let counters = dma.alloc(&self.owner, "gvnic counters", usize::from(num_counters) * 4)?;
         let irq_dbs = dma.alloc(
             &self.owner,
@@ -383,8 +468,8 @@ impl Gvnic {
                 num_counters: U32::new(u32::from(num_counters)),
                 num_irq_dbs: U32::new(NOTIFY_BLOCKS),
                 irq_db_stride: U32::new(IRQ_DB_STRIDE),
-                // Notification blocks take MSI-X vectors 0..n-1 (everyone uses 0; we use
-                // no MSI-X at all: GQI completions land in memory regardless).
+                // Notification blocks take MSI-X vectors 0..n-1, management last (everyone
+                // uses 0).
                 ntfy_blk_msix_base_idx: U32::new(0),
                 queue_format: format as u8,
                 padding: [0; 7],
@@ -393,167 +478,86 @@ impl Gvnic {
         self.resources = Some(Resources {
             counters,
             num_counters,
+            irq_dbs,
+            irq_doorbells: Vec::new(),
         });
+        self.format = Some(format);
         self.execute(clock, dma, Opcode::ConfigureDeviceResources, &command)?;
         self.state = State::Configured;
-        // Mask every notification block's interrupt: we poll, and an unmasked GQI IRQ with
-        // no MSI-X set up would only be noise.
-        for block in 0..NOTIFY_BLOCKS {
-            let index = u32::from_be(dma.read_u32(&irq_dbs, (block * IRQ_DB_STRIDE) as usize)?);
-            let index = self.doorbells.check(index, "IRQ doorbell index")?;
-            self.doorbells.ring(index, IRQ_DOORBELL_MASK);
+        let indexes = notify::read_irq_doorbells(dma, &irq_dbs, &self.doorbells)?;
+        notify::quiet(format.family(), &self.doorbells, &indexes);
+        if let Some(res) = self.resources.as_mut() {
+            res.irq_doorbells = indexes;
         }
         Ok(())
+    }
+
+    /// DQO, once a queue exists: unmask its vector and arm its IRQ doorbell (0x19).
+    fn arm_queue(&self, ntfy_id: u32) {
+        if self.format.map(QueueFormat::family) != Some(Family::Dqo) {
+            return;
+        }
+        if let Some(msix) = &self.msix {
+            msix.unmask(ntfy_id as u16);
+        }
+        if let Some(index) = self
+            .resources
+            .as_ref()
+            .and_then(|r| r.irq_doorbells.get(ntfy_id as usize))
+        {
+            self.doorbells.ring_le(*index, super::regs::DQO_IRQ_REARM);
+        }
     }
 
     /// Configured -> queues up: page lists, TX then RX queue, RX buffers posted.
     fn create_queues(&mut self, clock: &dyn Clock, dma: &mut DmaPool) -> Result<(), GvnicError> {
         let descriptor = self.descriptor()?.clone();
+        let format = self.format.ok_or(GvnicError::WrongState {
+            wanted: "configured",
+            state: self.state.name(),
+        })?;
         let counters = self.resources.as_ref().map_or(0, |r| r.num_counters);
         // Every allocation is recorded in `self` before the device hears of it, so a
         // failure part-way leaves teardown an exact list of what to undo.
-        self.tx = Some(TxQueue::alloc(
-            dma,
-            &self.owner,
-            descriptor.tx_queue_entries,
-        )?);
-        self.rx = Some(RxQueue::alloc(
-            dma,
-            &self.owner,
-            descriptor.rx_queue_entries,
-        )?);
-        let (regs, doorbells, owner) = (&self.regs, &self.doorbells, self.owner.as_str());
+        self.tx = Some(ring::tx_ring(format, dma, &self.owner, &descriptor)?);
+        self.rx = Some(ring::rx_ring(format, dma, &self.owner, &descriptor)?);
         let aq = self.aq.as_mut().ok_or(GvnicError::WrongState {
             wanted: "with its admin queue up",
             state: "unbound",
         })?;
+        let mut env = QueueEnv {
+            aq,
+            regs: &self.regs,
+            doorbells: &self.doorbells,
+            clock,
+            dma,
+            owner: &self.owner,
+            counters,
+        };
         let (tx, rx) = match (self.tx.as_mut(), self.rx.as_mut()) {
             (Some(tx), Some(rx)) => (tx, rx),
-            _ => unreachable!("both queues were just allocated"),
+            _ => unreachable!("both rings were just allocated"),
         };
-        tx.qpl.register(aq, regs, clock, dma, owner)?;
-        rx.qpl.register(aq, regs, clock, dma, owner)?;
-        tx.create(aq, regs, clock, dma, doorbells, counters)?;
-        rx.create(aq, regs, clock, dma, doorbells, counters)?;
+        tx.register(&mut env)?;
+        rx.register(&mut env)?;
+        tx.create(&mut env)?;
+        let (tx_ntfy, rx_ntfy) = (tx.ntfy_id(), rx.ntfy_id());
+        self.arm_queue(tx_ntfy);
+        let (Some(aq), Some(rx)) = (self.aq.as_mut(), self.rx.as_mut()) else {
+            unreachable!("held above");
+        };
+        let mut env = QueueEnv {
+            aq,
+            regs: &self.regs,
+            doorbells: &self.doorbells,
+            clock,
+            dma,
+            owner: &self.owner,
+            counters,
+        };
+        rx.create(&mut env)?;
+        self.arm_queue(rx_ntfy);
         self.state = State::QueuesUp;
         Ok(())
-    }
-
-    /// Undoes everything, in the reference's order: DESTROY_RX_QUEUE, DESTROY_TX_QUEUE,
-    /// UNREGISTER_PAGE_LIST (RX, then TX), DECONFIGURE_DEVICE_RESOURCES, then the reset,
-    /// whose confirmed completion is what allows freeing the DMA. Each step is reported.
-    /// An admin step that fails does not stop the teardown: the reset releases everything
-    /// anyway. Returns the first failure, if any.
-    pub fn teardown(
-        &mut self,
-        clock: &dyn Clock,
-        dma: &mut DmaPool,
-        report: &mut dyn FnMut(TeardownStep),
-    ) -> Result<(), GvnicError> {
-        let mut first_error: Option<GvnicError> = None;
-        // Once the admin queue stops answering (timeout, reset), further commands are
-        // pointless: skip to the reset.
-        let mut aq_alive = self.aq.is_some();
-        let mut steps: Vec<(&'static str, Opcode, u32)> = Vec::new();
-        if self.rx.as_ref().is_some_and(|rx| rx.created) {
-            steps.push(("destroy-rx-queue", Opcode::DestroyRxQueue, 0));
-        }
-        if self.tx.as_ref().is_some_and(|tx| tx.created) {
-            steps.push(("destroy-tx-queue", Opcode::DestroyTxQueue, 0));
-        }
-        if let Some(rx) = self.rx.as_ref().filter(|rx| rx.qpl.registered) {
-            steps.push(("unregister-rx-qpl", Opcode::UnregisterPageList, rx.qpl.id));
-        }
-        if let Some(tx) = self.tx.as_ref().filter(|tx| tx.qpl.registered) {
-            steps.push(("unregister-tx-qpl", Opcode::UnregisterPageList, tx.qpl.id));
-        }
-        if self.state >= State::Configured && self.state != (State::TornDown { quarantined: true })
-        {
-            steps.push(("deconfigure", Opcode::DeconfigureDeviceResources, 0));
-        }
-        let live_buffers = |dma: &DmaPool, owner: &str| {
-            dma.ledger()
-                .iter()
-                .filter(|a| a.owner == owner && a.quarantine.is_none())
-                .count()
-        };
-        let nothing_bound = self.aq.is_none()
-            && live_buffers(dma, &self.owner) == 0
-            && self.state != (State::TornDown { quarantined: true });
-        if nothing_bound && steps.is_empty() {
-            return Ok(());
-        }
-        for (step, opcode, id) in steps {
-            if !aq_alive {
-                report(TeardownStep {
-                    step,
-                    ok: false,
-                    detail: String::from(
-                        "skipped: the admin queue is not answering; the reset releases it",
-                    ),
-                });
-                continue;
-            }
-            let command = match opcode {
-                Opcode::DeconfigureDeviceResources => adminq::encode(opcode, &NoPayload {}),
-                _ => adminq::encode(opcode, &ById { id: U32::new(id) }),
-            };
-            let result = self.execute(clock, dma, opcode, &command);
-            match result {
-                Ok(()) => report(TeardownStep {
-                    step,
-                    ok: true,
-                    detail: alloc::format!("{} passed", opcode.name()),
-                }),
-                Err(err) => {
-                    if !matches!(err, GvnicError::AdminStatus { .. }) {
-                        aq_alive = false;
-                    }
-                    report(TeardownStep {
-                        step,
-                        ok: false,
-                        detail: alloc::format!("{err}"),
-                    });
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        let buffers = live_buffers(dma, &self.owner);
-        match self.reset_and_release(clock, dma) {
-            Ok(already) => {
-                report(TeardownStep {
-                    step: "reset",
-                    ok: true,
-                    detail: String::from(if already {
-                        "device already reads reset (not reset again: GCE would schedule another)"
-                    } else {
-                        "device confirmed the reset and released the admin queue"
-                    }),
-                });
-                report(TeardownStep {
-                    step: "release-dma",
-                    ok: true,
-                    detail: alloc::format!("{buffers} DMA buffer(s) scrubbed and freed"),
-                });
-                self.state = State::TornDown { quarantined: false };
-            }
-            Err(err) => {
-                report(TeardownStep {
-                    step: "reset",
-                    ok: false,
-                    detail: alloc::format!("{err}"),
-                });
-                report(TeardownStep {
-                    step: "release-dma",
-                    ok: false,
-                    detail: alloc::format!(
-                        "{buffers} DMA buffer(s) quarantined, never reused this boot"
-                    ),
-                });
-                // The quarantine is the lasting consequence; it outranks earlier failures.
-                first_error = Some(err);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 }

@@ -1,4 +1,4 @@
-//! A polling GQI-QPL driver for Google's gVNIC (PCI 1ae0:0042).
+//! A polling driver for Google's gVNIC (PCI 1ae0:0042), in all four queue formats.
 //!
 //! The whole bring-up, in the order [`device::Gvnic`] runs it (facts §0 and §5, the order
 //! iPXE proved on GCE):
@@ -6,13 +6,16 @@
 //!    GCE schedule a delayed second reset, which can trap a driver in a reset loop.
 //! 2. Hand over the admin queue: PFN register on PCI revision 0; length, base and
 //!    DRIVER_STATUS = RUN on revision 1 ([`regs::AqMode`]).
-//! 3. DESCRIBE_DEVICE and parse every option ([`describe`]); choose GQI-QPL.
-//! 4. CONFIGURE_DEVICE_RESOURCES with the FULL counter count the device described (GCE picks
+//! 3. DESCRIBE_DEVICE and parse every option ([`describe`]); choose the queue format:
+//!    `--format` if offered, else GQI-QPL, GQI-RDA, DQO-QPL, DQO-RDA (iPXE's order).
+//! 4. DQO only: program MSI-X (every vector at a dummy target, MSI-X on), because DQO holds
+//!    completions back until an interrupt is asserted ([`notify`], [`crate::pci::msix`]).
+//! 5. CONFIGURE_DEVICE_RESOURCES with the FULL counter count the device described (GCE picks
 //!    any of its counters and fails queue creation otherwise) and two notification blocks,
-//!    whose IRQ doorbells we mask at once: we poll.
-//! 5. REGISTER_PAGE_LIST for the TX and RX queue page lists ([`qpl`]).
-//! 6. CREATE_TX_QUEUE, CREATE_RX_QUEUE; post 64 RX buffers (GCE drops packets with fewer)
-//!    and ring the RX doorbell ([`tx`], [`rx`]).
+//!    whose IRQ doorbells GQI masks at once (we poll) and DQO arms per queue.
+//! 6. REGISTER_PAGE_LIST for the TX and RX page lists, QPL formats only ([`addressing`]).
+//! 7. CREATE_TX_QUEUE, CREATE_RX_QUEUE; post 64 RX buffers (GCE drops packets with fewer)
+//!    and ring the RX doorbell ([`ring`]: one module per family and direction).
 //!
 //! The device may reset itself at any time (live migration, or spuriously during
 //! bring-up). Every wait notices it (PFN reads 0, DEVICE_STATUS), and bring-up is retried
@@ -22,14 +25,16 @@
 //!
 //! Every device-visible byte comes from the bounce pool, under one ledger owner per NIC.
 
+pub mod addressing;
 pub mod adminq;
 pub mod datapath;
 pub mod describe;
 pub mod device;
-pub mod qpl;
+pub mod notify;
 pub mod regs;
-pub mod rx;
-pub mod tx;
+pub mod resources;
+pub mod ring;
+pub mod teardown;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -38,15 +43,17 @@ use core::fmt;
 use crate::dma::DmaError;
 
 pub use adminq::Opcode;
-pub use datapath::TxDone;
-pub use describe::{DeviceDescriptor, DeviceOption, QueueFormat};
+pub use datapath::{Drained, TxDone};
+pub use describe::{DeviceDescriptor, DeviceOption, Family, QueueFormat};
 pub use device::{DeviceInfo, Gvnic, State, TeardownStep};
+pub use notify::MsixReport;
 
 /// PCI identity (facts §1).
 pub const VENDOR_ID: u16 = 0x1ae0;
 pub const DEVICE_ID: u16 = 0x0042;
-/// BAR0 holds the registers, BAR2 the doorbells (BAR1 is the MSI-X table, unused).
+/// BAR0 holds the registers, BAR1 the MSI-X table (DQO needs it), BAR2 the doorbells.
 pub const REGISTER_BAR: u8 = 0;
+pub const MSIX_BAR: u8 = 1;
 pub const DOORBELL_BAR: u8 = 2;
 
 /// Everything that can go wrong, each with a stable name ([`GvnicError::code`]).
@@ -87,10 +94,24 @@ pub enum GvnicError {
         what: &'static str,
         value: u64,
     },
-    /// The device offers no queue format this driver drives (GQI-QPL).
+    /// Legacy: the device offered no format the driver drove (GQI-QPL only). The driver
+    /// now drives all four, so this is never produced; `gvnic-no-gqi` stays documented.
     NoUsableFormat {
         offered: Vec<&'static str>,
     },
+    /// `--format` names a format the device does not offer.
+    FormatNotOffered {
+        wanted: &'static str,
+        offered: Vec<&'static str>,
+    },
+    /// The queues run in one format and another was asked for.
+    FormatInUse {
+        running: &'static str,
+        wanted: &'static str,
+    },
+    /// A DQO format needs the MSI-X table (completions are held back until an interrupt
+    /// is asserted), and the function has none we could map.
+    NoMsix,
     /// The page lists would exceed the device's max_registered_pages.
     PageBudget {
         wanted: u64,
@@ -135,6 +156,9 @@ impl GvnicError {
             GvnicError::BadDescriptor(_) => "gvnic-bad-descriptor",
             GvnicError::BadDeviceValue { .. } => "gvnic-bad-device-value",
             GvnicError::NoUsableFormat { .. } => "gvnic-no-gqi",
+            GvnicError::FormatNotOffered { .. } => "gvnic-format-not-offered",
+            GvnicError::FormatInUse { .. } => "gvnic-format-in-use",
+            GvnicError::NoMsix => "gvnic-no-msix",
             GvnicError::PageBudget { .. } => "gvnic-page-budget",
             GvnicError::Dma(_) => "gvnic-dma",
             GvnicError::WrongState { .. } => "gvnic-wrong-state",
@@ -149,10 +173,13 @@ impl GvnicError {
     /// True for failures that leave the device in an unknown state, so bring-up must reset
     /// it before anything else (as opposed to "this driver cannot go on", which touched
     /// nothing).
-    pub(crate) fn needs_reset(&self) -> bool {
+    pub fn needs_reset(&self) -> bool {
         !matches!(
             self,
             GvnicError::NoUsableFormat { .. }
+                | GvnicError::FormatNotOffered { .. }
+                | GvnicError::FormatInUse { .. }
+                | GvnicError::NoMsix
                 | GvnicError::PageBudget { .. }
                 | GvnicError::WrongState { .. }
                 | GvnicError::ResetTimeout { .. }
@@ -209,6 +236,20 @@ impl fmt::Display for GvnicError {
                 f,
                 "the device offers only {} queue formats; this driver drives gqi-qpl",
                 offered.join(", ")
+            ),
+            GvnicError::FormatNotOffered { wanted, offered } => write!(
+                f,
+                "the device does not offer queue format {wanted}; it offers {}",
+                offered.join(", ")
+            ),
+            GvnicError::FormatInUse { running, wanted } => write!(
+                f,
+                "the queues run in {running}; 'teardown gvnic' before asking for {wanted}"
+            ),
+            GvnicError::NoMsix => write!(
+                f,
+                "DQO queue formats need the MSI-X table in BAR1 (the device holds completions \
+                 back until an interrupt is asserted), and none could be mapped"
             ),
             GvnicError::PageBudget { wanted, max } => write!(
                 f,

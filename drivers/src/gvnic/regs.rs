@@ -63,17 +63,25 @@ bitflags! {
     }
 }
 
-/// GQI IRQ doorbell value: mask the interrupt. A polling driver writes it once per
+/// GQI IRQ doorbell value (BE32): mask the interrupt. A polling driver writes it once per
 /// notification block after CONFIGURE_DEVICE_RESOURCES and never unmasks (facts §4.3).
 pub const IRQ_DOORBELL_MASK: u32 = 1 << 30;
+
+/// DQO IRQ doorbell bits (LE32, GCP-Linux gve_dqo.h; gvnic-dqo.md §1.10): enable, and ITR
+/// select 3 = "no update" in bits 3-4.
+pub const DQO_IRQ_ENABLE: u32 = 1 << 0;
+pub const DQO_IRQ_ITR_NO_UPDATE: u32 = 3 << 3;
+/// Re-arm: enable + no ITR update = 0x19, what Linux writes after NAPI and iPXE on every
+/// poll.
+pub const DQO_IRQ_REARM: u32 = DQO_IRQ_ENABLE | DQO_IRQ_ITR_NO_UPDATE;
 
 /// How the admin queue is handed to the device, decided by the PCI revision (facts §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AqMode {
     /// Revision 0: ADMINQ_PFN, reset by writing PFN = 0 and polling until it reads 0.
     Pfn,
-    /// Revision >= 1: length, base hi/lo, DRIVER_STATUS = RUN; reset through
-    /// DRIVER_STATUS = RESET, done when DEVICE_STATUS.DEVICE_IS_RESET is set.
+    /// Revision >= 1: PFN as well (iPXE), length, base hi/lo, DRIVER_STATUS = RUN; reset
+    /// through DRIVER_STATUS = RESET, done when DEVICE_IS_RESET is set and PFN reads 0.
     BaseLength,
 }
 
@@ -168,17 +176,33 @@ impl Registers {
         self.write_be32(offset::ADMINQ_BASE_ADDRESS_LO, phys as u32);
     }
 
-    /// True when the device reads as reset, i.e. it holds no driver memory (facts §2.2):
-    /// PFN reads 0 (revision 0) or DEVICE_IS_RESET is set (revision >= 1).
+    /// True when the device reads as reset, i.e. it holds no driver memory (facts §2.2).
+    /// Revision 0: PFN reads 0. Revision >= 1: DEVICE_IS_RESET is set (the documented
+    /// confirmation, what Linux polls) AND PFN reads 0. The PFN half is there because no
+    /// source says what clears DEVICE_IS_RESET: a device that leaves it set from an earlier
+    /// reset would otherwise confirm a reset that has not happened. We write the PFN on
+    /// every revision as iPXE does (proven on GCE; Google's documentation, quoted by
+    /// Fuchsia: the PFN path still works on newer devices), so a device that let go of the
+    /// queue reads PFN 0 whatever its revision.
     pub fn reads_reset(&self, mode: AqMode) -> bool {
         match mode {
             AqMode::Pfn => self.aq_pfn() == 0,
-            AqMode::BaseLength => self.device_status().contains(DeviceStatus::DEVICE_IS_RESET),
+            AqMode::BaseLength => {
+                self.device_status().contains(DeviceStatus::DEVICE_IS_RESET) && self.aq_pfn() == 0
+            }
         }
+    }
+
+    /// While an admin queue we handed over is live: has the device let go of it? PFN
+    /// reads 0 on every revision (we wrote it, see [`Self::reads_reset`]); DEVICE_IS_RESET
+    /// is not consulted, since nothing says RUN clears it.
+    pub fn let_go_of_aq(&self) -> bool {
+        self.aq_pfn() == 0
     }
 }
 
-/// BAR2: a flat array of big-endian 32-bit doorbells; index n is at byte 4n.
+/// BAR2: a flat array of 32-bit doorbells; index n is at byte 4n. GQI doorbells are
+/// big-endian, DQO doorbells little-endian (Linux gve.rst): the caller says which.
 pub struct Doorbells {
     window: Box<dyn RegisterWindow>,
 }
@@ -210,11 +234,20 @@ impl Doorbells {
         }
     }
 
-    /// Writes `value` (big-endian) to doorbell `index`, which was validated by `check`.
-    pub fn ring(&self, index: u32, value: u32) {
+    /// Writes `value` big-endian (GQI) to doorbell `index`, which was validated by `check`.
+    pub fn ring_be(&self, index: u32, value: u32) {
+        self.ring_raw(index, value.to_be());
+    }
+
+    /// Writes `value` little-endian (DQO) to doorbell `index`, validated by `check`.
+    pub fn ring_le(&self, index: u32, value: u32) {
+        self.ring_raw(index, value.to_le());
+    }
+
+    fn ring_raw(&self, index: u32, bus_value: u32) {
         // Everything the device will read because of this doorbell (descriptors, frame
         // bytes, data-ring slots) must be visible before the write.
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        self.window.write32(index as usize * 4, value.to_be());
+        self.window.write32(index as usize * 4, bus_value);
     }
 }

@@ -5,6 +5,7 @@
 //! masks the vector). The PBA is one bit per vector, read as 64-bit words. Every access is
 //! a 32-bit one: the spec allows only dword (and qword) accesses to the table.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::platform::{Bdf, ConfigSpace, Hw, Mapping, MsiMessage, RegisterWindow};
@@ -76,6 +77,52 @@ impl MsixCap {
     pub fn set_control(&self, config: &dyn ConfigSpace, bdf: Bdf, control: u16) {
         config.write16(bdf, self.offset + CONTROL_OFFSET, control);
     }
+
+    /// MSI-X enable and function mask, decoded.
+    pub fn function_state(&self, config: &dyn ConfigSpace, bdf: Bdf) -> FunctionState {
+        let control = self.control(config, bdf);
+        FunctionState {
+            enabled: control & CONTROL_ENABLE != 0,
+            function_masked: control & CONTROL_FUNCTION_MASK != 0,
+        }
+    }
+
+    /// Sets MSI-X enable and the function mask, keeping the rest of the word; returns the
+    /// state read back.
+    pub fn set_function(
+        &self,
+        config: &dyn ConfigSpace,
+        bdf: Bdf,
+        state: FunctionState,
+    ) -> FunctionState {
+        let mut control = self.control(config, bdf) & !(CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
+        if state.enabled {
+            control |= CONTROL_ENABLE;
+        }
+        if state.function_masked {
+            control |= CONTROL_FUNCTION_MASK;
+        }
+        self.set_control(config, bdf, control);
+        self.function_state(config, bdf)
+    }
+
+    /// Bytes of the table BAR the table (and the PBA, when it shares the BAR) occupies.
+    pub fn table_window_len(&self) -> usize {
+        let table_end = self.table_offset as usize + usize::from(self.table_size) * ENTRY_BYTES;
+        if self.pba_bar == self.table_bar {
+            let pba_end = self.pba_offset as usize + usize::from(self.table_size).div_ceil(64) * 8;
+            table_end.max(pba_end)
+        } else {
+            table_end
+        }
+    }
+}
+
+/// Function-level MSI-X state: enable (control bit 15) and function mask (bit 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionState {
+    pub enabled: bool,
+    pub function_masked: bool,
 }
 
 /// One vector table entry.
@@ -234,6 +281,87 @@ pub fn read_state(hw: &mut Hw, bdf: Bdf) -> Result<MsixState, MsixError> {
     })
 }
 
+/// The vector table over a window the owner keeps (a driver holds it across commands,
+/// where [`MsixTable`] borrows its windows for one). The PBA is reachable only when it
+/// shares the table's BAR.
+pub struct OwnedMsixTable {
+    window: Box<dyn RegisterWindow>,
+    pub cap: MsixCap,
+}
+
+impl OwnedMsixTable {
+    /// None when the window is too small for the table the capability describes.
+    pub fn new(window: Box<dyn RegisterWindow>, cap: MsixCap) -> Option<OwnedMsixTable> {
+        (cap.table_size > 0 && window.len() >= cap.table_window_len())
+            .then_some(OwnedMsixTable { window, cap })
+    }
+
+    /// The borrowed view (its PBA is only meaningful when it shares the table's BAR).
+    pub fn view(&self) -> MsixTable<'_> {
+        MsixTable {
+            table: &*self.window,
+            table_offset: self.cap.table_offset as usize,
+            pba: &*self.window,
+            pba_offset: self.cap.pba_offset as usize,
+            size: self.cap.table_size,
+        }
+    }
+
+    pub fn vectors(&self) -> u16 {
+        self.cap.table_size
+    }
+
+    /// Points `vector` at `address` with `data`, keeping its mask bit as it was.
+    pub fn program(&self, vector: u16, address: u64, data: u32) {
+        let view = self.view();
+        if let Some(entry) = view.entry(vector) {
+            view.set_entry(
+                vector,
+                MsixEntry {
+                    message: MsiMessage { address, data },
+                    vector_control: entry.vector_control,
+                },
+            );
+        }
+    }
+
+    pub fn set_masked(&self, vector: u16, masked: bool) {
+        let Some(entry) = self.view().entry(vector) else {
+            return;
+        };
+        let control = if masked {
+            entry.vector_control | VECTOR_MASKED
+        } else {
+            entry.vector_control & !VECTOR_MASKED
+        };
+        let at = self.cap.table_offset as usize + usize::from(vector) * ENTRY_BYTES;
+        self.window.write32(at + ENTRY_VECTOR_CONTROL, control);
+    }
+
+    pub fn mask_all(&self) {
+        for vector in 0..self.vectors() {
+            self.set_masked(vector, true);
+        }
+    }
+
+    /// True for a masked vector (and for one out of range: it can send nothing).
+    pub fn masked(&self, vector: u16) -> bool {
+        self.view().entry(vector).is_none_or(|e| e.masked())
+    }
+
+    pub fn target(&self, vector: u16) -> Option<MsiMessage> {
+        self.view().entry(vector).map(|e| e.message)
+    }
+
+    /// The pending bit, when the PBA shares the table's BAR (else None).
+    pub fn pending(&self, vector: u16) -> Option<bool> {
+        if self.cap.pba_bar != self.cap.table_bar {
+            return None;
+        }
+        self.view().pending(vector)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +432,40 @@ mod tests {
         assert_eq!(t.pending(1), Some(false));
         assert_eq!(t.entry(4), None);
         assert_eq!(t.pending(4), None);
+    }
+
+    #[test]
+    fn owned_table_programs_masks_and_keeps_mask_bits() {
+        let cap = MsixCap {
+            offset: 0x40,
+            table_size: 3,
+            table_bar: 1,
+            table_offset: 0,
+            pba_bar: 1,
+            pba_offset: 0x800,
+        };
+        assert_eq!(cap.table_window_len(), 0x808);
+        let regs = Regs(RefCell::new(vec![0u8; 0x1000]));
+        for v in 0..3 {
+            regs.write32(v * 16 + 12, VECTOR_MASKED);
+        }
+        regs.write32(0x800, 0b100);
+        let table = OwnedMsixTable::new(Box::new(regs), cap).unwrap();
+        table.program(1, 0x1_2345_6000, 0);
+        assert_eq!(
+            table.target(1),
+            Some(MsiMessage {
+                address: 0x1_2345_6000,
+                data: 0
+            })
+        );
+        assert!(table.masked(1), "programming keeps the vector masked");
+        table.set_masked(1, false);
+        assert!(!table.masked(1) && table.masked(0) && table.masked(7));
+        table.mask_all();
+        assert!(table.masked(1));
+        assert_eq!(table.pending(2), Some(true));
+        let small = Regs(RefCell::new(vec![0u8; 16]));
+        assert!(OwnedMsixTable::new(Box::new(small), cap).is_none());
     }
 }

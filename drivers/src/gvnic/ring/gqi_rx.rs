@@ -1,7 +1,7 @@
-//! The GQI receive queue (facts §3.5, §4.2).
+//! The GQI receive ring (facts §3.5, §4.2), QPL or RDA.
 //!
-//! Two paired rings of `rx_queue_entries` entries: the data ring (8-byte BE QPL offsets we
-//! write once, at creation) and the descriptor ring (64-byte entries the device writes).
+//! Two paired rings of `rx_queue_entries` entries: the data ring (8-byte BE slots we write
+//! once, at creation: QPL offsets for GQI-QPL, device addresses for GQI-RDA) and the descriptor ring (64-byte entries the device writes).
 //! An entry is new when the low 3 bits of its flags_seq equal the sequence number we
 //! expect, which runs 1..=7 and skips 0: seven is coprime with every power-of-two ring
 //! size, so each rewrite of an entry changes it, and a zeroed ring never matches.
@@ -13,27 +13,26 @@ use zerocopy::byteorder::big_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
-use crate::platform::Clock;
 
-use super::adminq::{self, AdminQueue, CreateRxQueue, Opcode};
-use super::qpl::{Qpl, BUF_BYTES, RX_QPL_ID};
-use super::regs::{Doorbells, Registers};
-use super::tx::read_queue_resources;
-use super::GvnicError;
+use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, BUF_BYTES, RX_QPL_ID};
+use super::super::adminq::{self, CreateRxQueue, Opcode};
+use super::super::regs::Doorbells;
+use super::super::resources::read_queue_resources;
+use super::super::GvnicError;
+use super::{QueueEnv, RxEvent, RxRing, Step, TeardownSteps, RX_NTFY_ID};
 
 /// RX buffers made available at once. iPXE, 2024-07-25: fewer than 64 buffers made GCE
 /// (c3-standard-4) drop too many packets.
 pub const RX_BUFFERS: u32 = 64;
 /// 2 KiB buffers, two per page.
-pub const RX_QPL_PAGES: u32 = RX_BUFFERS / 2;
-pub const RX_NTFY_ID: u32 = 1;
+pub const RX_BUF_PAGES: u32 = RX_BUFFERS / 2;
 /// gVNIC writes each frame 2 bytes into its buffer so the IP header lands aligned; `len`
 /// of a first fragment counts those 2 bytes.
 pub const RX_PAD: usize = 2;
 pub const RX_DESC_BYTES: usize = 64;
 const DATA_SLOT_BYTES: usize = 8;
 /// Longest multi-fragment packet we reassemble (jumbo frames top out near 9 KiB).
-const MAX_PACKET: usize = 16 * 1024;
+pub const MAX_PACKET: usize = 16 * 1024;
 
 bitflags! {
     /// The flag bits of flags_seq (BE16 at +62); the low 3 bits are the sequence number.
@@ -76,19 +75,11 @@ fn next_seq(seq: u16) -> u16 {
     }
 }
 
-/// What one completed descriptor gave us.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RxEvent {
-    Frame(Vec<u8>),
-    /// The device flagged the packet with ERR (or it was malformed): dropped.
-    Dropped(&'static str),
-}
-
-pub struct RxQueue {
+pub struct GqiRx {
     pub desc_ring: DmaBuf,
     pub data_ring: DmaBuf,
     pub resources: DmaBuf,
-    pub qpl: Qpl,
+    pub bufs: Buffers,
     entries: u16,
     db_index: u32,
     /// Free-running count of descriptors consumed.
@@ -104,13 +95,21 @@ pub struct RxQueue {
     pub dropped: u32,
 }
 
-impl RxQueue {
+impl GqiRx {
     /// Allocates the rings and buffers and fills every data slot: slot i points at buffer
     /// i mod 64, which the device can only reuse after we consumed slot i - 64 (the fill
     /// count we ring never runs more than 64 ahead of our consumer count).
-    pub fn alloc(dma: &mut DmaPool, owner: &str, entries: u16) -> Result<RxQueue, GvnicError> {
-        let pages = RX_QPL_PAGES;
-        let queue = RxQueue {
+    pub fn alloc(
+        dma: &mut DmaPool,
+        owner: &str,
+        entries: u16,
+        addressing: Addressing,
+    ) -> Result<GqiRx, GvnicError> {
+        let kind = match addressing {
+            Addressing::Qpl => AddressKind::QplOffset,
+            Addressing::Rda => AddressKind::DeviceAddress,
+        };
+        let queue = GqiRx {
             desc_ring: dma.alloc(
                 owner,
                 "gvnic rx desc ring",
@@ -122,7 +121,17 @@ impl RxQueue {
                 usize::from(entries) * DATA_SLOT_BYTES,
             )?,
             resources: dma.alloc(owner, "gvnic rx resources", PAGE_SIZE)?,
-            qpl: Qpl::alloc(dma, owner, "gvnic rx qpl", RX_QPL_ID, pages)?,
+            bufs: Buffers::alloc(
+                dma,
+                owner,
+                BufSpec {
+                    purpose: "gvnic rx buffers",
+                    addressing,
+                    kind,
+                    id: RX_QPL_ID,
+                    pages: RX_BUF_PAGES,
+                },
+            )?,
             entries,
             db_index: 0,
             cons: 0,
@@ -134,11 +143,12 @@ impl RxQueue {
             dropped: 0,
         };
         for slot in 0..u32::from(entries) {
-            let offset = queue.qpl.buffer_offset(slot) as u64;
+            // GQI-RDA: a device address checked to lie in the pool; GQI-QPL: an offset.
+            let addr = queue.bufs.desc_addr(dma, slot, 0)?;
             dma.write(
                 &queue.data_ring,
                 slot as usize * DATA_SLOT_BYTES,
-                &offset.to_be_bytes(),
+                &addr.to_be_bytes(),
             )?;
         }
         Ok(queue)
@@ -148,17 +158,14 @@ impl RxQueue {
     fn fill_ahead(&self) -> u32 {
         RX_BUFFERS.min(u32::from(self.entries))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn create(
-        &mut self,
-        aq: &mut AdminQueue,
-        regs: &Registers,
-        clock: &dyn Clock,
-        dma: &mut DmaPool,
-        doorbells: &Doorbells,
-        counters: u16,
-    ) -> Result<(), GvnicError> {
+impl RxRing for GqiRx {
+    fn register(&mut self, env: &mut QueueEnv<'_>) -> Result<(), GvnicError> {
+        self.bufs.register(env)
+    }
+
+    fn create(&mut self, env: &mut QueueEnv<'_>) -> Result<(), GvnicError> {
         let command = adminq::encode(
             Opcode::CreateRxQueue,
             &CreateRxQueue {
@@ -166,10 +173,10 @@ impl RxQueue {
                 index: U32::new(0),
                 reserved: U32::new(0),
                 ntfy_id: U32::new(RX_NTFY_ID),
-                queue_resources_addr: U64::new(dma.device_addr(&self.resources, 0)?),
-                rx_desc_ring_addr: U64::new(dma.device_addr(&self.desc_ring, 0)?),
-                rx_data_ring_addr: U64::new(dma.device_addr(&self.data_ring, 0)?),
-                queue_page_list_id: U32::new(self.qpl.id),
+                queue_resources_addr: U64::new(env.dma.device_addr(&self.resources, 0)?),
+                rx_desc_ring_addr: U64::new(env.dma.device_addr(&self.desc_ring, 0)?),
+                rx_data_ring_addr: U64::new(env.dma.device_addr(&self.data_ring, 0)?),
+                queue_page_list_id: U32::new(self.bufs.qpl_id()),
                 rx_ring_size: U16::new(self.entries),
                 // GQI buffers are half pages; the original device assumes it anyway.
                 packet_buffer_size: U16::new(BUF_BYTES as u16),
@@ -180,18 +187,20 @@ impl RxQueue {
                 padding2: U16::new(0),
             },
         );
-        aq.execute(regs, clock, dma, Opcode::CreateRxQueue, &command)?;
+        env.execute(Opcode::CreateRxQueue, &command)?;
         self.created = true;
-        let (db_index, _counter) = read_queue_resources(dma, &self.resources, doorbells, counters)?;
-        self.db_index = db_index;
+        let indexes =
+            read_queue_resources(env.dma, &self.resources, env.doorbells, Some(env.counters))?;
+        self.db_index = indexes.db_index;
         // Post the buffers: the doorbell carries the free-running fill count.
-        doorbells.ring(self.db_index, self.cons.wrapping_add(self.fill_ahead()));
+        env.doorbells
+            .ring_be(self.db_index, self.cons.wrapping_add(self.fill_ahead()));
         Ok(())
     }
 
     /// Consumes the next completed descriptor, if the device wrote one. A buffer goes back
     /// to the device (doorbell) as soon as its bytes are copied out.
-    pub fn poll(
+    fn poll(
         &mut self,
         dma: &mut DmaPool,
         doorbells: &Doorbells,
@@ -216,7 +225,7 @@ impl RxQueue {
         // The buffer is the one posted in this descriptor's data slot at create time (slot i
         // -> buffer i % RX_BUFFERS): index by slot, not by the free-running count, or a ring
         // smaller than RX_BUFFERS reads a buffer the device never wrote.
-        let buffer = self.qpl.buffer_offset(index as u32);
+        let buffer = self.bufs.offset(index as u32);
 
         let mut problem = None;
         if flags.contains(RxFlags::ERR) {
@@ -225,7 +234,7 @@ impl RxQueue {
             problem = Some("descriptor length outside the buffer");
         } else {
             let mut bytes = alloc::vec![0u8; len - pad];
-            dma.read(&self.qpl.buf, buffer + pad, &mut bytes)?;
+            dma.read(&self.bufs.buf, buffer + pad, &mut bytes)?;
             self.partial.extend_from_slice(&bytes);
         }
         if problem.is_some() {
@@ -234,7 +243,7 @@ impl RxQueue {
 
         self.cons = self.cons.wrapping_add(1);
         self.seq = next_seq(self.seq);
-        doorbells.ring(self.db_index, self.cons.wrapping_add(self.fill_ahead()));
+        doorbells.ring_be(self.db_index, self.cons.wrapping_add(self.fill_ahead()));
 
         self.mid_packet = flags.contains(RxFlags::PKT_CONT);
         if self.mid_packet {
@@ -243,7 +252,7 @@ impl RxQueue {
                 self.partial_bad = true;
                 self.partial.clear();
             }
-            return Ok(None);
+            return Ok(Some(RxEvent::Fragment));
         }
         let bad = core::mem::take(&mut self.partial_bad);
         let frame = core::mem::take(&mut self.partial);
@@ -254,5 +263,20 @@ impl RxQueue {
             )));
         }
         Ok(Some(RxEvent::Frame(frame)))
+    }
+
+    fn dropped(&self) -> u32 {
+        self.dropped
+    }
+
+    fn teardown_steps(&self) -> TeardownSteps {
+        TeardownSteps {
+            destroy: self.created.then_some(Step {
+                name: "destroy-rx-queue",
+                opcode: Opcode::DestroyRxQueue,
+                id: 0,
+            }),
+            unregister: self.bufs.unregister_step("unregister-rx-qpl"),
+        }
     }
 }
