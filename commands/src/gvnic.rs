@@ -519,3 +519,20 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     }
     result.map_err(|err| driver_error(bdf, err))
 }
+
+/// For the network commands (cmd/net.rs): binds the only gVNIC and brings its queues up as
+/// `txdhcp` does, then lends it out with the hardware, borrowed apart from `ctx.out`.
+pub(crate) fn nic_up<'a, 'h>(
+    ctx: &'a mut Ctx<'_, 'h>,
+) -> Result<(Bdf, &'a mut Gvnic, &'a mut drivers::platform::Hw<'h>), CmdError> {
+    let bdf = bind(ctx, None)?.bdf;
+    let was_up = ctx.devices.gvnic.bound.as_ref().map(|b| b.nic.state()) == Some(State::QueuesUp);
+    bring_up(ctx, State::QueuesUp)?;
+    if !was_up {
+        let _ = writeln!(ctx.out, "gvnic {bdf}: queues up");
+    }
+    match ctx.devices.gvnic.bound.as_mut() {
+        Some(bound) => Ok((bdf, &mut bound.nic, &mut *ctx.hw)),
+        None => Err(CmdError::new("gvnic-wrong-state", "no gVNIC is bound")),
+    }
+}
