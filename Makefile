@@ -32,9 +32,10 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
 # model's pcap), openssh-server + socat (the GCE serial gateway stand-in), util-linux (unshare).
-# Bench: u-boot-qemu (the monitor we measure against).
+# Bench: u-boot-qemu (the monitor we measure against). Network tests: dnsmasq-base (a real DHCP
+# server, no service), iproute2 (namespaces, TAP), python3 (the metadata HTTP server).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat util-linux u-boot-qemu
+	tshark openssh-server socat util-linux u-boot-qemu dnsmasq-base iproute2 python3
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -23,6 +23,7 @@ mod reset;
 pub mod resources;
 pub mod responder;
 pub mod rx;
+pub mod tap;
 pub mod tx;
 pub mod wire;
 

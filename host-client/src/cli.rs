@@ -146,6 +146,10 @@ pub struct QemuOpts {
     /// The model's PCI revision: 0 = AQ_PFN admin queue, 1 = base/length/RUN (implies --gvnic).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
     pub gvnic_revision: Option<u8>,
+    /// Connect the gVNIC model's wire to Linux TAP interface IFNAME instead of its built-in
+    /// DHCP/ARP responder (implies --gvnic; created if missing; needs CAP_NET_ADMIN).
+    #[arg(long, value_name = "IFNAME")]
+    pub gvnic_tap: Option<String>,
     /// Accelerator: tcg (portable) or kvm.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     pub accel: Accel,

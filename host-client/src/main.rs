@@ -207,4 +207,15 @@ mod tests {
         let cfg = cmd::qemu::config(&q.qemu);
         assert_eq!(cfg.gvnic.unwrap().revision, 1);
     }
+
+    #[test]
+    fn gvnic_tap_implies_the_model_for_qemu_and_run() {
+        let cli = Cli::try_parse_from(["bringup", "qemu", "--gvnic-tap", "bu-tap0"]).unwrap();
+        let Cmd::Qemu(q) = cli.cmd else { panic!() };
+        let cfg = cmd::qemu::config(&q.qemu);
+        assert_eq!(cfg.gvnic.unwrap().tap.as_deref(), Some("bu-tap0"));
+        let cli =
+            Cli::try_parse_from(["bringup", "run", "x.bringup", "--gvnic-tap", "t1"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Run(_)));
+    }
 }

@@ -48,6 +48,9 @@ pub struct GvnicOptions {
     /// The model's full configuration (faults, responder, formats...) as a base;
     /// `revision`, `mac` (when set) and `dqo_only` (when true) are applied on top.
     pub extra: Option<gvnic_model::ModelConfig>,
+    /// Exchange frames with this Linux TAP interface (opened by the model thread, created if
+    /// missing) instead of the built-in responder, which is then off.
+    pub tap: Option<String>,
 }
 
 /// Everything about one QEMU run.
