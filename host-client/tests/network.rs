@@ -197,3 +197,51 @@ fn dhcp_ping_and_metadata_against_real_servers_under_seabios_and_ovmf() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// proofs/network.bringup, run as a user runs it (the `bringup` binary with --gvnic-tap,
+/// a JSON report), against the same namespace network: every command and expectation
+/// holds, and the report carries the SHA-256 of the instance id the server served.
+#[test]
+fn network_proof_passes_through_bringup_run() {
+    let mut net = TestNet::prepare("p");
+    let image = host_client::qemu::workspace_root().join("target/bringup.img");
+    assert!(
+        image.exists(),
+        "{} is missing: run `make image` first",
+        image.display()
+    );
+    let report_path = net.dir.path().join("network.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bringup"))
+        .current_dir(host_client::qemu::workspace_root())
+        .args([
+            "run",
+            "proofs/network.bringup",
+            "--no-progress",
+            "--gvnic-tap",
+        ])
+        .arg(&net.tap)
+        .arg("--image")
+        .arg(&image)
+        .arg("--report")
+        .arg(&report_path)
+        .spawn()
+        .unwrap();
+    // The model inside `bringup` opens the TAP before QEMU boots; start waits for it.
+    net.start();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&report_path).unwrap();
+    std::fs::write("/tmp/network-report.json", &text).ok();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let summary = &report["summary"];
+    assert!(status.success(), "bringup run failed: {summary}");
+    assert_eq!(report["passed"], true);
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["commands"], summary["passed"]);
+    use sha2::Digest;
+    let served = sha2::Sha256::digest(net.metadata_body("instance/id").as_bytes());
+    let hex: String = served.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        report.to_string().contains(&hex),
+        "the report must hold the body's SHA-256"
+    );
+}

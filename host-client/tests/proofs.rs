@@ -18,12 +18,20 @@ const KINDS: &[&str] = &[
     "teardown.step",
     "fault",
     "facts",
+    "net.lease",
+    "net.ping",
+    "net.http",
 ];
 
 #[test]
 fn proofs_parse_and_name_known_kinds() {
     let dir = host_client::qemu::workspace_root().join("proofs");
-    for name in ["nvme.bringup", "gvnic.bringup", "full.bringup"] {
+    for name in [
+        "nvme.bringup",
+        "gvnic.bringup",
+        "full.bringup",
+        "network.bringup",
+    ] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let script = parse_script(&text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(script.steps.len() >= 3, "{name}");

@@ -165,7 +165,7 @@ impl TestNet {
                 "--pid-file=",
                 "--user=root",
             ])
-            .args(["--log-dhcp", "--dhcp-authoritative"])
+            .args(["--log-dhcp", "--dhcp-authoritative", "--no-ping"])
             // GCE's shape (platform-notes §5): a /32, the router, DNS, MTU, classless routes.
             .args([
                 "--dhcp-option=1,255.255.255.255",
