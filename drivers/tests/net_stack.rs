@@ -195,3 +195,66 @@ fn a_silent_router_is_no_arp_reply() {
     assert!(asked.clone().all(|t| t.dst_ip == ROUTER));
     assert!(asked.count() >= 1);
 }
+
+/// Ctrl-C after a while: the simulated clock reports an interrupt once `after_us` passed.
+struct CtrlCAfter<'a> {
+    clock: &'a gvnic_support::SimClock,
+    after_us: u64,
+}
+
+impl drivers::platform::Clock for CtrlCAfter<'_> {
+    fn now_us(&self) -> u64 {
+        self.clock.now_us()
+    }
+    fn relax(&self) {
+        self.clock.relax()
+    }
+    fn interrupted(&self) -> bool {
+        self.clock.now_us() >= self.after_us
+    }
+}
+
+#[test]
+fn ctrl_c_ends_every_network_wait() {
+    use drivers::platform::Clock;
+    let mut config = ModelConfig::default();
+    config.responder.enabled = false;
+    let mut rig = rig(config);
+    up(&mut rig);
+    let start = rig.clock.now_us();
+    let clock = CtrlCAfter {
+        clock: &rig.clock,
+        after_us: start + 200_000,
+    };
+    let mut nic = GvnicNic::new(&mut rig.nic, &clock, &mut rig.pool).unwrap();
+    let dhcp = iface::acquire_lease(&mut nic, &clock, 30_000_000);
+    assert_eq!(dhcp.result.unwrap_err().code(), "interrupted");
+    let request = PingRequest {
+        target: ROUTER,
+        count: 5,
+        timeout_us: 10_000_000,
+    };
+    let ping = iface::ping(&mut nic, &clock, &gce_lease(), request);
+    assert_eq!(ping.result.unwrap_err().code(), "interrupted");
+    let tcp = iface::tcp_exchange(
+        &mut nic,
+        &clock,
+        &gce_lease(),
+        &iface::TcpRequest {
+            ip: ROUTER,
+            port: 80,
+            send: b"GET / HTTP/1.1\r\n\r\n",
+            timeout_us: 30_000_000,
+        },
+        &mut |_| Ok(false),
+    );
+    assert_eq!(tcp.result.unwrap_err().code(), "interrupted");
+    // Each ended at the interrupt, far before its deadline.
+    assert!(
+        clock.now_us() - start < 1_000_000,
+        "{}",
+        clock.now_us() - start
+    );
+    drop(nic);
+    rig.assert_no_violations();
+}

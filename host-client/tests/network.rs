@@ -156,7 +156,38 @@ fn run(uefi: bool) {
     let cut = ok(&mut s, "gvnic metadata --max-bytes 4");
     assert!(cut.text.contains("TRUNCATED"), "{}", cut.text);
 
+    // A body over several TCP windows: bounded in the frame, hashed whole.
+    let big = ok(
+        &mut s,
+        "gvnic http http://169.254.169.254/test/big --max-bytes 100",
+    );
+    let http = find(&big.frames, |b| match b {
+        Body::NetHttp(h) => Some(h.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let served: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(
+        (http.body_bytes, http.truncated, http.complete),
+        (100_000, true, true)
+    );
+    assert_eq!(http.body, served[..100]);
+    let digest: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&served)).into();
+    assert_eq!(http.sha256, digest);
+    assert!(big.text.contains("TRUNCATED"), "{}", big.text);
+
     // Named errors from a real network.
+    fails(
+        &mut s,
+        "gvnic http http://169.254.169.254/test/slow --timeout 1500",
+        "net-response-timeout",
+    );
+    fails(
+        &mut s,
+        "gvnic http http://169.254.169.254/test/reset",
+        "net-connection-reset",
+    );
     fails(
         &mut s,
         "gvnic http http://169.254.169.254:81/",

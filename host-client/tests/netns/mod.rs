@@ -19,13 +19,29 @@ pub const GUEST: [u8; 4] = [10, 128, 0, 2];
 pub const LEASE_SECS: u32 = 86400;
 pub const MTU: u16 = 1460;
 
-/// The metadata server: a Python http.server handler (stdlib only).
+/// The metadata server: a Python http.server handler (stdlib only). Besides the metadata
+/// paths: `/test/big` (100000 bytes, several TCP windows), `/test/slow` (headers never
+/// come), `/test/reset` (the connection is reset: SO_LINGER 0, then close).
 const METADATA_SERVER: &str = r#"
-import http.server, json, sys
+import http.server, json, socket, struct, sys, time
 paths = json.load(open(sys.argv[1]))
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path == "/test/slow":
+            time.sleep(30)
+            return
+        if self.path == "/test/reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        if self.path == "/test/big":
+            body = bytes(i * 7 % 251 for i in range(100000))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.headers.get("Metadata-Flavor") != "Google":
             code, body = 403, b"Missing required header: Metadata-Flavor\n"
         elif self.path in paths:
@@ -40,7 +56,11 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-s = http.server.HTTPServer(("169.254.169.254", 80), H)
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    def handle_error(self, request, client_address):
+        pass
+s = S(("169.254.169.254", 80), H)
 print("ready", flush=True)
 s.serve_forever()
 "#;
