@@ -136,7 +136,7 @@ pub struct Response {
 pub struct Reader {
     max_body: usize,
     head: Vec<u8>,
-    parsed: Option<(String, u16, Vec<(String, String)>, Framing)>,
+    parsed: Option<Head>,
     body: Vec<u8>,
     body_bytes: u64,
     hash: Sha256,
