@@ -9,6 +9,7 @@
 #   make gce-image   target/gce/bringup-gce.tar.gz (disk.raw for `gcloud compute images create`)
 #   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
 #   make deps        install missing system packages and the rustup target (idempotent)
+#   make qemu10      unpack QEMU 10 (SHA-NI under TCG) into target/qemu-10, not installed
 
 SHELL := /bin/bash
 # The paths below assume cargo's default target/ directory.
@@ -31,16 +32,18 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 	-drive file=$(IMAGE),format=raw,if=none,id=boot -device ide-hd,drive=boot,bootindex=0
 
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
-# model's pcap), openssh-server + socat (the GCE serial gateway stand-in), util-linux (unshare).
-# Bench: u-boot-qemu (the monitor we measure against). Network tests: dnsmasq-base (a real DHCP
-# server, no service), iproute2 (namespaces, TAP), python3 (the metadata HTTP server).
+# model's pcap), openssh-server + socat + iproute2 (the GCE serial gateway stand-in, in its own
+# network namespace), util-linux (unshare, nsenter).
+# Bench: u-boot-qemu (the monitor we measure against). python3: zlib.crc32, the reference
+# CRC-32 the digest tests compare with, and the metadata HTTP server of the network tests.
+# Network tests: dnsmasq-base (a real DHCP server, no service), iproute2 (namespaces, TAP).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat util-linux u-boot-qemu dnsmasq-base iproute2 python3
+	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps monitor image gce-image run test bench fuzz qemu-bios qemu-uefi clean-image
+.PHONY: all deps monitor image gce-image run test bench fuzz qemu-bios qemu-uefi clean-image qemu10
 
 all: image
 
@@ -78,14 +81,22 @@ $(DEMO_DISK):
 run: image $(BRINGUP) $(DEMO_DISK)
 	$(BRINGUP) qemu --nvme $(DEMO_DISK) --gvnic --gvnic-pcap target/gvnic.pcap
 
+# QEMU 10 from bookworm-backports, unpacked (not installed) into target/qemu-10 and run
+# through target/qemu-10/bin/qemu-system-x86_64: 7.2's TCG has no SHA-NI, 10's does (the
+# SHA-NI system test and the bench's SHA-NI/portable pair). Idempotent; the system's QEMU
+# (whose multi-process proxy the gVNIC tests use) stays what it is.
+QEMU10 := target/qemu-10/bin/qemu-system-x86_64
+qemu10: deps
+	scripts/qemu10.sh target/qemu-10
+
 # The system tests boot target/bringup.img; DEB packages come from `deps` (via image).
 # The monitor is not a default workspace member (bare-metal binary): its host-testable
 # library is tested on its own.
-test: image
+test: image qemu10
 	$(CARGO) test --workspace --exclude monitor
 	$(CARGO) test -p monitor --lib
 
-bench: image
+bench: image qemu10
 	$(CARGO) run --release -p bench -- --out target/bench.json
 
 # Not part of `make test`: libFuzzer needs nightly. The pool behind the shell target is
@@ -95,7 +106,8 @@ fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in shell frame_decode; do \
-	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 || exit 1; \
+	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 \
+	    $$( [ $$t = shell ] && echo -dict=dict/shell.dict ) || exit 1; \
 	done
 
 qemu-bios: image

@@ -1,7 +1,9 @@
 //! bringup on the shared machine, under SeaBIOS (everything) or OVMF (boot and short commands):
 //! boot to `bringup> `, the banner's own boot share, `version`, `lspci`, `nvme identify`, and
-//! `nvme read` of each size with and without the digest. Frames are decoded and checked: every
-//! command must end with an ok result frame, and each digest must match the host's.
+//! `nvme read` of each size with SHA-256, CRC-32 and no digest. Frames are decoded and checked:
+//! every command must end with an ok result frame, and each digest must match the host's.
+//! [`sha256_paths_once`] boots QEMU 10 with a CPU model that has SHA-NI, or one that lacks it,
+//! and measures SHA-256 reads on that path.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use evidence::{Body, Frame, Outcome};
 
 use crate::console::Console;
-use crate::machine::{qemu, Accel, Firmware};
+use crate::machine::{qemu, qemu_on, Accel, Emulator, Firmware};
 use crate::stats::{median, Run};
 use crate::{secs, Plan, Reference};
 
@@ -75,12 +77,16 @@ pub fn run_once(
     record_bytes(run, "nvme_identify", &r);
     command(&mut con, "nvme read 0 1", 30)?;
     for &mib in &plan.sizes_mib {
-        let variants = [("", ""), ("_nodigest", " --no-digest")];
-        // (wall, frame) seconds per variant; the variants alternate so both see the same load.
-        let mut times: [Vec<(f64, f64)>; 2] = Default::default();
+        let variants = [
+            ("", ""),
+            ("_nodigest", " --no-digest"),
+            ("_crc32", " --digest crc32"),
+        ];
+        // (wall, frame) seconds per variant; the variants alternate so all see the same load.
+        let mut times: [Vec<(f64, f64)>; 3] = Default::default();
         for _ in 0..plan.read_reps {
             for (v, (suffix, flag)) in variants.iter().enumerate() {
-                let (wall, frame, r) = read(&mut con, mib, flag, reference)?;
+                let (wall, frame, r) = read(&mut con, mib, flag, reference, None)?;
                 times[v].push((wall, frame));
                 record_bytes(run, &format!("read_{mib}MiB{suffix}"), &r);
             }
@@ -99,12 +105,58 @@ pub fn run_once(
     Ok(())
 }
 
-/// One `nvme read 0 <mib MiB> [flag]`, checked; returns (wall s, the frame's elapsed s, reply).
+/// One half of the SHA-256 pair: a CPU model and the engine the monitor must pick on it.
+pub struct Sha256Case {
+    /// Metric prefix: `bringup.<tag>.read_*`.
+    pub tag: &'static str,
+    /// `-cpu` model.
+    pub cpu: &'static str,
+    /// "sha-ni" or "portable", checked in every read frame.
+    pub engine: &'static str,
+}
+
+/// SHA-256 reads of the largest size on QEMU `binary` with `case.cpu`.
+pub fn sha256_paths_once(
+    binary: &Path,
+    case: &Sha256Case,
+    disk: &Path,
+    image: &Path,
+    plan: &Plan,
+    reference: &Reference,
+    run: &mut Run,
+) -> Result<()> {
+    let fw = Firmware::SeaBios { image };
+    let emulator = Emulator {
+        binary: binary.to_path_buf(),
+        cpu: Some(case.cpu),
+    };
+    let mut con = Console::spawn(qemu_on(&emulator, Accel::Tcg, &fw, disk))?;
+    con.expect(PROMPT, Duration::from_secs(120))?;
+    command(&mut con, "nvme identify", 30)?;
+    command(&mut con, "nvme read 0 1", 30)?;
+    let mib = *plan.sizes_mib.last().context("no sizes")?;
+    let mut times = Vec::new();
+    for _ in 0..plan.read_reps {
+        let (wall, frame, _) = read(&mut con, mib, "", reference, Some(case.engine))?;
+        times.push((wall, frame));
+    }
+    let wall = median(&times.iter().map(|t| t.0).collect::<Vec<_>>());
+    let frame = median(&times.iter().map(|t| t.1).collect::<Vec<_>>());
+    let key = format!("bringup.{}.read_{mib}MiB", case.tag);
+    run.insert(format!("{key}_s"), wall);
+    run.insert(format!("{key}_MiBps"), mib as f64 / wall);
+    run.insert(format!("{key}_frame_MiBps"), mib as f64 / frame);
+    Ok(())
+}
+
+/// One `nvme read 0 <mib MiB> [flag]`, its digest checked against the host's (and its engine
+/// against `engine`, when given); returns (wall s, the frame's elapsed s, reply).
 fn read(
     con: &mut Console,
     mib: u64,
     flag: &str,
     reference: &Reference,
+    engine: Option<&str>,
 ) -> Result<(f64, f64, Reply)> {
     let line = format!("nvme read 0 {}{flag}", mib * 2048);
     let r = command(con, &line, 300)?;
@@ -119,8 +171,19 @@ fn read(
     if read.bytes != mib << 20 {
         bail!("{line:?} read {} bytes, not {}", read.bytes, mib << 20);
     }
-    if flag.is_empty() && read.sha256 != reference.sha256(mib)? {
-        bail!("{line:?}: sha256 differs from the host's");
+    match read.digest.as_str() {
+        "sha256" if read.sha256 != reference.sha256(mib)? => {
+            bail!("{line:?}: sha256 differs from the host's")
+        }
+        "crc32" if read.crc32 != reference.crc32(mib)? => {
+            bail!("{line:?}: crc32 {:08x} differs from the host's", read.crc32)
+        }
+        _ => {}
+    }
+    if let Some(want) = engine {
+        if read.digest_engine != want {
+            bail!("{line:?} ran on {:?}, not {want:?}", read.digest_engine);
+        }
     }
     Ok((r.wall_s, read.elapsed_us as f64 / 1e6, r))
 }

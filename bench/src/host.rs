@@ -124,6 +124,8 @@ pub struct MachineInfo {
     pub nproc: usize,
     pub cpu_model: String,
     pub qemu_version: String,
+    /// QEMU 10 (target/qemu-10) for the SHA-NI pair, or "missing".
+    pub qemu10_version: String,
     pub uboot: String,
     pub kernel: String,
     pub load_avg_at_start: String,
@@ -149,6 +151,9 @@ pub fn machine_info() -> MachineInfo {
         nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model,
         qemu_version: first_line("qemu-system-x86_64", &["--version"]),
+        qemu10_version: crate::machine::qemu10_binary()
+            .map(|b| first_line(&b.display().to_string(), &["--version"]))
+            .unwrap_or_else(|| "missing".into()),
         uboot: first_line("dpkg-query", &["-W", "-f", "${Version}\n", "u-boot-qemu"]),
         kernel: first_line("uname", &["-r"]),
         load_avg_at_start: std::fs::read_to_string("/proc/loadavg")

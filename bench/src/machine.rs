@@ -28,8 +28,45 @@ pub enum Firmware<'a> {
     },
 }
 
+/// Which QEMU, and which CPU model (None: QEMU's default, qemu64).
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    pub binary: PathBuf,
+    pub cpu: Option<&'static str>,
+}
+
+impl Emulator {
+    /// The system's QEMU (7.2 on bookworm) with its default CPU: what both monitors share.
+    pub fn system() -> Emulator {
+        Emulator {
+            binary: PathBuf::from("qemu-system-x86_64"),
+            cpu: None,
+        }
+    }
+}
+
+/// QEMU 10 (`make qemu10`): `-cpu max` has SHA-NI under TCG, 7.2 has none.
+pub fn qemu10_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("BRINGUP_QEMU10")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/qemu-10/bin/qemu-system-x86_64"));
+    path.is_file().then_some(path)
+}
+
 pub fn qemu(accel: Accel, firmware: &Firmware, nvme_disk: &Path) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
+    qemu_on(&Emulator::system(), accel, firmware, nvme_disk)
+}
+
+pub fn qemu_on(
+    emulator: &Emulator,
+    accel: Accel,
+    firmware: &Firmware,
+    nvme_disk: &Path,
+) -> Command {
+    let mut c = Command::new(&emulator.binary);
+    if let Some(cpu) = emulator.cpu {
+        c.args(["-cpu", cpu]);
+    }
     let accel = match accel {
         Accel::Tcg => "tcg",
         Accel::Kvm => "kvm",

@@ -54,7 +54,24 @@ struct Args {
     /// Skip the OVMF boots (about 6 s each under TCG).
     #[arg(long)]
     skip_ovmf: bool,
+    /// Skip the SHA-NI / portable SHA-256 pair on QEMU 10 (target/qemu-10, `make qemu10`).
+    #[arg(long)]
+    skip_qemu10: bool,
 }
+
+/// The SHA-256 pair on QEMU 10, one boot each per run.
+const SHA256_PATHS: [bringup::Sha256Case; 2] = [
+    bringup::Sha256Case {
+        tag: "qemu10_shani",
+        cpu: "max",
+        engine: "sha-ni",
+    },
+    bringup::Sha256Case {
+        tag: "qemu10_portable",
+        cpu: "qemu64",
+        engine: "portable",
+    },
+];
 
 /// What each run does.
 pub struct Plan {
@@ -102,6 +119,7 @@ fn main() -> Result<()> {
             },
         )
     };
+    let mut errors: Vec<String> = Vec::new();
     let machine = host::machine_info();
     std::fs::create_dir_all(&args.work)?;
     let disk = args.work.join("nvme.img");
@@ -118,9 +136,14 @@ fn main() -> Result<()> {
             .with_context(|| format!("copying {} (run `make image`)", source_image.display()))?;
     }
     let big = *plan.sizes_mib.last().context("no sizes")?;
+    let qemu10 = machine::qemu10_binary();
+    if qemu10.is_none() && !args.skip_qemu10 && !args.skip_bringup {
+        let msg = "QEMU 10 missing (run `make qemu10`): no SHA-NI/portable pair".to_string();
+        eprintln!("bench: {msg}");
+        errors.push(msg);
+    }
 
     let mut runs: Vec<Run> = Vec::new();
-    let mut errors: Vec<String> = Vec::new();
     let note = |errors: &mut Vec<String>, what: &str, run: usize, e: anyhow::Error| {
         let msg = format!("run {run}: {what}: {e:#}");
         eprintln!("bench: {msg}");
@@ -154,6 +177,18 @@ fn main() -> Result<()> {
                 if let Err(e) = ovmf_once(&args, &image, &disk, &plan, &reference, i, &mut run) {
                     note(&mut errors, "bringup/ovmf", i, e);
                 }
+            }
+            match &qemu10 {
+                Some(binary) if !args.skip_qemu10 => {
+                    for case in &SHA256_PATHS {
+                        if let Err(e) = bringup::sha256_paths_once(
+                            binary, case, &disk, &image, &plan, &reference, &mut run,
+                        ) {
+                            note(&mut errors, &format!("bringup/{}", case.tag), i, e);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         run.insert("host.loadavg_1m_after".into(), host::loadavg_1m());

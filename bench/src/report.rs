@@ -54,6 +54,20 @@ pub fn derive(run: &mut Run, sizes_mib: &[u64]) {
         ) {
             add.push((format!("{b}.outside_frame_s"), w - f));
         }
+        // U-Boot's verified read is two commands: `nvme read`, then `crc32` of the buffer.
+        if let (Some(r), Some(c)) = (get(run, &u), get(run, &format!("uboot.crc32_{mib}MiB_s"))) {
+            add.push((format!("uboot.read_crc32_{mib}MiB_s"), r + c));
+            add.push((
+                format!("uboot.read_crc32_{mib}MiB_MiBps"),
+                mib as f64 / (r + c),
+            ));
+        }
+        if let (Some(c), Some(n)) = (
+            get(run, &format!("{b}_crc32_frame_s")),
+            get(run, &format!("{b}_nodigest_frame_s")),
+        ) {
+            add.push((format!("{b}.crc32_cost_s"), c - n));
+        }
         if let (Some(f), Some(uw), Some(uv)) = (
             get(run, &format!("{b}_nodigest_frame_s")),
             get(run, &u),
@@ -128,6 +142,11 @@ pub fn rows(sizes_mib: &[u64]) -> Vec<(String, String, Unit)> {
             Unit::Ms,
         );
         add(
+            &format!("U-Boot: nvme read + crc32 {m} MiB (wall, both commands)"),
+            &format!("uboot.read_crc32_{m}MiB_MiBps"),
+            Unit::MiBps,
+        );
+        add(
             &format!("bringup: nvme read {m} MiB, digest (wall)"),
             &format!("bringup.read_{m}MiB_MiBps"),
             Unit::MiBps,
@@ -148,6 +167,21 @@ pub fn rows(sizes_mib: &[u64]) -> Vec<(String, String, Unit)> {
             Unit::MiBps,
         );
         add(
+            &format!("bringup: nvme read {m} MiB, --digest crc32 (wall)"),
+            &format!("bringup.read_{m}MiB_crc32_MiBps"),
+            Unit::MiBps,
+        );
+        add(
+            &format!("bringup: nvme read {m} MiB, --digest crc32 (frame)"),
+            &format!("bringup.read_{m}MiB_crc32_frame_MiBps"),
+            Unit::MiBps,
+        );
+        add(
+            &format!("bringup: {m} MiB crc32 cost (frame, paired)"),
+            &format!("bringup.read_{m}MiB.crc32_cost_s"),
+            Unit::Ms,
+        );
+        add(
             &format!("bringup: {m} MiB digest cost (frame, paired)"),
             &format!("bringup.read_{m}MiB.digest_cost_s"),
             Unit::Ms,
@@ -162,6 +196,20 @@ pub fn rows(sizes_mib: &[u64]) -> Vec<(String, String, Unit)> {
             &format!("bringup.read_{m}MiB.outside_frame_s"),
             Unit::Ms,
         );
+    }
+    if let Some(&m) = sizes_mib.last() {
+        for (tag, what) in [
+            ("qemu10_shani", "QEMU 10 -cpu max, SHA-NI"),
+            ("qemu10_portable", "QEMU 10 -cpu qemu64, portable"),
+        ] {
+            for (how, suffix) in [("wall", "_MiBps"), ("frame", "_frame_MiBps")] {
+                add(
+                    &format!("bringup/{what}: nvme read {m} MiB, sha256 ({how})"),
+                    &format!("bringup.{tag}.read_{m}MiB{suffix}"),
+                    Unit::MiBps,
+                );
+            }
+        }
     }
     add(
         "host: 1-min load average before each run",
@@ -228,6 +276,24 @@ pub fn ratio_rows(sizes_mib: &[u64]) -> Vec<(String, String, String)> {
                 format!("read {m} MiB, bringup ({what}) / U-Boot (rate, wall)"),
                 format!("bringup.read_{m}MiB{suffix}_MiBps"),
                 format!("uboot.read_{m}MiB_MiBps"),
+            ));
+        }
+    }
+    for &m in sizes_mib {
+        for (what, suffix) in [("crc32", "_crc32"), ("sha256", "")] {
+            r.push((
+                format!("read+verify {m} MiB, bringup ({what}) / U-Boot read + crc32 (rate, wall)"),
+                format!("bringup.read_{m}MiB{suffix}_MiBps"),
+                format!("uboot.read_crc32_{m}MiB_MiBps"),
+            ));
+        }
+    }
+    if let Some(&m) = sizes_mib.last() {
+        for (how, suffix) in [("wall", "_MiBps"), ("frame", "_frame_MiBps")] {
+            r.push((
+                format!("sha256 read {m} MiB on QEMU 10, SHA-NI / portable (rate, {how})"),
+                format!("bringup.qemu10_shani.read_{m}MiB{suffix}"),
+                format!("bringup.qemu10_portable.read_{m}MiB{suffix}"),
             ));
         }
     }
@@ -312,6 +378,11 @@ fn bytes_table(runs: &[Run], sizes_mib: &[u64]) -> String {
             format!("nvme read {m} MiB --no-digest"),
             String::new(),
             format!("{read}_nodigest"),
+        ));
+        names.push((
+            format!("nvme read {m} MiB --digest crc32 (U-Boot: its crc32)"),
+            format!("crc32_{m}MiB"),
+            format!("{read}_crc32"),
         ));
     }
     let med = |key: String| summarize(&column(runs, &key)).map(|s| s.median);

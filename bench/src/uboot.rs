@@ -80,6 +80,7 @@ pub fn run_once(
             bail!("U-Boot read {mib} MiB wrong: crc32 {got:08x}, host says {want:08x}");
         }
         run.insert(format!("uboot.crc32_{mib}MiB_s"), t);
+        run.insert(format!("uboot.bytes.crc32_{mib}MiB"), text.len() as f64);
     }
     Ok(())
 }

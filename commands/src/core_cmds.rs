@@ -26,7 +26,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         name: "version",
         usage: "version",
         summary: "monitor version, build and boot facts",
-        details: "Prints the version, build id, firmware, memory and the bounce pool, and emits a banner frame.",
+        details: "Prints the version, build id, firmware, memory, the bounce pool and the SHA-256 engine nvme read uses on this CPU (sha-ni or portable), and emits a banner frame (sha256_path).",
         examples: &["version"],
         min_args: 0,
         max_args: 0,
@@ -127,9 +127,10 @@ fn wrap(text: &str, width: usize) -> String {
 
 fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     let info = ctx.info;
+    let sha256_path = info.sha256_path;
     let _ = writeln!(
         ctx.out,
-        "bringup {} ({}), firmware {}, {} MiB RAM, boot to prompt {} ms",
+        "bringup {} ({}), firmware {}, {} MiB RAM, boot to prompt {} ms, sha256 {sha256_path}",
         info.version,
         info.build,
         info.firmware_name(),

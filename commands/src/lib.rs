@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod args;
 pub mod cmd;
 mod core_cmds;
+pub mod digest;
 pub mod fmt;
 pub mod gvnic;
 pub mod nvme;
@@ -20,7 +21,8 @@ pub mod pci;
 mod rate;
 pub mod shell;
 pub mod table;
+mod timing;
 
 pub use output::Console;
-pub use shell::{Action, Shell, SystemInfo};
+pub use shell::{Action, Events, Shell, SystemInfo};
 pub use table::CmdError;

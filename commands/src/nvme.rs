@@ -4,11 +4,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use drivers::digest::Hasher;
 use drivers::nvme::{Controller, NvmeError, State, NVME_CLASS_CODE};
 use drivers::pci;
 use drivers::platform::Bdf;
 use evidence::Body;
-use sha2::{Digest, Sha256};
 
 use crate::args::{parse_number, Args};
 use crate::core_cmds::{hexdump, report_teardown_step};
@@ -35,23 +35,27 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "nvme read",
-        usage: "nvme read <lba> [count] [--ns N] [--dump] [--no-digest] [--timeout MS]",
-        summary: "read blocks through the bounce pool; SHA-256 and throughput",
+        usage: "nvme read <lba> [count] [--ns N] [--dump] [--digest sha256|crc32|none] [--no-digest] [--timeout MS]",
+        summary: "read blocks through the bounce pool; SHA-256 or CRC-32, and throughput",
         details: "Reads count blocks (default 1) from lba of namespace N (default: the first active one), \
                   split by MDTS with several commands in flight. Prints lba, count, bytes, elapsed time, \
-                  throughput, the SHA-256 of the data and its first 16 bytes; --dump adds a hexdump of the \
-                  first block, --no-digest skips hashing (pure throughput). Each command may take --timeout MS \
+                  throughput, the digest of the data and its first 16 bytes; --dump adds a hexdump of the \
+                  first block. --digest picks the digest: sha256 (default; SHA-NI where the CPU has it, \
+                  else portable code, and the line says which), crc32 (the IEEE CRC-32 U-Boot's crc32 and \
+                  zlib print), none (pure throughput; --no-digest is the same). Completed chunks are \
+                  hashed while later commands are still at the device. Each command may take --timeout MS \
                   (default 30000, Linux's default; Persistent Disk can stall far longer, so raise it there). \
                   Ctrl-C stops a read: issued commands drain first. After a timeout, or a drain that does \
                   not finish within 1 s, the controller is reset and its queues re-created, so the read can \
                   be retried without 'teardown nvme'. Emits an nvme.read frame.",
-        examples: &["nvme read 0", "nvme read 0 8 --dump", "nvme read 0x100 2048 --ns 2", "nvme read 0 131072 --no-digest", "nvme read 0 8 --timeout 120000"],
+        examples: &["nvme read 0", "nvme read 0 8 --dump", "nvme read 0x100 2048 --ns 2", "nvme read 0 131072 --digest crc32", "nvme read 0 131072 --no-digest", "nvme read 0 8 --timeout 120000"],
         min_args: 1,
         max_args: 2,
         flags: &[
             Flag { name: "--ns", takes_value: true, help: "namespace id" },
             Flag { name: "--dump", takes_value: false, help: "hexdump the first block" },
-            Flag { name: "--no-digest", takes_value: false, help: "skip SHA-256" },
+            Flag { name: "--digest", takes_value: true, help: "sha256 (default), crc32 or none" },
+            Flag { name: "--no-digest", takes_value: false, help: "same as --digest none" },
             Flag { name: "--timeout", takes_value: true, help: READ_TIMEOUT_HELP },
         ],
         run: read,
@@ -62,6 +66,13 @@ pub static COMMANDS: &[CommandSpec] = &[
 #[derive(Default)]
 pub struct NvmeState {
     controller: Option<Controller>,
+}
+
+impl NvmeState {
+    /// The bound controller, for other command groups (`irq test`).
+    pub(crate) fn controller_mut(&mut self) -> Option<&mut Controller> {
+        self.controller.as_mut()
+    }
 }
 
 /// A failed bind: the driver already undid it (its teardown ran), so nothing is bound.
@@ -256,7 +267,7 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         .map(|t| parse_number("--ns", t))
         .transpose()?;
     let dump = args.flag("--dump");
-    let digest = !args.flag("--no-digest");
+    let digest_kind = crate::digest::requested(args)?;
     let timeout_us = read_timeout_us(args)?;
     bound(ctx, None)?;
     let hw = &mut *ctx.hw;
@@ -287,12 +298,10 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let block_size = controller
         .namespace(nsid)
         .map_or(0, |n| n.block_size as usize);
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new(digest_kind, hw.cpu);
     let mut first_block: Vec<u8> = Vec::new();
     let mut sink = |_lba: u64, data: &[u8]| {
-        if digest {
-            hasher.update(data);
-        }
+        hasher.update(data);
         if first_block.len() < block_size.max(16) {
             let take = (block_size.max(16) - first_block.len()).min(data.len());
             first_block.extend_from_slice(&data[..take]);
@@ -302,11 +311,7 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let result = controller.read(hw, nsid, lba, count, &mut sink);
     report_releases(&mut ctx.out, &controller.take_releases());
     let summary = result.map_err(|err| error_after(err, controller.state()))?;
-    let sha256: [u8; 32] = if digest {
-        hasher.finalize().into()
-    } else {
-        [0; 32]
-    };
+    let digest = hasher.finish();
     let mut first_bytes = [0u8; 16];
     let n = first_block.len().min(16);
     first_bytes[..n].copy_from_slice(&first_block[..n]);
@@ -320,15 +325,7 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         summary.depth,
         throughput(summary.bytes, summary.elapsed_us)
     );
-    if digest {
-        let mut hex = String::new();
-        for byte in sha256 {
-            let _ = write!(hex, "{byte:02x}");
-        }
-        let _ = writeln!(ctx.out, "sha256 {hex}");
-    } else {
-        ctx.out.print("sha256 (skipped: --no-digest)\n");
-    }
+    let _ = writeln!(ctx.out, "{}", crate::digest::text(&digest));
     let mut first = String::new();
     for byte in first_bytes {
         let _ = write!(first, "{byte:02x} ");
@@ -347,6 +344,7 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         let base = lba.saturating_mul(block_size as u64);
         hexdump(ctx, base, &first_block);
     }
+    let (sha256, digest, digest_engine, crc32) = crate::digest::frame_fields(&digest);
     ctx.out.frame(Body::NvmeRead(evidence::NvmeRead {
         nsid,
         lba,
@@ -355,6 +353,9 @@ fn read(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         elapsed_us: summary.elapsed_us,
         sha256,
         first_bytes,
+        digest,
+        digest_engine,
+        crc32,
     }));
     Ok(())
 }

@@ -29,6 +29,8 @@ pub struct SystemInfo {
     pub confidential: ConfidentialKind,
     /// The TSC frequency the monitor calibrated (0 when unknown).
     pub tsc_hz: u64,
+    /// The SHA-256 engine this CPU gets (`drivers::digest::sha256_path`), for the banner.
+    pub sha256_path: drivers::digest::Sha256Path,
 }
 
 impl SystemInfo {
@@ -53,6 +55,7 @@ impl SystemInfo {
             cmdline: self.cmdline.chars().take(128).collect(),
             boot_us: self.boot_us,
             confidential: self.confidential.name().into(),
+            sha256_path: self.sha256_path.name().into(),
         }
     }
 
@@ -90,6 +93,16 @@ pub struct DeviceState {
     pub net: crate::cmd::net::NetState,
 }
 
+/// Platform events that happen between or during commands (an NMI, a machine check),
+/// reported by the platform's handlers and turned into frames by the shell at the next safe
+/// point: right after a command's start frame (events at the prompt), before its result
+/// (events during it), or with the fault that aborted it. A handler never writes a frame
+/// itself, so it cannot split a frame line that was being written when it struck.
+pub trait Events {
+    /// Takes the events not reported yet, each as a human line and a frame body.
+    fn take(&self) -> alloc::vec::Vec<(String, Body)>;
+}
+
 /// What the monitor must do after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -110,6 +123,9 @@ pub struct Shell {
     devices: DeviceState,
     /// Set while a command runs, so a fault handler knows which command to fail.
     running: Option<(u32, u64)>,
+    events: Option<&'static dyn Events>,
+    /// Set by [`Shell::refuse_all_but_reset`]: why nothing but `reset` may run.
+    only_reset: Option<&'static str>,
 }
 
 impl Shell {
@@ -123,7 +139,21 @@ impl Shell {
             commands_run: 0,
             devices: DeviceState::default(),
             running: None,
+            events: None,
+            only_reset: None,
         }
+    }
+
+    /// From now on every command but `reset` fails with `heap-poisoned`: the monitor's heap
+    /// was interrupted mid-update and only a reset makes it whole (`why` says what
+    /// happened). The refusal and `reset` itself run on the monitor's reserve heap.
+    pub fn refuse_all_but_reset(&mut self, why: &'static str) {
+        self.only_reset = Some(why);
+    }
+
+    /// Where platform events come from (the monitor's NMI and machine-check handlers).
+    pub fn set_events(&mut self, events: &'static dyn Events) {
+        self.events = Some(events);
     }
 
     pub fn info(&self) -> &SystemInfo {
@@ -173,6 +203,7 @@ impl Shell {
         out.frame(Body::CommandStart(CommandStart {
             line: trimmed.chars().take(START_LINE_MAX).collect(),
         }));
+        report_events(&mut out, self.events);
         let mut action = Action::Continue;
         let confidential = self.info.confidential.is_confidential();
         if confidential {
@@ -185,6 +216,15 @@ impl Shell {
                 Err(err) => Err(err),
                 Ok((spec, used)) => match Args::parse(spec, &words[used..]) {
                     Err(err) => Err(err),
+                    Ok(_) if self.only_reset.is_some() && spec.name != "reset" => {
+                        Err(CmdError::new(
+                            "heap-poisoned",
+                            alloc::format!(
+                                "{}: only 'reset' runs now",
+                                self.only_reset.unwrap_or_default()
+                            ),
+                        ))
+                    }
                     Ok(_) if confidential && hands_memory_to_device(spec) => {
                         Err(confidential_refusal(&self.info, Some(spec)))
                     }
@@ -216,6 +256,7 @@ impl Shell {
         if result.is_err() {
             action = Action::Continue;
         }
+        report_events(&mut out, self.events);
         finish(&mut out, result, now_us().saturating_sub(started));
         self.running = None;
         action
@@ -239,16 +280,26 @@ impl Shell {
     pub fn command_faulted(&mut self, console: &mut dyn Console, fault: Fault, now_us: u64) {
         let (cmd, started) = self.running.take().unwrap_or((0, now_us));
         let mut out = Output::new(console, &mut self.counter, cmd);
-        let message = alloc::format!(
+        let mut message = alloc::format!(
             "{} at rip {:#x} aborted the command",
             fault.exception,
             fault.rip
         );
+        if let Some(why) = self.only_reset {
+            message.push_str(&alloc::format!("; {why}: only 'reset' runs now"));
+        }
+        // A machine check is the hardware's error, not the command's: its own code.
+        let code = if fault.vector == MACHINE_CHECK_VECTOR {
+            "machine-check"
+        } else {
+            "cpu-fault"
+        };
+        report_events(&mut out, self.events);
         out.frame(Body::Fault(fault));
         if cmd != 0 {
             finish(
                 &mut out,
-                Err(CmdError::new("cpu-fault", message)),
+                Err(CmdError::new(code, message)),
                 now_us.saturating_sub(started),
             );
         }
@@ -257,6 +308,21 @@ impl Shell {
     /// Tears down every bound device (used before a reset and by `teardown all`).
     pub fn devices(&mut self) -> &mut DeviceState {
         &mut self.devices
+    }
+}
+
+/// #MC.
+const MACHINE_CHECK_VECTOR: u8 = 18;
+
+fn report_events(out: &mut Output, events: Option<&dyn Events>) {
+    let Some(events) = events else {
+        return;
+    };
+    for (line, body) in events.take() {
+        out.finish_line();
+        out.print(&line);
+        out.print("\n");
+        out.frame(body);
     }
 }
 

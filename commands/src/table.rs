@@ -92,6 +92,10 @@ const GROUPS: &[Group] = &[
         device_memory: false,
     },
     Group {
+        commands: crate::timing::COMMANDS,
+        device_memory: false,
+    },
+    Group {
         commands: crate::cmd::config::COMMANDS,
         device_memory: false,
     },

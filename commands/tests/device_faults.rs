@@ -78,6 +78,7 @@ impl Monitor {
             boot_us: 1,
             confidential: drivers::cpu::confidential::ConfidentialKind::None,
             tsc_hz: 2_000_000_000,
+            sha256_path: drivers::digest::Sha256Path::Portable,
         };
         let mut monitor = Monitor {
             shell: Shell::new(0xfa17, info),
@@ -970,6 +971,65 @@ fn nvme_intx_is_masked_while_bound_and_restored_at_teardown() {
     down.assert_ok();
     assert!(down.text.contains("INTx enabled again"), "{}", down.text);
     assert!(!intx_disabled(&bench), "handed back as found");
+}
+
+/// `--digest`: each kind prints and frames the value an independent implementation computes
+/// over the fake disk's bytes (several commands per read: MDTS is 128 KiB here), bad names
+/// get named errors, and the monitor stays usable.
+#[test]
+fn nvme_read_digests_match_independent_references() {
+    use sha2::Digest as _;
+    let mut bench = NvmeBench::new(nvme_fake::Faults::default());
+    let disk = bench.dev.borrow().namespaces[0].data.clone();
+    let (lba, count) = (7u64, 1500u64);
+    let bytes = &disk[lba as usize * 512..(lba + count) as usize * 512];
+    let read = |bench: &mut NvmeBench, line: &str| {
+        let run = bench.run(line);
+        run.assert_ok();
+        let frame = run
+            .frames
+            .iter()
+            .find_map(|f| match &f.body {
+                Body::NvmeRead(r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("nvme.read frame");
+        (run.text, frame)
+    };
+    let (text, f) = read(&mut bench, "nvme read 7 1500 --digest crc32");
+    let crc = crc32fast::hash(bytes);
+    assert_eq!(
+        (f.crc32, f.digest.as_str(), f.sha256),
+        (crc, "crc32", [0; 32])
+    );
+    assert_eq!(f.digest_engine, "slicing-by-16");
+    assert!(
+        text.contains(&format!("crc32 {crc:08x} (slicing-by-16)")),
+        "{text}"
+    );
+
+    let (text, f) = read(&mut bench, "nvme read 7 1500");
+    let sha: [u8; 32] = sha2::Sha256::digest(bytes).into();
+    assert_eq!((f.sha256, f.digest.as_str(), f.crc32), (sha, "sha256", 0));
+    // NullCpu reports no SHA extensions: the portable engine ran, and says so.
+    assert_eq!(f.digest_engine, "portable");
+    assert!(text.contains(" (portable)"), "{text}");
+
+    for line in [
+        "nvme read 7 1500 --digest none",
+        "nvme read 7 1500 --no-digest",
+    ] {
+        let (text, f) = read(&mut bench, line);
+        assert_eq!((f.sha256, f.crc32, f.digest.as_str()), ([0; 32], 0, "none"));
+        assert!(text.contains("digest skipped"), "{text}");
+    }
+    bench
+        .run("nvme read 0 --digest md5")
+        .assert_failed("bad-digest", &["nvme.read"]);
+    bench
+        .run("nvme read 0 --digest crc32 --no-digest")
+        .assert_failed("bad-argument", &["nvme.read"]);
+    bench.assert_recovers();
 }
 
 /// The network commands through the shell against the model's GCE-shaped responder: a

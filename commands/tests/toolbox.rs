@@ -11,6 +11,7 @@ use std::cell::Cell;
 use support::bare_machine::{
     system_info, Captured, FakeCpu, FakePorts, NoMmio, NoPci, SmallMemory, StepClock, DEVICE_WINDOW,
 };
+use support::fake_firmware::{self, FakeFirmware};
 
 struct Run {
     text: String,
@@ -67,6 +68,7 @@ struct Machine {
     memory: SmallMemory,
     cpu: FakeCpu,
     ports: FakePorts,
+    firmware: Option<FakeFirmware>,
 }
 
 fn run_on(machine: &Machine, lines: &[&str]) -> Run {
@@ -81,7 +83,10 @@ fn run_on(machine: &Machine, lines: &[&str]) -> Run {
         memory: &machine.memory,
         cpu: &machine.cpu,
         ports: &machine.ports,
-        firmware: &drivers::platform::NoFirmware,
+        firmware: match &machine.firmware {
+            Some(fw) => fw,
+            None => &drivers::platform::NoFirmware,
+        },
         irq: &drivers::platform::NoInterrupts,
     };
     let mut shell = Shell::new(7, system_info(16 * 4096));
@@ -106,6 +111,7 @@ fn machine() -> Machine {
         memory: SmallMemory::default(),
         cpu: FakeCpu::default(),
         ports: FakePorts::default(),
+        firmware: Some(FakeFirmware::qemu(2)),
     }
 }
 
@@ -337,4 +343,224 @@ fn every_toolbox_command_has_help_with_an_example() {
         "{}",
         r.text
     );
+}
+
+fn body_of<'a, T>(r: &'a Run, cmd: u32, pick: impl Fn(&'a Body) -> Option<&'a T>) -> Vec<&'a T> {
+    r.bodies(cmd).into_iter().filter_map(pick).collect()
+}
+
+#[test]
+fn acpi_lists_every_table_with_its_checksum() {
+    let r = run(&["acpi"]);
+    assert_eq!(r.code(1), "ok", "{}", r.text);
+    let tables = body_of(&r, 1, |b| match b {
+        Body::AcpiTable(t) => Some(t),
+        _ => None,
+    });
+    let sigs: Vec<(&str, u64, bool)> = tables
+        .iter()
+        .map(|t| (t.signature.as_str(), t.phys, t.checksum_ok))
+        .collect();
+    assert_eq!(
+        sigs,
+        [
+            ("XSDT", fake_firmware::XSDT, true),
+            ("FACP", fake_firmware::FACP, true),
+            ("APIC", fake_firmware::APIC, true),
+            ("MCFG", fake_firmware::MCFG, true),
+            ("HPET", fake_firmware::HPET, true),
+            ("BADT", fake_firmware::BADT, false),
+            ("DSDT", fake_firmware::DSDT, true),
+        ]
+    );
+    assert_eq!(
+        (
+            tables[1].oem_id.as_str(),
+            tables[1].revision,
+            tables[1].length
+        ),
+        ("BOCHS", 6, 276)
+    );
+    assert!(
+        r.text
+            .contains("BADT at 0x07fe5000,     40 bytes, rev 1, OEM BOCHS   checksum BAD"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn acpi_decodes_madt_mcfg_fadt_hpet_and_dumps_the_rest() {
+    let r = run(&[
+        "acpi APIC",
+        "acpi mcfg",
+        "acpi FADT",
+        "acpi HPET",
+        "acpi DSDT",
+        "acpi SSDT",
+        "acpi TOOLONG",
+    ]);
+    let madt = body_of(&r, 1, |b| match b {
+        Body::AcpiMadt(m) => Some(m),
+        _ => None,
+    });
+    assert_eq!(madt[0].local_apic_address, 0xfee0_0000);
+    assert_eq!(
+        madt[0]
+            .cpus
+            .iter()
+            .map(|c| (c.apic_id, c.enabled))
+            .collect::<Vec<_>>(),
+        [(0, true), (1, true)]
+    );
+    assert_eq!(
+        (madt[0].ioapics[0].address, madt[0].ioapics[0].gsi_base),
+        (0xfec0_0000, 0)
+    );
+    assert_eq!((madt[0].overrides[0].irq, madt[0].overrides[0].gsi), (0, 2));
+    let mcfg = body_of(&r, 2, |b| match b {
+        Body::AcpiMcfg(m) => Some(m),
+        _ => None,
+    });
+    let seg = &mcfg[0].segments[0];
+    assert_eq!(
+        (seg.segment, seg.base, seg.bus_start, seg.bus_end),
+        (0, 0xb000_0000, 0, 0xff)
+    );
+    let fadt = body_of(&r, 3, |b| match b {
+        Body::AcpiFadt(f) => Some(f),
+        _ => None,
+    })[0];
+    assert_eq!(
+        (
+            fadt.pm_timer_space,
+            fadt.pm_timer_address,
+            fadt.pm_timer_32bit
+        ),
+        (1, 0x608, true)
+    );
+    assert_eq!(
+        (
+            fadt.reset_supported,
+            fadt.reset_space,
+            fadt.reset_address,
+            fadt.reset_value
+        ),
+        (true, 1, 0xcf9, 6)
+    );
+    assert_eq!((fadt.century, fadt.sci_interrupt), (0x32, 9));
+    assert!(
+        r.text
+            .contains("reset register io 0xcf9 value 0x06 (supported)"),
+        "{}",
+        r.text
+    );
+    let hpet = body_of(&r, 4, |b| match b {
+        Body::AcpiHpet(h) => Some(h),
+        _ => None,
+    })[0];
+    assert_eq!(
+        (hpet.base, hpet.block_id, hpet.min_tick),
+        (0xfed0_0000, 0x8086_a201, 0x80)
+    );
+    assert_eq!(r.code(5), "ok");
+    assert!(
+        r.text.contains("0000000007fe6020  01 00 00 00 10 05 5c 00"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.code(6), "no-such-table");
+    assert_eq!(r.code(7), "bad-argument");
+}
+
+#[test]
+fn broken_or_missing_acpi_is_a_named_error() {
+    let mut m = machine();
+    m.firmware.as_mut().unwrap().break_madt_chain();
+    let r = run_on(&m, &["acpi APIC", "acpi"]);
+    assert_eq!(r.code(1), "acpi-malformed", "{}", r.text);
+    assert_eq!(r.code(2), "ok");
+    m.firmware = None;
+    let r = run_on(&m, &["acpi", "acpi APIC", "memmap"]);
+    assert_eq!(
+        (r.code(1), r.code(2), r.code(3)),
+        ("no-acpi", "no-acpi", "ok")
+    );
+}
+
+#[test]
+fn memmap_totals_and_placement() {
+    let r = run(&["memmap"]);
+    assert_eq!(r.code(1), "ok", "{}", r.text);
+    let maps = body_of(&r, 1, |b| match b {
+        Body::MemoryMap(m) => Some(m),
+        _ => None,
+    });
+    assert_eq!(maps.len(), 1);
+    assert_eq!(maps[0].entries.len(), 6);
+    assert_eq!(maps[0].usable_bytes, 0x9_fc00 + 0x7ee_0000);
+    assert_eq!(maps[0].entries[4].kind, "acpi-reclaimable");
+    assert_eq!(maps[0].dma, (0x3c00_0000, 0x4000_0000));
+    assert!(
+        r.text
+            .contains("  dma pool  0x3c000000-0x3fffffff    64 MiB"),
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn mem_map_refuses_ram_and_reports_a_failed_mapping() {
+    let r = run(&[
+        "mem map 0x200000 0x1000",
+        "mem map 0xfee00000 0x1000",
+        "mem map 0xfee00000 0",
+        "mem map 0xfee00000 0x20000000",
+    ]);
+    assert_eq!(r.code(1), "range-is-ram", "{}", r.text);
+    assert_eq!(r.code(2), "map-failed", "NoMmio has no window");
+    assert_eq!(r.code(3), "bad-argument");
+    assert_eq!(r.code(4), "bad-argument");
+}
+
+#[test]
+fn msix_and_irq_test_refuse_what_they_cannot_do() {
+    let r = run(&[
+        "msix 00:04.0",
+        "irq test 00:04.0",
+        "irq test 0:4",
+        "msix",
+        "irq test",
+        "msix 1 2",
+    ]);
+    assert_eq!(r.code(1), "no-msix", "{}", r.text);
+    assert_eq!(r.code(2), "nvme-not-bound");
+    assert!(
+        r.text.contains("run 'nvme identify 00:04.0' first"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.code(3), "bad-bdf");
+    assert_eq!(r.code(4), "nvme-not-bound", "no bdf and nothing bound");
+    assert_eq!(r.code(5), "nvme-not-bound");
+    assert_eq!(r.code(6), "usage");
+}
+
+#[test]
+fn phys_addresses_resolve_through_the_identity_map_or_a_window() {
+    // 0x1000 lies in usable RAM (the fake firmware's map): identity. 0xfee00030 is not RAM:
+    // it needs a window, and NoMmio has none.
+    let r = run(&[
+        "peek 0x1000 4 --phys",
+        "peek 0xfee00030 --phys",
+        "poke 0x1010 0x5a --width 1 --phys",
+        "peek 0x1_0000_0000_0 --phys",
+    ]);
+    assert_eq!(r.code(1), "ok", "{}", r.text);
+    assert_eq!(r.reads(1)[0].target, "phys 0x1000");
+    assert_eq!(r.reads(1)[0].values, [0, 1, 2, 3]);
+    assert_eq!(r.code(2), "map-failed");
+    assert_eq!(r.writes(3)[0].target, "phys 0x1010");
+    assert_eq!(r.writes(3)[0].readback, 0x5a);
+    assert_eq!(r.code(4), "map-failed");
 }

@@ -8,11 +8,14 @@
 //! - [`dma`]: the one bounce pool all device-visible memory comes from, and its ledger.
 //! - `pci`: config-space decoding, enumeration behind bridges, BAR sizing.
 //! - `nvme`, `gvnic`: the two device drivers.
+//! - [`digest`]: SHA-256 (portable or SHA-NI) and CRC-32 over data read from devices.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod cpu;
+pub mod digest;
 pub mod dma;
 pub mod gvnic;
 pub mod net;

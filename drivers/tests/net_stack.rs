@@ -236,6 +236,8 @@ fn ctrl_c_ends_every_network_wait() {
     };
     let ping = iface::ping(&mut nic, &clock, &gce_lease(), request);
     assert_eq!(ping.result.unwrap_err().code(), "interrupted");
+    // The ping's interrupted TX left a descriptor the device completes a moment later: the
+    // next send waits for it (the adapter's grace) instead of failing gvnic-tx-busy.
     let tcp = iface::tcp_exchange(
         &mut nic,
         &clock,

@@ -800,3 +800,30 @@ fn a_completion_during_the_reset_lands_in_buffers_the_driver_still_owns() {
     assert!(bench.read(&mut c, 1, 0, 64).unwrap() == bench.disk(1, 0, 64));
     bench.assert_no_violations();
 }
+
+/// While the sink works on chunk k (hashing, on the monitor), the device already holds the
+/// next eight commands: the read refills it before handing the chunk over, and keeps a spare
+/// buffer for that. 5000 blocks in 128 KiB commands is 20 commands.
+#[test]
+fn the_sink_runs_while_the_next_commands_are_at_the_device() {
+    let mut bench = Bench::new(Faults::default());
+    let mut c = bench.bind().unwrap();
+    let dev = bench.dev.clone();
+    let mut seen = Vec::new();
+    let mut hw = bench.hw();
+    let summary = c
+        .read(&mut hw, 1, 0, 5000, &mut |_, _| {
+            seen.push(dev.borrow().io_submitted());
+        })
+        .unwrap();
+    assert_eq!(summary.commands, 20);
+    assert_eq!(summary.depth, 8);
+    for (k, submitted) in seen.iter().enumerate() {
+        let want = (k as u32 + 1 + 8).min(20);
+        assert!(
+            *submitted >= want,
+            "chunk {k}: only {submitted} commands handed to the device, want {want} ({seen:?})"
+        );
+    }
+    bench.assert_no_violations();
+}

@@ -50,6 +50,10 @@ pub enum Body {
     Msix(MsixInfo),
     IrqTest(IrqTest),
     MemWindow(MemWindow),
+    /// Non-maskable interrupts since the last report (the monitor carried on).
+    Nmi(Nmi),
+    /// A machine check: MCG and bank status as the handler found them.
+    MachineCheck(MachineCheck),
     NetLease(NetLease),
     NetPing(NetPing),
     NetHttp(NetHttp),
@@ -88,6 +92,8 @@ impl Body {
             Body::Msix(_) => "msix",
             Body::IrqTest(_) => "irq.test",
             Body::MemWindow(_) => "mem.map",
+            Body::Nmi(_) => "nmi",
+            Body::MachineCheck(_) => "machine-check",
             Body::NetLease(_) => "net.lease",
             Body::NetPing(_) => "net.ping",
             Body::NetHttp(_) => "net.http",
@@ -123,6 +129,8 @@ pub struct Banner {
     /// Confidential-VM kind: "none", "sev", "sev-es", "sev-snp" or "tdx". On anything but
     /// "none", commands that hand memory to a device fail (`confidential-vm-unsupported`).
     pub confidential: String,
+    /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
+    pub sha256_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,9 +259,17 @@ pub struct NvmeRead {
     pub count: u64,
     pub bytes: u64,
     pub elapsed_us: u64,
-    /// SHA-256 of the data read (all zero when the digest was switched off).
+    /// SHA-256 of the data read (all zero unless `digest` is "sha256").
     pub sha256: [u8; 32],
     pub first_bytes: [u8; 16],
+    /// The digest asked for: "sha256", "crc32" or "none".
+    pub digest: String,
+    /// The engine that computed it: "sha-ni" or "portable" (sha256), "slicing-by-16"
+    /// (crc32), "none".
+    pub digest_engine: String,
+    /// IEEE CRC-32 of the data read, as U-Boot's `crc32` and zlib print it (0 unless
+    /// `digest` is "crc32").
+    pub crc32: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -399,6 +415,8 @@ pub struct CpuInfo {
     /// The TSC frequency the monitor calibrated against the PIT.
     pub tsc_hz: u64,
     pub apic_id: u8,
+    /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
+    pub sha256_path: String,
 }
 
 /// One ACPI table as the RSDT/XSDT lists it.
@@ -552,6 +570,47 @@ pub struct MemWindow {
     pub len: u64,
     pub window: u64,
     pub newly_mapped: bool,
+}
+
+/// NMIs (e.g. GCE's `send-diagnostic-interrupt`) seen since the previous `nmi` frame. The
+/// handler returns with IRET, so the monitor carries on and later NMIs still arrive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nmi {
+    /// NMIs this boot, this report's included.
+    pub total: u32,
+    /// NMIs since the previous report (more than 1 if several arrived in between).
+    pub new: u32,
+    /// Interrupted instruction of the latest one.
+    pub rip: u64,
+    /// The latest one arrived while a command ran (else at the prompt).
+    pub in_command: bool,
+    /// System control port B (0x61) at the latest one: bit 7 PCI SERR#, bit 6 IOCHK#.
+    pub port_61: u8,
+}
+
+/// One machine-check bank with a valid error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McBank {
+    pub bank: u8,
+    /// IA32_MCi_STATUS (bit 63 VAL, 61 UC, 57 PCC, 58 ADDRV, 59 MISCV).
+    pub status: u64,
+    /// IA32_MCi_ADDR when ADDRV, else 0.
+    pub addr: u64,
+    /// IA32_MCi_MISC when MISCV, else 0.
+    pub misc: u64,
+}
+
+/// A machine-check exception (#MC, vector 18), as read before the handler cleared it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineCheck {
+    /// IA32_MCG_STATUS (bit 0 RIPV, bit 1 EIPV, bit 2 MCIP).
+    pub mcg_status: u64,
+    /// IA32_MCG_CAP (bits 7:0 bank count).
+    pub mcg_cap: u64,
+    pub banks: Vec<McBank>,
+    pub rip: u64,
+    /// A command was running and was aborted (else: at the prompt).
+    pub in_command: bool,
 }
 
 /// One frame the network stack sent or received (`net.*` frames carry the first ones).

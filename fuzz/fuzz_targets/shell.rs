@@ -14,7 +14,12 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "../../commands/tests/support/bare_machine.rs"]
 mod bare_machine;
-use bare_machine::{system_info, Captured, FakeCpu, FakePorts, NoMmio, NoPci, SmallMemory, StepClock};
+#[path = "../../commands/tests/support/fake_firmware.rs"]
+#[allow(dead_code)]
+mod fake_firmware;
+use bare_machine::{
+    system_info, Captured, FakeCpu, FakePorts, NoMmio, NoPci, SmallMemory, StepClock,
+};
 
 const POOL_BASE: u64 = 0x10_0000;
 const POOL_BYTES: usize = 4 * 4096;
@@ -29,11 +34,21 @@ fn pool() -> DmaPool {
     unsafe { DmaPool::new(POOL_BASE, host as *mut u8, POOL_BYTES) }
 }
 
+/// QEMU-like ACPI tables and memory map, built once (the toolbox's `acpi`/`memmap`).
+fn firmware() -> &'static fake_firmware::FakeFirmware {
+    static FIRMWARE: OnceLock<fake_firmware::FakeFirmware> = OnceLock::new();
+    FIRMWARE.get_or_init(|| fake_firmware::FakeFirmware::qemu(4))
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut pool = pool();
     let clock = StepClock(Cell::new(0));
     let mut mmio = NoMmio;
-    let (memory, cpu, ports) = (SmallMemory::default(), FakeCpu::default(), FakePorts::default());
+    let (memory, cpu, ports) = (
+        SmallMemory::default(),
+        FakeCpu::default(),
+        FakePorts::default(),
+    );
     let mut hw = Hw {
         config: &NoPci,
         mmio: &mut mmio,
@@ -42,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         memory: &memory,
         cpu: &cpu,
         ports: &ports,
-        firmware: &drivers::platform::NoFirmware,
+        firmware: firmware(),
         irq: &drivers::platform::NoInterrupts,
     };
     let mut shell = Shell::new(1, system_info(POOL_BYTES as u64));

@@ -1,6 +1,7 @@
 //! The admin queue: 64-byte commands, a free-running doorbell/event counter pair, a BE32
 //! status per command (facts §2.3), and dispatch to the command handlers.
 
+use crate::optional::opcode as optional;
 use crate::record::{CommandRecord, ViolationKind};
 use crate::{be32, GuestMemory, Gvnic};
 
@@ -45,14 +46,20 @@ pub const COMMAND_SIZE: u64 = 64;
 impl Gvnic {
     /// A write of the free-running submitted count to ADMINQ_DOORBELL.
     pub(crate) fn admin_doorbell(&mut self, value: u32, mem: &dyn GuestMemory) {
-        self.regs.aq_doorbell = value;
-        let Some((base, slots)) = self.regs.aq else {
+        let Some((_, slots)) = self.regs.aq else {
             self.record.violation(
                 ViolationKind::AdminQueueNotRunning,
                 format!("ADMINQ_DOORBELL {value} while the admin queue is not running (ignored)"),
             );
             return;
         };
+        if self.reset_due.is_some() {
+            self.record.violation(
+                ViolationKind::AdminQueueNotRunning,
+                format!("ADMINQ_DOORBELL {value} while a requested reset is in progress (ignored)"),
+            );
+            return;
+        }
         let pending = value.wrapping_sub(self.regs.event_counter);
         if pending > slots {
             self.record.violation(
@@ -64,13 +71,31 @@ impl Gvnic {
             );
             return;
         }
+        self.regs.aq_doorbell = value;
         if self.cfg.faults.admin_never_completes {
             return;
         }
+        // The commands run (and the event counter moves) after the admin latency.
+        let due = self.now + self.cfg.latencies.admin_us;
+        if self.admin_due.is_none() {
+            self.admin_due = Some(due);
+        }
+        if due <= self.now {
+            self.run_admin_queue(mem);
+        }
+    }
+
+    /// Execute every command up to the last doorbell (at the admin latency's end).
+    pub(crate) fn run_admin_queue(&mut self, mem: &dyn GuestMemory) {
+        self.admin_due = None;
+        let Some((base, slots)) = self.regs.aq else {
+            return;
+        };
+        let value = self.regs.aq_doorbell;
         while self.regs.event_counter != value {
             if self.spurious_pending {
                 // The Nth command completed; the device resets before running the next one.
-                self.spurious_reset();
+                self.spurious_reset(mem);
                 return;
             }
             let index = self.regs.event_counter;
@@ -114,9 +139,14 @@ impl Gvnic {
             opcode::DESTROY_TX_QUEUE => self.cmd_destroy_tx(cmd),
             opcode::DESTROY_RX_QUEUE => self.cmd_destroy_rx(cmd),
             opcode::DECONFIGURE_DEVICE_RESOURCES => self.cmd_deconfigure(),
+            optional::SET_DRIVER_PARAMETER => self.cmd_set_driver_parameter(cmd),
+            optional::REPORT_STATS => self.cmd_report_stats(cmd, mem),
+            optional::REPORT_LINK_SPEED => self.cmd_report_link_speed(cmd, mem),
+            optional::GET_PTYPE_MAP => self.cmd_get_ptype_map(cmd, mem),
+            optional::VERIFY_DRIVER_COMPATIBILITY => self.cmd_verify_driver_compatibility(cmd, mem),
             _ => {
-                // Optional commands (RSS, stats, link speed, compatibility check...) are not
-                // modelled; Linux treats UNIMPLEMENTED (EOPNOTSUPP) for them as optional.
+                // RSS, flow rules, timestamps, extended commands are not modelled; Linux
+                // treats UNIMPLEMENTED (EOPNOTSUPP) for them as optional.
                 self.record.violation(
                     ViolationKind::Unmodelled,
                     format!("admin opcode {op:#x} is not implemented by the model (UNIMPLEMENTED)"),

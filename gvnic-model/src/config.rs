@@ -31,6 +31,13 @@ pub struct ModelConfig {
     pub formats: Formats,
     pub faults: Faults,
     pub responder: Responder,
+    /// How long the device takes for what it does (model time, see [`Latencies`]).
+    pub latencies: Latencies,
+    /// When a revision >= 1 device clears DEVICE_IS_RESET (no source says; both modelled).
+    pub device_is_reset: DeviceIsReset,
+    /// The BE64 REPORT_LINK_SPEED answers, in Mbit/s (guess: GCE's 4-vCPU shapes are sold
+    /// with "up to 10 Gbps"; the reference gives no number).
+    pub link_speed_mbps: u64,
 }
 
 impl Default for ModelConfig {
@@ -57,6 +64,9 @@ impl Default for ModelConfig {
             formats: Formats::default(),
             faults: Faults::default(),
             responder: Responder::default(),
+            latencies: Latencies::default(),
+            device_is_reset: DeviceIsReset::default(),
+            link_speed_mbps: 10_000,
         }
     }
 }
@@ -69,13 +79,13 @@ impl ModelConfig {
 }
 
 /// Queue-format device options advertised by DESCRIBE_DEVICE (facts §3.1).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Formats {
-    /// Option 0x3 GQI_QPL: the only format whose data path the model implements.
+    /// Option 0x3 GQI_QPL (n2-standard-96, c3-standard-4 in 2024: gvnic-dqo.md §2).
     pub gqi_qpl: bool,
     /// Option 0x2 GQI_RDA.
     pub gqi_rda: bool,
-    /// Option 0x4 DQO_RDA (newer shapes offer only this one, facts §0.9).
+    /// Option 0x4 DQO_RDA (a4-highgpu-8g offers only this one, facts §0.9).
     pub dqo_rda: bool,
     /// Option 0x7 DQO_QPL.
     pub dqo_qpl: bool,
@@ -86,27 +96,220 @@ pub struct Formats {
 
 impl Default for Formats {
     fn default() -> Self {
-        Formats {
-            gqi_qpl: true,
-            gqi_rda: false,
-            dqo_rda: false,
-            dqo_qpl: false,
-            none: false,
+        Formats::only(&[QueueFormat::GqiQpl])
+    }
+}
+
+/// The four queue formats, as CONFIGURE_DEVICE_RESOURCES names them (facts §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueFormat {
+    GqiRda,
+    GqiQpl,
+    DqoRda,
+    DqoQpl,
+}
+
+/// The two descriptor families: GQI (BE, in-order, one ring per direction) and DQO (LE,
+/// separate completion rings) (gvnic-dqo.md §1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Gqi,
+    Dqo,
+}
+
+impl QueueFormat {
+    pub const ALL: [QueueFormat; 4] = [
+        QueueFormat::GqiQpl,
+        QueueFormat::GqiRda,
+        QueueFormat::DqoRda,
+        QueueFormat::DqoQpl,
+    ];
+
+    /// The queue_format byte of CONFIGURE_DEVICE_RESOURCES (facts §3.2).
+    pub fn wire(self) -> u8 {
+        match self {
+            QueueFormat::GqiRda => 1,
+            QueueFormat::GqiQpl => 2,
+            QueueFormat::DqoRda => 3,
+            QueueFormat::DqoQpl => 4,
+        }
+    }
+
+    /// 0 (unspecified, legacy) means GQI-QPL (facts §3.1 fallback).
+    pub fn from_wire(v: u8) -> Option<QueueFormat> {
+        match v {
+            0 | 2 => Some(QueueFormat::GqiQpl),
+            1 => Some(QueueFormat::GqiRda),
+            3 => Some(QueueFormat::DqoRda),
+            4 => Some(QueueFormat::DqoQpl),
+            _ => None,
+        }
+    }
+
+    pub fn family(self) -> Family {
+        match self {
+            QueueFormat::GqiRda | QueueFormat::GqiQpl => Family::Gqi,
+            QueueFormat::DqoRda | QueueFormat::DqoQpl => Family::Dqo,
+        }
+    }
+
+    /// Registered queue page lists (QPL) rather than raw DMA addressing (RDA).
+    pub fn is_qpl(self) -> bool {
+        matches!(self, QueueFormat::GqiQpl | QueueFormat::DqoQpl)
+    }
+
+    /// The name `--formats` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueFormat::GqiQpl => "gqi-qpl",
+            QueueFormat::GqiRda => "gqi-rda",
+            QueueFormat::DqoRda => "dqo-rda",
+            QueueFormat::DqoQpl => "dqo-qpl",
         }
     }
 }
 
+impl std::fmt::Display for QueueFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Formats {
-    /// Only DQO_RDA, like a4-highgpu-8g (facts §0.9).
-    pub fn dqo_only() -> Self {
+    /// Exactly these formats.
+    pub fn only(list: &[QueueFormat]) -> Self {
         Formats {
-            gqi_qpl: false,
-            gqi_rda: false,
-            dqo_rda: true,
-            dqo_qpl: false,
+            gqi_qpl: list.contains(&QueueFormat::GqiQpl),
+            gqi_rda: list.contains(&QueueFormat::GqiRda),
+            dqo_rda: list.contains(&QueueFormat::DqoRda),
+            dqo_qpl: list.contains(&QueueFormat::DqoQpl),
             none: false,
         }
     }
+
+    /// Only DQO_RDA, like a4-highgpu-8g (facts §0.9).
+    pub fn dqo_only() -> Self {
+        Formats::only(&[QueueFormat::DqoRda])
+    }
+
+    /// No queue-format option at all (an old device).
+    pub fn none() -> Self {
+        Formats {
+            none: true,
+            ..Formats::only(&[])
+        }
+    }
+
+    /// The formats a driver may configure: with no option at all, GQI-QPL (facts §3.1).
+    pub fn offers(&self, f: QueueFormat) -> bool {
+        if self.none {
+            return f == QueueFormat::GqiQpl;
+        }
+        match f {
+            QueueFormat::GqiQpl => self.gqi_qpl,
+            QueueFormat::GqiRda => self.gqi_rda,
+            QueueFormat::DqoRda => self.dqo_rda,
+            QueueFormat::DqoQpl => self.dqo_qpl,
+        }
+    }
+
+    /// The advertised options, in `QueueFormat::ALL` order (empty for `none`).
+    pub fn advertised(&self) -> Vec<QueueFormat> {
+        if self.none {
+            return Vec::new();
+        }
+        QueueFormat::ALL
+            .into_iter()
+            .filter(|f| self.offers(*f))
+            .collect()
+    }
+}
+
+/// `gqi-qpl,dqo-rda` (any subset, comma separated) or `none`.
+impl std::str::FromStr for Formats {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "none" {
+            return Ok(Formats::none());
+        }
+        let mut list = Vec::new();
+        for item in s.split(',').map(str::trim) {
+            let f = QueueFormat::ALL
+                .into_iter()
+                .find(|f| f.name() == item)
+                .ok_or_else(|| {
+                    format!("unknown queue format {item:?}: expected gqi-qpl, gqi-rda, dqo-rda, dqo-qpl or none")
+                })?;
+            if list.contains(&f) {
+                return Err(format!("queue format {item} given twice"));
+            }
+            list.push(f);
+        }
+        Ok(Formats::only(&list))
+    }
+}
+
+impl std::fmt::Display for Formats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.advertised().iter().map(|q| q.name()).collect();
+        if self.none || names.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&names.join(","))
+    }
+}
+
+/// How long the device takes, in model microseconds. The in-process model advances
+/// `TICK_US` per [`crate::Gvnic::tick`] (one driver `Clock::relax`); the proxy front end
+/// advances it by wall-clock time. The reference gives no numbers: Fuchsia says the version
+/// register and reset "succeed instantly" (facts §2, §2.2), so the defaults are small but
+/// non-zero, so that a driver that does not wait is caught (guess).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Latencies {
+    /// Doorbell to event counter (and the commands' effects).
+    pub admin_us: u64,
+    /// A reset request (PFN = 0 or DRIVER_STATUS.RESET) to the device letting go.
+    pub reset_us: u64,
+    /// A transmitted packet to its completion (GQI counter, DQO completion entry).
+    pub tx_completion_us: u64,
+    /// A frame reaching the device from the network to its delivery into an RX buffer.
+    pub rx_arrival_us: u64,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            admin_us: 200,
+            reset_us: 1_000,
+            tx_completion_us: 100,
+            rx_arrival_us: 100,
+        }
+    }
+}
+
+impl Latencies {
+    /// Everything at once (the model's behaviour before latencies existed).
+    pub fn zero() -> Self {
+        Latencies {
+            admin_us: 0,
+            reset_us: 0,
+            tx_completion_us: 0,
+            rx_arrival_us: 0,
+        }
+    }
+}
+
+/// When DEVICE_STATUS.DEVICE_IS_RESET (revision >= 1) goes back to 0. Facts §2.2 only say a
+/// driver requests the reset and polls for the bit; what clears it is in no source (issue 11).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceIsReset {
+    /// Cleared when the admin queue starts (RUN or a PFN write): the model's first guess.
+    #[default]
+    ClearedByRun,
+    /// Stays set while the device runs; cleared only by the next reset request (so it
+    /// means "the last requested reset has finished", nothing about the present).
+    ClearedByResetRequest,
 }
 
 /// Fault injection; all off by default.
@@ -129,9 +332,19 @@ pub struct Faults {
     /// reset. When set, such a redundant reset makes the device reset itself again this many
     /// ticks later.
     pub delayed_reset_after_redundant_reset: Option<u32>,
-    /// The next N inbound frames are delivered with the descriptor's ERR flag set (as a
-    /// device reports a frame it received damaged); the driver must drop them.
+    /// The next N inbound frames are delivered with the descriptor's ERR flag set (GQI) or
+    /// the completion's rx_error bit (DQO), as a device reports a frame it received damaged;
+    /// the driver must drop them.
     pub rx_error_frames: u32,
+    /// DQO: every completion carries generation 1, so after the first wrap the driver sees
+    /// nothing new (a broken device; the driver must time out, not spin or misread).
+    pub dqo_generation_stuck: bool,
+    /// DQO: completions are produced but never written back, not even on a full line or an
+    /// interrupt (a stuck device).
+    pub dqo_completions_never_written: bool,
+    /// After N transmitted packets the device resets itself (a reset under a running data
+    /// path): as `spurious_reset_after_commands`, at the next tick.
+    pub spurious_reset_after_tx_packets: Option<u32>,
 }
 
 /// The built-in network peer: answers like GCE's network (DHCP server, ARP for the gateway).

@@ -31,7 +31,13 @@ impl Gvnic {
                 opts.push((option_id::GQI_QPL, 0u32.to_be_bytes().to_vec()));
             }
             if c.formats.dqo_rda {
-                opts.push((option_id::DQO_RDA, [0u8; 8].to_vec()));
+                // mask, then 4 bytes Linux >= 6.8 calls reserved but Linux 6.1 and DPDK read
+                // as tx_comp_ring_entries and rx_buff_ring_entries (gvnic-dqo.md §1.1): the
+                // described ring sizes, which both readings then agree on.
+                let mut b = 0u32.to_be_bytes().to_vec();
+                b.extend_from_slice(&c.tx_queue_entries.to_be_bytes());
+                b.extend_from_slice(&c.rx_queue_entries.to_be_bytes());
+                opts.push((option_id::DQO_RDA, b));
             }
             if c.formats.dqo_qpl {
                 // mask, tx_pages_per_qpl, rx_pages_per_qpl (0 would mean defaults 512/2048).

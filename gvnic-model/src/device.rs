@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::Path;
 
+use crate::format::TxDone;
+use crate::msix::Msix;
+use crate::optional::{NicCounters, StatsReport};
 use crate::pci::PciConfig;
 use crate::queues::{RxQueue, TxQueue};
 use crate::record::{Record, ResetCause, ViolationKind};
@@ -11,6 +14,10 @@ use crate::regs::{self, Regs};
 use crate::resources::Configured;
 use crate::wire::{Peer, Wire, WireFrame};
 use crate::{GuestMemory, ModelConfig};
+
+/// Model time per [`Gvnic::tick`]: one driver `Clock::relax` in the driver tests
+/// (drivers/tests/gvnic_support: 100 µs per relax).
+pub const TICK_US: u64 = 100;
 
 /// The gVNIC model. See the crate docs.
 pub struct Gvnic {
@@ -24,19 +31,31 @@ pub struct Gvnic {
     pub(crate) rx: BTreeMap<u32, RxQueue>,
     pub(crate) record: Record,
     pub(crate) wire: Wire,
+    /// Model time in µs.
     pub(crate) now: u64,
+    /// The admin queue runs up to its doorbell at this time (admin latency).
+    pub(crate) admin_due: Option<u64>,
+    /// A requested reset completes at this time (reset latency).
+    pub(crate) reset_due: Option<(u64, ResetCause)>,
     /// Admin commands completed since power-on (drives `spurious_reset_after_commands`).
     pub(crate) commands_completed: u64,
     /// A fault-injected self-reset is due (performed at the next tick or doorbell).
     pub(crate) spurious_pending: bool,
-    /// Tick at which a delayed reset (after a redundant reset) fires.
+    /// Time at which a delayed reset (after a redundant reset) fires.
     pub(crate) delayed_reset_at: Option<u64>,
-    /// TX completions held back by `tx_completion_delay_ticks`: (due tick, queue id, count).
-    pub(crate) tx_pending: VecDeque<(u64, u32, u32)>,
-    /// BAR1 MSI-X table contents (stored, never used to signal).
-    pub(crate) msix_table: Vec<u8>,
+    /// TX completions waiting for the TX latency (and `tx_completion_delay_ticks`).
+    pub(crate) tx_pending: VecDeque<TxDone>,
+    /// BAR1: the MSI-X table and pending bits.
+    pub(crate) msix: Msix,
+    /// MSI-X enable / function mask changed in config space: pending messages to release.
+    pub(crate) msix_recheck: bool,
     /// Frames delivered with ERR so far (drives `rx_error_frames`).
     pub(crate) rx_errors_injected: u32,
+    /// The attached REPORT_STATS buffer.
+    pub(crate) stats_report: Option<StatsReport>,
+    pub(crate) nic_counters: NicCounters,
+    /// Packets transmitted since power-on (drives `spurious_reset_after_tx_packets`).
+    pub(crate) tx_packets: u64,
 }
 
 impl Gvnic {
@@ -53,12 +72,18 @@ impl Gvnic {
             record: Record::default(),
             wire: Wire::default(),
             now: 0,
+            admin_due: None,
+            reset_due: None,
             commands_completed: 0,
             spurious_pending: false,
             delayed_reset_at: None,
             tx_pending: VecDeque::new(),
-            msix_table: vec![0; usize::from(vectors) * 16],
+            msix: Msix::new(vectors),
+            msix_recheck: false,
             rx_errors_injected: 0,
+            stats_report: None,
+            nic_counters: NicCounters::default(),
+            tx_packets: 0,
         };
         // Power-on: the device holds nothing; a revision-1 device reports DEVICE_IS_RESET.
         g.regs.device_is_reset = true;
@@ -72,7 +97,7 @@ impl Gvnic {
     /// A BAR access. `bar`: 0 registers, 1 MSI-X table, 2 doorbells; `offset` within that
     /// BAR; `size` 1, 2 or 4. Values are as a little-endian bus carries them.
     pub fn bar_read(&mut self, bar: u8, offset: u64, size: u8, mem: &dyn GuestMemory) -> u64 {
-        let _ = mem;
+        self.msix_settle(mem);
         if !self.pci.memory_enabled() {
             self.record.violation(
                 ViolationKind::MemorySpaceDisabled,
@@ -96,6 +121,7 @@ impl Gvnic {
     }
 
     pub fn bar_write(&mut self, bar: u8, offset: u64, size: u8, value: u64, mem: &dyn GuestMemory) {
+        self.msix_settle(mem);
         if !self.pci.memory_enabled() {
             self.record.violation(
                 ViolationKind::MemorySpaceDisabled,
@@ -105,12 +131,11 @@ impl Gvnic {
         }
         match bar {
             0 => self.bar0_write(offset, size, value, mem),
-            1 => self.msix_write(offset, size, value),
+            1 => self.msix_write(offset, size, value, mem),
             2 => {
                 if size == 4 && regs::access_ok(offset, size, crate::pci::BAR_SIZES[2]) {
-                    // GQI doorbells are BE32 (facts §1).
-                    let v = u32::from_be_bytes((value as u32).to_le_bytes());
-                    self.doorbell((offset / 4) as u32, v, mem);
+                    // Byte order is the queue's (GQI BE32, DQO LE32: facts §1).
+                    self.doorbell((offset / 4) as u32, value as u32, mem);
                 } else {
                     self.bad_access(bar, offset, size);
                 }
@@ -119,41 +144,17 @@ impl Gvnic {
         }
     }
 
-    fn bad_access(&mut self, bar: u8, offset: u64, size: u8) {
+    pub(crate) fn bad_access(&mut self, bar: u8, offset: u64, size: u8) {
         self.record.violation(
             ViolationKind::BadRegisterAccess,
             format!("BAR{bar} access of {size} bytes at {offset:#x} is not implemented"),
         );
     }
 
-    /// BAR1: the MSI-X table (16 bytes per vector) and PBA. Stored but never used: the model
-    /// raises no interrupts (facts §0.8: GQI needs none).
-    fn msix_read(&mut self, offset: u64, size: u8) -> u64 {
-        if !regs::access_ok(offset, size, crate::pci::BAR_SIZES[1]) {
-            self.bad_access(1, offset, size);
-            return regs::all_ones(size);
-        }
-        let table_len = u64::from(self.pci.msix_vectors) * 16;
-        if offset < table_len {
-            let mut v = 0u64;
-            for i in 0..u64::from(size) {
-                v |= u64::from(self.msix_table[(offset + i) as usize]) << (8 * i);
-            }
-            v
-        } else {
-            // PBA: nothing pending, ever.
-            0
-        }
-    }
-
-    fn msix_write(&mut self, offset: u64, size: u8, value: u64) {
-        let table_len = u64::from(self.pci.msix_vectors) * 16;
-        if !regs::access_ok(offset, size, crate::pci::BAR_SIZES[1]) || offset >= table_len {
-            self.bad_access(1, offset, size);
-            return;
-        }
-        for i in 0..u64::from(size) {
-            self.msix_table[(offset + i) as usize] = (value >> (8 * i)) as u8;
+    /// Config-space MSI-X changes take effect at the next access that carries guest memory.
+    fn msix_settle(&mut self, mem: &dyn GuestMemory) {
+        if std::mem::take(&mut self.msix_recheck) {
+            self.interrupts_unmasked(mem);
         }
     }
 
@@ -163,7 +164,11 @@ impl Gvnic {
     }
 
     pub fn config_write(&mut self, offset: u16, size: u8, value: u32) {
-        self.pci.write(offset, size, value)
+        let before = self.pci.msix_control;
+        self.pci.write(offset, size, value);
+        if self.pci.msix_control != before {
+            self.msix_recheck = true;
+        }
     }
 
     /// Which BAR an absolute guest address hits, as programmed by the guest (proxy front end).
@@ -171,22 +176,63 @@ impl Gvnic {
         self.pci.decode(addr)
     }
 
-    /// Time passes: delayed completions, pending RX delivery, responder replies, scheduled resets.
+    /// `TICK_US` of model time pass (one driver `Clock::relax` in the driver tests).
     pub fn tick(&mut self, mem: &dyn GuestMemory) {
-        self.now += 1;
+        self.advance_to(self.now + TICK_US, mem);
+    }
+
+    /// Model time moves to `now_us` (the proxy front end passes wall-clock time): whatever
+    /// is due by then happens: admin completions, resets, TX completions, RX delivery,
+    /// responder replies, stats reports, scheduled self-resets.
+    pub fn advance_to(&mut self, now_us: u64, mem: &dyn GuestMemory) {
+        self.now = self.now.max(now_us);
+        self.msix_settle(mem);
         if self.spurious_pending {
-            self.spurious_reset();
+            self.spurious_reset(mem);
         }
         if self.delayed_reset_at.is_some_and(|t| self.now >= t) {
             self.delayed_reset_at = None;
-            self.spurious_reset();
+            self.spurious_reset(mem);
+        }
+        if let Some((due, cause)) = self.reset_due {
+            if self.now >= due {
+                self.finish_reset(cause, false);
+            }
+        }
+        if self.admin_due.is_some_and(|t| self.now >= t) {
+            self.run_admin_queue(mem);
         }
         self.flush_tx_completions(mem);
         self.poll_peer();
         self.deliver_rx(mem);
+        self.write_stats(mem);
+    }
+
+    /// Model time in µs.
+    pub fn now_us(&self) -> u64 {
+        self.now
+    }
+
+    pub(crate) fn now_ticks(&self) -> u64 {
+        self.now / TICK_US
+    }
+
+    /// A packet left (drives `spurious_reset_after_tx_packets`).
+    pub(crate) fn count_tx_packet(&mut self) {
+        self.tx_packets += 1;
+        if self
+            .cfg
+            .faults
+            .spurious_reset_after_tx_packets
+            .map(u64::from)
+            == Some(self.tx_packets)
+        {
+            self.spurious_pending = true;
+        }
     }
 
     /// Queue an inbound frame from "the network"; it is delivered on the next tick or RX doorbell.
+    /// (It arrives now and is delivered after the RX arrival latency.)
     pub fn inject_rx(&mut self, frame: &[u8]) {
         self.queue_rx(self.now, frame.to_vec());
     }
@@ -232,12 +278,12 @@ impl Gvnic {
     pub fn pci_reset(&mut self) {
         let vectors = self.pci.msix_vectors;
         self.pci = PciConfig::new(self.cfg.revision, vectors);
-        self.msix_table.iter_mut().for_each(|b| *b = 0);
+        self.msix = Msix::new(vectors);
         self.release_everything(ResetCause::Pci, false);
     }
 
-    /// The current tick count.
+    /// The current tick count (model time / `TICK_US`).
     pub fn now(&self) -> u64 {
-        self.now
+        self.now_ticks()
     }
 }

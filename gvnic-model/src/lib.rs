@@ -5,16 +5,24 @@
 //! front ends drive it: in-process (driver tests call [`Gvnic::bar_read`] and friends) and
 //! [`proxy::serve`], which speaks QEMU 7.2's multi-process protocol so a real guest can use it.
 //!
-//! Only GQI-QPL has a data path. DQO/RDA formats can be advertised (so drivers can be tested
-//! for refusing them) but queue creation in those formats answers UNIMPLEMENTED.
+//! All four queue formats have a data path (gvnic-dqo.md): GQI-QPL, GQI-RDA, DQO-RDA and
+//! DQO-QPL, with DQO's completion write-back held until a 128-byte line fills or the queue's
+//! MSI-X vector fires.
 
+mod addressing;
 pub mod adminq;
 pub mod config;
 pub mod describe;
-mod device;
+pub mod device;
 mod dma;
+pub mod format;
+pub mod layout;
+pub mod msix;
+pub mod notify;
+pub mod optional;
 pub mod pci;
 pub mod proxy;
+pub mod ptype;
 pub mod qpl;
 pub mod queues;
 pub mod record;
@@ -22,14 +30,21 @@ pub mod regs;
 mod reset;
 pub mod resources;
 pub mod responder;
-pub mod rx;
 pub mod tap;
-pub mod tx;
 pub mod wire;
 
-pub use config::{Faults, Formats, ModelConfig, Responder};
-pub use device::Gvnic;
-pub use record::{CommandRecord, Record, ResetCause, ResetRecord, Violation, ViolationKind};
+/// GQI data paths under their old names.
+pub use format::gqi_rx as rx;
+pub use format::gqi_tx as tx;
+
+pub use config::{
+    DeviceIsReset, Family, Faults, Formats, Latencies, ModelConfig, QueueFormat, Responder,
+};
+pub use device::{Gvnic, TICK_US};
+pub use record::{
+    CommandRecord, DriverInfo, InterruptRecord, Record, ResetCause, ResetRecord, Violation,
+    ViolationKind,
+};
 pub use wire::{Direction, WireFrame};
 
 /// A DMA range that is not guest RAM.

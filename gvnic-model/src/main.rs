@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use gvnic_model::{Formats, ModelConfig};
+use gvnic_model::{DeviceIsReset, Formats, ModelConfig};
 
 #[derive(Parser)]
 #[command(
@@ -30,9 +30,13 @@ struct Args {
     /// MAC address, aa:bb:cc:dd:ee:ff.
     #[arg(long, value_parser = parse_mac)]
     mac: Option<[u8; 6]>,
-    /// Advertise only DQO_RDA (like a4-highgpu-8g): a GQI-only driver must refuse.
-    #[arg(long)]
-    dqo_only: bool,
+    /// Queue formats DESCRIBE_DEVICE offers: a comma list of gqi-qpl, gqi-rda, dqo-rda,
+    /// dqo-qpl, or `none` (no format option: an old device, drivers fall back to GQI-QPL).
+    #[arg(long, default_value = "gqi-qpl")]
+    formats: Formats,
+    /// When DEVICE_IS_RESET (revision 1) clears: at RUN, or only at the next reset request.
+    #[arg(long, value_enum, default_value_t = ResetBit::Run)]
+    reset_bit_clears_on: ResetBit,
     /// No built-in DHCP/ARP responder.
     #[arg(long)]
     no_responder: bool,
@@ -40,6 +44,12 @@ struct Args {
     /// built-in responder.
     #[arg(long, value_name = "IFNAME")]
     tap: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ResetBit {
+    Run,
+    ResetRequest,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -63,9 +73,11 @@ fn main() -> Result<()> {
     if let Some(mac) = args.mac {
         config.mac = mac;
     }
-    if args.dqo_only {
-        config.formats = Formats::dqo_only();
-    }
+    config.formats = args.formats;
+    config.device_is_reset = match args.reset_bit_clears_on {
+        ResetBit::Run => DeviceIsReset::ClearedByRun,
+        ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,
+    };
     config.responder.enabled = !args.no_responder && args.tap.is_none();
     let stream = match (args.fd, &args.socket) {
         (Some(fd), _) => {

@@ -98,7 +98,8 @@ impl Gvnic {
                 format!("UNREGISTER_PAGE_LIST {id:#x}: not registered"),
             );
         }
-        let in_use = self.tx.values().any(|q| q.qpl == id) || self.rx.values().any(|q| q.qpl == id);
+        let in_use = self.tx.values().any(|q| q.qpl() == Some(id))
+            || self.rx.values().any(|q| q.qpl() == Some(id));
         if in_use {
             // Guess: a device cannot let go of pages a live queue uses.
             return self.refuse(
@@ -140,47 +141,5 @@ impl Gvnic {
             left -= n;
         }
         Some(out)
-    }
-
-    pub(crate) fn qpl_read(
-        &mut self,
-        mem: &dyn GuestMemory,
-        id: u32,
-        offset: u64,
-        buf: &mut [u8],
-        what: &str,
-    ) -> bool {
-        let Some(pieces) = self.qpl_pieces(id, offset, buf.len(), what) else {
-            return false;
-        };
-        let mut at = 0;
-        for (gpa, n) in pieces {
-            if !self.dma_read(mem, gpa, &mut buf[at..at + n], what) {
-                return false;
-            }
-            at += n;
-        }
-        true
-    }
-
-    pub(crate) fn qpl_write(
-        &mut self,
-        mem: &dyn GuestMemory,
-        id: u32,
-        offset: u64,
-        data: &[u8],
-        what: &str,
-    ) -> bool {
-        let Some(pieces) = self.qpl_pieces(id, offset, data.len(), what) else {
-            return false;
-        };
-        let mut at = 0;
-        for (gpa, n) in pieces {
-            if !self.dma_write(mem, gpa, &data[at..at + n], what) {
-                return false;
-            }
-            at += n;
-        }
-        true
     }
 }

@@ -82,8 +82,38 @@ pub struct Record {
     pub resets: Vec<ResetRecord>,
     /// Driver version strings written byte by byte to 0x1F, one per '\n'.
     pub driver_versions: Vec<String>,
-    /// Last value written to each IRQ doorbell, by notification block index.
+    /// Last value written to each IRQ doorbell, by notification block index (GQI: the BE32
+    /// value; DQO: the LE32 value).
     pub irq_doorbells: Vec<(u32, u32)>,
+    /// Every MSI-X message the device sent.
+    pub interrupts: Vec<InterruptRecord>,
+    /// Every VERIFY_DRIVER_COMPATIBILITY's driver info.
+    pub driver_infos: Vec<DriverInfo>,
+}
+
+/// One MSI-X message: a DMA write of `data` (LE32) to `address`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterruptRecord {
+    pub vector: u16,
+    pub address: u64,
+    pub data: u32,
+    /// The address was guest RAM and the write was performed (a dummy target); false for an
+    /// interrupt-controller address, which only a real platform would turn into an interrupt.
+    pub written_to_ram: bool,
+    pub tick: u64,
+}
+
+/// The driver info of VERIFY_DRIVER_COMPATIBILITY (facts §3.8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverInfo {
+    /// 1 = Linux.
+    pub os_type: u8,
+    pub driver_version: [u8; 3],
+    pub os_version: [u32; 3],
+    /// Bits: GQI_QPL 0, GQI_RDA 1, DQO_QPL 2, DQO_RDA 3, ALT_MISS_COMPL 4, ...
+    pub capability_flags: [u64; 4],
+    pub os_version_str1: String,
+    pub os_version_str2: String,
 }
 
 impl Record {

@@ -59,7 +59,8 @@ pub(crate) struct Regs {
     pub aq: Option<(u64, u32)>,
     pub aq_doorbell: u32,
     pub event_counter: u32,
-    /// Revision >= 1 only: set by a completed reset, cleared by RUN.
+    /// Revision >= 1 only: set by a completed reset; cleared by RUN or by the next reset
+    /// request (`ModelConfig::device_is_reset`).
     pub device_is_reset: bool,
     /// The device asks for a reset (raised by a spurious/host reset; a guess: facts §2.2 says
     /// Linux watches this bit, not exactly when the device raises it).
@@ -245,10 +246,19 @@ impl Gvnic {
             );
             return;
         }
+        if self.reset_due.is_some() {
+            self.record.violation(
+                ViolationKind::WrongState,
+                format!("{via} starts the AQ while a requested reset has not finished (ignored)"),
+            );
+            return;
+        }
         self.regs.aq = Some((base, len / 64));
         self.regs.aq_doorbell = 0;
         self.regs.event_counter = 0;
-        self.regs.device_is_reset = false;
+        if self.cfg.device_is_reset == crate::config::DeviceIsReset::ClearedByRun {
+            self.regs.device_is_reset = false;
+        }
         self.regs.reset_requested = false;
     }
 }

@@ -1,6 +1,8 @@
 //! CONFIGURE_DEVICE_RESOURCES / DECONFIGURE_DEVICE_RESOURCES (facts §3.2, §3.7).
 
 use crate::adminq::status;
+use crate::config::QueueFormat;
+use crate::notify::Block;
 use crate::record::ViolationKind;
 use crate::{be32, be64, GuestMemory, Gvnic};
 
@@ -13,12 +15,7 @@ pub mod queue_format {
     pub const DQO_QPL: u8 = 4;
 }
 
-/// GQI IRQ doorbell bits (facts §4.3).
-pub mod irq_doorbell {
-    pub const ACK: u32 = 1 << 31;
-    pub const MASK: u32 = 1 << 30;
-    pub const EVENT: u32 = 1 << 29;
-}
+pub use crate::notify::irq_doorbell;
 
 /// IRQ doorbell index of notification block k. The real numbering is not public; the model
 /// puts them at 0x10 + k so a driver that assumes index == k is caught (guess).
@@ -30,22 +27,14 @@ pub(crate) struct Configured {
     pub num_counters: u32,
     pub num_irq_dbs: u32,
     /// The effective format (UNSPECIFIED resolved to GQI_QPL, facts §3.1 fallback).
-    pub format: u8,
+    pub format: QueueFormat,
+    /// ntfy_blk_msix_base_idx: 0 = blocks on vectors 0..n-1, management last (facts §3.2).
+    pub msix_base: u32,
+    /// Notification blocks (interrupt state), one per IRQ doorbell.
+    pub blocks: Vec<Block>,
 }
 
 impl Gvnic {
-    fn format_offered(&self, f: u8) -> bool {
-        let fm = &self.cfg.formats;
-        match f {
-            // Legacy/unspecified means GQI-QPL; old devices advertise nothing (facts §3.1).
-            queue_format::UNSPECIFIED | queue_format::GQI_QPL => fm.none || fm.gqi_qpl,
-            queue_format::GQI_RDA => !fm.none && fm.gqi_rda,
-            queue_format::DQO_RDA => !fm.none && fm.dqo_rda,
-            queue_format::DQO_QPL => !fm.none && fm.dqo_qpl,
-            _ => false,
-        }
-    }
-
     pub(crate) fn cmd_configure(&mut self, cmd: &[u8; 64], mem: &dyn GuestMemory) -> u32 {
         use ViolationKind::{BadCommand, Tolerated, WrongState};
         if self.configured.is_some() {
@@ -62,14 +51,16 @@ impl Gvnic {
         let num_irq_dbs = be32(cmd, 28);
         let stride = be32(cmd, 32);
         let msix_base = be32(cmd, 36);
-        let format = cmd[40];
-        if !self.format_offered(format) {
+        let wire_format = cmd[40];
+        let Some(format) =
+            QueueFormat::from_wire(wire_format).filter(|f| self.cfg.formats.offers(*f))
+        else {
             return self.refuse(
                 BadCommand,
                 status::INVALID_ARGUMENT,
-                format!("CONFIGURE queue_format {format} is not one the device offered"),
+                format!("CONFIGURE queue_format {wire_format} is not one the device offered"),
             );
-        }
+        };
         let described = u32::from(self.cfg.counters);
         if num_counters == 0 || num_counters > described {
             return self.refuse(
@@ -154,16 +145,16 @@ impl Gvnic {
                 return status::INTERNAL_ERROR;
             }
         }
-        let format = if format == queue_format::UNSPECIFIED {
-            queue_format::GQI_QPL
-        } else {
-            format
-        };
+        // Guess: GQI blocks start masked and DQO blocks unarmed, until the driver's first
+        // IRQ doorbell write (Linux unmasks/arms at turn-up, iPXE masks GQI).
+        let blocks = vec![Block::default(); num_irq_dbs as usize];
         self.configured = Some(Configured {
             counter_array,
             num_counters,
             num_irq_dbs,
             format,
+            msix_base,
+            blocks,
         });
         status::PASSED
     }
@@ -199,25 +190,5 @@ impl Gvnic {
         }
         self.configured = None;
         status::PASSED
-    }
-
-    /// A write to the doorbell of notification block k.
-    pub(crate) fn irq_doorbell(&mut self, block: u32, value: u32) {
-        let known = irq_doorbell::ACK | irq_doorbell::MASK | irq_doorbell::EVENT;
-        if value & !known != 0 {
-            self.record.violation(
-                ViolationKind::BadRegisterAccess,
-                format!("IRQ doorbell of block {block} written {value:#010x}: undefined bits"),
-            );
-        }
-        match self
-            .record
-            .irq_doorbells
-            .iter_mut()
-            .find(|(b, _)| *b == block)
-        {
-            Some(e) => e.1 = value,
-            None => self.record.irq_doorbells.push((block, value)),
-        }
     }
 }

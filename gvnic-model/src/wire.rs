@@ -23,7 +23,7 @@ pub enum Direction {
 pub struct WireFrame {
     pub direction: Direction,
     pub bytes: Vec<u8>,
-    /// Model tick at which it crossed the wire.
+    /// Model tick (`TICK_US` of model time) at which it crossed the wire.
     pub tick: u64,
     /// For RX frames the guest did not get: why.
     pub dropped: Option<&'static str>,
@@ -129,7 +129,7 @@ impl Wire {
 }
 
 /// Frames the device holds for the guest at most (guess): more are dropped.
-const RX_BACKLOG: usize = crate::rx::RX_BACKLOG;
+const RX_BACKLOG: usize = crate::format::gqi_rx::RX_BACKLOG;
 
 impl Gvnic {
     /// A frame the guest transmitted: record it, capture it, hand it to the peer and the
@@ -142,23 +142,29 @@ impl Gvnic {
             }
         }
         let replies = crate::responder::respond(&self.cfg, &frame);
-        let due = self.now + u64::from(self.cfg.responder.reply_delay_ticks);
+        let due =
+            self.now + u64::from(self.cfg.responder.reply_delay_ticks) * crate::device::TICK_US;
         for r in replies {
             self.queue_rx(due, r);
         }
         self.wire.frames.push(WireFrame {
             direction: Direction::Tx,
             bytes: frame,
-            tick: self.now,
+            tick: self.now_ticks(),
             dropped: None,
         });
     }
 
+    /// A frame reaching the device at model time `due`; it is delivered after the RX arrival
+    /// latency.
     pub(crate) fn queue_rx(&mut self, due: u64, frame: Vec<u8>) {
         if self.wire.pending_rx.len() >= RX_BACKLOG {
+            self.nic_counters.no_buffers += 1;
+            let t = self.now_ticks();
             self.wire
-                .record_rx(frame, self.now, Some("device RX backlog full"));
+                .record_rx(frame, t, Some("device RX backlog full"));
         } else {
+            let due = due + self.cfg.latencies.rx_arrival_us;
             self.wire.pending_rx.push_back((due, frame));
         }
     }

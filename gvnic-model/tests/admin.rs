@@ -398,7 +398,7 @@ fn queues_create_destroy_and_their_errors() {
 }
 
 #[test]
-fn dqo_format_queues_are_unimplemented_not_faked() {
+fn dqo_queues_need_their_completion_rings() {
     let mut h = H::new(ModelConfig {
         formats: Formats::dqo_only(),
         ..Default::default()
@@ -410,17 +410,17 @@ fn dqo_format_queues_are_unimplemented_not_faked() {
         "GQI-QPL not offered"
     );
     assert_eq!(h.submit(h.configure_cmd(32, 3)), status::PASSED);
-    assert_eq!(h.register(TX_QPL_ID, TX_QPL_BASE, 1), status::PASSED);
+    // A GQI-shaped create (no completion ring, size 0) is not a DQO queue.
     assert_eq!(
-        h.submit(h.create_tx_cmd(0, TX_QPL_ID)),
-        status::UNIMPLEMENTED
+        h.submit(h.create_tx_cmd(0, 0xffff_ffff)),
+        status::INVALID_ARGUMENT
     );
     assert_eq!(
         h.dev
             .record()
-            .violations_of(ViolationKind::Unmodelled)
+            .violations_of(ViolationKind::BadCommand)
             .len(),
-        1
+        2
     );
 }
 
@@ -428,7 +428,7 @@ fn dqo_format_queues_are_unimplemented_not_faked() {
 fn unknown_opcode_is_unimplemented_and_statuses_are_recorded() {
     let mut h = H::rev(0);
     h.start_aq();
-    assert_eq!(h.submit(be_cmd(0x0F)), status::UNIMPLEMENTED);
+    assert_eq!(h.submit(be_cmd(0x10)), status::UNIMPLEMENTED);
     assert_eq!(h.submit(be_cmd(0x77)), status::UNIMPLEMENTED);
     assert_eq!(
         h.dev.record().statuses_of(0x77),
@@ -453,7 +453,7 @@ fn free_running_counter_wraps_slots_not_the_count() {
             h.mem.write_slot(slot, &c);
         }
         h.w32(ADMINQ_DOORBELL, 153);
-        assert_eq!(h.r32(ADMINQ_EVENT_COUNTER), 153);
+        assert!(h.wait(|h| h.r32(ADMINQ_EVENT_COUNTER) == 153));
         assert_eq!(h.dev.record().commands.len(), 153);
     }
 }
@@ -523,11 +523,12 @@ fn reset_releases_everything_in_both_revisions() {
         assert!(!h.dev.is_reset());
         if rev == 0 {
             h.w32(ADMINQ_PFN, 0);
+            assert_ne!(h.r32(ADMINQ_PFN), 0, "the release takes the reset latency");
         } else {
             h.w32(DRIVER_STATUS, driver_status::RESET);
-            assert_ne!(h.r32(DEVICE_STATUS) & device_status::DEVICE_IS_RESET, 0);
+            assert!(h.wait(|h| h.r32(DEVICE_STATUS) & device_status::DEVICE_IS_RESET != 0));
         }
-        assert_eq!(h.r32(ADMINQ_PFN), 0);
+        assert!(h.wait(|h| h.r32(ADMINQ_PFN) == 0));
         assert!(h.dev.is_reset());
         assert_eq!(h.dev.registered_pages(), 0);
         assert_eq!(h.r32(ADMINQ_EVENT_COUNTER), 0);
@@ -557,6 +558,7 @@ fn reset_releases_everything_in_both_revisions() {
     let mut h = H::rev(1);
     h.bring_up();
     h.w32(ADMINQ_PFN, 0);
+    h.settle();
     assert!(h.dev.is_reset());
 }
 

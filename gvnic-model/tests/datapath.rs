@@ -45,6 +45,7 @@ fn tx_multi_segment_gathers_across_qpl_pages() {
     h.db(h.tx_db, 1);
     assert_eq!(h.dev.wire().len(), 0);
     h.db(h.tx_db, 2);
+    h.settle();
     assert_eq!(h.dev.wire()[0].bytes, f);
     assert_eq!(h.tx_completed(), 2, "counts descriptors, not packets");
 }
@@ -85,6 +86,7 @@ fn tx_malformed_descriptors_are_recorded() {
     d = [0u8; 16]; // desc_cnt 0
     h.mem.write(TX_RING + 32, &d).unwrap();
     h.db(h.tx_db, 3);
+    h.settle();
     assert!(h.dev.wire().is_empty());
     assert_eq!(
         h.dev

@@ -168,7 +168,7 @@ fn redundant_reset_schedules_a_delayed_reset() {
     let mut h = with_faults(
         0,
         Faults {
-            delayed_reset_after_redundant_reset: Some(2),
+            delayed_reset_after_redundant_reset: Some(30),
             ..Default::default()
         },
     );
@@ -177,9 +177,8 @@ fn redundant_reset_schedules_a_delayed_reset() {
     assert!(h.dev.record().resets[0].already_reset);
     h.start_aq();
     assert_eq!(h.describe(), status::PASSED);
-    h.tick();
     assert_ne!(h.r32(ADMINQ_PFN), 0);
-    h.tick();
+    h.run_us(30 * gvnic_model::TICK_US);
     assert_eq!(h.r32(ADMINQ_PFN), 0, "the delayed reset hit");
     // Without the fault a redundant reset is only recorded.
     let mut h = H::rev(0);

@@ -146,6 +146,11 @@ pub struct QemuOpts {
     /// The model's PCI revision: 0 = AQ_PFN admin queue, 1 = base/length/RUN (implies --gvnic).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
     pub gvnic_revision: Option<u8>,
+    /// Queue formats the gVNIC model offers (implies --gvnic): a comma list of gqi-qpl,
+    /// gqi-rda, dqo-rda, dqo-qpl, or `none` (no format option: drivers fall back to GQI-QPL)
+    /// [default: gqi-qpl].
+    #[arg(long, value_name = "LIST")]
+    pub gvnic_formats: Option<gvnic_model::Formats>,
     /// Connect the gVNIC model's wire to Linux TAP interface IFNAME instead of its built-in
     /// DHCP/ARP responder (implies --gvnic; created if missing; needs CAP_NET_ADMIN).
     #[arg(long, value_name = "IFNAME")]
@@ -162,6 +167,10 @@ pub struct QemuOpts {
     /// QEMU machine type (pc = i440fx like GCE, or q35).
     #[arg(long, default_value = "pc")]
     pub machine: String,
+    /// The QEMU binary [default: qemu-system-x86_64; `make qemu10` unpacks QEMU 10, whose
+    /// TCG has SHA-NI, behind target/qemu-10/bin/qemu-system-x86_64].
+    #[arg(long, value_name = "PATH")]
+    pub qemu_binary: Option<String>,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true, value_name = "QEMU ARGS")]
     pub qemu_args: Vec<String>,
@@ -210,9 +219,9 @@ pub struct GceOpts {
     /// Known-hosts file [default: ~/.ssh/google_compute_known_hosts].
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
-    /// Seconds to wait for the gateway's `serialport: Connected` banner.
-    #[arg(long, default_value_t = 30)]
-    pub connect_timeout: u64,
+    /// How long to wait for the gateway's `serialport: Connected` banner (30s, or bare seconds).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub connect_timeout: Duration,
     /// Quiet time after the banner before anything is sent (the gateway still trims output
     /// for a few seconds), e.g. 5s, 1500ms, 0.
     #[arg(long, default_value = "5s", value_parser = settle_duration)]
@@ -220,6 +229,9 @@ pub struct GceOpts {
     /// Waits between tries after "Permission denied (publickey)", in ms (tests).
     #[arg(long, value_delimiter = ',', value_name = "MS,..", hide = true)]
     pub auth_backoff_ms: Option<Vec<u64>>,
+    /// Waits between reconnect tries after the line dropped, in ms (tests).
+    #[arg(long, value_delimiter = ',', value_name = "MS,..", hide = true)]
+    pub redial_backoff_ms: Option<Vec<u64>>,
 }
 
 /// `0` (no settle time) or a duration like `5s`.
@@ -264,8 +276,9 @@ pub struct MatrixCmd {
     /// Directory for matrix.json and one TARGET/report.json per target.
     #[arg(long, value_name = "DIR", default_value = "target/matrix")]
     pub report: PathBuf,
-    /// Local targets from a TOML file (`[[target]]` tables) instead of the axes.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic_formats", "gvnic_revision", "gce"])]
+    /// Local targets from a TOML file (`[[target]]` tables, each with its own NVMe disks)
+    /// instead of the axes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic", "gvnic_formats", "gvnic_revision", "nvme", "gce"])]
     pub targets: Option<PathBuf>,
     /// Firmware axis: bios, uefi (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "gce")]
@@ -310,6 +323,9 @@ pub struct MatrixCmd {
     /// At most this many VMs exist at once (bounds spending) [default: one per machine type].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "gce")]
     pub max_vms: Option<u32>,
+    /// Kill a gcloud create or delete that takes longer (a killed create is followed by a delete).
+    #[arg(long, default_value = "10m", value_parser = duration, requires = "gce")]
+    pub gcloud_timeout: Duration,
     /// Leave the VMs running after the run (for debugging; `bringup gce vm cleanup` later).
     #[arg(long, requires = "gce")]
     pub keep: bool,
@@ -319,9 +335,15 @@ pub struct MatrixCmd {
     /// Serial gateway user [default: $USER].
     #[arg(long, requires = "gce")]
     pub user: Option<String>,
-    /// Use the regional gateway REGION-ssh-serialport.googleapis.com.
-    #[arg(long, requires = "gce")]
+    /// Region of the regional gateway [default: from --zone].
+    #[arg(long, requires = "gce", conflicts_with = "global_gateway")]
     pub region: Option<String>,
+    /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.
+    #[arg(long, requires = "gce")]
+    pub global_gateway: bool,
+    /// Quiet time after the gateway's banner before anything is sent, e.g. 5s, 0.
+    #[arg(long, default_value = "5s", value_parser = settle_duration)]
+    pub settle: Duration,
     /// Connect to HOST:PORT instead of the gateway.
     #[arg(long, value_name = "HOST:PORT", requires = "gce")]
     pub gateway: Option<String>,

@@ -36,6 +36,13 @@ pub fn run_console(session: &mut Session, frames: FrameDisplay) -> Result<()> {
     let _raw = RawMode::enable()?;
     let mut filter = FrameFilter::new(frames);
     let mut stdout = std::io::stdout();
+    // What arrived while connecting (the GCE gateway's replay and console bytes around its
+    // banner) is console output too.
+    let backlog = session.transcript().as_bytes().to_vec();
+    if !backlog.is_empty() {
+        stdout.write_all(&filter.push(&backlog))?;
+        stdout.flush()?;
+    }
     loop {
         match session.poll_output(Duration::from_millis(10)) {
             Ok(Some(bytes)) => {

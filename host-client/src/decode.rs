@@ -192,6 +192,7 @@ mod tests {
             cmdline: String::new(),
             boot_us: 5,
             confidential: "none".into(),
+            sha256_path: String::new(),
         })
     }
 

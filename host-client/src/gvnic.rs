@@ -111,8 +111,8 @@ fn model_config(opts: &GvnicOptions) -> gvnic_model::ModelConfig {
     if let Some(mac) = opts.mac {
         config.mac = mac;
     }
-    if opts.dqo_only {
-        config.formats = gvnic_model::Formats::dqo_only();
+    if let Some(formats) = &opts.formats {
+        config.formats = formats.clone();
     }
     // The real network behind the TAP answers; two DHCP servers would race.
     if opts.tap.is_some() {

@@ -173,6 +173,10 @@ mod tests {
         assert!(matrix(&["--jobs", "0"]).is_err());
         assert!(matrix(&["--gce", "--project", "p"]).is_err(), "zone, types");
         assert!(matrix(&["--keep"]).is_err(), "--keep is for GCE");
+        assert!(
+            matrix(&["--targets", "t.toml", "--nvme", "d.raw"]).is_err(),
+            "a targets file lists its own disks"
+        );
         let g = matrix(&[
             "--gce",
             "--project",

@@ -41,12 +41,13 @@ pub struct GvnicOptions {
     pub revision: u8,
     /// MAC the model reports (the model's default when None).
     pub mac: Option<[u8; 6]>,
-    /// Offer only DQO queue formats (like a4-highgpu-8g), to test refusal paths.
-    pub dqo_only: bool,
+    /// The queue formats DESCRIBE_DEVICE offers (`--gvnic-formats`); None keeps the base
+    /// configuration's (GQI-QPL by default).
+    pub formats: Option<gvnic_model::Formats>,
     /// PCI slot on bus 0 (default 5).
     pub slot: Option<u8>,
     /// The model's full configuration (faults, responder, formats...) as a base;
-    /// `revision`, `mac` (when set) and `dqo_only` (when true) are applied on top.
+    /// `revision`, `mac` and `formats` (when set) are applied on top.
     pub extra: Option<gvnic_model::ModelConfig>,
     /// Exchange frames with this Linux TAP interface (opened by the model thread, created if
     /// missing) instead of the built-in responder, which is then off.
@@ -104,6 +105,17 @@ pub fn default_image() -> PathBuf {
     std::env::var_os("BRINGUP_IMAGE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/bringup.img"))
+}
+
+/// QEMU 10 (bookworm-backports, unpacked by `make qemu10`; its TCG emulates SHA-NI, 7.2's
+/// does not): `BRINGUP_QEMU10`, else `<workspace>/target/qemu-10/bin/qemu-system-x86_64` (a
+/// wrapper that keeps it off the system QEMU's modules).
+/// None when neither exists.
+pub fn qemu10_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("BRINGUP_QEMU10")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/qemu-10/bin/qemu-system-x86_64"));
+    path.is_file().then_some(path)
 }
 
 /// Paths of the per-run files the command line refers to.

@@ -151,35 +151,65 @@ fn starts_as_sent(framed: &str, sent: &str) -> bool {
     !framed.is_empty() && sent.trim().starts_with(framed)
 }
 
-/// How many leading bytes of `replay` we already have: the longest prefix of `replay` that is
-/// a suffix of `have` (the replay is the tail of the VM's output, ours ends somewhere in it).
-/// Linear time (KMP).
-pub fn overlap(have: &[u8], replay: &[u8]) -> usize {
-    if replay.is_empty() {
-        return 0;
+/// Policy: how much of our transcript's end is looked for inside a replay. Long enough to
+/// hold frames (unique by seq and CRC), so the match is not a coincidence.
+const TAIL_BYTES: usize = 4096;
+
+/// How many leading bytes of `replay` we already have. The replay is the tail of the VM's
+/// output and ours ends somewhere inside it: when the replay reaches back past our last
+/// [`TAIL_BYTES`], everything up to the last place they occur is old; otherwise the longest
+/// prefix of `replay` that is a suffix of `have` is.
+pub fn already_have(have: &[u8], replay: &[u8]) -> usize {
+    let tail = &have[have.len().saturating_sub(TAIL_BYTES)..];
+    if !tail.is_empty() && tail.len() <= replay.len() {
+        if let Some(end) = last_match_end(replay, tail) {
+            return end;
+        }
     }
-    let mut fail = vec![0usize; replay.len()];
+    overlap(have, replay)
+}
+
+/// The longest prefix of `replay` that is a suffix of `have`.
+pub fn overlap(have: &[u8], replay: &[u8]) -> usize {
+    let tail = &have[have.len().saturating_sub(replay.len())..];
+    kmp(replay, tail).1
+}
+
+/// Where the last occurrence of `needle` in `hay` ends.
+fn last_match_end(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    kmp(needle, hay).0
+}
+
+/// Knuth-Morris-Pratt of `pattern` over `text` (linear time): the end of the last full match,
+/// and the length of the longest prefix of `pattern` that is a suffix of `text`.
+fn kmp(pattern: &[u8], text: &[u8]) -> (Option<usize>, usize) {
+    if pattern.is_empty() {
+        return (None, 0);
+    }
+    let mut fail = vec![0usize; pattern.len()];
     let mut k = 0;
-    for i in 1..replay.len() {
-        while k > 0 && replay[i] != replay[k] {
+    for i in 1..pattern.len() {
+        while k > 0 && pattern[i] != pattern[k] {
             k = fail[k - 1];
         }
-        if replay[i] == replay[k] {
+        if pattern[i] == pattern[k] {
             k += 1;
         }
         fail[i] = k;
     }
-    let tail = &have[have.len().saturating_sub(replay.len())..];
-    let mut k = 0;
-    for &b in tail {
-        while k > 0 && (k == replay.len() || b != replay[k]) {
+    let (mut last, mut k) = (None, 0);
+    for (i, &b) in text.iter().enumerate() {
+        while k > 0 && (k == pattern.len() || b != pattern[k]) {
             k = fail[k - 1];
         }
-        if b == replay[k] {
+        if b == pattern[k] {
             k += 1;
         }
+        if k == pattern.len() {
+            last = Some(i + 1);
+        }
     }
-    k
+    (last, k)
 }
 
 /// Whether `err` means the serial line itself dropped (not a timeout or a bad line).
@@ -195,13 +225,23 @@ pub fn line_lost(err: &anyhow::Error) -> bool {
 /// reconnect. Errors are a [`ResumeError`], or a [`SessionError`] (a timeout after a resumed
 /// start, as for any command).
 pub fn resume(session: &mut Session, timeout: Duration) -> Result<Resumed> {
-    let Some(flight) = session.in_flight().cloned() else {
+    let Some(line) = session.in_flight().map(|f| f.line.clone()) else {
         anyhow::bail!("no command was in flight");
     };
-    let line = flight.line.clone();
     let mut redials = 0;
     loop {
         redials += 1;
+        // A re-send starts a new flight: always the latest one.
+        let Some(flight) = session.in_flight().cloned() else {
+            anyhow::bail!("no command was in flight");
+        };
+        // The last frame before the line was sent: its start frame comes after this one
+        // (a replay may repeat older frames, even an older run of the same line).
+        let before_send = flight
+            .frames_before
+            .checked_sub(1)
+            .and_then(|i| session.frames().get(i))
+            .map(|f| (f.boot_id, f.seq));
         let anchor = session.frames().last().map(|f| Anchor {
             boot_id: f.boot_id,
             seq: f.seq,
@@ -219,30 +259,31 @@ pub fn resume(session: &mut Session, timeout: Duration) -> Result<Resumed> {
         let mut parsed = SerialLog::new();
         parsed.push(&replay);
         parsed.push(b"\n"); // completes a last frame line that ends without a newline
-        let new = overlap(session.transcript().as_bytes(), &replay);
+        let new = already_have(session.transcript().as_bytes(), &replay);
         session.push_received(&replay[new..]);
+        let merged = session.frames().len();
         let quiet = session.drain_idle(QUIET, Instant::now() + timeout);
-        let standing = standing(&line, &ours, anchor, parsed.frames().frames());
+        // What the replay showed, then what arrived live until the line went quiet.
+        let mut seen: Vec<Frame> = parsed.frames().frames().to_vec();
+        seen.extend_from_slice(&session.frames()[merged..]);
+        let standing = standing(&line, &ours, anchor, &seen);
         let t0 = Instant::now();
-        let attempt = match standing {
-            Standing::Started if quiet.is_ok() => session
-                .collect(
-                    &line,
-                    flight.frames_before,
-                    anchor.map(|a| (a.boot_id, a.seq)),
-                    t0,
-                    t0 + timeout,
-                )
+        let attempt = match (standing, quiet) {
+            (Standing::Rebooted { old, new }, _) => {
+                return Err(ResumeError::VmRebooted { line, old, new }.into())
+            }
+            (Standing::Unknown(why), _) => {
+                return Err(ResumeError::OutcomeUnknown { line, why }.into())
+            }
+            // The line dropped again while we listened: redial once more (below).
+            (_, Err(e)) => Err(e),
+            (Standing::Started, Ok(())) => session
+                .collect(&line, flight.frames_before, before_send, t0, t0 + timeout)
                 .map(|o| (o, ResumedBy::Replay)),
-            Standing::NeverStarted if quiet.is_ok() => session
+            (Standing::NeverStarted, Ok(())) => session
                 .send_raw(&[CTRL_U])
                 .and_then(|_| session.command(&line, timeout))
                 .map(|o| (o, ResumedBy::Resent)),
-            Standing::Started | Standing::NeverStarted => Err(quiet.unwrap_err()),
-            Standing::Rebooted { old, new } => {
-                return Err(ResumeError::VmRebooted { line, old, new }.into())
-            }
-            Standing::Unknown(why) => return Err(ResumeError::OutcomeUnknown { line, why }.into()),
         };
         match attempt {
             Ok((outcome, by)) => {
@@ -386,6 +427,18 @@ mod tests {
         ));
         let replay = [start(7, 0, 1, "version")];
         assert_eq!(standing("version", &[], None, &replay), Standing::Started);
+    }
+
+    #[test]
+    fn a_replay_reaching_back_past_our_start_is_old_up_to_our_end() {
+        // The replay starts at boot, ours at the first connect; then more came.
+        let have = b"bringup> help\r\n@@BU1 x 1\r\nbringup> ";
+        let replay = b"SeaBIOS\r\n@@BU1 banner\r\nbringup> help\r\n@@BU1 x 1\r\nbringup> lspci\r\n";
+        let n = already_have(have, replay);
+        assert_eq!(&replay[n..], b"lspci\r\n");
+        // A replay that starts inside our tail falls back to the prefix overlap.
+        assert_eq!(already_have(b"abc bringup> ", b"bringup> ls"), 9);
+        assert_eq!(already_have(b"", b"abc"), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -88,6 +89,10 @@ pub struct Connection {
     /// Texts on the helper's stderr that mean the line is gone although the process may
     /// linger (the GCE gateway's `serialport: VM disconnected`).
     closed_markers: &'static [&'static str],
+    /// Set once the helper's stderr reached EOF (or read failed).
+    stderr_done: Arc<AtomicBool>,
+    /// A gateway notice seen on stdout: the next `recv` reports the close.
+    stdout_notice: Option<String>,
     closed: bool,
 }
 
@@ -135,6 +140,8 @@ impl Connection {
             shutdown,
             stderr_tail: Arc::new(Mutex::new(String::new())),
             closed_markers: &[],
+            stderr_done: Arc::new(AtomicBool::new(false)),
+            stdout_notice: None,
             closed: false,
         }
     }
@@ -184,7 +191,13 @@ impl Connection {
         let stdout = child.stdout.take().context("child has no stdout")?;
         let stderr = child.stderr.take().context("child has no stderr")?;
         let mut conn = Self::from_parts(Box::new(stdout), Box::new(stdin), Some(child), None);
-        conn.stderr_tail = collect_tail(stderr);
+        // Wrapped so the end of stderr is known: a helper's last words (ssh's "Permission
+        // denied") may still be in the pipe when its stdout closes.
+        let done = conn.stderr_done.clone();
+        conn.stderr_tail = collect_tail(DoneOnEof {
+            inner: stderr,
+            done,
+        });
         Ok(conn)
     }
 
@@ -197,8 +210,18 @@ impl Connection {
         if self.closed {
             return Recv::Closed(None);
         }
+        if let Some(notice) = self.stdout_notice.take() {
+            self.closed = true;
+            return Recv::Closed(Some(notice));
+        }
         match self.rx.recv_timeout(timeout) {
-            Ok(Chunk::Data(bytes)) => Recv::Data(bytes),
+            Ok(Chunk::Data(bytes)) => match self.cut_gateway_notice(bytes) {
+                Ok(bytes) => Recv::Data(bytes),
+                Err(notice) => {
+                    self.closed = true;
+                    Recv::Closed(Some(notice))
+                }
+            },
             Ok(Chunk::Closed(why)) => {
                 self.closed = true;
                 Recv::Closed(why)
@@ -223,12 +246,49 @@ impl Connection {
             .context("cannot write to the serial line (connection closed?)")
     }
 
+    /// Waits (at most `max`) until a spawned helper's stderr reached its end, so
+    /// [`Self::stderr_tail`] holds everything it said.
+    pub(crate) fn wait_stderr_end(&self, max: Duration) {
+        let deadline = std::time::Instant::now() + max;
+        while !self.stderr_done.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The last lines a spawned helper (ssh, exec command) wrote to stderr.
     pub fn stderr_tail(&self) -> String {
         self.stderr_tail
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    /// A gateway notice among the closed markers (`serialport: ...`) may also come on stdout,
+    /// inside console bytes (syzkaller merges the streams and sees it there, platform-notes
+    /// §6). It is cut out like the banner; the bytes around it stay output, and the next
+    /// `recv` reports the close. `Err` when the notice was all the chunk held.
+    fn cut_gateway_notice(&mut self, mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+        for marker in self
+            .closed_markers
+            .iter()
+            .filter(|m| m.starts_with("serialport: "))
+        {
+            let needle = marker.as_bytes();
+            let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) else {
+                continue;
+            };
+            let end = bytes[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |p| at + p + 1);
+            bytes.drain(at..end);
+            if bytes.is_empty() {
+                return Err(marker.to_string());
+            }
+            self.stdout_notice = Some(marker.to_string());
+            break;
+        }
+        Ok(bytes)
     }
 
     fn closed_marker_seen(&self) -> Option<String> {
@@ -262,6 +322,22 @@ impl Drop for Connection {
     }
 }
 
+/// A reader that raises `done` when it reaches EOF or fails.
+struct DoneOnEof<R> {
+    inner: R,
+    done: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for DoneOnEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let got = self.inner.read(buf);
+        if !matches!(got, Ok(n) if n > 0) {
+            self.done.store(true, Ordering::Release);
+        }
+        got
+    }
+}
+
 /// Keeps the last 8 KiB a stream writes, in a thread.
 pub(crate) fn collect_tail(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let tail = Arc::new(Mutex::new(String::new()));
@@ -290,6 +366,54 @@ pub(crate) fn collect_tail(mut stream: impl Read + Send + 'static) -> Arc<Mutex<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disconnect_marker_on_stderr_ends_a_lingering_helper() {
+        // ssh may stay alive after the gateway dropped the console (platform-notes §6).
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(
+            "printf 'console\\r\\n'; \
+             echo 'packet_write_wait: Connection to 10.0.0.1 port 9600: Broken pipe' >&2; sleep 30",
+        );
+        let mut conn = Connection::spawn(command).unwrap();
+        conn.set_closed_markers(crate::gce::connect::DISCONNECT_MARKERS);
+        let t0 = std::time::Instant::now();
+        let mut got = Vec::new();
+        let why = loop {
+            match conn.recv(Duration::from_millis(100)) {
+                Recv::Data(b) => got.extend(b),
+                Recv::Timeout => assert!(t0.elapsed() < Duration::from_secs(10), "never closed"),
+                Recv::Closed(why) => break why,
+            }
+        };
+        assert_eq!(
+            got, b"console\r\n",
+            "bytes before the marker are still output"
+        );
+        assert_eq!(why.as_deref(), Some("Broken pipe"));
+        assert!(matches!(conn.recv(Duration::ZERO), Recv::Closed(_)));
+    }
+
+    #[test]
+    fn a_disconnect_notice_inside_console_output_is_cut_out_and_ends_the_line() {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("printf 'bringup> verserialport: VM disconnected\\r\\nsion'; sleep 30");
+        let mut conn = Connection::spawn(command).unwrap();
+        conn.set_closed_markers(crate::gce::connect::DISCONNECT_MARKERS);
+        let t0 = std::time::Instant::now();
+        let mut got = Vec::new();
+        let why = loop {
+            match conn.recv(Duration::from_millis(100)) {
+                Recv::Data(b) => got.extend(b),
+                Recv::Timeout => assert!(t0.elapsed() < Duration::from_secs(10), "never closed"),
+                Recv::Closed(why) => break why,
+            }
+        };
+        assert_eq!(String::from_utf8_lossy(&got), "bringup> version");
+        assert_eq!(why.as_deref(), Some("serialport: VM disconnected"));
+    }
 
     #[test]
     fn transport_specs_parse_or_explain() {

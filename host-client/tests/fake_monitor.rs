@@ -112,6 +112,7 @@ fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
         cmdline: String::new(),
         boot_us: 1,
         confidential: "none".into(),
+        sha256_path: String::new(),
     }));
     let _ = write!(fake.out, "bringup> ");
     let mut line = Vec::new();

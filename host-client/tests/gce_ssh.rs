@@ -1,323 +1,479 @@
-//! The GCE transport end to end against a real OpenSSH server on 127.0.0.1: a throwaway RSA
-//! host key (the gateway offers only ssh-rsa), a user key, a known-hosts file, and a forced
-//! command that prints the gateway's `serialport: Connected` banner and then bridges to the
-//! serial socket of a QEMU-run monitor. `bringup run --gce ... --gateway` must pass a script.
-//!
-//! The gateway's user name (`PROJECT.ZONE.INSTANCE.USER.port=1`) is not a local account, so
-//! sshd runs in a private mount namespace where /etc/passwd has that account (uid of the
-//! test). Needs root (for the namespace), openssh-server, socat and target/bringup.img.
+//! The GCE transport end to end against a gateway stand-in as hard as the real one
+//! (tests/gce_standin: real sshd on the production host names and port in a private network
+//! namespace, ssh-rsa-only host key, RSA user key, banner on stderr after replayed console
+//! bytes, a trim window, a spurious publickey denial, a cut in the middle of a command
+//! file), bridged to a QEMU-run monitor. Needs root, openssh-server, socat, iproute2 and
+//! target/bringup.img.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod gce_standin;
 
-use host_client::{QemuConfig, QemuProcess, Session, Transport};
+use std::process::Command;
+use std::time::Duration;
 
-const USER: &str = "tester";
-const GCE_USER: &str = "proj.us-central1-a.bu-vm.tester.port=1";
+use gce_standin::{Cut, Forward, Plan, REPLAY_COUNTS};
+use serde_json::Value;
 
-struct Sshd {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
+const PROOF: &str = "version\nexpect banner.firmware == Bios\nhelp\nexpect-text \"lspci\"\n\
+                     expect-fail unknown-command\nlsppci\nlspci\nexpect-count pci.function >= 1\nversion\n";
 
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+fn kinds(report: &Value, kind: &str) -> usize {
+    report["frames"]
+        .as_array()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .count()
 }
 
-fn start_sshd(serial: &Path) -> Sshd {
+/// Frames decode, nothing repeated or missing: a resumed run must not double-count the
+/// replay, and no command may have run twice.
+fn assert_clean_frames(report: &Value, commands: usize) {
     assert!(
-        Path::new("/usr/sbin/sshd").exists(),
-        "openssh-server is not installed (apt-get install openssh-server)"
+        report["sequence_gaps"].as_array().unwrap().is_empty(),
+        "{}",
+        report["sequence_gaps"]
     );
-    assert!(
-        Command::new("socat").arg("-V").output().is_ok(),
-        "socat is not installed"
-    );
-    // SAFETY: geteuid has no preconditions.
+    assert!(report["damaged_frames"].as_array().unwrap().is_empty());
+    assert!(report["foreign_frames"].as_array().unwrap().is_empty());
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root for a private mount namespace"
+        kinds(report, "command.start"),
+        commands,
+        "one start frame per command"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
-            .arg(d.join("host_rsa")),
-    );
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(d.join("id")),
-    );
-    std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
-    let port = free_port();
-    let host_pub = std::fs::read_to_string(d.join("host_rsa.pub")).unwrap();
-    let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
-    std::fs::write(
-        d.join("known_hosts"),
-        format!("[127.0.0.1]:{port} {}\n", host_pub.join(" ")),
-    )
-    .unwrap();
-    // A wrong known-hosts file for the negative test.
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
-            .arg(d.join("other_rsa")),
-    );
-    let other = std::fs::read_to_string(d.join("other_rsa.pub")).unwrap();
-    let other: Vec<&str> = other.split_whitespace().take(2).collect();
-    std::fs::write(
-        d.join("wrong_known_hosts"),
-        format!("[127.0.0.1]:{port} {}\n", other.join(" ")),
-    )
-    .unwrap();
-
-    let bridge = d.join("bridge.sh");
-    std::fs::write(
-        &bridge,
-        format!(
-            "#!/bin/sh\nprintf 'serialport: Connected to proj.us-central1-a.bu-vm port 1 (session ID: test, active connections: 1)\\r\\n'\nexec socat - UNIX-CONNECT:{}\n",
-            serial.display()
-        ),
-    )
-    .unwrap();
-    run_ok(Command::new("chmod").arg("755").arg(&bridge));
-    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    passwd.push_str(&format!(
-        "{GCE_USER}:*:0:0:gce serial test:{}:/bin/sh\n",
-        d.display()
-    ));
-    std::fs::write(d.join("passwd"), passwd).unwrap();
-    std::fs::write(
-        d.join("sshd_config"),
-        format!(
-            "ListenAddress 127.0.0.1\nHostKey {dir}/host_rsa\nPidFile {dir}/sshd.pid\n\
-             AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin yes\n\
-             AllowUsers {GCE_USER}\nForceCommand {dir}/bridge.sh\n",
-            dir = d.display()
-        ),
-    )
-    .unwrap();
-    let script = format!(
-        "mkdir -p /run/sshd && mount --bind {dir}/passwd /etc/passwd && exec /usr/sbin/sshd -D -e -f {dir}/sshd_config -p {port}",
-        dir = d.display()
-    );
-    let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-    let child = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("unshare");
-    let sshd = Sshd { child, port, dir };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not start: {}",
-            sshd_log(&sshd)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    sshd
+    assert_eq!(kinds(report, "command.result"), commands);
 }
 
-fn sshd_log(s: &Sshd) -> String {
-    std::fs::read_to_string(s.dir.path().join("sshd.log")).unwrap_or_default()
-}
-
-/// Boots the image and waits for its prompt through the serial socket, then lets go of the
-/// socket: like a GCE VM that booted before anyone connected.
-fn booted_qemu() -> QemuProcess {
-    let cfg = QemuConfig::default();
-    assert!(
-        cfg.image.is_file(),
-        "target/bringup.img is missing: run `make image` first (`make test` builds it)"
-    );
-    let mut qemu = QemuProcess::spawn(&cfg).unwrap();
-    drop(qemu.connect_serial(Duration::from_secs(20)).unwrap());
-    // QEMU accepts the next client once the first one left; this one watches the boot.
-    let mut s = Session::connect(Transport::Unix(qemu.serial_path().to_path_buf())).unwrap();
-    s.wait_for_prompt(Duration::from_secs(180)).unwrap();
-    drop(s);
-    qemu
-}
-
-fn bringup(args: &[&str], key: &Path, known_hosts: &Path, port: u16, timeout: Duration) -> Output {
-    let gateway = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bringup"))
-        .args(args)
-        .args([
-            "--gce",
-            "--project",
-            "proj",
-            "--zone",
-            "us-central1-a",
-            "--instance",
-            "bu-vm",
-            "--user",
-            USER,
-        ])
-        .args([
-            "--gateway",
-            &gateway,
-            "--connect-timeout",
-            "20",
-            "--no-progress",
-        ])
-        .arg("--key")
-        .arg(key)
-        .arg("--known-hosts")
-        .arg(known_hosts)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+fn transcript(report: &Value) -> &str {
+    report["transcript"].as_str().unwrap()
 }
 
 #[test]
-fn run_over_the_gce_serial_transport_against_a_real_sshd() {
-    let qemu = booted_qemu();
-    let sshd = start_sshd(qemu.serial_path());
-    let d: PathBuf = sshd.dir.path().to_path_buf();
-    let script = d.join("proof.bringup");
-    std::fs::write(
+fn run_against_a_gateway_as_hard_as_the_real_one() {
+    let gw = gce_standin::start(true);
+    gw.hub.set_plan(Plan {
+        trim: Duration::from_millis(2000),
+        ..Plan::default()
+    });
+    let script = gw.script("proof.bringup", PROOF);
+    let (code, stderr, report) = gw.run(
         &script,
-        "version\nexpect banner.firmware == Bios\nhelp\nexpect-text \"lspci\"\n\
-         expect-fail unknown-command\nlsppci\nlspci\nexpect-count pci.function >= 1\nversion\n",
-    )
-    .unwrap();
-    let report = d.join("report.json");
-    let out = bringup(
+        "known_hosts",
         &[
-            "run",
-            script.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
+            "--replay-lines",
+            "50",
+            "--settle",
+            "2500ms",
+            "--auth-backoff-ms",
+            "300",
         ],
-        &d.join("id"),
-        &d.join("known_hosts"),
-        sshd.port,
-        Duration::from_secs(180),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, Some(0), "{stderr}\nsshd:\n{}", gw.sshd_log());
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["summary"]["passed"], 5);
+    assert_clean_frames(&report, 5);
+    // The first connection was refused for real by sshd, the retry got in.
+    let auth = gw.auth_log();
     assert!(
-        out.status.success(),
-        "bringup run failed:\n{stderr}\nsshd:\n{}",
-        sshd_log(&sshd)
+        auth.starts_with("deny ") && auth.contains("allow "),
+        "{auth}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(json["passed"], true);
-    assert_eq!(json["transport"], "gce bu-vm");
-    assert_eq!(json["summary"]["commands"], 5);
-    assert_eq!(json["summary"]["passed"], 5);
-    assert_eq!(json["summary"]["expectations_failed"], 0);
-    assert_eq!(json["commands"][2]["outcome"]["code"], "unknown-command");
-    assert!(json["sequence_gaps"].as_array().unwrap().is_empty());
-    assert!(json["damaged_frames"].as_array().unwrap().is_empty());
-    assert_eq!(json["boots"].as_array().unwrap().len(), 1);
+    let sessions = gw.hub.sessions();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one gateway session: stdin stayed open throughout"
+    );
+    assert!(sessions[0].user.ends_with(".tester.port=1.replay-lines=50"));
+    // The replay came before the banner (on stderr): every byte of it is console output.
+    let replay = String::from_utf8_lossy(&sessions[0].before_banner).into_owned();
     assert!(
-        !json["transcript"]
-            .as_str()
-            .unwrap()
-            .contains("serialport: Connected"),
-        "gateway banner is not console output"
+        replay.contains("@@BU1 "),
+        "the replay has the boot frames: {replay}"
+    );
+    assert!(
+        transcript(&report).starts_with(&replay),
+        "replayed bytes kept, in order"
+    );
+    assert!(!transcript(&report).contains("serialport:"));
+    assert!(
+        report["boot"]["banner"].is_object(),
+        "the boot banner came in the replay"
+    );
+    // Nothing of ours fell into the trim window: we waited it out.
+    assert_eq!(sessions[0].trimmed, 0);
+
+    // Without the settle time the gateway eats the prompt our first Enter brings.
+    let (code, stderr, report) = gw.run(
+        &script,
+        "known_hosts",
+        &["--settle", "0", "--boot-timeout", "3s"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        report["error"].as_str().unwrap().contains("no prompt"),
+        "{}",
+        report["error"]
+    );
+    assert!(gw.hub.sessions()[1].trimmed > 0, "the stand-in did trim");
+
+    // The global gateway, with the banner spliced into the replayed console bytes.
+    gw.hub.set_plan(Plan {
+        splice_banner: true,
+        ..Plan::default()
+    });
+    let (code, stderr, report) = gw.run(
+        &script,
+        "known_hosts_global",
+        &[
+            "--global-gateway",
+            "--replay-lines",
+            "50",
+            "--settle",
+            "300ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let replay = String::from_utf8_lossy(&gw.hub.sessions()[2].before_banner).into_owned();
+    assert!(
+        transcript(&report).starts_with(&replay),
+        "banner cut out, bytes around it kept"
+    );
+    assert!(!transcript(&report).contains("serialport:"));
+
+    // The interactive console shows what came while connecting (the replay) too.
+    let shown = gw.console(
+        &[
+            "--replay-lines",
+            "50",
+            "--settle",
+            "300ms",
+            "--frames",
+            "raw",
+        ],
+        Duration::from_secs(4),
+    );
+    assert!(shown.contains("Connected. Press Ctrl-]"), "{shown}");
+    let replay =
+        String::from_utf8_lossy(&gw.hub.sessions().last().unwrap().before_banner).into_owned();
+    let last_frame = replay.lines().rfind(|l| l.starts_with("@@BU1 ")).unwrap();
+    assert!(
+        shown.contains(last_frame),
+        "replayed frame not shown:\n{shown}"
     );
 
-    // Known failure: the gateway's host key does not match -> a clear message, exit 2.
-    let out = bringup(
-        &["run", script.to_str().unwrap()],
-        &d.join("id"),
-        &d.join("wrong_known_hosts"),
-        sshd.port,
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The gateway drops the line while we settle: named, before anything was typed.
+    gw.hub.set_plan(Plan {
+        drop_after_banner: true,
+        ..Plan::default()
+    });
+    let (code, stderr, _) = gw.run(&script, "known_hosts", &["--settle", "2s"]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("host key") && stderr.contains("wrong_known_hosts"),
+        stderr.contains("closed the console") && stderr.contains("VM disconnected"),
+        "{stderr}"
+    );
+    gw.hub.set_plan(Plan::default());
+
+    // The regional host key does not match: a clear message naming the regional gateway.
+    let (code, stderr, _) = gw.run(&script, "known_hosts_wrong", &["--settle", "0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[us-central1-ssh-serialport.googleapis.com]:9600")
+            && stderr.contains("known_hosts_wrong")
+            && stderr.contains("--location us-central1"),
         "{stderr}"
     );
 
-    // Known failure: a key the gateway does not know -> permission denied, explained.
-    let out = bringup(
+    // A key the gateway never accepts: retried, then the existing clear message.
+    let out = gw.bringup(
         &["run", script.to_str().unwrap()],
-        &d.join("other_rsa"),
-        &d.join("known_hosts"),
-        sshd.port,
+        "known_hosts",
+        &[
+            "--key",
+            gw.path("other_rsa").to_str().unwrap(),
+            "--auth-backoff-ms",
+            "100,100",
+        ],
         Duration::from_secs(60),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("refused the key other_rsa"), "{stderr}");
-    drop(qemu);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refused the key other_rsa") && stderr.contains("refused 3 times"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_cut_after_the_command_ran_resumes_from_the_replay() {
+    let gw = gce_standin::start(false);
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 3,
+            forward: Forward::All,
+        }),
+        // The first reconnect finds the VM away: retried after a wait.
+        refuse_after_cut: 1,
+        ..Plan::default()
+    });
+    let script = gw.script(
+        "cut.bringup",
+        "version\nhelp\nlspci\nexpect-count pci.function >= 1\nversion\n",
+    );
+    let (code, stderr, report) = gw.run(
+        &script,
+        "known_hosts",
+        &["--settle", "300ms", "--redial-backoff-ms", "200"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(gw.hub.refused(), 1);
+    let sessions = gw.hub.sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(sessions[0].cut);
+    assert!(sessions[1]
+        .user
+        .ends_with(&format!(".replay-lines={}", REPLAY_COUNTS[2])));
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(cmds[2]["resumed"], "replay");
+    assert_eq!(cmds[2]["outcome"]["ok"], true);
+    assert_eq!(cmds[2]["expectations"][0]["passed"], true);
+    assert!(cmds
+        .iter()
+        .enumerate()
+        .all(|(i, c)| i == 2 || c["resumed"].is_null()));
+    assert_clean_frames(&report, 4);
+}
+
+#[test]
+fn a_cut_after_the_start_frame_arrived_waits_for_the_result() {
+    let gw = gce_standin::start(false);
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 2,
+            forward: Forward::UntilStart,
+        }),
+        ..Plan::default()
+    });
+    let script = gw.script(
+        "start.bringup",
+        "version\nhelp\nexpect-text \"lspci\"\nversion\n",
+    );
+    let (code, stderr, report) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(gw.hub.sessions()[0].cut);
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(cmds[1]["resumed"], "replay");
+    assert_eq!(
+        cmds[1]["expectations"][0]["passed"], true,
+        "the whole help text, once"
+    );
+    assert_clean_frames(&report, 3);
+}
+
+#[test]
+fn a_half_delivered_line_is_sent_again() {
+    let gw = gce_standin::start(false);
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 2,
+            forward: Forward::Half,
+        }),
+        // The notice comes inside the console bytes and ssh lingers.
+        notice_on_stdout: true,
+        ..Plan::default()
+    });
+    let script = gw.script(
+        "half.bringup",
+        "version\nlspci\nexpect-count pci.function >= 1\nversion\n",
+    );
+    let (code, stderr, report) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(cmds[1]["resumed"], "re-sent");
+    assert!(
+        !transcript(&report).contains("serialport:"),
+        "the notice is not console output"
+    );
+    assert_eq!(
+        cmds[1]["started_line"], "lspci",
+        "the half line was dropped, not completed"
+    );
+    // The half line reached the monitor (its echo is in the VM's history), yet ran nothing.
+    assert!(String::from_utf8_lossy(&gw.hub.history()).contains("bringup> ls"));
+    assert_clean_frames(&report, 3);
+}
+
+#[test]
+fn a_cut_the_replay_cannot_explain_stops_with_outcome_unknown() {
+    let gw = gce_standin::start(false);
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 2,
+            forward: Forward::All,
+        }),
+        // The gateway serves only the last two lines: the result frame and the prompt.
+        replay_cap: Some(2),
+        ..Plan::default()
+    });
+    let script = gw.script("unknown.bringup", "version\nhelp\nversion\n");
+    let (code, stderr, report) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(cmds[1]["verdict"], "fail");
+    assert_eq!(cmds[1]["error_code"], "outcome-unknown");
+    assert!(
+        cmds[1]["outcome"].is_null(),
+        "no outcome credited without its frames"
+    );
+    assert_eq!(cmds[2]["verdict"], "not-run");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("stopped at line 2")
+            && error.contains("outcome-unknown")
+            && error.contains("`help`"),
+        "{error}"
+    );
+    // The monitor did run it to the end: the outcome exists, we just did not see its start.
+    let mut vm = host_client::serial::SerialLog::new();
+    vm.push(&gw.hub.history());
+    let frames = vm.frames().frames();
+    let help = frames
+        .iter()
+        .find(|f| matches!(&f.body, evidence::Body::CommandStart(s) if s.line == "help"))
+        .expect("help started in the VM");
+    assert!(frames
+        .iter()
+        .any(|f| f.cmd == help.cmd && matches!(f.body, evidence::Body::CommandResult(_))));
+
+    // The gateway keeps refusing the reconnect: named, nothing credited.
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 1,
+            forward: Forward::All,
+        }),
+        refuse_after_cut: 10,
+        ..Plan::default()
+    });
+    let (code, stderr, report) = gw.run(
+        &script,
+        "known_hosts",
+        &["--settle", "300ms", "--redial-backoff-ms", "100,100"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(gw.hub.refused(), 3, "three tries");
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(
+        cmds[0]["error_code"], "reconnect-failed",
+        "{}",
+        cmds[0]["reason"]
+    );
+    assert!(cmds[0]["outcome"].is_null());
+}
+
+#[test]
+fn a_reboot_while_away_is_named() {
+    let gw = gce_standin::start_rebootable();
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 2,
+            forward: Forward::Half,
+        }),
+        reset_on_cut: true,
+        ..Plan::default()
+    });
+    let script = gw.script("reboot.bringup", "version\nhelp\nversion\n");
+    let (code, stderr, report) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(
+        cmds[1]["error_code"], "vm-rebooted",
+        "{}",
+        cmds[1]["reason"]
+    );
+    assert!(cmds[1]["outcome"].is_null());
+    assert_eq!(report["boots"].as_array().unwrap().len(), 2);
 }
 
 #[test]
 fn dry_run_prints_the_exact_ssh_command() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bringup"))
-        .args([
-            "gce",
-            "connect",
-            "--project",
-            "proj",
-            "--zone",
-            "us-central1-a",
-            "--instance",
-            "bu-vm",
-        ])
-        .args(["--user", "alice", "--replay-lines", "100", "--dry-run"])
-        .env("HOME", "/home/alice")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let line = String::from_utf8(out.stdout).unwrap();
+    let dry = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bringup"))
+            .args([
+                "gce",
+                "connect",
+                "--project",
+                "proj",
+                "--zone",
+                "us-central1-a",
+            ])
+            .args([
+                "--instance",
+                "bu-vm",
+                "--user",
+                "alice",
+                "--replay-lines",
+                "100",
+            ])
+            .args(extra)
+            .arg("--dry-run")
+            .env("HOME", "/home/alice")
+            .output()
+            .unwrap();
+        let note = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{note}");
+        assert!(note.starts_with("# ") && note.contains("gateway"), "{note}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
     assert_eq!(
-        line.trim(),
+        dry(&[]),
         "ssh -T -e none -p 9600 -i /home/alice/.ssh/google_compute_engine \
          -o UserKnownHostsFile=/home/alice/.ssh/google_compute_known_hosts \
          -o StrictHostKeyChecking=yes -o HostKeyAlgorithms=+ssh-rsa -o IdentitiesOnly=yes \
          -o CheckHostIP=no -o ControlPath=none -o PasswordAuthentication=no -o ServerAliveInterval=30 \
          proj.us-central1-a.bu-vm.alice.port=1.replay-lines=100@us-central1-ssh-serialport.googleapis.com"
     );
+    assert!(dry(&["--global-gateway"]).ends_with(
+        "proj.us-central1-a.bu-vm.alice.port=1.replay-lines=100@ssh-serialport.googleapis.com"
+    ));
+    assert!(
+        dry(&["--region", "europe-west4"]).ends_with("@europe-west4-ssh-serialport.googleapis.com")
+    );
+}
+
+#[test]
+fn a_user_name_the_gateway_would_misread_names_user() {
+    let connect = |user: Option<&str>, env_user: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bringup"));
+        cmd.args([
+            "gce",
+            "connect",
+            "--project",
+            "proj",
+            "--zone",
+            "us-central1-a",
+        ])
+        .args(["--instance", "bu-vm", "--dry-run"])
+        .env("USER", env_user);
+        if let Some(u) = user {
+            cmd.args(["--user", u]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = connect(None, "Jane.Doe");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("$USER is \"Jane.Doe\"") && err.contains("--user"),
+        "{err}"
+    );
+    for bad in ["jane.doe", "Jane", "jane doe"] {
+        let (code, err) = connect(Some(bad), "ok");
+        assert_eq!(code, Some(2), "{bad}");
+        assert!(err.contains(&format!("--user {bad:?}")), "{err}");
+    }
+    let (code, err) = connect(Some("jane_doe"), "Jane.Doe");
+    assert_eq!(code, Some(0), "--user overrides a bad $USER: {err}");
 }

@@ -178,7 +178,7 @@ fn seabios_enumerates_the_model_and_describe_returns_its_descriptor() {
 fn revision_1_and_dqo_only_are_reported_through_the_real_image() {
     let mut s = boot(GvnicOptions {
         revision: 1,
-        dqo_only: true,
+        formats: Some(gvnic_model::Formats::dqo_only()),
         ..Default::default()
     });
     let l = s.command("lspci", T).unwrap();

@@ -261,7 +261,6 @@ fn network_proof_passes_through_bringup_run() {
     net.start();
     let status = child.wait().unwrap();
     let text = std::fs::read_to_string(&report_path).unwrap();
-    std::fs::write("/tmp/network-report.json", &text).ok();
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     let summary = &report["summary"];
     assert!(status.success(), "bringup run failed: {summary}");

@@ -149,18 +149,18 @@ fn pci_topology(uefi: bool, machine: &str) {
     assert!(!m2.newly_mapped);
     let peek = run(&mut s, &format!("peek {:#x} 16", m.window));
     assert!(peek.is_ok(), "{:?}", peek.result);
-    let bytes: Vec<u8> = peek
-        .text
-        .split_whitespace()
-        .skip(1)
-        .take(16)
-        .map(|h| u8::from_str_radix(h, 16).unwrap())
-        .collect();
+    let bytes = peeked(&peek);
     let cap = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
     let vs = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
     assert_eq!(cap & 0xffff, 0x7ff, "CAP.MQES of QEMU NVMe");
     assert_eq!((cap >> 24) & 0xff, 0xf, "CAP.TO of QEMU NVMe");
     assert_eq!(vs, 0x0001_0400, "VS 1.4");
+    let vs_alone = run(&mut s, &format!("peek {:#x} --width 4", m.window + 8));
+    assert_eq!(
+        peeked(&vs_alone),
+        0x0001_0400u32.to_le_bytes(),
+        "VS at width 4"
+    );
 
     // Refusals, each named.
     for (line, code) in [
@@ -199,4 +199,16 @@ fn pci_under_ovmf() {
 #[test]
 fn pci_under_ovmf_on_q35_uses_ecam() {
     pci_topology(true, "q35");
+}
+
+/// The bytes a `peek` read, from its reg.read frame (values are what the little-endian bus
+/// delivered at the access width; a window defaults to 32-bit accesses).
+fn peeked(out: &CommandOutcome) -> Vec<u8> {
+    let Some(Body::RegRead(r)) = out.bodies_of_kind("reg.read").first().cloned() else {
+        panic!("no reg.read frame: {:?}", out.result)
+    };
+    r.values
+        .iter()
+        .flat_map(|v| v.to_le_bytes().into_iter().take(r.width as usize))
+        .collect()
 }

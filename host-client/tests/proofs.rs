@@ -18,6 +18,19 @@ const KINDS: &[&str] = &[
     "teardown.step",
     "fault",
     "facts",
+    "reg.read",
+    "reg.write",
+    "cpuid",
+    "cpu",
+    "acpi.table",
+    "acpi.madt",
+    "acpi.mcfg",
+    "acpi.fadt",
+    "acpi.hpet",
+    "memmap",
+    "msix",
+    "irq.test",
+    "mem.map",
     "net.lease",
     "net.ping",
     "net.http",
@@ -30,6 +43,7 @@ fn proofs_parse_and_name_known_kinds() {
         "nvme.bringup",
         "gvnic.bringup",
         "full.bringup",
+        "platform.bringup",
         "network.bringup",
     ] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
@@ -109,5 +123,49 @@ fn full_bringup_proof_passes_end_to_end() {
     assert!(
         report.to_string().contains(&hex),
         "the report must hold the SHA-256 of LBA 0"
+    );
+    // ... and the CRC-32 of LBAs 0..8 (`--digest crc32`) equals the host's.
+    let crc = crc32fast::hash(&bytes[..4096]);
+    assert!(
+        report.to_string().contains(&format!("\"crc32\":{crc}")),
+        "the report must hold the CRC-32 {crc:08x} of LBAs 0..8"
+    );
+}
+
+/// The platform proof (issue 13), run by the `bringup` binary on SeaBIOS with one NVMe
+/// disk: every toolbox command and expectation must hold, MSI-X delivery included.
+#[test]
+fn platform_proof_passes_end_to_end() {
+    let image = host_client::qemu::workspace_root().join("target/bringup.img");
+    let image = std::env::var_os("BRINGUP_IMAGE").map_or(image, std::path::PathBuf::from);
+    assert!(
+        image.exists(),
+        "{} is missing: run `make image` first",
+        image.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    std::fs::write(&disk, vec![0x42u8; 1 << 20]).unwrap();
+    let report_path = dir.path().join("platform.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_bringup"))
+        .current_dir(host_client::qemu::workspace_root())
+        .args(["run", "proofs/platform.bringup", "--no-progress", "--image"])
+        .arg(&image)
+        .arg("--nvme")
+        .arg(&disk)
+        .arg("--report")
+        .arg(&report_path)
+        .status()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let summary = &report["summary"];
+    assert!(status.success(), "bringup run failed: {summary}");
+    assert_eq!(report["passed"], true);
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["damaged_frames"], 0);
+    assert!(
+        report.to_string().contains("irq.test"),
+        "the report holds the irq.test frame"
     );
 }

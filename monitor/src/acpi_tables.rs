@@ -1,7 +1,8 @@
 //! ACPI: find the MCFG (ECAM ranges) from the RSDP GRUB handed over.
 //!
-//! Firmware puts its tables in RAM below 4 GiB, which the boot identity map covers, so the
-//! handler maps by identity and refuses (maps nothing) above 4 GiB.
+//! Firmware puts its tables in RAM below 4 GiB (available, ACPI or reserved-below-RAM-top
+//! areas), which the identity map keeps, so the handler maps by identity and refuses
+//! (maps nothing) where the identity map holds nothing.
 
 use core::ptr::NonNull;
 
@@ -21,10 +22,10 @@ struct IdentityHandler;
 
 impl AcpiHandler for IdentityHandler {
     unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
-        let reachable = phys
-            .checked_add(size)
-            .is_some_and(|end| end <= IDENTITY_LIMIT);
-        // A table beyond the identity map would page-fault at boot. Point such a request
+        let reachable = phys.checked_add(size).is_some_and(|end| {
+            end <= IDENTITY_LIMIT && crate::boot::identity_covers(phys as u64, end as u64)
+        });
+        // A table outside the identity map would page-fault at boot. Point such a request
         // at page 0 instead: its bytes never carry a valid table signature, so the crate
         // skips the table rather than the monitor halting.
         let virt = if reachable { phys } else { 0 };

@@ -15,6 +15,8 @@ use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{PageTable, PageTableFlags};
 use x86_64::{PhysAddr, VirtAddr};
 
+use monitor::identity::{Caching, LargePage, Plan, IDENTITY_LIMIT, PAGE_2M as LARGE, PAGE_4K};
+
 /// Boot stack size; commands format text and frames on it, so be generous.
 pub const STACK_BYTES: usize = 256 * 1024;
 /// The page directly below the stack, left unmapped by [`install_stack_guard`] so that a
@@ -251,4 +253,93 @@ pub fn kernel_range() -> (u64, u64) {
         core::ptr::addr_of!(__kernel_start) as u64,
         core::ptr::addr_of!(__kernel_end) as u64,
     )
+}
+
+/// The identity map in force (after [`restrict_identity_map`]).
+static IDENTITY: spin::Once<Plan> = spin::Once::new();
+
+/// True if `[start, end)` below 4 GiB is identity mapped (always false before the map was
+/// restricted: then nobody asks). Addresses at or above 4 GiB are not the identity map's.
+pub fn identity_covers(start: u64, end: u64) -> bool {
+    IDENTITY.get().is_some_and(|plan| plan.covers(start, end))
+}
+
+/// The flags of an identity page of `caching` (the 4 KiB / 2 MiB bit added by the caller).
+fn identity_flags(caching: Caching) -> PageTableFlags {
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    match caching {
+        Caching::WriteBack => flags,
+        // PCD|PWT selects PAT entry 3, uncached with the power-on PAT.
+        Caching::Uncached => flags | PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH,
+    }
+}
+
+/// Cuts the trampoline's identity map of the low 4 GiB down to `plan` (RAM write-back, the
+/// VGA aperture uncached, nothing else; see `monitor::identity`).
+///
+/// Call once, after the heap exists (mixed 2 MiB pages get 4 KiB tables from it) and
+/// before anything maps MMIO. The 2 MiB pages the running code, its stack, the page tables
+/// and the heap live in are RAM the plan keeps whole (or, for the stack guard, already a
+/// 4 KiB table), so no translation in use changes.
+pub fn restrict_identity_map(plan: Plan) {
+    let plan = IDENTITY.call_once(|| plan);
+    let (pml4_frame, _) = Cr3::read();
+    let pml4 = pml4_frame.start_address().as_u64() as *const PageTable;
+    // SAFETY: the boot tables are identity mapped; only this function edits them now
+    // (interrupts off, the MMIO window not created yet). Heap frames are identity-mapped
+    // RAM the plan keeps. Every entry still in use maps what it mapped before.
+    unsafe {
+        let pml4 = &*pml4;
+        let pdpt = &*(pml4[0].addr().as_u64() as *const PageTable);
+        for (gib, pdpte) in pdpt
+            .iter()
+            .take((IDENTITY_LIMIT >> 30) as usize)
+            .enumerate()
+        {
+            let pd = &mut *(pdpte.addr().as_u64() as *mut PageTable);
+            for (index, pde) in pd.iter_mut().enumerate() {
+                if !pde.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    // The stack guard's 4 KiB table (inside the image, which the plan keeps).
+                    continue;
+                }
+                let base = ((gib as u64) << 30) + index as u64 * LARGE;
+                match plan.large_page(base) {
+                    LargePage::Whole(caching) => pde.set_addr(
+                        PhysAddr::new(base),
+                        identity_flags(caching) | PageTableFlags::HUGE_PAGE,
+                    ),
+                    LargePage::Empty => pde.set_unused(),
+                    LargePage::Mixed => {
+                        let Some(table) = small_table(plan, base) else {
+                            crate::halt_with("out of heap for identity page tables");
+                        };
+                        pde.set_addr(
+                            PhysAddr::new(table),
+                            PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    tlb::flush_all();
+}
+
+/// A fresh 4 KiB page table for the 2 MiB at `base`, per `plan`; its physical address.
+fn small_table(plan: &Plan, base: u64) -> Option<u64> {
+    let layout = core::alloc::Layout::from_size_align(4096, 4096).ok()?;
+    // SAFETY: non-zero size; the frame is never freed (page tables live forever).
+    let table = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut PageTable;
+    if table.is_null() {
+        return None;
+    }
+    // SAFETY: a fresh, zeroed, aligned allocation nothing else references.
+    let entries = unsafe { &mut *table };
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let addr = base + i as u64 * PAGE_4K;
+        if let Some(caching) = plan.page(addr) {
+            entry.set_addr(PhysAddr::new(addr), identity_flags(caching));
+        }
+    }
+    Some(table as u64)
 }

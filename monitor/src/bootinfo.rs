@@ -3,6 +3,7 @@
 use drivers::platform::{MemoryRegion, RegionKind};
 use evidence::Firmware;
 use heapless::{String, Vec};
+use monitor::identity::{Area, AreaKind};
 use monitor::layout::Region;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
@@ -11,6 +12,8 @@ pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// Tag header size: the RSDP copy follows it.
 const TAG_HEADER_BYTES: u64 = 8;
 pub const MAX_REGIONS: usize = 64;
+/// Every area of the map, for the identity map (more than available RAM alone).
+pub const MAX_AREAS: usize = 128;
 pub const CMDLINE_MAX: usize = 256;
 
 pub struct BootFacts {
@@ -20,6 +23,8 @@ pub struct BootFacts {
     pub available: Vec<Region, MAX_REGIONS>,
     /// The whole map as GRUB passed it, every type (for `memmap`).
     pub map: Vec<MemoryRegion, MAX_REGIONS>,
+    /// The whole memory map, typed (what the identity map may hold).
+    pub areas: Vec<Area, MAX_AREAS>,
     pub cmdline: String<CMDLINE_MAX>,
     /// Physical address of the RSDP copy inside the boot information.
     pub rsdp: Option<u64>,
@@ -58,6 +63,7 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
     let mut available = Vec::new();
     let mut all = Vec::new();
     let mut memory_bytes = 0u64;
+    let mut areas = Vec::new();
     for area in map.memory_areas() {
         let kind = match area.typ() {
             MemoryAreaType::Available => RegionKind::Usable,
@@ -72,6 +78,21 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
             len: area.size(),
             kind,
         });
+        let area_kind = match area.typ() {
+            // ACPI reclaimable and NVS hold the ACPI tables: RAM, mapped write-back.
+            MemoryAreaType::Available
+            | MemoryAreaType::AcpiAvailable
+            | MemoryAreaType::ReservedHibernate => AreaKind::Ram,
+            MemoryAreaType::Reserved => AreaKind::Reserved,
+            _ => AreaKind::Unusable,
+        };
+        if area.size() > 0 {
+            let _ = areas.push(Area {
+                start: area.start_address(),
+                end: area.end_address(),
+                kind: area_kind,
+            });
+        }
         if area.typ() == MemoryAreaType::Available && area.size() > 0 {
             memory_bytes = memory_bytes.saturating_add(area.size());
             let _ = available.push(Region {
@@ -104,6 +125,7 @@ pub unsafe fn parse(magic: u32, info: u64) -> Result<BootFacts, BootError> {
         memory_bytes,
         available,
         map: all,
+        areas,
         cmdline,
         rsdp,
         info_range: Region {

@@ -175,7 +175,10 @@ impl embedded_io::Read for EditorIo {
                         let _ = self.queued.push_back(b);
                     }
                 }
-                None => core::hint::spin_loop(),
+                None => {
+                    crate::events::print_deferred();
+                    core::hint::spin_loop()
+                }
             }
         }
     }

@@ -3,7 +3,9 @@
 //! Stable Rust has no `x86-interrupt` ABI, so each vector gets a small assembly stub that
 //! pushes a uniform frame (vector, error code, general registers) and calls
 //! [`exception_dispatch`]. A fault while a guarded command runs resumes the REPL through
-//! [`crate::guard`]; anywhere else the monitor halts after the dump.
+//! [`crate::guard`]; anywhere else the monitor halts after the dump. Two vectors differ: an
+//! NMI is reported and returns with IRET (`nmi`), and a machine check is reported, cleared
+//! and aborts the command, or returns at the prompt when restartable (`mce`).
 
 use core::arch::{asm, global_asm};
 use core::fmt::Write;
@@ -23,7 +25,9 @@ use crate::{guard, serial, vga};
 /// IST slot used for double faults, so a blown stack still gets a dump.
 const DOUBLE_FAULT_IST: u16 = 0;
 const IST_STACK_BYTES: usize = 16 * 1024;
+const NMI: u64 = 2;
 const DOUBLE_FAULT: u64 = 8;
+const MACHINE_CHECK: u64 = 18;
 const PAGE_FAULT: u64 = 14;
 /// #VC, raised only in SEV-ES/SEV-SNP guests.
 const VMM_COMMUNICATION: u64 = 29;
@@ -172,6 +176,13 @@ fn read_cr2() -> u64 {
 
 #[unsafe(no_mangle)]
 extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        // Report and return (the stub's IRET re-enables NMIs): the interrupted code goes
+        // on, so nothing it holds may be force-unlocked here.
+        NMI => return crate::nmi::handle(frame.rip, guard::armed()),
+        MACHINE_CHECK => return machine_check(frame),
+        _ => {}
+    }
     // A refused RDMSR/WRMSR is an error value, not a fault (monitor/src/cpu.rs).
     if crate::cpu::msr_fixup(frame.vector, &mut frame.rip) {
         return;
@@ -180,7 +191,7 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     serial::unlock_after_fault();
     vga::unlock_after_fault();
     // Recording the fault allocates; the faulting code may have held the heap lock.
-    crate::heap::unlock_after_fault();
+    crate::heap::after_fault();
     // A stack overflow arrives as a double fault (the page fault on the guard page could
     // not push its frame on the same stack): CR2 still holds the guard address then, the
     // one useful fact about it. CR2 may also be left over from an earlier page fault (e.g.
@@ -212,6 +223,35 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         address,
         recovered: true,
     })
+}
+
+/// #MC: inside a command, abort it like a fault (code `machine-check`); at the prompt,
+/// carry on if the CPU says the interrupted code can restart (RIPV), else halt.
+fn machine_check(frame: &TrapFrame) {
+    let armed = guard::armed();
+    if armed {
+        // The command is abandoned: its locks are free for the report and the recovery.
+        serial::unlock_after_fault();
+        vga::unlock_after_fault();
+    }
+    let restartable = crate::mce::handle(frame.rip, armed);
+    if armed {
+        crate::heap::after_fault();
+        dump(frame, 0, true);
+        guard::resume_with(Fault {
+            exception: exception_name(frame.vector).into(),
+            vector: frame.vector as u8,
+            rip: frame.rip,
+            error_code: frame.error_code,
+            address: 0,
+            recovered: true,
+        })
+    }
+    if !restartable {
+        serial::unlock_after_fault();
+        vga::unlock_after_fault();
+        crate::halt_with("machine check outside a command and not restartable (RIPV clear)");
+    }
 }
 
 fn dump(frame: &TrapFrame, address: u64, armed: bool) {

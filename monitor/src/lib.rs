@@ -7,6 +7,8 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod guarded_heap;
+pub mod identity;
 pub mod input;
 pub mod layout;
 pub mod mmio_book;

@@ -15,17 +15,22 @@ mod clock;
 mod console;
 mod cpu;
 mod editor_io;
+mod events;
 mod exceptions;
 mod firmware;
 mod guard;
 mod heap;
+mod irq;
 mod keyboard;
+mod mce;
 mod memory;
 mod mmio;
+mod nmi;
 mod pci_config;
 mod platform_info;
 mod reset;
 mod serial;
+mod sse;
 mod vga;
 
 use alloc::boxed::Box;
@@ -58,7 +63,7 @@ pub fn halt_with(why: &str) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     serial::unlock_after_fault();
     vga::unlock_after_fault();
-    heap::unlock_after_fault();
+    heap::after_fault();
     let mut out = Screen;
     let _ = write!(out, "\r\n*** panic: {info}\r\n");
     // A panic inside a command aborts that command like a CPU fault would.
@@ -93,7 +98,18 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     };
     // SAFETY: the layout chose free RAM below 4 GiB, clear of the image and boot info.
     unsafe { heap::init(plan.heap) };
+    // RAM write-back, nothing else (monitor::identity): before any MMIO is mapped uncached.
+    boot::restrict_identity_map(monitor::identity::plan(
+        &facts.areas,
+        &[
+            (kernel_start, kernel_end),
+            (facts.info_range.start, facts.info_range.end),
+        ],
+    ));
     exceptions::init();
+    let machine_checks = mce::enable();
+    // Before any command: the SHA-NI digest uses XMM registers (sse.rs has the state rule).
+    sse::enable();
 
     let clock = TscClock::calibrate(entry_tsc);
     // SAFETY: the boot page tables are identity mapped and only the window edits them.
@@ -150,6 +166,8 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         boot_us: clock.now_us(),
         confidential,
         tsc_hz: clock.tsc_hz(),
+        // The engine `nvme read` will pick (the same CPUID test), for the boot banner.
+        sha256_path: drivers::digest::sha256_path(&cpu::BareCpu),
     };
     let boot_firmware = firmware::BootFirmware {
         rsdp: facts.rsdp,
@@ -165,12 +183,15 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         },
     };
     let mut shell = Shell::new(boot_id, info);
+    shell.set_events(&events::PlatformEvents);
     let mut screen = Screen;
     shell.banner(&mut screen);
+    let (heap_start, heap_end, heap_state) = heap::describe();
     let _ = write!(
         screen,
-        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB; \
-         stack {} KiB, stack guard {stack_guard:#x}; console serial{}{}{}\r\n",
+        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB, \
+         main {heap_start:#x}..{heap_end:#x} + 1 MiB reserve, allocator state at {heap_state:#x}; \
+         stack {} KiB, stack guard {stack_guard:#x}; console serial{}{}{}; machine checks {}\r\n",
         clock.tsc_hz() / 1_000_000,
         if clock.calibrated {
             ""
@@ -182,6 +203,11 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         if serial_ok { "" } else { " (no UART found)" },
         if vga_on { " + vga" } else { "" },
         if keyboard_on { " + ps/2 keyboard" } else { "" },
+        if machine_checks {
+            "reported"
+        } else {
+            "unsupported (no CPUID MCE)"
+        },
     );
     if plan.dma_shrunk {
         let _ = write!(
@@ -199,6 +225,7 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     }
 
     let peek = memory::Peek;
+    let apic = irq::ApicIrq::new(&clock, mmio.as_mut());
     loop {
         let line = match reader.read_line(commands::shell::PROMPT) {
             Input::Line(line) => line,
@@ -220,12 +247,21 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
                 cpu: &cpu::BareCpu,
                 ports: &cpu::BarePorts,
                 firmware: &boot_firmware,
-                irq: &drivers::platform::NoInterrupts,
+                irq: &apic,
             };
             action = shell.execute(&line, &mut hw, &mut Screen, || clock.now_us());
         });
+        // Interrupts stay off outside `irq test`, whatever ended the command (a fault
+        // longjmps past its own disarm).
+        drivers::platform::Interrupts::disarm(&apic);
         if let Err(fault) = outcome {
-            heap::unlock_after_fault();
+            heap::after_fault();
+            if heap::poisoned() {
+                shell.refuse_all_but_reset(
+                    "the fault struck inside the heap allocator, whose free list may be \
+                     half-updated: the heap is abandoned (reserve in use)",
+                );
+            }
             shell.command_faulted(&mut screen, fault, clock.now_us());
             action = Action::Continue;
         }

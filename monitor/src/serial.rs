@@ -51,9 +51,25 @@ const FIFO_BYTES: usize = 16;
 
 /// Writes bytes, blocking until the UART took them all.
 pub fn write(bytes: &[u8]) {
-    let mut port = PORT.lock();
+    send(&mut PORT.lock(), bytes);
+}
+
+/// For handlers that interrupt arbitrary code and return to it (NMI, a restartable machine
+/// check): writes only if nobody holds the port, since the holder would be the interrupted
+/// code and waiting for it would hang. Returns false when the port was busy.
+pub fn try_write(bytes: &[u8]) -> bool {
+    match PORT.try_lock() {
+        Some(mut port) => {
+            send(&mut port, bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+fn send(port: &mut Port, bytes: &[u8]) {
     for chunk in bytes.chunks(FIFO_BYTES) {
-        drain(&mut port);
+        drain(port);
         if let Some(uart) = port.uart.as_mut() {
             uart.send_bytes_exact(chunk);
         }

@@ -97,7 +97,17 @@ fn scroll() {
 }
 
 pub fn write(bytes: &[u8]) {
-    let mut vga = VGA.lock();
+    put(&mut VGA.lock(), bytes);
+}
+
+/// As `serial::try_write`: only if the interrupted code does not hold the screen.
+pub fn try_write(bytes: &[u8]) {
+    if let Some(mut vga) = VGA.try_lock() {
+        put(&mut vga, bytes);
+    }
+}
+
+fn put(vga: &mut Vga, bytes: &[u8]) {
     if !vga.present {
         return;
     }

@@ -191,7 +191,11 @@ fn cpuid(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
 fn cpu(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     let summary = CpuSummary::read(ctx.hw.cpu);
     let tsc_hz = ctx.info.tsc_hz;
+    let sha256_path = drivers::digest::sha256_path(ctx.hw.cpu);
     ctx.out.print(&cpu_text(&summary, tsc_hz));
+    ctx.out.print(&alloc::format!(
+        "sha256 engine for nvme read: {sha256_path}\n"
+    ));
     ctx.out.frame(Body::CpuInfo(CpuInfo {
         vendor: summary.vendor,
         family: summary.family,
@@ -202,6 +206,7 @@ fn cpu(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
         features: summary.features.iter().map(|f| String::from(*f)).collect(),
         tsc_hz,
         apic_id: summary.apic_id,
+        sha256_path: sha256_path.name().into(),
     }));
     Ok(())
 }

@@ -22,7 +22,7 @@ pub const MEM_MAP_MAX_BYTES: u64 = 256 << 20;
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "peek",
-        usage: "peek <addr> [len] [--width 1|2|4|8] [--no-check]",
+        usage: "peek <addr> [len] [--width 1|2|4|8] [--phys] [--no-check]",
         summary: "read memory or registers at a virtual address",
         details: "Reads len bytes at addr (a virtual address: RAM is identity mapped below 4 GiB; \
                   device registers through the window 'bar map' or 'mem map' printed). Each access is \
@@ -31,29 +31,37 @@ pub static COMMANDS: &[CommandSpec] = &[
                   uncached (device) memory width 4 and one register. The page tables are checked first: \
                   an unmapped address is an 'unmapped-address' error, not a page fault. --no-check reads \
                   bytes without that check, so an unmapped address page-faults and the monitor's fault \
-                  path aborts the command (the proof that it recovers). Emits a reg.read frame (the first \
-                  16 values).",
-        examples: &["peek 0x100000", "peek 0x400000000008 --width 4", "peek 0xb8000 32 --width 2"],
+                  path aborts the command (the proof that it recovers). --phys takes addr as a physical \
+                  address: RAM below 4 GiB through the identity map, anything else through its uncached \
+                  window (mapped now if 'bar map'/'mem map' did not already). Emits a reg.read frame (the \
+                  first 16 values; target names the physical address with --phys).",
+        examples: &[
+            "peek 0x100000",
+            "peek 0x400000000008 --width 4",
+            "peek 0xb8000 32 --width 2",
+            "peek 0xfee00030 --phys",
+        ],
         min_args: 1,
         max_args: 2,
         flags: &[
             WIDTH_FLAG,
+            PHYS_FLAG,
             Flag { name: "--no-check", takes_value: false, help: "skip the page-table check (faults on purpose)" },
         ],
         run: peek,
     },
     CommandSpec {
         name: "poke",
-        usage: "poke <addr> <value> [--width 1|2|4|8]",
+        usage: "poke <addr> <value> [--width 1|2|4|8] [--phys]",
         summary: "write memory or a register, then read it back",
         details: "Reads the old value, writes value (one store of --width bytes, default 4) at the virtual \
                   address addr, and reads it back. No confirmation: a debug monitor's right. The address \
-                  must be mapped writable and aligned to the width; the value must fit the width. Emits a \
-                  reg.write frame (before, value, readback).",
+                  must be mapped writable and aligned to the width; the value must fit the width. --phys \
+                  as for peek. Emits a reg.write frame (before, value, readback).",
         examples: &["poke 0x200000 0xdeadbeef", "poke 0x400000000014 0x460001 --width 4"],
         min_args: 2,
         max_args: 2,
-        flags: &[WIDTH_FLAG],
+        flags: &[WIDTH_FLAG, PHYS_FLAG],
         run: poke,
     },
     CommandSpec {
@@ -73,6 +81,41 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
 ];
 
+const PHYS_FLAG: Flag = Flag {
+    name: "--phys",
+    takes_value: false,
+    help: "addr is physical (RAM via the identity map, else its uncached window)",
+};
+/// The boot identity map ends here.
+const IDENTITY_LIMIT: u64 = 1 << 32;
+
+/// The virtual address of physical `[phys, phys+len)`, and the frame target naming it.
+fn resolve_phys(ctx: &mut Ctx, phys: u64, len: u64) -> Result<(u64, String), CmdError> {
+    let end = phys
+        .checked_add(len)
+        .ok_or_else(|| CmdError::new("bad-address", "addr + len overflows"))?;
+    let target = alloc::format!("phys {phys:#x}");
+    let ram = ctx.hw.firmware.memory_map().iter().any(|r| {
+        r.kind == RegionKind::Usable && r.start < end && phys < r.start.saturating_add(r.len)
+    });
+    if ram {
+        if end > IDENTITY_LIMIT {
+            return Err(CmdError::new(
+                "unmapped-address",
+                alloc::format!("{phys:#x} is RAM above 4 GiB, which the monitor does not map"),
+            ));
+        }
+        return Ok((phys, target));
+    }
+    let mapping = ctx.hw.mmio.map(phys, len).map_err(|err| {
+        CmdError::new(
+            "map-failed",
+            alloc::format!("cannot map {phys:#x}+{len:#x}: {err:?}"),
+        )
+    })?;
+    Ok((mapping.window, target))
+}
+
 fn mem_error(err: MemError) -> CmdError {
     CmdError::new(err.code(), alloc::format!("{err}"))
 }
@@ -89,6 +132,11 @@ fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     if args.flag("--no-check") {
         return peek_unchecked(ctx, addr, len.unwrap_or(PEEK_RAM_DEFAULT_BYTES));
     }
+    let (addr, target) = if args.flag("--phys") {
+        resolve_phys(ctx, addr, len.unwrap_or(8))?
+    } else {
+        (addr, String::new())
+    };
     // The kind decides the defaults, so probe one byte before knowing the length.
     let kind = ctx.hw.memory.probe(addr, 1, false).map_err(mem_error)?;
     let width = args.width(
@@ -126,7 +174,7 @@ fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     };
     ctx.out.print(&text);
     ctx.out
-        .frame(read_frame("mem", String::new(), addr, width, &values));
+        .frame(read_frame("mem", target, addr, width, &values));
     Ok(())
 }
 
@@ -155,6 +203,12 @@ fn poke(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let value = args.number(1, "value")?;
     let width = args.width(&Width::ALL, Width::W4)?;
     check_aligned("unaligned-address", "address", addr, width)?;
+    let (addr, target) = if args.flag("--phys") {
+        resolve_phys(ctx, addr, width.bytes())?
+    } else {
+        (addr, String::new())
+    };
+    check_aligned("unaligned-address", "address", addr, width)?;
     check_fits(value, width)?;
     ctx.hw
         .memory
@@ -165,7 +219,7 @@ fn poke(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let readback = ctx.hw.memory.read(addr, width).map_err(mem_error)?;
     let record = WriteRecord {
         space: "mem",
-        target: String::new(),
+        target,
         address: addr,
         width,
         before,

@@ -86,13 +86,13 @@ impl MemoryAccess for SmallMemory {
                 Ok(MemKind::Ram)
             };
         }
-        Err(MemError::Unmapped(
-            if !(0x1000..DEVICE_WINDOW).contains(&addr) {
-                addr
-            } else {
-                addr.max(0x1100)
-            },
-        ))
+        // The first unmapped byte: past RAM's end for a range that starts inside it.
+        let first = if (0x1000..0x1100).contains(&addr) {
+            0x1100
+        } else {
+            addr
+        };
+        Err(MemError::Unmapped(first))
     }
     fn read(&self, addr: u64, width: Width) -> Result<u64, MemError> {
         check_access(addr, width)?;
@@ -240,5 +240,6 @@ pub fn system_info(dma_bytes: u64) -> SystemInfo {
         boot_us: 1234,
         confidential: drivers::cpu::confidential::ConfidentialKind::None,
         tsc_hz: 2_400_000_000,
+        sha256_path: drivers::digest::Sha256Path::Portable,
     }
 }

@@ -1,1 +1,3 @@
 pub mod bare_machine;
+#[allow(dead_code)]
+pub mod fake_firmware;

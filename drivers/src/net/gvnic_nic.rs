@@ -7,7 +7,11 @@ use alloc::vec::Vec;
 
 use crate::dma::DmaPool;
 use crate::gvnic::{Gvnic, GvnicError};
-use crate::platform::Clock;
+use crate::platform::{wait_for, Clock, WaitError};
+
+/// How long a frame waits behind an earlier TX whose completion wait was cut short (Ctrl-C
+/// during a previous command): the device completes it moments later (policy).
+const TX_BUSY_GRACE_US: u64 = 100_000;
 
 use super::nic::{Nic, NicError};
 
@@ -53,10 +57,26 @@ impl Nic for GvnicNic<'_> {
     }
 
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
-        self.nic
-            .transmit(self.clock, self.dma, frame)
-            .map(|_| ())
-            .map_err(nic_error)
+        let (nic, clock, dma) = (&mut *self.nic, self.clock, &mut *self.dma);
+        // The driver refuses to post while an earlier descriptor is outstanding; that one
+        // completes soon, so retry within the grace (a user wait: Ctrl-C ends it).
+        let mut busy = None;
+        let sent = wait_for(clock, TX_BUSY_GRACE_US, || {
+            match nic.transmit(clock, dma, frame) {
+                Err(err @ GvnicError::TxBusy { .. }) => {
+                    busy = Some(err);
+                    None
+                }
+                other => Some(other),
+            }
+        });
+        match sent {
+            Ok(result) => result.map(|_| ()).map_err(nic_error),
+            Err(WaitError::Interrupted) => Err(nic_error(GvnicError::Interrupted)),
+            Err(WaitError::TimedOut) => Err(nic_error(
+                busy.unwrap_or(GvnicError::TxBusy { outstanding: 1 }),
+            )),
+        }
     }
 
     fn receive(&mut self, timeout_us: u64) -> Result<Option<Vec<u8>>, NicError> {

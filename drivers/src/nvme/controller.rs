@@ -384,7 +384,7 @@ impl Controller {
     }
 
     /// Submits one admin command and waits for its completion.
-    fn admin_command(
+    pub(crate) fn admin_command(
         &mut self,
         hw: &mut Hw,
         name: &'static str,

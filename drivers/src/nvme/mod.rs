@@ -11,6 +11,8 @@
 pub mod controller;
 pub mod error;
 pub mod identify;
+mod irq_test;
+mod ping;
 pub mod prp;
 pub mod queue;
 mod read;
@@ -22,4 +24,5 @@ pub use controller::{
 };
 pub use error::{NvmeError, Wait};
 pub use identify::{ControllerIdentity, NamespaceIdentity};
+pub use irq_test::{irq_test, IrqReport, IrqTestError};
 pub use read::ReadSummary;

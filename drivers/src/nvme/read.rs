@@ -6,6 +6,12 @@
 //! controller (`Controller::recover`): the read's buffers stay allocated until the reset is
 //! confirmed, since a late completion may still write them, and are freed right after.
 //! Separate metadata (LBAF.MS != 0, FLBAS bit 4 = 0) goes to a pool buffer named by MPTR.
+//!
+//! Hashing overlaps the transfer: the read keeps one data buffer more than it has commands
+//! in flight, and refills the device before handing a completed chunk to the sink, so while
+//! the sink hashes chunk n the device works on the next `MAX_IN_FLIGHT` commands. On
+//! hardware (where a digest with SHA-NI outruns a Persistent Disk) the digest then hides
+//! behind the I/O instead of adding to it.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -115,11 +121,23 @@ impl Controller {
         let blocks_per_command = max_transfer / block_size;
         let commands = count.div_ceil(blocks_per_command);
         let depth = self.io.as_ref().map_or(1, |q| q.entries as usize - 1);
-        let wanted_slots = MAX_IN_FLIGHT.min(depth).min(commands as usize).max(1);
+        let in_flight_cap = MAX_IN_FLIGHT.min(depth).min(commands as usize).max(1);
+        // One buffer more than commands in flight: the one the sink is reading.
+        let wanted_slots = if (commands as usize) > in_flight_cap {
+            in_flight_cap + 1
+        } else {
+            in_flight_cap
+        };
         let chunk = (blocks_per_command * block_size) as usize;
         let metadata_size = ns.metadata_size as u64;
         let meta_chunk = (blocks_per_command * metadata_size).next_multiple_of(4) as usize;
         let buffers = self.alloc_buffers(hw.dma, wanted_slots, chunk, meta_chunk)?;
+        // A short pool gave fewer buffers: still keep one for the sink when there are two.
+        let in_flight_cap = if buffers.slots >= wanted_slots {
+            in_flight_cap
+        } else {
+            buffers.slots.saturating_sub(1).max(1)
+        };
 
         let clock = hw.clock;
         let started = clock.now_us();
@@ -132,19 +150,20 @@ impl Controller {
         // below, so a read on a healthy controller can be stopped without losing it.
         let mut draining = false;
         let mut first_metadata = [0u8; 16];
-        loop {
-            if !draining && clock.interrupted() {
-                draining = true;
-                failure.get_or_insert(NvmeError::Interrupted { wait: Wait::Read });
-            }
-            while failure.is_none() {
+        // Submits into free buffers until `in_flight_cap` commands are at the device.
+        let mut fill = |this: &mut Controller,
+                        pool: &mut DmaPool,
+                        inflight: &mut VecDeque<InFlight>,
+                        free_slots: &mut Vec<usize>,
+                        failure: &mut Option<NvmeError>| {
+            while failure.is_none() && inflight.len() < in_flight_cap {
                 let Some(slot) = free_slots.pop() else { break };
                 let Some((lba, blocks)) = pending.next() else {
                     free_slots.push(slot);
                     break;
                 };
                 let shape = (block_size, metadata_size);
-                match self.submit_read(hw.dma, &buffers, slot, nsid, lba, blocks, shape) {
+                match this.submit_read(pool, &buffers, slot, nsid, lba, blocks, shape) {
                     Ok(cid) => {
                         issued += 1;
                         inflight.push_back(InFlight {
@@ -157,10 +176,17 @@ impl Controller {
                     }
                     Err(err) => {
                         free_slots.push(slot);
-                        failure = Some(err);
+                        *failure = Some(err);
                     }
                 }
             }
+        };
+        loop {
+            if !draining && clock.interrupted() {
+                draining = true;
+                failure.get_or_insert(NvmeError::Interrupted { wait: Wait::Read });
+            }
+            fill(self, hw.dma, &mut inflight, &mut free_slots, &mut failure);
             if inflight.is_empty() {
                 break;
             }
@@ -215,6 +241,8 @@ impl Controller {
             };
             match head.done {
                 Some(Ok(())) if failure.is_none() => {
+                    // Keep the device busy while the sink works on this chunk.
+                    fill(self, hw.dma, &mut inflight, &mut free_slots, &mut failure);
                     if let (Some(metadata), true) = (&buffers.metadata, head.lba == lba) {
                         let len = (metadata_size as usize).min(first_metadata.len());
                         let offset = head.slot * buffers.meta_chunk;
@@ -244,7 +272,6 @@ impl Controller {
             }
             free_slots.push(head.slot);
         }
-        let slots = buffers.slots;
         // Every command completed: the device owns none of these pages any more.
         buffers.free(hw.dma)?;
         if let Some(err) = failure {
@@ -254,7 +281,7 @@ impl Controller {
             bytes: count * block_size,
             elapsed_us: clock.now_us().saturating_sub(started),
             commands: issued,
-            depth: slots,
+            depth: in_flight_cap,
             metadata_size: metadata_size as u16,
             first_metadata,
         })

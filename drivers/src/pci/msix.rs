@@ -5,7 +5,11 @@
 //! masks the vector). The PBA is one bit per vector, read as 64-bit words. Every access is
 //! a 32-bit one: the spec allows only dword (and qword) accesses to the table.
 
-use crate::platform::{Bdf, ConfigSpace, MsiMessage, RegisterWindow};
+use alloc::vec::Vec;
+
+use crate::platform::{Bdf, ConfigSpace, Hw, Mapping, MsiMessage, RegisterWindow};
+
+use super::{map_bar, PciError};
 
 use super::caps::{capabilities, CapDetail, CAP_MSIX};
 use super::regs::HeaderKind;
@@ -144,11 +148,96 @@ impl MsixTable<'_> {
     }
 }
 
+/// A function's MSI-X state as `msix <bdf>` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MsixState {
+    pub cap: MsixCap,
+    pub control: u16,
+    /// Every vector: its entry and pending bit.
+    pub vectors: Vec<(MsixEntry, bool)>,
+}
+
+impl MsixState {
+    pub fn enabled(&self) -> bool {
+        self.control & CONTROL_ENABLE != 0
+    }
+    pub fn function_masked(&self) -> bool {
+        self.control & CONTROL_FUNCTION_MASK != 0
+    }
+}
+
+/// Why MSI-X could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsixError {
+    /// The function has no MSI-X capability.
+    NoMsix(Bdf),
+    /// Its table or PBA BAR could not be mapped.
+    Pci(PciError),
+}
+
+impl MsixError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            MsixError::NoMsix(_) => "no-msix",
+            MsixError::Pci(err) => err.code(),
+        }
+    }
+}
+
+impl core::fmt::Display for MsixError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MsixError::NoMsix(bdf) => write!(f, "{bdf} has no MSI-X capability"),
+            MsixError::Pci(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+/// The mapped table and PBA of a function (the BARs stay mapped: the same window as
+/// `bar map`; memory decode is turned on, as `bar map` does).
+pub struct MsixWindows {
+    pub cap: MsixCap,
+    table: Mapping,
+    pba: Mapping,
+}
+
+impl MsixWindows {
+    pub fn map(hw: &mut Hw, bdf: Bdf) -> Result<MsixWindows, MsixError> {
+        let cap = MsixCap::find(hw.config, bdf).ok_or(MsixError::NoMsix(bdf))?;
+        let (table, _) = map_bar(hw, bdf, cap.table_bar, false).map_err(MsixError::Pci)?;
+        let (pba, _) = map_bar(hw, bdf, cap.pba_bar, false).map_err(MsixError::Pci)?;
+        Ok(MsixWindows { cap, table, pba })
+    }
+
+    pub fn table(&self) -> MsixTable<'_> {
+        MsixTable {
+            table: &*self.table.regs,
+            table_offset: self.cap.table_offset as usize,
+            pba: &*self.pba.regs,
+            pba_offset: self.cap.pba_offset as usize,
+            size: self.cap.table_size,
+        }
+    }
+}
+
+/// Reads the control word, every entry and every pending bit (32-bit accesses only).
+pub fn read_state(hw: &mut Hw, bdf: Bdf) -> Result<MsixState, MsixError> {
+    let windows = MsixWindows::map(hw, bdf)?;
+    let table = windows.table();
+    let vectors = (0..windows.cap.table_size)
+        .filter_map(|i| Some((table.entry(i)?, table.pending(i)?)))
+        .collect();
+    Ok(MsixState {
+        cap: windows.cap,
+        control: windows.cap.control(hw.config, bdf),
+        vectors,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::vec;
-    use alloc::vec::Vec;
     use core::cell::RefCell;
 
     struct Regs(RefCell<Vec<u8>>);

@@ -397,6 +397,19 @@ impl Dev {
         }
     }
 
+    /// I/O commands handed to the device so far: executed, running (fetched, not yet due), or
+    /// submitted and still waiting in the SQ.
+    pub fn io_submitted(&self) -> u32 {
+        let waiting: u32 = self
+            .sqs
+            .iter()
+            .filter(|(qid, _)| **qid != 0)
+            .map(|(_, sq)| (sq.tail + sq.entries - sq.head) % sq.entries)
+            .sum();
+        let running = self.running.iter().filter(|r| r.sqid != 0).count() as u32;
+        self.reads + running + waiting
+    }
+
     /// Fetches every submitted command; each completes after its latency (`advance`).
     fn process(&mut self) {
         if self.csts & 1 == 0 || self.csts & 2 != 0 || self.cc & 1 == 0 {

@@ -1,5 +1,7 @@
 //! QEMU 7.2 multi-process front end: the model plays the remote end of
-//! `-device x-pci-proxy-dev,fd=N` (reference/qemu-multiprocess-proxy.md). No IRQs: polling.
+//! `-device x-pci-proxy-dev,fd=N` (reference/qemu-multiprocess-proxy.md). The proxy has no
+//! interrupt path: MSI-X messages to the LAPIC are recorded only (msix.rs). Model time is
+//! wall-clock time here, so the configured latencies are real.
 
 mod memory;
 pub mod protocol;
@@ -15,8 +17,8 @@ use protocol::*;
 
 use crate::{Gvnic, ModelConfig};
 
-/// Idle poll interval: `tick` runs at least this often so delayed completions and responder
-/// replies happen while the guest polls memory (which sends no messages).
+/// Idle poll interval: model time advances at least this often so delayed completions and
+/// responder replies happen while the guest polls memory (which sends no messages).
 const IDLE_TICK_MS: i32 = 5;
 
 /// Serve one QEMU connection until QEMU closes the socket.
@@ -34,9 +36,14 @@ pub fn serve_device(mut stream: UnixStream, dev: &mut Gvnic) -> anyhow::Result<(
     let mut mem = MappedMemory::default();
     // GVNIC_MODEL_TRACE=1 logs every message and reply to stderr (debugging a guest).
     let trace = std::env::var_os("GVNIC_MODEL_TRACE").is_some();
+    let start = std::time::Instant::now();
+    let base = dev.now_us();
+    let clock = |dev: &mut Gvnic, mem: &MappedMemory| {
+        dev.advance_to(base + start.elapsed().as_micros() as u64, mem);
+    };
     loop {
         if !readable(&stream, IDLE_TICK_MS)? {
-            dev.tick(&mem);
+            clock(dev, &mem);
             continue;
         }
         let Some(msg) = recv(&mut stream).context("reading from QEMU")? else {
@@ -55,7 +62,7 @@ pub fn serve_device(mut stream: UnixStream, dev: &mut Gvnic) -> anyhow::Result<(
                 return Err(e).context("replying to QEMU");
             }
         }
-        dev.tick(&mem);
+        clock(dev, &mem);
     }
 }
 

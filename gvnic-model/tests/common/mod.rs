@@ -105,6 +105,29 @@ impl H {
         self.dev.tick(&self.mem);
     }
 
+    /// Tick until `cond` holds, at most 50 ms of model time; false on timeout.
+    pub fn wait(&mut self, cond: impl Fn(&mut H) -> bool) -> bool {
+        for _ in 0..500 {
+            if cond(self) {
+                return true;
+            }
+            self.tick();
+        }
+        cond(self)
+    }
+
+    /// Let `us` of model time pass.
+    pub fn run_us(&mut self, us: u64) {
+        for _ in 0..us.div_ceil(gvnic_model::TICK_US) {
+            self.tick();
+        }
+    }
+
+    /// Long enough for any default latency (a reset, a completion, an arrival).
+    pub fn settle(&mut self) {
+        self.run_us(5_000);
+    }
+
     /// Admin queue setup in the revision's own way (facts §2.1).
     pub fn start_aq(&mut self) {
         if self.dev.config().revision == 0 {
@@ -125,7 +148,8 @@ impl H {
         self.mem.write(slot, &cmd).unwrap();
         self.aq_count = self.aq_count.wrapping_add(1);
         self.w32(ADMINQ_DOORBELL, self.aq_count);
-        if self.r32(ADMINQ_EVENT_COUNTER) != self.aq_count {
+        // Poll like a driver: the device answers after its admin latency.
+        if !self.wait(|h| h.r32(ADMINQ_EVENT_COUNTER) == h.aq_count) {
             return status::UNSET;
         }
         self.mem_be32(slot + 4)
@@ -261,6 +285,8 @@ impl H {
             .unwrap();
         self.tx_posted += 1;
         self.db(self.tx_db, self.tx_posted);
+        // The completion arrives after the TX latency.
+        self.run_us(gvnic_model::Latencies::default().tx_completion_us);
     }
 
     pub fn tx_completed(&self) -> u32 {

@@ -19,6 +19,7 @@ pub fn exec(cmd: GceCmd) -> Result<ExitCode> {
         } => {
             let target = target(&gce)?;
             if dry_run {
+                eprintln!("# {}", target.endpoint_note()?);
                 println!("{}", shell_line(&target.ssh_argv()?));
                 return Ok(ExitCode::SUCCESS);
             }
@@ -200,6 +201,12 @@ pub fn target(g: &GceOpts) -> Result<GceTarget> {
             .map(|&m| std::time::Duration::from_millis(m))
             .collect();
     }
+    if let Some(ms) = &g.redial_backoff_ms {
+        t.redial_backoff = ms
+            .iter()
+            .map(|&m| std::time::Duration::from_millis(m))
+            .collect();
+    }
     t.gateway = g.gateway.clone();
     if let Some(k) = &g.key {
         t.key = k.clone();
@@ -207,7 +214,7 @@ pub fn target(g: &GceOpts) -> Result<GceTarget> {
     if let Some(k) = &g.known_hosts {
         t.known_hosts = k.clone();
     }
-    t.connect_timeout = std::time::Duration::from_secs(g.connect_timeout);
+    t.connect_timeout = g.connect_timeout;
     t.validate()?;
     Ok(t)
 }

@@ -106,11 +106,11 @@ fn gce_settings(m: &MatrixCmd, vms: usize) -> Result<GceSettings> {
     let mut console = GceTarget::new(project, zone, "placeholder")?;
     if let Some(user) = &m.user {
         console.user = user.clone();
-    }
-    if console.user.is_empty() {
-        bail!("--user is required ($USER is not set)");
+        console.user_from_env = false;
     }
     console.region = m.region.clone();
+    console.global_gateway = m.global_gateway;
+    console.settle = m.settle;
     console.gateway = m.gateway.clone();
     if let Some(k) = &m.key {
         console.key = k.clone();
@@ -120,7 +120,7 @@ fn gce_settings(m: &MatrixCmd, vms: usize) -> Result<GceSettings> {
     }
     console.validate()?;
     Ok(GceSettings {
-        fleet: Fleet::new(project, zone, m.keep),
+        fleet: Fleet::new(project, zone, m.keep, m.gcloud_timeout),
         project: project.clone(),
         zone: zone.clone(),
         image: m.image.clone(),

@@ -22,6 +22,10 @@ pub const DISCONNECT_MARKERS: &[&str] = &[
     "Connection reset by peer",
 ];
 
+/// Policy: how long to wait for ssh's last stderr words once it ended (it exits at once
+/// after printing them; the reader thread may lag on a loaded machine).
+const STDERR_END_WAIT: Duration = Duration::from_secs(3);
+
 /// Why a connection to the gateway failed. `code()` is stable kebab-case.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -106,15 +110,18 @@ impl GceTarget {
                 Recv::Data(bytes) => console.extend_from_slice(&bytes),
                 Recv::Timeout => {
                     if let Some(status) = conn.child_exit() {
-                        // Let the stderr reader catch up before explaining.
-                        std::thread::sleep(Duration::from_millis(100));
                         return Err(self.ended(&console, &conn, status.code()));
                     }
                 }
                 Recv::Closed(_) => {
-                    std::thread::sleep(Duration::from_millis(300));
-                    let code = conn.child_exit().and_then(|s| s.code());
-                    return Err(self.ended(&console, &conn, code));
+                    // stdout closes as ssh exits: give it a moment to be reaped.
+                    let wait = Instant::now() + STDERR_END_WAIT;
+                    let mut status = conn.child_exit();
+                    while status.is_none() && Instant::now() < wait {
+                        std::thread::sleep(Duration::from_millis(10));
+                        status = conn.child_exit();
+                    }
+                    return Err(self.ended(&console, &conn, status.and_then(|s| s.code())));
                 }
             }
         }
@@ -128,7 +135,7 @@ impl GceTarget {
                 Recv::Data(bytes) => console.extend_from_slice(&bytes),
                 Recv::Timeout => {}
                 Recv::Closed(why) => {
-                    std::thread::sleep(Duration::from_millis(100));
+                    conn.wait_stderr_end(STDERR_END_WAIT);
                     let detail = why.unwrap_or_else(|| last_lines(&conn.stderr_tail(), 2));
                     return Err(Attempt::Failed(
                         GatewayError::ClosedWhileSettling {
@@ -144,6 +151,8 @@ impl GceTarget {
 
     /// ssh ended before the banner: a (possibly spurious) key refusal, or a named failure.
     fn ended(&self, console: &[u8], conn: &Connection, code: Option<i32>) -> Attempt {
+        // Its explanation is on stderr, which may still be in flight.
+        conn.wait_stderr_end(STDERR_END_WAIT);
         let stdout = String::from_utf8_lossy(console);
         let stderr = conn.stderr_tail();
         let explained = explain_failure(self, &stdout, &stderr, code);
@@ -174,9 +183,24 @@ impl Attempt {
 }
 
 impl Redial for GceTarget {
+    /// Reconnects asking for at least `replay_lines`; a failed try (other than a key refusal,
+    /// which [`GceTarget::connect_replaying`] already retried) is retried after each wait in
+    /// `redial_backoff`.
     fn redial(&mut self, replay_lines: u32) -> Result<(Connection, Vec<u8>)> {
         let lines = self.replay_lines.unwrap_or(0).max(replay_lines);
-        self.connect_replaying(Some(lines))
+        let mut waits = self.redial_backoff.iter();
+        loop {
+            match self.connect_replaying(Some(lines)) {
+                Ok(connected) => return Ok(connected),
+                Err(e) if matches!(e.downcast_ref(), Some(GatewayError::AuthDenied { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => match waits.next() {
+                    Some(wait) => std::thread::sleep(*wait),
+                    None => return Err(e),
+                },
+            }
+        }
     }
 
     fn describe(&self) -> String {

@@ -4,9 +4,11 @@
 //! failure; [`run_captured`] runs one and names the failure (quota, permission, ...).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -216,7 +218,7 @@ pub fn parse_vm_list(json: &str) -> Result<Vec<ListedVm>> {
 
 /// Why a gcloud command failed, named: `gce-quota`, `gce-permission`, `gce-resources`
 /// (zone out of capacity), `gce-not-found`, `gce-bad-request`, `gcloud-missing`,
-/// `gcloud-failed`.
+/// `gcloud-timeout`, `gcloud-failed`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct GcloudError {
@@ -250,15 +252,31 @@ pub fn classify(stderr: &str) -> &'static str {
     }
 }
 
-/// Runs one gcloud command and returns its stdout. Its own process group: a Ctrl-C at the
+/// Policy: the longest one gcloud call may take before it is killed (a create usually
+/// takes under a minute; gcloud itself waits for its operation for several).
+pub const DEFAULT_GCLOUD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs one gcloud command and returns its stdout ([`run_captured_within`] with
+/// [`DEFAULT_GCLOUD_TIMEOUT`]).
+pub fn run_captured(cmd: &[String]) -> std::result::Result<String, GcloudError> {
+    run_captured_within(cmd, DEFAULT_GCLOUD_TIMEOUT)
+}
+
+/// Runs one gcloud command and returns its stdout; after `timeout` it is killed (its whole
+/// process group) and the error is `gcloud-timeout`. Its own process group: a Ctrl-C at the
 /// terminal must not kill a create halfway (the VM might appear after we gave up on it), so
 /// the matrix runner lets it finish and deletes what it made.
-pub fn run_captured(cmd: &[String]) -> std::result::Result<String, GcloudError> {
-    let out = Command::new(&cmd[0])
+pub fn run_captured_within(
+    cmd: &[String],
+    timeout: Duration,
+) -> std::result::Result<String, GcloudError> {
+    let mut child = Command::new(&cmd[0])
         .args(&cmd[1..])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
-        .output()
+        .spawn()
         .map_err(|e| GcloudError {
             code: "gcloud-missing",
             message: format!(
@@ -266,19 +284,53 @@ pub fn run_captured(cmd: &[String]) -> std::result::Result<String, GcloudError> 
                 cmd[0]
             ),
         })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                // SAFETY: kill(2) on the process group we created for this child.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(GcloudError {
+                    code: "gcloud-timeout",
+                    message: format!(
+                        "`{}` did not finish within {timeout:?} and was killed",
+                        cmd[..cmd.len().min(4)].join(" ")
+                    ),
+                });
+            }
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if status.success() {
+        return Ok(stdout);
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     Err(GcloudError {
         code: classify(&stderr),
         message: format!(
-            "`{}` failed ({}): {}",
+            "`{}` failed ({status}): {}",
             cmd[..cmd.len().min(4)].join(" "),
-            out.status,
             lines[lines.len().saturating_sub(4)..].join(" / ")
         ),
+    })
+}
+
+/// Reads a child's pipe to the end in a thread (so a chatty gcloud never blocks on a full pipe).
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut p) = pipe {
+            let mut bytes = Vec::new();
+            let _ = p.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
     })
 }
 

@@ -24,6 +24,14 @@ pub const AUTH_RETRY_BACKOFF: [Duration; 3] = [
     Duration::from_secs(2),
     Duration::from_secs(4),
 ];
+/// Policy: waits before the 2nd, 3rd and 4th reconnect after the line dropped, when the
+/// gateway refuses or ends the new session (a preempted or migrating VM is away for a while;
+/// guess).
+pub const REDIAL_BACKOFF: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
 /// Policy: the longest user name accepted (Linux `useradd` and OS Login both stop at 32).
 pub const USER_MAX_CHARS: usize = 32;
 
@@ -58,6 +66,8 @@ pub struct GceTarget {
     pub settle: Duration,
     /// Waits between tries after "Permission denied (publickey)" ([`AUTH_RETRY_BACKOFF`]).
     pub auth_backoff: Vec<Duration>,
+    /// Waits between tries when a reconnect after a drop fails ([`REDIAL_BACKOFF`]).
+    pub redial_backoff: Vec<Duration>,
 }
 
 impl GceTarget {
@@ -85,6 +95,7 @@ impl GceTarget {
             connect_timeout: Duration::from_secs(30),
             settle: DEFAULT_SETTLE,
             auth_backoff: AUTH_RETRY_BACKOFF.to_vec(),
+            redial_backoff: REDIAL_BACKOFF.to_vec(),
         };
         Ok(target)
     }
@@ -154,6 +165,24 @@ impl GceTarget {
             None => region_of_zone(&self.zone)?,
         };
         Ok(format!("{region}-{GATEWAY_HOST}"))
+    }
+
+    /// One line saying which gateway is used and why (for `--dry-run`).
+    pub fn endpoint_note(&self) -> Result<String> {
+        let (host, port) = self.endpoint()?;
+        Ok(if self.gateway.is_some() {
+            format!("gateway override {host}:{port}")
+        } else if self.global_gateway {
+            format!("global gateway {host}:{port} (--global-gateway)")
+        } else {
+            let from = match &self.region {
+                Some(_) => "--region".to_string(),
+                None => format!("--zone {}", self.zone),
+            };
+            format!(
+                "regional gateway {host}:{port} (from {from}; --global-gateway for {GATEWAY_HOST})"
+            )
+        })
     }
 
     /// The host and port ssh connects to.

@@ -80,6 +80,9 @@ impl Display {
         if let Ok(style) = ProgressStyle::with_template("matrix [{pos}/{len} targets] {elapsed}") {
             overall.set_style(style);
         }
+        if show {
+            overall.enable_steady_tick(Duration::from_millis(500));
+        }
         Display {
             multi,
             overall,
@@ -87,10 +90,15 @@ impl Display {
         }
     }
 
-    fn target_bar(&self, id: &str) -> ProgressBar {
-        let bar = self.multi.add(ProgressBar::new(0));
-        bar.set_prefix(format!("{id} "));
-        bar
+    /// A styled bar for one target, shown below the others while it runs.
+    fn target_bar(&self, id: &str, steps: usize) -> BarProgress {
+        let progress = BarProgress::new(ProgressBar::hidden(), steps);
+        progress.bar().set_prefix(format!("{id} "));
+        if self.show {
+            progress.bar().set_draw_target(ProgressDrawTarget::stderr());
+            self.multi.add(progress.bar().clone());
+        }
+        progress
     }
 
     /// A line above the bars (or on stderr when there are none).
@@ -201,8 +209,7 @@ pub fn gce_dry_run(cells: &[Cell], s: &Settings) -> Result<Vec<String>> {
 }
 
 fn run_cell(cell: &Cell, s: &Settings, display: &Display) -> TargetResult {
-    let bar = display.target_bar(&cell.id);
-    let mut progress = BarProgress::new(bar, s.script.steps.len());
+    let mut progress = display.target_bar(&cell.id, s.script.steps.len());
     let clock = Clock::start();
     let result = match &cell.kind {
         CellKind::Local(t) => run_local(cell, t, s, &mut progress),
@@ -280,11 +287,12 @@ fn unix_ms() -> u64 {
 
 fn run_local(cell: &Cell, t: &LocalTarget, s: &Settings, progress: &mut dyn Progress) -> Ended {
     let dir = s.report_dir.join(&cell.id);
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Ended::error("", "report-dir", &format!("cannot create {}: {e}", cell.id));
-    }
     let pcap = t.gvnic.as_ref().map(|_| dir.join("gvnic.pcap"));
     let spec = TargetSpec::Qemu(t.qemu_config(s.boot_image.as_deref(), pcap));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        let why = format!("cannot create the report directory for {}: {e}", cell.id);
+        return Ended::error(&spec.label(), "report-dir", &why);
+    }
     progress.phase("starting QEMU");
     match target::open(&spec, s.pacing) {
         Ok(opened) => run_proof(cell, opened, s, progress),
@@ -389,9 +397,20 @@ fn run_gce(
     };
     progress.phase("connecting to the serial console");
     let spec = TargetSpec::Gce(console(g, gce));
-    let mut ended = match open_with_retry(&spec, s, &gce.fleet) {
-        Ok(opened) => run_proof(cell, opened, s, progress),
-        Err(e) => Ended::error(&label, "console-unreachable", &format!("{e:#}")),
+    let mut ended = if gce.fleet.interrupted() {
+        // Ctrl-C came while the VM was being created: the handler deletes it.
+        let mut e = Ended::error(
+            &label,
+            "interrupted",
+            "interrupted after the VM was created",
+        );
+        e.outcome = TargetOutcome::Interrupted;
+        e
+    } else {
+        match open_with_retry(&spec, s, &gce.fleet) {
+            Ok(opened) => run_proof(cell, opened, s, progress),
+            Err(e) => Ended::error(&label, "console-unreachable", &format!("{e:#}")),
+        }
     };
     progress.phase("deleting the VM");
     let vm = guard.delete();

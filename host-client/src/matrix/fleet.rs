@@ -19,9 +19,9 @@ use serde::Serialize;
 
 use crate::gce::gcloud::{self, GcloudError, VmCreate};
 
-/// Policy: how long an interrupt waits for creates in flight (gcloud itself gives up on an
-/// operation after a few minutes; a create rarely takes over one).
-pub const CREATE_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// Policy: how long an interrupt waits for creates in flight, at most (each create is
+/// killed after its own gcloud timeout anyway).
+pub const CREATE_DRAIN_TIMEOUT: Duration = Duration::from_secs(900);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum VmState {
@@ -51,18 +51,22 @@ pub struct Fleet {
     project: String,
     zone: String,
     keep: bool,
+    /// Each gcloud call's limit.
+    gcloud_timeout: Duration,
     vms: Mutex<BTreeMap<String, VmState>>,
     changed: Condvar,
     interrupted: AtomicBool,
 }
 
 impl Fleet {
-    /// `keep`: never delete (debugging); the VMs stay labelled.
-    pub fn new(project: &str, zone: &str, keep: bool) -> Arc<Fleet> {
+    /// `keep`: never delete (debugging); the VMs stay labelled. `gcloud_timeout`: each create
+    /// or delete is killed after this long (a killed create is followed by a delete).
+    pub fn new(project: &str, zone: &str, keep: bool, gcloud_timeout: Duration) -> Arc<Fleet> {
         Arc::new(Fleet {
             project: project.into(),
             zone: zone.into(),
             keep,
+            gcloud_timeout,
             vms: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             interrupted: AtomicBool::new(false),
@@ -116,7 +120,7 @@ impl Fleet {
             }
             vms.insert(name.clone(), VmState::Creating);
         }
-        match gcloud::run_captured(&argv) {
+        match gcloud::run_captured_within(&argv, self.gcloud_timeout) {
             Ok(_) => {
                 self.set(&name, VmState::Up);
                 Ok(VmGuard {
@@ -160,7 +164,9 @@ impl Fleet {
                 code: "gce-bad-request",
                 message: format!("{e:#}"),
             })
-            .and_then(|mut cmds| gcloud::run_captured(&cmds.remove(0)).map(|_| ()));
+            .and_then(|mut cmds| {
+                gcloud::run_captured_within(&cmds.remove(0), self.gcloud_timeout).map(|_| ())
+            });
         // A failed delete is not retried here: the VM stays labelled for `cleanup`.
         self.set(name, VmState::Gone);
         Some(result)

@@ -35,94 +35,33 @@ impl Firmware {
     }
 }
 
-/// One gVNIC queue format as DESCRIBE_DEVICE offers it (facts §3.1), by its kebab name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum QueueFormat {
-    GqiQpl,
-    GqiRda,
-    DqoRda,
-    DqoQpl,
-}
-
-impl QueueFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            QueueFormat::GqiQpl => "gqi-qpl",
-            QueueFormat::GqiRda => "gqi-rda",
-            QueueFormat::DqoRda => "dqo-rda",
-            QueueFormat::DqoQpl => "dqo-qpl",
-        }
-    }
-
-    const ALL: [QueueFormat; 4] = [
-        QueueFormat::GqiQpl,
-        QueueFormat::GqiRda,
-        QueueFormat::DqoRda,
-        QueueFormat::DqoQpl,
-    ];
-}
-
 /// The formats one model offers: `gqi-qpl+dqo-rda`, or `none` (a device with no format
-/// option at all, which drivers treat as GQI-QPL, facts §3.1). `+` joins, because `,`
-/// separates the axis's values on the command line.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FormatSet {
-    /// Empty means `none`.
-    pub formats: BTreeSet<QueueFormat>,
-}
+/// option at all, which drivers treat as GQI-QPL, facts §3.1). The model's own `--formats`
+/// list, with `+` joining because `,` separates the axis's values on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatSet(pub gvnic_model::Formats);
 
 impl FromStr for FormatSet {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<FormatSet> {
-        let text = text.trim();
-        if text == "none" {
-            return Ok(FormatSet {
-                formats: BTreeSet::new(),
-            });
-        }
-        let mut formats = BTreeSet::new();
-        for part in text.split('+') {
-            let Some(f) = QueueFormat::ALL.iter().find(|f| f.name() == part.trim()) else {
-                bail!(
-                    "unknown gVNIC format {part:?} in {text:?}: use gqi-qpl, gqi-rda, dqo-rda, dqo-qpl \
-                     (joined with +), or none"
-                );
-            };
-            formats.insert(*f);
-        }
-        Ok(FormatSet { formats })
+        let formats: gvnic_model::Formats =
+            text.trim().replace('+', ",").parse().map_err(|e: String| {
+                anyhow::anyhow!("gVNIC formats {text:?}: {e} (joined with +)")
+            })?;
+        Ok(FormatSet(formats))
     }
 }
 
 impl fmt::Display for FormatSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.formats.is_empty() {
-            return f.write_str("none");
-        }
-        let names: Vec<&str> = self.formats.iter().map(|q| q.name()).collect();
-        f.write_str(&names.join("+"))
+        f.write_str(&self.0.to_string().replace(',', "+"))
     }
 }
 
 impl Serialize for FormatSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(self)
-    }
-}
-
-impl FormatSet {
-    /// What the model's DESCRIBE_DEVICE advertises.
-    pub fn model_formats(&self) -> gvnic_model::Formats {
-        let has = |q| self.formats.contains(&q);
-        gvnic_model::Formats {
-            gqi_qpl: has(QueueFormat::GqiQpl),
-            gqi_rda: has(QueueFormat::GqiRda),
-            dqo_rda: has(QueueFormat::DqoRda),
-            dqo_qpl: has(QueueFormat::DqoQpl),
-            none: self.formats.is_empty(),
-        }
     }
 }
 
@@ -196,10 +135,7 @@ impl LocalTarget {
         cfg.gvnic = self.gvnic.as_ref().map(|g| GvnicOptions {
             pcap,
             revision: g.revision,
-            extra: Some(gvnic_model::ModelConfig {
-                formats: g.formats.model_formats(),
-                ..gvnic_model::ModelConfig::default()
-            }),
+            formats: Some(g.formats.0.clone()),
             ..GvnicOptions::default()
         });
         cfg
@@ -470,7 +406,7 @@ mod tests {
         };
         let cfg = t.qemu_config(None, None);
         assert!(cfg.uefi);
-        let formats = cfg.gvnic.unwrap().extra.unwrap().formats;
+        let formats = cfg.gvnic.unwrap().formats.unwrap();
         assert!(formats.dqo_rda && !formats.gqi_qpl && !formats.none);
         let plain = LocalAxes::default().cells().unwrap();
         assert_eq!(ids(&plain), ["bios-pc-tcg"]);
@@ -480,10 +416,11 @@ mod tests {
     fn format_sets_parse_join_and_refuse() {
         let s: FormatSet = "dqo-rda+gqi-qpl".parse().unwrap();
         assert_eq!(s.to_string(), "gqi-qpl+dqo-rda");
+        assert!(s.0.dqo_rda && s.0.gqi_qpl && !s.0.gqi_rda);
         let none: FormatSet = "none".parse().unwrap();
-        assert!(none.model_formats().none);
+        assert!(none.0.none);
         let err = "gqi-xyz".parse::<FormatSet>().unwrap_err().to_string();
-        assert!(err.contains("unknown gVNIC format"), "{err}");
+        assert!(err.contains("unknown queue format"), "{err}");
     }
 
     #[test]

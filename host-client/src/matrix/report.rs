@@ -126,6 +126,10 @@ pub fn step_cell(c: &CommandReport) -> String {
 
 /// The name of a failed command's failure.
 pub fn step_code(c: &CommandReport) -> String {
+    if let Some(code) = &c.error_code {
+        // Named by the runner (a lost line that could not be resumed, ...).
+        return code.clone();
+    }
     match &c.outcome {
         Some(o) => match (&c.expect_fail, &o.code) {
             (Some(_), None) => "unexpected-ok".into(),

@@ -1,6 +1,8 @@
-//! GQI TX (facts §4.1): doorbell -> 16-byte packet/segment descriptors -> gather from the QPL
-//! -> the wire -> BE32 event counter = descriptors completed.
+//! GQI TX (facts §4.1): doorbell -> 16-byte packet/segment descriptors -> gather (QPL
+//! offsets in GQI-QPL, DMA addresses in GQI-RDA: addressing.rs) -> the wire -> after the TX
+//! completion latency, BE32 event counter = descriptors completed.
 
+use crate::format::{TxDone, TxDoneKind};
 use crate::record::ViolationKind;
 use crate::{be16, be64, GuestMemory, Gvnic};
 
@@ -22,9 +24,8 @@ const ETH_HLEN: usize = 14;
 
 impl Gvnic {
     pub(crate) fn tx_doorbell(&mut self, qid: u32, value: u32, mem: &dyn GuestMemory) {
-        let entries = u32::from(self.cfg.tx_queue_entries);
         let Some(q) = self.tx.get(&qid) else { return };
-        let (head, posted) = (q.head, q.posted);
+        let (head, posted, entries) = (q.head, q.posted, q.ring_size);
         if value.wrapping_sub(posted) > entries || value.wrapping_sub(head) > entries {
             self.record.violation(
                 ViolationKind::DoorbellBeyondRing,
@@ -38,8 +39,13 @@ impl Gvnic {
         self.process_tx(qid, mem);
     }
 
-    fn read_tx_desc(&mut self, mem: &dyn GuestMemory, ring: u64, idx: u32) -> Option<[u8; 16]> {
-        let mask = u32::from(self.cfg.tx_queue_entries) - 1;
+    fn read_tx_desc(
+        &mut self,
+        mem: &dyn GuestMemory,
+        q: &crate::queues::TxQueue,
+        idx: u32,
+    ) -> Option<[u8; 16]> {
+        let (ring, mask) = (q.ring, q.ring_size - 1);
         let mut d = [0u8; 16];
         let at = ring + u64::from(idx & mask) * tx_desc::SIZE;
         self.dma_read(mem, at, &mut d, "TX descriptor").then_some(d)
@@ -54,7 +60,7 @@ impl Gvnic {
             if avail == 0 {
                 return;
             }
-            let Some(first) = self.read_tx_desc(mem, q.ring, q.head) else {
+            let Some(first) = self.read_tx_desc(mem, &q, q.head) else {
                 return;
             };
             let consumed = match self.tx_packet(qid, &q, &first, avail, mem) {
@@ -66,12 +72,7 @@ impl Gvnic {
             if let Some(q) = self.tx.get_mut(&qid) {
                 q.head = head;
             }
-            let delay = u64::from(self.cfg.faults.tx_completion_delay_ticks);
-            if delay == 0 {
-                self.write_tx_counter(qid, head, mem);
-            } else {
-                self.tx_pending.push_back((self.now + delay, qid, head));
-            }
+            self.complete_tx_later(qid, TxDoneKind::GqiCounter(head), mem);
         }
     }
 
@@ -90,7 +91,7 @@ impl Gvnic {
         let ty = first[0] >> 4;
         let flags = first[0] & 0xf;
         let cnt = u32::from(first[3]);
-        let entries = u32::from(self.cfg.tx_queue_entries);
+        let entries = q.ring_size;
         if ty != tx_desc::TYPE_STD && ty != tx_desc::TYPE_TSO {
             self.record.violation(
                 BadDescriptor,
@@ -114,7 +115,7 @@ impl Gvnic {
         let len = usize::from(be16(first, 4));
         let mut segs = vec![(usize::from(be16(first, 6)), be64(first, 8))];
         for i in 1..cnt {
-            let d = self.read_tx_desc(mem, q.ring, q.head.wrapping_add(i))?;
+            let d = self.read_tx_desc(mem, q, q.head.wrapping_add(i))?;
             match d[0] >> 4 {
                 tx_desc::TYPE_SEG => segs.push((usize::from(be16(&d, 6)), be64(&d, 8))),
                 // Metadata descriptors carry no data (facts §4.1: optional, skip).
@@ -170,7 +171,7 @@ impl Gvnic {
                 );
             }
             let mut buf = vec![0u8; seg_len];
-            if !self.qpl_read(mem, q.qpl, off, &mut buf, "TX segment") {
+            if !self.buffer_read(mem, q.addressing, off, &mut buf, "TX segment") {
                 return Some(cnt);
             }
             frame.extend_from_slice(&buf);
@@ -179,21 +180,44 @@ impl Gvnic {
         Some(cnt)
     }
 
-    fn write_tx_counter(&mut self, qid: u32, value: u32, mem: &dyn GuestMemory) {
+    pub(crate) fn write_tx_counter(&mut self, qid: u32, value: u32, mem: &dyn GuestMemory) {
         let (Some(q), Some(conf)) = (self.tx.get(&qid), self.configured.as_ref()) else {
             return;
         };
         let at = conf.counter_array + u64::from(q.counter_index) * 4;
-        self.dma_write(mem, at, &value.to_be_bytes(), "TX event counter");
+        let block = q.ntfy;
+        if self.dma_write(mem, at, &value.to_be_bytes(), "TX event counter") {
+            self.completion_event(block, mem);
+        }
+    }
+
+    /// A TX completion becomes visible after the TX latency (plus the delay fault).
+    pub(crate) fn complete_tx_later(&mut self, qid: u32, what: TxDoneKind, mem: &dyn GuestMemory) {
+        let delay = self.cfg.latencies.tx_completion_us
+            + u64::from(self.cfg.faults.tx_completion_delay_ticks) * crate::device::TICK_US;
+        if delay == 0 {
+            self.complete_tx(qid, what, mem);
+        } else {
+            self.tx_pending.push_back(TxDone {
+                due: self.now + delay,
+                qid,
+                what,
+            });
+        }
+    }
+
+    fn complete_tx(&mut self, qid: u32, what: TxDoneKind, mem: &dyn GuestMemory) {
+        match what {
+            TxDoneKind::GqiCounter(v) => self.write_tx_counter(qid, v, mem),
+            TxDoneKind::Dqo(entries) => self.dqo_tx_completions(qid, entries, mem),
+        }
     }
 
     pub(crate) fn flush_tx_completions(&mut self, mem: &dyn GuestMemory) {
-        while let Some(&(due, qid, value)) = self.tx_pending.front() {
-            if due > self.now {
-                break;
+        while self.tx_pending.front().is_some_and(|p| p.due <= self.now) {
+            if let Some(p) = self.tx_pending.pop_front() {
+                self.complete_tx(p.qid, p.what, mem);
             }
-            self.tx_pending.pop_front();
-            self.write_tx_counter(qid, value, mem);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! GQI RX (facts §4.2): data-ring slots made available by the RX doorbell's fill count; an
-//! inbound frame takes the next slot, lands at slot offset + 2 pad bytes, and a 64-byte
-//! descriptor with len (pad included) and flags_seq (seq 1..7, skipping 0) is written.
+//! inbound frame takes the next slot (a QPL offset in GQI-QPL, a DMA address in GQI-RDA),
+//! lands at the slot's address + 2 pad bytes, and a 64-byte descriptor with len (pad
+//! included) and flags_seq (seq 1..7, skipping 0) is written.
 
 use crate::queues::RX_BUFFER_SIZE;
 use crate::record::ViolationKind;
@@ -68,10 +69,10 @@ fn l4_flag(proto: u8) -> u16 {
 
 impl Gvnic {
     pub(crate) fn rx_doorbell(&mut self, qid: u32, value: u32, mem: &dyn GuestMemory) {
-        let entries = u32::from(self.cfg.rx_queue_entries);
         let Some(q) = self.rx.get_mut(&qid) else {
             return;
         };
+        let entries = q.ring_size;
         if value.wrapping_sub(q.fill) > entries || value.wrapping_sub(q.head) > entries {
             let (fill, head) = (q.fill, q.head);
             self.record.violation(
@@ -84,43 +85,19 @@ impl Gvnic {
         self.deliver_rx(mem);
     }
 
-    /// Hand due inbound frames to the lowest-numbered RX queue (no RSS modelled).
-    pub(crate) fn deliver_rx(&mut self, mem: &dyn GuestMemory) {
-        while let Some((due, _)) = self.wire.pending_rx.front() {
-            if *due > self.now {
-                return;
-            }
-            if self.cfg.faults.no_rx {
-                let (_, f) = self.wire.pending_rx.pop_front().unwrap_or_default();
-                self.wire.record_rx(f, self.now, Some("no_rx fault"));
-                continue;
-            }
-            let Some((&qid, q)) = self.rx.iter().next() else {
-                let (_, f) = self.wire.pending_rx.pop_front().unwrap_or_default();
-                self.wire.record_rx(f, self.now, Some("no RX queue"));
-                continue;
-            };
-            let frame_len = self.wire.pending_rx.front().map_or(0, |(_, f)| f.len());
-            // Ethernet header + one VLAN tag + a payload of at most the MTU.
-            if frame_len > usize::from(self.cfg.mtu) + 18 {
-                let (_, frame) = self.wire.pending_rx.pop_front().unwrap_or_default();
-                self.wire
-                    .record_rx(frame, self.now, Some("larger than the MTU"));
-                continue;
-            }
-            // A frame bigger than one 2 KiB buffer (jumbo MTU) spans several slots, each a
-            // descriptor with PKT_CONT but the last (facts §4.2); it waits until all are posted.
-            let fragments = (frame_len + RX_PAD).div_ceil(usize::from(RX_BUFFER_SIZE)) as u32;
-            if q.fill.wrapping_sub(q.head) < fragments {
-                return; // not enough buffers posted: hold the frame until the doorbell
-            }
-            let (_, frame) = self.wire.pending_rx.pop_front().unwrap_or_default();
-            self.rx_one(qid, frame, mem);
-        }
+    /// GQI: slots the frame needs vs slots posted and free.
+    pub(crate) fn gqi_rx_room(&self, qid: u32, frame_len: usize) -> bool {
+        let Some(q) = self.rx.get(&qid) else {
+            return false;
+        };
+        // A frame bigger than one 2 KiB buffer (jumbo MTU) spans several slots, each a
+        // descriptor with PKT_CONT but the last (facts §4.2); it waits until all are posted.
+        let fragments = (frame_len + RX_PAD).div_ceil(usize::from(RX_BUFFER_SIZE)) as u32;
+        q.fill.wrapping_sub(q.head) >= fragments
     }
 
     /// Writes one frame into as many slots as it needs and records it on the wire.
-    fn rx_one(&mut self, qid: u32, frame: Vec<u8>, mem: &dyn GuestMemory) {
+    pub(crate) fn rx_one(&mut self, qid: u32, frame: Vec<u8>, mem: &dyn GuestMemory) {
         let mut padded = vec![0u8; RX_PAD];
         padded.extend_from_slice(&frame);
         let mut flags = frame_flags(&frame);
@@ -135,11 +112,11 @@ impl Gvnic {
         for (i, chunk) in chunks.iter().enumerate() {
             let cont = if i < last { rx_flags::PKT_CONT } else { 0 };
             if let Err(why) = self.rx_fragment(qid, chunk, flags | cont, mem) {
-                self.wire.record_rx(frame, self.now, Some(why));
+                self.wire.record_rx(frame, self.now_ticks(), Some(why));
                 return;
             }
         }
-        self.wire.record_rx(frame, self.now, note);
+        self.wire.record_rx(frame, self.now_ticks(), note);
     }
 
     /// One descriptor's worth: `data` (pad included for a first fragment) into the next slot.
@@ -153,7 +130,7 @@ impl Gvnic {
         let Some(q) = self.rx.get(&qid).cloned() else {
             return Err("no RX queue");
         };
-        let mask = u32::from(self.cfg.rx_queue_entries) - 1;
+        let mask = q.ring_size - 1;
         let slot = u64::from(q.head & mask);
         let mut slot_bytes = [0u8; 8];
         if !self.dma_read(mem, q.data_ring + slot * 8, &mut slot_bytes, "RX data slot") {
@@ -161,7 +138,7 @@ impl Gvnic {
             return Err("RX data slot unreadable");
         }
         let offset = be64(&slot_bytes, 0);
-        let written = self.qpl_write(mem, q.qpl, offset, data, "RX buffer");
+        let written = self.buffer_write(mem, q.addressing, offset, data, "RX buffer");
         if !written {
             // Guess: the device reports the error through the descriptor's ERR flag and
             // moves on, rather than stalling the ring.
@@ -189,6 +166,7 @@ impl Gvnic {
             let at = conf.counter_array + u64::from(q.counter_index) * 4;
             self.dma_write(mem, at, &head.to_be_bytes(), "RX event counter");
         }
+        self.completion_event(q.ntfy, mem);
         if written {
             Ok(())
         } else {

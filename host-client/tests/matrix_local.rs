@@ -1,0 +1,216 @@
+//! `bringup matrix` on local QEMU targets, through the binary: four targets (both firmwares ×
+//! two gVNIC admin-queue revisions) with `--jobs 2` all pass, each with its own QEMU and
+//! model (each report's describe frame shows its own model's revision), and the recorded
+//! start/end times show two ran at once and never more than two. A targets file with a
+//! model offering only DQO fails that target with its reason while the other passes, and
+//! the exit status says so. Needs target/bringup.img and qemu-system-x86_64 (with OVMF).
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Short on purpose: the matrix is what is under test, not the driver.
+const PROOF: &str = "\
+version
+expect-text \"bringup\"
+gvnic describe
+expect gvnic.describe.queue_format == \"gqi-qpl\"
+";
+
+fn need_image() {
+    assert!(
+        host_client::qemu::default_image().is_file(),
+        "target/bringup.img is missing: run `make image` first (`make test` builds it)"
+    );
+}
+
+fn bringup(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bringup"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn read_json(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The describe frame's device options and PCI revision in a target's report.
+fn describe(report: &Value) -> (Vec<u64>, u64) {
+    let frame = report["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "gvnic.describe")
+        .expect("a gvnic.describe frame");
+    let options = frame["body"]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_u64().unwrap())
+        .collect();
+    (options, frame["body"]["revision"].as_u64().unwrap())
+}
+
+#[test]
+fn four_targets_two_at_a_time_all_pass_and_overlap() {
+    need_image();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("short.bringup");
+    std::fs::write(&script, PROOF).unwrap();
+    let report_dir = dir.path().join("m");
+    let out = bringup(&[
+        "matrix",
+        script.to_str().unwrap(),
+        "--firmware",
+        "bios,uefi",
+        "--gvnic-revision",
+        "0,1",
+        "--jobs",
+        "2",
+        "--boot-timeout",
+        "240s",
+        "--timeout",
+        "120s",
+        "--report",
+        report_dir.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let m = read_json(&report_dir.join("matrix.json"));
+    assert_eq!(m["schema"], "bringup.matrix/1");
+    assert_eq!(m["passed"], true);
+    assert_eq!(m["jobs"], 2);
+    assert_eq!(
+        m["commands"],
+        serde_json::json!(["version", "gvnic describe"])
+    );
+    let targets = m["targets"].as_array().unwrap();
+    let ids: Vec<&str> = targets.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "bios-pc-tcg-gqi-qpl-rev0",
+            "bios-pc-tcg-gqi-qpl-rev1",
+            "uefi-pc-tcg-gqi-qpl-rev0",
+            "uefi-pc-tcg-gqi-qpl-rev1"
+        ]
+    );
+    for t in targets {
+        let id = t["id"].as_str().unwrap();
+        assert_eq!(t["outcome"], "passed", "{id}: {t:#}");
+        // The per-target file is the report the matrix carries.
+        let own = read_json(&report_dir.join(t["report_file"].as_str().unwrap()));
+        assert_eq!(own["passed"], true);
+        assert_eq!(own["boot"]["boot_id"], t["report"]["boot"]["boot_id"]);
+        let uefi = id.starts_with("uefi");
+        assert_eq!(
+            own["transport"],
+            if uefi {
+                "qemu uefi tcg"
+            } else {
+                "qemu bios tcg"
+            }
+        );
+        assert_eq!(
+            own["boot"]["banner"]["firmware"],
+            if uefi { "Uefi" } else { "Bios" }
+        );
+        // Each target's own model: GQI_QPL (0x3) offered, at the target's revision.
+        let (options, revision) = describe(&own);
+        assert_eq!(options, [3], "{id}");
+        assert_eq!(revision, u64::from(id.ends_with("rev1")), "{id}");
+        assert!(report_dir.join(id).join("gvnic.pcap").is_file());
+    }
+    // Boot ids differ: four monitors, not one.
+    let mut boots: Vec<&str> = targets
+        .iter()
+        .map(|t| t["report"]["boot"]["boot_id"].as_str().unwrap())
+        .collect();
+    boots.sort();
+    boots.dedup();
+    assert_eq!(boots.len(), 4);
+    // From the recorded times: at some moment two ran at once, and never three.
+    let spans: Vec<(u64, u64)> = targets
+        .iter()
+        .map(|t| {
+            (
+                t["started_unix_ms"].as_u64().unwrap(),
+                t["ended_unix_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let running_at = |ms: u64| spans.iter().filter(|(s, e)| *s <= ms && ms < *e).count();
+    let peak = spans.iter().map(|(s, _)| running_at(*s)).max().unwrap();
+    assert_eq!(peak, 2, "targets did not run two at a time: {spans:?}");
+    // The table: a row per target, a column per command.
+    let rows: Vec<&str> = err
+        .lines()
+        .filter(|l| ids.iter().any(|id| l.starts_with(&format!("{id} "))))
+        .collect();
+    assert_eq!(rows.len(), 4, "{err}");
+    for row in rows {
+        assert!(
+            row.contains("PASSED") && row.ends_with("pass  pass"),
+            "{row}"
+        );
+    }
+}
+
+#[test]
+fn a_dqo_only_model_fails_its_target_with_the_reason_and_the_exit_status() {
+    need_image();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("short.bringup");
+    std::fs::write(&script, PROOF).unwrap();
+    let targets = dir.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[[target]]\nname = \"gqi\"\ngvnic_formats = \"gqi-qpl\"\n\n\
+         [[target]]\nname = \"dqo-only\"\ngvnic_formats = \"dqo-rda\"\ngvnic_revision = 1\n",
+    )
+    .unwrap();
+    let report_dir = dir.path().join("m");
+    let out = bringup(&[
+        "matrix",
+        script.to_str().unwrap(),
+        "--targets",
+        targets.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--boot-timeout",
+        "240s",
+        "--timeout",
+        "120s",
+        "--report",
+        report_dir.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let m = read_json(&report_dir.join("matrix.json"));
+    assert_eq!(m["passed"], false);
+    assert_eq!(m["summary"]["passed"], 1);
+    assert_eq!(m["summary"]["failed"], 1);
+    let gqi = &m["targets"][0];
+    let dqo = &m["targets"][1];
+    assert_eq!(gqi["outcome"], "passed", "{gqi:#}");
+    assert_eq!(dqo["outcome"], "failed");
+    assert_eq!(dqo["error_code"], "expect");
+    let why = dqo["error"].as_str().unwrap();
+    assert!(
+        why.contains("queue_format") && why.contains("dqo-rda"),
+        "the reason names what the device offered: {why}"
+    );
+    // The model really offered only DQO_RDA (0x4), at revision 1.
+    assert_eq!(describe(&dqo["report"]), (vec![4], 1));
+    let row = err
+        .lines()
+        .find(|l| l.starts_with("dqo-only "))
+        .unwrap_or_else(|| panic!("no table row: {err}"));
+    assert!(
+        row.contains("FAILED") && row.ends_with("pass  FAIL expect"),
+        "{row}"
+    );
+}
