@@ -34,6 +34,8 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
 # model's pcap), openssh-server + socat + iproute2 (the GCE serial gateway stand-in, in its own
 # network namespace), util-linux (unshare, nsenter).
+# host-client/tests/linux_gve.rs fetches Debian's linux-image-amd64 and busybox-static once with
+# `apt-get download` into target/linux-cache/ (dpkg-deb unpacks them; no extra package needed).
 # Bench: u-boot-qemu (the monitor we measure against). python3: zlib.crc32, the reference
 # CRC-32 the digest tests compare with, and the metadata HTTP server of the network tests.
 # Network tests: dnsmasq-base (a real DHCP server, no service), iproute2 (namespaces, TAP).

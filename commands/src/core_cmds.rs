@@ -71,12 +71,24 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
 ];
 
+/// Width of the grammar column in the `help` overview.
+const USAGE_COLUMN: usize = 34;
+
 fn help(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     if args.positional.is_empty() {
         ctx.out
             .print("commands (numbers are decimal or 0x-hex; 'help <command>' for details):\n");
         for spec in all_commands() {
-            let _ = writeln!(ctx.out, "  {:<34} {}", spec.usage, spec.summary);
+            // A long grammar gets its own line, so the summaries stay in one column.
+            if spec.usage.len() > USAGE_COLUMN {
+                let _ = writeln!(
+                    ctx.out,
+                    "  {}\n  {:<USAGE_COLUMN$} {}",
+                    spec.usage, "", spec.summary
+                );
+            } else {
+                let _ = writeln!(ctx.out, "  {:<USAGE_COLUMN$} {}", spec.usage, spec.summary);
+            }
         }
         ctx.out
             .print("keys: up/down history, Ctrl-C aborts a long wait\n");
@@ -139,9 +151,9 @@ fn version(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     );
     let _ = writeln!(
         ctx.out,
-        "confidential VM: {}",
+        "{}",
         info.confidential_note()
-            .unwrap_or_else(|| String::from("no (device DMA allowed)"))
+            .unwrap_or_else(|| String::from("confidential VM: no (device DMA allowed)"))
     );
     ctx.out.frame(Body::Banner(info.banner()));
     Ok(())

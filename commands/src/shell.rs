@@ -64,7 +64,7 @@ impl SystemInfo {
         self.confidential.is_confidential().then(|| {
             alloc::format!(
                 "confidential VM ({}): device DMA into private memory is not supported; \
-                 nvme/gvnic commands are refused (confidential-vm-unsupported)",
+                 commands that hand memory to a device are refused (confidential-vm-unsupported)",
                 self.confidential.name()
             )
         })

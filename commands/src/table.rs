@@ -112,6 +112,10 @@ const GROUPS: &[Group] = &[
         device_memory: false,
     },
     Group {
+        commands: crate::cmd::irq::MSIX_COMMANDS,
+        device_memory: false,
+    },
+    Group {
         commands: crate::cmd::irq::COMMANDS,
         device_memory: true,
     },

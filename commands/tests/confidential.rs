@@ -207,7 +207,7 @@ fn an_sev_snp_guest_refuses_every_device_memory_command() {
     assert_eq!(code, "ok");
     assert_eq!(banner_kind(&frames), "sev-snp");
     assert!(
-        text.contains("confidential VM: confidential VM (sev-snp)"),
+        text.contains("confidential VM (sev-snp): device DMA"),
         "{text}"
     );
 
@@ -259,6 +259,11 @@ fn an_ordinary_guest_binds_the_same_device() {
     let (text, frames) = bench.take();
     assert_eq!(banner_kind(&frames), "none");
     assert!(!text.contains("confidential VM ("), "{text}");
+    let (text, _, _) = bench.run("version");
+    assert!(
+        text.contains("confidential VM: no (device DMA allowed)"),
+        "{text}"
+    );
     let (text, frames, code) = bench.run("nvme identify");
     assert_eq!(code, "ok", "{text}");
     assert!(kinds(&frames).contains(&"nvme.identify"));

@@ -564,3 +564,16 @@ fn phys_addresses_resolve_through_the_identity_map_or_a_window() {
     assert_eq!(r.writes(3)[0].readback, 0x5a);
     assert_eq!(r.code(4), "map-failed");
 }
+
+#[test]
+fn help_lists_the_toolbox_in_one_summary_column() {
+    let r = run(&["help"]);
+    for line in [
+        "  peek <addr> [len] [--width 1|2|4|8] [--phys] [--no-check]\r\n                                     read memory or registers",
+        "  memmap                             the firmware's memory map",
+        "  irq test [bdf]                     prove an NVMe controller's MSI-X interrupt",
+        "  msr read <index>                   read a model-specific register",
+    ] {
+        assert!(r.text.contains(line), "missing {line:?} in\n{}", r.text);
+    }
+}

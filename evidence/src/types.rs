@@ -417,6 +417,8 @@ pub struct CpuInfo {
     pub apic_id: u8,
     /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
     pub sha256_path: String,
+    /// The monitor's confidential-VM detection ("none", "sev", "sev-es", "sev-snp", "tdx").
+    pub confidential: String,
 }
 
 /// One ACPI table as the RSDT/XSDT lists it.

@@ -310,6 +310,9 @@ pub enum DeviceIsReset {
     /// Stays set while the device runs; cleared only by the next reset request (so it
     /// means "the last requested reset has finished", nothing about the present).
     ClearedByResetRequest,
+    /// Once set (power-on, any completed reset), never cleared: the bit says nothing after
+    /// the first reset, and a driver must confirm a reset another way (PFN reads 0).
+    NeverCleared,
 }
 
 /// Fault injection; all off by default.

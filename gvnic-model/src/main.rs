@@ -34,7 +34,7 @@ struct Args {
     /// dqo-qpl, or `none` (no format option: an old device, drivers fall back to GQI-QPL).
     #[arg(long, default_value = "gqi-qpl")]
     formats: Formats,
-    /// When DEVICE_IS_RESET (revision 1) clears: at RUN, or only at the next reset request.
+    /// When DEVICE_IS_RESET (revision 1) clears: at RUN, only at the next reset request, or never.
     #[arg(long, value_enum, default_value_t = ResetBit::Run)]
     reset_bit_clears_on: ResetBit,
     /// No built-in DHCP/ARP responder.
@@ -50,6 +50,7 @@ struct Args {
 enum ResetBit {
     Run,
     ResetRequest,
+    Never,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -77,6 +78,7 @@ fn main() -> Result<()> {
     config.device_is_reset = match args.reset_bit_clears_on {
         ResetBit::Run => DeviceIsReset::ClearedByRun,
         ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,
+        ResetBit::Never => DeviceIsReset::NeverCleared,
     };
     config.responder.enabled = !args.no_responder && args.tap.is_none();
     let stream = match (args.fd, &args.socket) {

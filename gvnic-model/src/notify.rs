@@ -171,6 +171,11 @@ impl Gvnic {
                 self.flush_block(block, mem);
             }
         }
+        // Blocks that had something to say while MSI-X was off or masked say it now.
+        let blocks = self.configured.as_ref().map_or(0, |c| c.num_irq_dbs);
+        for block in 0..blocks {
+            self.try_interrupt(block, mem);
+        }
     }
 
     /// Write back every held DQO completion of the block's queues (it asserted).

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use gvnic_model::{CommandRecord, ResetRecord, Violation};
+use gvnic_model::{CommandRecord, InterruptRecord, ResetRecord, Violation};
 
 use crate::qemu::GvnicOptions;
 
@@ -29,6 +29,8 @@ pub struct ModelState {
     pub admin_commands: Vec<CommandRecord>,
     /// Every reset, in order (PCI resets from QEMU included).
     pub resets: Vec<ResetRecord>,
+    /// Every MSI-X message the device sent (recorded only: the proxy has no interrupt path).
+    pub interrupts: Vec<InterruptRecord>,
 }
 
 impl ModelState {
@@ -40,6 +42,7 @@ impl ModelState {
             violations: record.violations.clone(),
             admin_commands: record.commands.clone(),
             resets: record.resets.clone(),
+            interrupts: record.interrupts.clone(),
         }
     }
 }

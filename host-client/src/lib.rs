@@ -55,6 +55,6 @@ pub mod transport;
 
 pub use frames::{DamagedFrame, FrameLog, SeqGap};
 pub use outcome::CommandOutcome;
-pub use qemu::{Accel, GvnicOptions, NvmeDrive, QemuConfig, QemuProcess};
+pub use qemu::{Accel, DirectBoot, GvnicOptions, NvmeDrive, QemuConfig, QemuProcess};
 pub use session::{BootInfo, Pacing, Session, SessionError};
 pub use transport::Transport;

@@ -213,6 +213,30 @@ mod tests {
     }
 
     #[test]
+    fn gvnic_formats_reach_the_model_and_imply_gvnic() {
+        let cli = Cli::try_parse_from([
+            "bringup",
+            "run",
+            "s.bringup",
+            "--gvnic-formats",
+            "gqi-qpl,dqo-rda",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = cli.cmd else { panic!() };
+        let g = cmd::qemu::config(&r.qemu_opts)
+            .gvnic
+            .expect("implies --gvnic");
+        assert_eq!(
+            g.formats.map(|f| f.to_string()).as_deref(),
+            Some("gqi-qpl,dqo-rda")
+        );
+        let cli = Cli::try_parse_from(["bringup", "qemu", "--gvnic-formats", "none"]).unwrap();
+        let Cmd::Qemu(q) = cli.cmd else { panic!() };
+        assert!(q.qemu.gvnic_formats.is_some_and(|f| f.none));
+        assert!(Cli::try_parse_from(["bringup", "qemu", "--gvnic-formats", "gqi"]).is_err());
+    }
+
+    #[test]
     fn gvnic_tap_implies_the_model_for_qemu_and_run() {
         let cli = Cli::try_parse_from(["bringup", "qemu", "--gvnic-tap", "bu-tap0"]).unwrap();
         let Cmd::Qemu(q) = cli.cmd else { panic!() };

@@ -54,6 +54,15 @@ pub struct GvnicOptions {
     pub tap: Option<String>,
 }
 
+/// Boot a Linux kernel directly (`-kernel/-initrd/-append`) instead of the boot disk: used to
+/// hold the gVNIC model to Google's own Linux driver (host-client/tests/linux_gve.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
+}
+
 /// Everything about one QEMU run.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
@@ -73,6 +82,8 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// The QEMU binary.
     pub qemu_binary: String,
+    /// A kernel and initramfs to boot instead of `image`.
+    pub direct_boot: Option<DirectBoot>,
 }
 
 impl Default for QemuConfig {
@@ -88,6 +99,7 @@ impl Default for QemuConfig {
             qmp: false,
             extra_args: Vec::new(),
             qemu_binary: "qemu-system-x86_64".into(),
+            direct_boot: None,
         }
     }
 }
@@ -185,14 +197,20 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
         // Keep SeaBIOS's serial VGA emulation off COM1 (no display adapter).
         push(&["-fw_cfg", "name=etc/sercon-port,string=0"]);
     }
-    // snapshot=on: runs never write the shared image, so tests can run side by side.
-    push(&[
-        "-drive",
-        &format!(
-            "file={},format=raw,if=ide,index=0,media=disk,snapshot=on",
-            cfg.image.display()
-        ),
-    ]);
+    if let Some(d) = &cfg.direct_boot {
+        push(&["-kernel", &d.kernel.display().to_string()]);
+        push(&["-initrd", &d.initrd.display().to_string()]);
+        push(&["-append", &d.append]);
+    } else {
+        // snapshot=on: runs never write the shared image, so tests can run side by side.
+        push(&[
+            "-drive",
+            &format!(
+                "file={},format=raw,if=ide,index=0,media=disk,snapshot=on",
+                cfg.image.display()
+            ),
+        ]);
+    }
     for (i, d) in cfg.nvme.iter().enumerate() {
         push(&[
             "-drive",
@@ -378,7 +396,13 @@ impl Drop for QemuProcess {
 }
 
 fn check_inputs(cfg: &QemuConfig) -> Result<()> {
-    if !cfg.image.is_file() {
+    if let Some(d) = &cfg.direct_boot {
+        for f in [&d.kernel, &d.initrd] {
+            if !f.is_file() {
+                bail!("direct-boot file {} not found", f.display());
+            }
+        }
+    } else if !cfg.image.is_file() {
         bail!(
             "boot image {} not found: build it with `make image` (or set BRINGUP_IMAGE / --image)",
             cfg.image
@@ -424,6 +448,23 @@ mod tests {
             .filter(|w| w[0] == flag)
             .map(|w| w[1].as_str())
             .collect()
+    }
+
+    #[test]
+    fn direct_boot_replaces_the_disk_with_kernel_initrd_and_append() {
+        let cfg = QemuConfig {
+            direct_boot: Some(DirectBoot {
+                kernel: "/k/vmlinuz".into(),
+                initrd: "/k/initrd".into(),
+                append: "console=ttyS0".into(),
+            }),
+            ..Default::default()
+        };
+        let a = qemu_args(&cfg, &files(), None);
+        assert_eq!(value_after(&a, "-kernel"), ["/k/vmlinuz"]);
+        assert_eq!(value_after(&a, "-initrd"), ["/k/initrd"]);
+        assert_eq!(value_after(&a, "-append"), ["console=ttyS0"]);
+        assert!(value_after(&a, "-drive").is_empty(), "no boot disk");
     }
 
     #[test]

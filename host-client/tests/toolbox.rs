@@ -323,6 +323,17 @@ fn toolbox(uefi: bool) {
             .sum::<u64>(),
         usable
     );
+    // Everything the map describes below -m's end (usable or kept by the firmware) is RAM:
+    // all of it but the legacy hole at 0xa0000..0x100000 (384 KiB, not RAM in the map).
+    let described: u64 = entries
+        .iter()
+        .filter(|e| e.start < ram)
+        .map(|e| (e.start + e.len).min(ram) - e.start)
+        .sum();
+    assert!(
+        described <= ram && described >= ram - (1 << 20),
+        "the map describes {described:#x} bytes below {ram:#x}"
+    );
     let dma = maps[0].dma;
     assert!(
         entries

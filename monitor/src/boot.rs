@@ -4,8 +4,9 @@
 //! EBX = physical address of the boot information. The trampoline identity maps the low
 //! 4 GiB with 2 MiB pages (enough for the kernel, the boot information, RAM below 4 GiB and
 //! the DMA pool), enables PAE + EFER.LME/NXE + paging, loads a 64-bit GDT and calls
-//! `kmain(magic, info)`. Everything after that (the stack guard page, MMIO mappings above
-//! 4 GiB) is Rust's job.
+//! `kmain(magic, info)`. Everything after that is Rust's job: the stack guard page, cutting
+//! the identity map down to RAM once the memory map is known ([`restrict_identity_map`],
+//! `monitor::identity`), and MMIO mappings (the uncached window, `mmio`).
 
 use core::arch::global_asm;
 use core::ptr::{addr_of, addr_of_mut};

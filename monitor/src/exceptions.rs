@@ -31,6 +31,8 @@ const MACHINE_CHECK: u64 = 18;
 const PAGE_FAULT: u64 = 14;
 /// #VC, raised only in SEV-ES/SEV-SNP guests.
 const VMM_COMMUNICATION: u64 = 29;
+/// #VE, raised in TDX guests (and by EPT-violation #VE, which no hypervisor enables for us).
+const VIRTUALIZATION: u64 = 20;
 
 /// Registers as the stubs leave them on the stack (lowest address first).
 #[repr(C)]
@@ -210,6 +212,14 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         crate::halt_with(
             "confidential-vm-unsupported: #VC (SEV-ES/SEV-SNP guest); this monitor has no \
              GHCB handler; halted",
+        );
+    }
+    if frame.vector == VIRTUALIZATION {
+        // #VE: a TDX guest's port I/O, MMIO or CPUID the TDX module hands to the guest. The
+        // monitor has no TDCALL path: a confidential VM it does not support.
+        crate::halt_with(
+            "confidential-vm-unsupported: #VE (TDX guest); this monitor has no TDCALL \
+             handler; halted",
         );
     }
     if !armed {

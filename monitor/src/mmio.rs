@@ -1,9 +1,11 @@
 //! The MMIO window: device registers mapped uncached at a virtual range of their own.
 //!
-//! The boot identity map covers the low 4 GiB write-back cacheable; device BARs can be
-//! anywhere (OVMF puts 64-bit BARs at 0xe0_0000_0000). Every BAR and the ECAM region is
-//! mapped here with PCD|PWT (uncached with the power-on PAT), no-execute. Mapping the same
-//! physical range again returns the existing window.
+//! The identity map holds RAM only (`monitor::identity`), so this window is the one way to
+//! device memory, and no page is mapped with two memory types. Device BARs can be anywhere
+//! (OVMF puts 64-bit BARs at 0xe0_0000_0000). Every BAR and the ECAM region is mapped here
+//! with PCD|PWT (uncached with the power-on PAT), no-execute. Mapping the same physical
+//! range again returns the existing window; windows are counted (`monitor::mmio_book`), so
+//! a driver's unmap never pulls a window out from under a `bar map`.
 
 use alloc::boxed::Box;
 use core::alloc::Layout;

@@ -59,7 +59,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                   0x40000000, when CPUID.1 says one is present), the features bring-up cares about (sse4.2, \
                   x2apic, aes, rdrand, avx2, sha-ni, invariant-tsc, the AMD sme/sev/sev-es/sev-snp \
                   capability bits, a TDX guest leaf), the boot CPU's APIC id, and the TSC frequency the \
-                  monitor calibrated against the PIT. Emits a cpu frame.",
+                  monitor calibrated against the PIT, and the monitor's confidential-VM verdict. Emits a cpu frame.",
         examples: &["cpu"],
         min_args: 0,
         max_args: 0,
@@ -196,6 +196,7 @@ fn cpu(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     ctx.out.print(&alloc::format!(
         "sha256 engine for nvme read: {sha256_path}\n"
     ));
+    let _ = writeln!(ctx.out, "confidential VM: {}", ctx.info.confidential.name());
     ctx.out.frame(Body::CpuInfo(CpuInfo {
         vendor: summary.vendor,
         family: summary.family,
@@ -207,6 +208,7 @@ fn cpu(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
         tsc_hz,
         apic_id: summary.apic_id,
         sha256_path: sha256_path.name().into(),
+        confidential: ctx.info.confidential.name().into(),
     }));
     Ok(())
 }

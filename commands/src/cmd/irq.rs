@@ -16,7 +16,8 @@ use crate::table::{CmdError, CommandSpec, Ctx};
 /// Vectors per `msix` frame.
 const VECTORS_PER_FRAME: usize = 8;
 
-pub static COMMANDS: &[CommandSpec] = &[
+/// `msix` only reads: it never hands memory to a device.
+pub static MSIX_COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "msix",
         usage: "msix [bdf]",
@@ -31,6 +32,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         flags: &[],
         run: msix_cmd,
     },
+];
+
+/// `irq test` has the controller DMA (a queue pair, a FLUSH).
+pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "irq test",
         usage: "irq test [bdf]",

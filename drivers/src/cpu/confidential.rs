@@ -17,9 +17,12 @@
 //!   In a TDX guest the TDX module answers leaf 0x21 sub-leaf 0 with "IntelTDX    " in
 //!   EBX, EDX, ECX (in that order).
 //!
-//! Known limit: on SEV-ES and SEV-SNP, CPUID itself traps with #VC (vector 29) unless a
-//! #VC handler speaks the GHCB protocol; the monitor has none, so there the #VC is the
-//! detection (exceptions.rs halts with `confidential-vm-unsupported`).
+//! Known limit: on SEV-ES and SEV-SNP, CPUID, MSR and port I/O trap with #VC (vector 29)
+//! unless a handler speaks the GHCB protocol, and on TDX port I/O traps with #VE (vector
+//! 20) unless a handler makes TDCALLs; the monitor has neither. A #VC or #VE after the IDT
+//! is loaded halts with `confidential-vm-unsupported` (exceptions.rs); one before it (the
+//! COM1 setup is the first port I/O) is a triple fault. So `detect` is what reaches the
+//! user on an SEV guest, and the named halt on the others.
 
 use crate::platform::Cpu;
 

@@ -351,3 +351,5 @@ pub fn udp_test_frame(len: usize, fill: u8) -> Vec<u8> {
         &vec![fill; len],
     )
 }
+
+pub mod dqo;
