@@ -13,6 +13,10 @@ use crate::table::{CmdError, CommandSpec, Flag};
 /// Longest line the shell accepts; longer input is refused, not truncated silently.
 pub const MAX_LINE: usize = 512;
 
+/// Flags that may be given more than once (each value kept, in order; see [`Args::values`]).
+/// A list here rather than a field of `Flag`, so no other command's spec changes.
+pub const REPEATABLE_FLAGS: &[&str] = &["--header"];
+
 /// Parsed arguments of one command invocation.
 #[derive(Debug, Default)]
 pub struct Args<'a> {
@@ -37,7 +41,9 @@ impl<'a> Args<'a> {
                 } else {
                     None
                 };
-                if args.flags.iter().any(|(name, _)| name == word) {
+                if args.flags.iter().any(|(name, _)| name == word)
+                    && !REPEATABLE_FLAGS.contains(word)
+                {
                     return Err(CmdError::usage(
                         spec,
                         alloc::format!("option '{word}' given twice"),
@@ -72,6 +78,15 @@ impl<'a> Args<'a> {
             .iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| *v)
+    }
+
+    /// Every value of a repeatable flag, in the order given.
+    pub fn values(&self, name: &str) -> Vec<&'a str> {
+        self.flags
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, v)| *v)
+            .collect()
     }
 
     pub fn get(&self, index: usize) -> Option<&'a str> {
@@ -210,12 +225,78 @@ pub fn split_line(line: &str) -> Result<Vec<&str>, CmdError> {
             alloc::format!("line contains control character U+{:04X}", bad as u32),
         ));
     }
-    Ok(line.split_whitespace().collect())
+    split_words(line)
+}
+
+/// Whitespace-separated words; a word that starts with `"` runs to the next `"` and may
+/// hold spaces (`--header "Metadata-Flavor: Google"`), given without its quotes. There is
+/// no escaping; a quote inside a word is an ordinary character.
+fn split_words(line: &str) -> Result<Vec<&str>, CmdError> {
+    let mut words = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted
+                .find('"')
+                .ok_or_else(|| CmdError::new("bad-input", "a quoted word has no closing '\"'"))?;
+            words.push(&quoted[..end]);
+            rest = &quoted[end + 1..];
+            if rest.starts_with(|c: char| !c.is_whitespace()) {
+                return Err(CmdError::new(
+                    "bad-input",
+                    "a closing '\"' must end the word",
+                ));
+            }
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            words.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start();
+    }
+    Ok(words)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_words_and_repeated_headers() {
+        assert_eq!(
+            split_line(r#"gvnic http x --header "A: b c" --header  "" y"#).unwrap(),
+            ["gvnic", "http", "x", "--header", "A: b c", "--header", "", "y"]
+        );
+        assert_eq!(split_line("  a  b ").unwrap(), ["a", "b"]);
+        assert_eq!(split_line(r#"a b"c"#).unwrap(), ["a", r#"b"c"#]);
+        assert_eq!(split_line(r#"a "open"#).unwrap_err().code, "bad-input");
+        assert_eq!(split_line(r#"a "x"y"#).unwrap_err().code, "bad-input");
+        let spec = CommandSpec {
+            name: "h",
+            usage: "h",
+            summary: "",
+            details: "",
+            examples: &[],
+            min_args: 0,
+            max_args: 1,
+            flags: &[
+                Flag {
+                    name: "--header",
+                    takes_value: true,
+                    help: "",
+                },
+                Flag {
+                    name: "--timeout",
+                    takes_value: true,
+                    help: "",
+                },
+            ],
+            run: |_, _| Ok(()),
+        };
+        let args = Args::parse(&spec, &["--header", "A: 1", "--header", "B: 2"]).unwrap();
+        assert_eq!(args.values("--header"), ["A: 1", "B: 2"]);
+        assert!(Args::parse(&spec, &["--timeout", "1", "--timeout", "2"]).is_err());
+    }
 
     #[test]
     fn numbers() {

@@ -748,6 +748,21 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
     result.map_err(|err| driver_error(bdf, err))
 }
 
+/// For the network commands (cmd/net.rs): binds the only gVNIC and brings its queues up as
+/// `txdhcp` does (in the format chosen before, or the default order), then lends it out with
+/// the hardware, borrowed apart from `ctx.out`.
+pub(crate) fn nic_up<'a, 'h>(
+    ctx: &'a mut Ctx<'_, 'h>,
+) -> Result<(Bdf, &'a mut Gvnic, &'a mut drivers::platform::Hw<'h>), CmdError> {
+    let was_up = ctx.devices.gvnic.bound.as_ref().map(|b| b.nic.state()) == Some(State::QueuesUp);
+    let bdf = bring_up(ctx, None, None, State::QueuesUp)?;
+    if !was_up {
+        let _ = writeln!(ctx.out, "gvnic {bdf}: queues up");
+    }
+    let (bound, hw) = bound_nic(ctx.devices, ctx.hw)?;
+    Ok((bdf, &mut bound.nic, hw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,6 +89,8 @@ fn confidential_refusal(info: &SystemInfo, spec: Option<&CommandSpec>) -> CmdErr
 pub struct DeviceState {
     pub nvme: crate::nvme::NvmeState,
     pub gvnic: crate::gvnic::GvnicState,
+    /// The lease of `gvnic dhcp` (cmd/net.rs).
+    pub net: crate::cmd::net::NetState,
 }
 
 /// Platform events that happen between or during commands (an NMI, a machine check),

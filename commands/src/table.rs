@@ -127,6 +127,10 @@ const GROUPS: &[Group] = &[
         commands: crate::gvnic::COMMANDS,
         device_memory: true,
     },
+    Group {
+        commands: crate::cmd::net::COMMANDS,
+        device_memory: true,
+    },
 ];
 
 /// Every command, in the order `help` lists them.

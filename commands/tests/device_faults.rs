@@ -1259,3 +1259,88 @@ fn nvme_read_digests_match_independent_references() {
         .assert_failed("bad-argument", &["nvme.read"]);
     bench.assert_recovers();
 }
+
+/// The network commands through the shell against the model's GCE-shaped responder: a
+/// lease, pings to the gateway, named errors for bad input and for a server that never
+/// answers TCP, and a monitor that stays usable with a clean ledger after teardown.
+#[test]
+fn gvnic_network_commands_through_the_shell() {
+    let mut bench = GvnicBench::new(0, Faults::default());
+    // ping first: no lease yet, so it takes one and says so.
+    let ping = bench.run("gvnic ping gateway --count 2");
+    ping.assert_ok();
+    assert!(ping.text.contains("taking one first"), "{}", ping.text);
+    assert_eq!(ping.count("net.lease"), 1);
+    let ping = bench.run("gvnic ping gateway --count 3");
+    ping.assert_ok();
+    assert_eq!(ping.count("net.lease"), 0, "the kept lease is used");
+    let frame = ping
+        .frames
+        .iter()
+        .find_map(|f| match &f.body {
+            Body::NetPing(p) => Some(p.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        (frame.target, frame.next_hop),
+        ([10, 128, 0, 1], [10, 128, 0, 1])
+    );
+    assert_eq!(frame.reply_seqs, [1, 2, 3]);
+    assert!(
+        ping.text.contains("3 sent, 3 received, 0% loss"),
+        "{}",
+        ping.text
+    );
+
+    let dhcp = bench.run("gvnic dhcp --timeout 5000");
+    dhcp.assert_ok();
+    let lease = dhcp
+        .frames
+        .iter()
+        .find_map(|f| match &f.body {
+            Body::NetLease(l) => Some(l.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no net.lease: {}", dhcp.text));
+    assert_eq!(lease.address, [10, 128, 0, 2]);
+    assert_eq!((lease.prefix_len, lease.interface_prefix_len), (32, 30));
+    assert_eq!(
+        (lease.router, lease.gateway),
+        ([10, 128, 0, 1], [10, 128, 0, 1])
+    );
+    assert_eq!(lease.server_id, [169, 254, 169, 254]);
+    assert_eq!(lease.mtu, ModelConfig::default().mtu);
+    assert_eq!(lease.lease_secs, 86400);
+    assert_eq!(lease.classless_routes.len(), 2);
+    let kinds: Vec<&str> = lease.wire.iter().map(|w| w.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["dhcp-discover", "dhcp-offer", "dhcp-request", "dhcp-ack"]
+    );
+
+    for (line, code) in [
+        ("gvnic ping nowhere", "bad-argument"),
+        ("gvnic ping gateway --count 0", "bad-argument"),
+        ("gvnic http ftp://10.128.0.1/", "net-bad-url"),
+        ("gvnic http http://host.example/", "net-bad-url"),
+        (
+            "gvnic http http://10.128.0.1/ --header nocolon",
+            "net-bad-url",
+        ),
+        ("gvnic http \"http://10.128.0.1/ --timeout", "bad-input"),
+        // The responder answers ARP for the router but no TCP: the SYN goes unanswered.
+        (
+            "gvnic http http://10.128.0.1/ --timeout 500",
+            "net-connect-timeout",
+        ),
+        ("gvnic metadata --timeout 300", "net-connect-timeout"),
+    ] {
+        bench.run(line).assert_failed(code, &["net.http"]);
+    }
+    let down = bench.run("teardown");
+    down.assert_ok();
+    bench.run("dma").assert_ok().assert_ledger_clean();
+    // Up again after teardown, with the kept lease.
+    bench.run("gvnic ping 10.128.0.1 --count 1").assert_ok();
+}

@@ -54,6 +54,9 @@ pub enum Body {
     Nmi(Nmi),
     /// A machine check: MCG and bank status as the handler found them.
     MachineCheck(MachineCheck),
+    NetLease(NetLease),
+    NetPing(NetPing),
+    NetHttp(NetHttp),
 }
 
 impl Body {
@@ -91,6 +94,9 @@ impl Body {
             Body::MemWindow(_) => "mem.map",
             Body::Nmi(_) => "nmi",
             Body::MachineCheck(_) => "machine-check",
+            Body::NetLease(_) => "net.lease",
+            Body::NetPing(_) => "net.ping",
+            Body::NetHttp(_) => "net.http",
         }
     }
 }
@@ -617,4 +623,85 @@ pub struct MachineCheck {
     pub rip: u64,
     /// A command was running and was aborted (else: at the prompt).
     pub in_command: bool,
+}
+
+/// One frame the network stack sent or received (`net.*` frames carry the first ones).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetWireEvent {
+    pub tx: bool,
+    /// Microseconds since the command's first frame.
+    pub at_us: u64,
+    pub bytes: u32,
+    /// "dhcp-discover", "dhcp-offer", "arp-request", "arp-reply", "icmp-echo-reply", "tcp-syn", ...
+    pub kind: String,
+}
+
+/// One classless static route (DHCP option 121).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetRoute {
+    pub destination: [u8; 4],
+    pub prefix_len: u8,
+    /// 0.0.0.0: on-link.
+    pub gateway: [u8; 4],
+}
+
+/// `gvnic dhcp`: the lease smoltcp's DHCP client took, and the exchange on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetLease {
+    pub mac: [u8; 6],
+    pub address: [u8; 4],
+    /// As the server's subnet mask says.
+    pub prefix_len: u8,
+    /// What the interface uses (widened to cover the gateway: GCE's /32).
+    pub interface_prefix_len: u8,
+    /// Option 3 (0.0.0.0 if absent).
+    pub router: [u8; 4],
+    /// The next hop actually used: option 121's default route, else option 3.
+    pub gateway: [u8; 4],
+    pub dns: Vec<[u8; 4]>,
+    /// 0 if absent.
+    pub mtu: u16,
+    /// 0 if absent.
+    pub lease_secs: u32,
+    pub server_id: [u8; 4],
+    pub classless_routes: Vec<NetRoute>,
+    pub elapsed_us: u64,
+    pub wire: Vec<NetWireEvent>,
+}
+
+/// `gvnic ping`: echo requests and the replies' round trips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetPing {
+    pub target: [u8; 4],
+    pub next_hop: [u8; 4],
+    /// From its ARP reply (zero if none came).
+    pub next_hop_mac: [u8; 6],
+    pub sent: u16,
+    /// Sequence numbers that got a reply, with their round trips.
+    pub reply_seqs: Vec<u16>,
+    pub rtts_us: Vec<u64>,
+    pub wire: Vec<NetWireEvent>,
+}
+
+/// `gvnic http` / `gvnic metadata`: one GET and its response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetHttp {
+    pub url: String,
+    /// Names of the headers we sent beyond Host, User-Agent, Accept, Connection.
+    pub sent_headers: Vec<String>,
+    pub status: u16,
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    /// The first `max_bytes` of the body.
+    pub body: Vec<u8>,
+    /// The whole body's length and SHA-256.
+    pub body_bytes: u64,
+    pub sha256: [u8; 32],
+    pub truncated: bool,
+    /// The body ended as its framing says (length, last chunk, or the server's close).
+    pub complete: bool,
+    pub connect_us: u64,
+    /// 0 if no byte came.
+    pub first_byte_us: u64,
+    pub total_us: u64,
 }

@@ -30,6 +30,7 @@ pub mod regs;
 mod reset;
 pub mod resources;
 pub mod responder;
+pub mod tap;
 pub mod wire;
 
 /// GQI data paths under their old names.

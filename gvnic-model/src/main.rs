@@ -40,6 +40,10 @@ struct Args {
     /// No built-in DHCP/ARP responder.
     #[arg(long)]
     no_responder: bool,
+    /// Exchange frames with Linux TAP interface IFNAME (created if missing) instead of the
+    /// built-in responder.
+    #[arg(long, value_name = "IFNAME")]
+    tap: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -76,7 +80,7 @@ fn main() -> Result<()> {
         ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,
         ResetBit::Never => DeviceIsReset::NeverCleared,
     };
-    config.responder.enabled = !args.no_responder;
+    config.responder.enabled = !args.no_responder && args.tap.is_none();
     let stream = match (args.fd, &args.socket) {
         (Some(fd), _) => {
             if fd < 3 {
@@ -95,5 +99,15 @@ fn main() -> Result<()> {
         }
         (None, None) => bail!("give --fd N or --socket PATH"),
     };
-    gvnic_model::proxy::serve(stream, config, args.pcap)
+    let mut dev = gvnic_model::Gvnic::new(config);
+    if let Some(p) = &args.pcap {
+        dev.set_pcap(p)
+            .with_context(|| format!("opening pcap {}", p.display()))?;
+    }
+    if let Some(name) = &args.tap {
+        let tap =
+            gvnic_model::tap::Tap::open(name).with_context(|| format!("opening TAP {name}"))?;
+        dev.set_peer(gvnic_model::wire::Peer::Tap(tap))?;
+    }
+    gvnic_model::proxy::serve_device(stream, &mut dev)
 }

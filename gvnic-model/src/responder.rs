@@ -1,7 +1,8 @@
 //! The built-in network peer: answers a guest's DHCP DISCOVER with an OFFER (same xid), a
 //! REQUEST with an ACK (or NAK), and ARP requests for any address but the guest's own with
-//! the gateway MAC, as GCE's virtual network does. Everything is built here from RFC 826 /
-//! RFC 2131 / RFC 2132 layouts.
+//! the gateway MAC, as GCE's virtual network does, and ICMP echo requests to the router
+//! with echo replies (GCE's gateway answers ping). Everything is built here from RFC 826 /
+//! RFC 792 / RFC 2131 / RFC 2132 layouts.
 
 use std::net::Ipv4Addr;
 
@@ -32,7 +33,10 @@ pub fn respond(cfg: &ModelConfig, frame: &[u8]) -> Vec<Vec<u8>> {
         ETHERTYPE_ARP => arp_reply(cfg, &frame[14..], &frame[6..12])
             .into_iter()
             .collect(),
-        ETHERTYPE_IPV4 => dhcp_reply(cfg, &frame[14..]).into_iter().collect(),
+        ETHERTYPE_IPV4 => dhcp_reply(cfg, &frame[14..])
+            .or_else(|| echo_reply(cfg, &frame[14..], &frame[6..12]))
+            .into_iter()
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -150,6 +154,44 @@ fn dhcp_reply(cfg: &ModelConfig, ip: &[u8]) -> Option<Vec<u8>> {
     ))
 }
 
+/// IPv4 protocol number of ICMP, and its echo types (RFC 792).
+const IP_PROTO_ICMP: u8 = 1;
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+
+/// An echo reply from the router for an echo request to the router: same identifier,
+/// sequence and data, checksums recomputed.
+fn echo_reply(cfg: &ModelConfig, ip: &[u8], eth_src: &[u8]) -> Option<Vec<u8>> {
+    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != IP_PROTO_ICMP {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let router = cfg.responder.router_ip.octets();
+    if ip[16..20] != router || total > ip.len() || total < ihl + 8 {
+        return None;
+    }
+    let icmp = &ip[ihl..total];
+    if icmp[0] != ICMP_ECHO_REQUEST || icmp[1] != 0 || inet_checksum(&[icmp]) != 0 {
+        return None;
+    }
+    let mut reply = icmp.to_vec();
+    reply[0] = ICMP_ECHO_REPLY;
+    reply[2..4].copy_from_slice(&[0, 0]);
+    let c = inet_checksum(&[&reply]);
+    reply[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut hdr = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, IP_PROTO_ICMP, 0, 0];
+    hdr[2..4].copy_from_slice(&((20 + reply.len()) as u16).to_be_bytes());
+    hdr.extend_from_slice(&router);
+    hdr.extend_from_slice(&ip[12..16]);
+    let c = inet_checksum(&[&hdr]);
+    hdr[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = eth_header(eth_src, &cfg.responder.gateway_mac, ETHERTYPE_IPV4);
+    f.extend_from_slice(&hdr);
+    f.extend_from_slice(&reply);
+    Some(f)
+}
+
 fn chaddr(b: &[u8]) -> [u8; 6] {
     let mut m = [0u8; 6];
     m.copy_from_slice(&b[28..34]);
@@ -244,4 +286,58 @@ pub fn udp_frame(
     f.extend_from_slice(&ip);
     f.extend_from_slice(&udp);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo_request(dst: [u8; 4], corrupt: bool) -> Vec<u8> {
+        let mut icmp = vec![ICMP_ECHO_REQUEST, 0, 0, 0, 0x12, 0x34, 0, 7];
+        icmp.extend_from_slice(b"payload!");
+        let c = inet_checksum(&[&icmp]);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        if corrupt {
+            icmp[9] ^= 1;
+        }
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, IP_PROTO_ICMP, 0, 0];
+        ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[10, 128, 0, 2]);
+        ip.extend_from_slice(&dst);
+        let c = inet_checksum(&[&ip]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = eth_header(
+            &[0x42, 1, 10, 128, 0, 1],
+            &[0x42, 1, 10, 128, 0, 2],
+            ETHERTYPE_IPV4,
+        );
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&icmp);
+        f
+    }
+
+    #[test]
+    fn the_router_answers_ping_and_nobody_else_does() {
+        let cfg = ModelConfig::default();
+        let replies = respond(&cfg, &echo_request([10, 128, 0, 1], false));
+        assert_eq!(replies.len(), 1);
+        let r = &replies[0];
+        assert_eq!(
+            &r[0..6],
+            &[0x42, 1, 10, 128, 0, 2],
+            "back to the sender's MAC"
+        );
+        assert_eq!(&r[26..30], &[10, 128, 0, 1], "from the router");
+        assert_eq!(&r[30..34], &[10, 128, 0, 2]);
+        assert_eq!(inet_checksum(&[&r[14..34]]), 0, "IPv4 checksum");
+        let icmp = &r[34..];
+        assert_eq!(icmp[0], ICMP_ECHO_REPLY);
+        assert_eq!(inet_checksum(&[icmp]), 0, "ICMP checksum");
+        assert_eq!(
+            &icmp[4..],
+            &[0x12, 0x34, 0, 7, b'p', b'a', b'y', b'l', b'o', b'a', b'd', b'!']
+        );
+        assert!(respond(&cfg, &echo_request([10, 128, 0, 9], false)).is_empty());
+        assert!(respond(&cfg, &echo_request([10, 128, 0, 1], true)).is_empty());
+    }
 }

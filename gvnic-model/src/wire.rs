@@ -37,6 +37,8 @@ pub enum Peer {
     },
     /// A connected UNIX datagram socket.
     Unix(UnixDatagram),
+    /// A Linux TAP interface (opened non-blocking).
+    Tap(crate::tap::Tap),
 }
 
 impl Peer {
@@ -44,6 +46,7 @@ impl Peer {
         match self {
             Peer::Udp { socket, .. } => socket.set_nonblocking(true),
             Peer::Unix(s) => s.set_nonblocking(true),
+            Peer::Tap(_) => Ok(()),
         }
     }
 
@@ -51,6 +54,7 @@ impl Peer {
         match self {
             Peer::Udp { socket, remote } => socket.send_to(frame, remote),
             Peer::Unix(s) => s.send(frame),
+            Peer::Tap(t) => t.send(frame),
         }
     }
 
@@ -58,6 +62,7 @@ impl Peer {
         match self {
             Peer::Udp { socket, .. } => socket.recv(buf),
             Peer::Unix(s) => s.recv(buf),
+            Peer::Tap(t) => t.recv(buf),
         }
     }
 }

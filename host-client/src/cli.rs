@@ -151,6 +151,10 @@ pub struct QemuOpts {
     /// [default: gqi-qpl].
     #[arg(long, value_name = "LIST")]
     pub gvnic_formats: Option<gvnic_model::Formats>,
+    /// Connect the gVNIC model's wire to Linux TAP interface IFNAME instead of its built-in
+    /// DHCP/ARP responder (implies --gvnic; created if missing; needs CAP_NET_ADMIN).
+    #[arg(long, value_name = "IFNAME")]
+    pub gvnic_tap: Option<String>,
     /// Accelerator: tcg (portable) or kvm.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     pub accel: Accel,

@@ -73,6 +73,14 @@ pub fn attach(opts: &GvnicOptions) -> Result<Attachment> {
     let (model_end, qemu_end) = UnixStream::pair()?;
     let config = model_config(opts);
     let pcap = opts.pcap.clone();
+    // Opened here, before QEMU starts, so a bad name fails the start with its reason.
+    let tap = opts
+        .tap
+        .as_deref()
+        .map(|name| {
+            gvnic_model::tap::Tap::open(name).with_context(|| format!("opening TAP {name}"))
+        })
+        .transpose()?;
     let final_state = FinalState::default();
     let publish = final_state.clone();
     // `proxy::serve`, with the device kept here so its state outlives the connection.
@@ -83,6 +91,9 @@ pub fn attach(opts: &GvnicOptions) -> Result<Attachment> {
             if let Some(p) = &pcap {
                 dev.set_pcap(p)
                     .with_context(|| format!("opening pcap {}", p.display()))?;
+            }
+            if let Some(tap) = tap {
+                dev.set_peer(gvnic_model::wire::Peer::Tap(tap))?;
             }
             let served = gvnic_model::proxy::serve_device(model_end, &mut dev);
             if let Ok(mut slot) = publish.lock() {
@@ -105,6 +116,10 @@ fn model_config(opts: &GvnicOptions) -> gvnic_model::ModelConfig {
     }
     if let Some(formats) = &opts.formats {
         config.formats = formats.clone();
+    }
+    // The real network behind the TAP answers; two DHCP servers would race.
+    if opts.tap.is_some() {
+        config.responder.enabled = false;
     }
     config
 }

@@ -66,6 +66,16 @@ fn prettify(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(prettify),
         _ => {}
     }
+    // net.lease's DNS list: every element is an IPv4 address.
+    if let Value::Object(map) = value {
+        if let Some(Value::Array(items)) = map.get_mut("dns") {
+            for item in items.iter_mut() {
+                if let Some(text) = readable_bytes("dns_ip", item) {
+                    *item = Value::String(text);
+                }
+            }
+        }
+    }
 }
 
 fn readable_bytes(key: &str, value: &Value) -> Option<String> {
@@ -82,7 +92,19 @@ fn readable_bytes(key: &str, value: &Value) -> Option<String> {
             .join(sep)
     };
     match key {
-        "mac" | "src_mac" | "dst_mac" if bytes.len() == 6 => Some(hex(":")),
+        "mac" | "src_mac" | "dst_mac" | "next_hop_mac" if bytes.len() == 6 => Some(hex(":")),
+        // net.* frames name their IPv4 addresses by role.
+        "address" | "router" | "gateway" | "server_id" | "target" | "next_hop" | "destination"
+            if bytes.len() == 4 =>
+        {
+            Some(
+                bytes
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join("."),
+            )
+        }
         k if k.ends_with("_ip") && bytes.len() == 4 => Some(
             bytes
                 .iter()
@@ -177,6 +199,29 @@ mod tests {
         let v = body_json(&body);
         assert_eq!(v["src_mac"], "42:01:0a:00:00:01");
         assert_eq!(v["offered_ip"], "10.128.0.5");
+        let lease = body_json(&evidence::Body::NetLease(evidence::NetLease {
+            mac: [0x42, 1, 10, 128, 0, 2],
+            address: [10, 128, 0, 2],
+            prefix_len: 32,
+            interface_prefix_len: 30,
+            router: [10, 128, 0, 1],
+            gateway: [10, 128, 0, 1],
+            dns: vec![[169, 254, 169, 254]],
+            mtu: 1460,
+            lease_secs: 86400,
+            server_id: [169, 254, 169, 254],
+            classless_routes: vec![evidence::NetRoute {
+                destination: [0; 4],
+                prefix_len: 0,
+                gateway: [10, 128, 0, 1],
+            }],
+            elapsed_us: 1,
+            wire: vec![],
+        }));
+        assert_eq!(lease["address"], "10.128.0.2");
+        assert_eq!(lease["dns"][0], "169.254.169.254");
+        assert_eq!(lease["classless_routes"][0]["gateway"], "10.128.0.1");
+        assert_eq!(lease["mac"], "42:01:0a:80:00:02");
         assert_eq!(v["ethertype"], 2048);
     }
 }

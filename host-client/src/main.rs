@@ -235,4 +235,15 @@ mod tests {
         assert!(q.qemu.gvnic_formats.is_some_and(|f| f.none));
         assert!(Cli::try_parse_from(["bringup", "qemu", "--gvnic-formats", "gqi"]).is_err());
     }
+
+    #[test]
+    fn gvnic_tap_implies_the_model_for_qemu_and_run() {
+        let cli = Cli::try_parse_from(["bringup", "qemu", "--gvnic-tap", "bu-tap0"]).unwrap();
+        let Cmd::Qemu(q) = cli.cmd else { panic!() };
+        let cfg = cmd::qemu::config(&q.qemu);
+        assert_eq!(cfg.gvnic.unwrap().tap.as_deref(), Some("bu-tap0"));
+        let cli =
+            Cli::try_parse_from(["bringup", "run", "x.bringup", "--gvnic-tap", "t1"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Run(_)));
+    }
 }

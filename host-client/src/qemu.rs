@@ -49,6 +49,9 @@ pub struct GvnicOptions {
     /// The model's full configuration (faults, responder, formats...) as a base;
     /// `revision`, `mac` and `formats` (when set) are applied on top.
     pub extra: Option<gvnic_model::ModelConfig>,
+    /// Exchange frames with this Linux TAP interface (opened by the model thread, created if
+    /// missing) instead of the built-in responder, which is then off.
+    pub tap: Option<String>,
 }
 
 /// Boot a Linux kernel directly (`-kernel/-initrd/-append`) instead of the boot disk: used to

@@ -31,6 +31,9 @@ const KINDS: &[&str] = &[
     "msix",
     "irq.test",
     "mem.map",
+    "net.lease",
+    "net.ping",
+    "net.http",
 ];
 
 #[test]
@@ -41,6 +44,7 @@ fn proofs_parse_and_name_known_kinds() {
         "gvnic.bringup",
         "full.bringup",
         "platform.bringup",
+        "network.bringup",
     ] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let script = parse_script(&text).unwrap_or_else(|e| panic!("{name}: {e:#}"));

@@ -11,6 +11,8 @@ pub mod cpu;
 pub mod io;
 pub mod irq;
 pub mod mem;
+pub mod net;
+pub mod net_text;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -39,12 +39,17 @@ pub fn config(q: &QemuOpts) -> QemuConfig {
             serial: format!("nvme{i}"),
         })
         .collect();
-    if q.gvnic || q.gvnic_pcap.is_some() || q.gvnic_revision.is_some() || q.gvnic_formats.is_some()
+    if q.gvnic
+        || q.gvnic_pcap.is_some()
+        || q.gvnic_revision.is_some()
+        || q.gvnic_formats.is_some()
+        || q.gvnic_tap.is_some()
     {
         cfg.gvnic = Some(GvnicOptions {
             pcap: q.gvnic_pcap.clone(),
             revision: q.gvnic_revision.unwrap_or(0),
             formats: q.gvnic_formats.clone(),
+            tap: q.gvnic_tap.clone(),
             ..GvnicOptions::default()
         });
     }

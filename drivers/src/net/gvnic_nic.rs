@@ -1,0 +1,89 @@
+//! [`Nic`] for the gVNIC driver: the adapter calls only the driver's public data path
+//! (`Gvnic::transmit`, `Gvnic::receive`), so it works for every queue format the driver
+//! brings up.
+
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use crate::dma::DmaPool;
+use crate::gvnic::{Gvnic, GvnicError};
+use crate::platform::{wait_for, Clock, WaitError};
+
+/// How long a frame waits behind an earlier TX whose completion wait was cut short (Ctrl-C
+/// during a previous command): the device completes it moments later (policy).
+const TX_BUSY_GRACE_US: u64 = 100_000;
+
+use super::nic::{Nic, NicError};
+
+/// A gVNIC with its queues up, borrowed with the clock and pool its data path needs.
+pub struct GvnicNic<'a> {
+    nic: &'a mut Gvnic,
+    clock: &'a dyn Clock,
+    dma: &'a mut DmaPool,
+    mac: [u8; 6],
+    mtu: usize,
+}
+
+impl<'a> GvnicNic<'a> {
+    /// None when the NIC was never described (no MAC or MTU known yet).
+    pub fn new(nic: &'a mut Gvnic, clock: &'a dyn Clock, dma: &'a mut DmaPool) -> Option<Self> {
+        let (mac, mtu) = nic
+            .info()
+            .map(|i| (i.descriptor.mac, usize::from(i.descriptor.mtu)))?;
+        Some(GvnicNic {
+            nic,
+            clock,
+            dma,
+            mac,
+            mtu,
+        })
+    }
+}
+
+fn nic_error(err: GvnicError) -> NicError {
+    NicError {
+        code: err.code(),
+        message: err.to_string(),
+    }
+}
+
+impl Nic for GvnicNic<'_> {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
+        let (nic, clock, dma) = (&mut *self.nic, self.clock, &mut *self.dma);
+        // The driver refuses to post while an earlier descriptor is outstanding; that one
+        // completes soon, so retry within the grace (a user wait: Ctrl-C ends it).
+        let mut busy = None;
+        let sent = wait_for(clock, TX_BUSY_GRACE_US, || {
+            match nic.transmit(clock, dma, frame) {
+                Err(err @ GvnicError::TxBusy { .. }) => {
+                    busy = Some(err);
+                    None
+                }
+                other => Some(other),
+            }
+        });
+        match sent {
+            Ok(result) => result.map(|_| ()).map_err(nic_error),
+            Err(WaitError::Interrupted) => Err(nic_error(GvnicError::Interrupted)),
+            Err(WaitError::TimedOut) => Err(nic_error(
+                busy.unwrap_or(GvnicError::TxBusy { outstanding: 1 }),
+            )),
+        }
+    }
+
+    fn receive(&mut self, timeout_us: u64) -> Result<Option<Vec<u8>>, NicError> {
+        match self.nic.receive(self.clock, self.dma, timeout_us) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(GvnicError::RxTimeout) => Ok(None),
+            Err(err) => Err(nic_error(err)),
+        }
+    }
+}
