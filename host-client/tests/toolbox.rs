@@ -206,7 +206,10 @@ fn toolbox(uefi: bool) {
     assert_eq!((w.space.as_str(), w.address, w.value), ("io", 0x70, 0));
     let seconds = bcd(read_of(&ok(&mut s, "io in 0x71")).values[0]);
     let diff = (seconds + 60 - host) % 60;
-    assert!(diff <= 2 || diff >= 59, "RTC {seconds} s vs host {host} s");
+    // QEMU seeds the RTC from the host clock truncated to whole seconds at start, and the
+    // seconds register changes only at each update cycle: the RTC may read up to 2 s behind
+    // the host's (floored) second, never more (seen: 2 s behind on a loaded host).
+    assert!(diff <= 2 || diff >= 58, "RTC {seconds} s vs host {host} s");
 
     // IA32_APIC_BASE: 0xfee00000, BSP, enabled.
     let apic = read_of(&ok(&mut s, "msr read 0x1b")).values[0];
