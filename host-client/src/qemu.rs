@@ -32,6 +32,21 @@ pub struct NvmeDrive {
     pub serial: String,
 }
 
+impl NvmeDrive {
+    /// One controller per file, serials `nvme0`, `nvme1`, ... in order (what `--nvme`
+    /// promises, and what `nvme identify` shows).
+    pub fn numbered(paths: &[PathBuf]) -> Vec<NvmeDrive> {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, path)| NvmeDrive {
+                path: path.clone(),
+                serial: format!("nvme{i}"),
+            })
+            .collect()
+    }
+}
+
 /// The gVNIC device model, attached as `x-pci-proxy-dev`.
 #[derive(Debug, Clone, Default)]
 pub struct GvnicOptions {

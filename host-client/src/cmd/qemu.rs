@@ -30,15 +30,7 @@ pub fn config(q: &QemuOpts) -> QemuConfig {
     if let Some(binary) = &q.qemu_binary {
         cfg.qemu_binary = binary.clone();
     }
-    cfg.nvme = q
-        .nvme
-        .iter()
-        .enumerate()
-        .map(|(i, path)| NvmeDrive {
-            path: path.clone(),
-            serial: format!("nvme{i}"),
-        })
-        .collect();
+    cfg.nvme = NvmeDrive::numbered(&q.nvme);
     if q.gvnic
         || q.gvnic_pcap.is_some()
         || q.gvnic_revision.is_some()

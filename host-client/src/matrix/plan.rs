@@ -123,15 +123,7 @@ impl LocalTarget {
         if let Some(image) = image {
             cfg.image = image.to_path_buf();
         }
-        cfg.nvme = self
-            .nvme
-            .iter()
-            .enumerate()
-            .map(|(i, path)| NvmeDrive {
-                path: path.clone(),
-                serial: format!("nvme{i}"),
-            })
-            .collect();
+        cfg.nvme = NvmeDrive::numbered(&self.nvme);
         cfg.gvnic = self.gvnic.as_ref().map(|g| GvnicOptions {
             pcap,
             revision: g.revision,
