@@ -8,9 +8,11 @@
 //! passed, the teardown commands in reverse bring-up order.
 //! Needs target/bringup.img (`make image`; `make test` builds it first) and tshark.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+
+#[path = "support/tshark.rs"]
+mod tshark;
+use tshark::tshark_dhcp_rows;
 
 use evidence::{Body, Frame};
 use gvnic_model::adminq::{opcode, status};
@@ -23,47 +25,6 @@ const MAC_TEXT: &str = "42:01:0a:80:07:2a";
 
 fn bodies(frames: &[Frame]) -> Vec<&Body> {
     frames.iter().map(|f| &f.body).collect()
-}
-
-/// Runs tshark over the capture; one row per DHCP packet:
-/// message type, source MAC, IPv4 checksum status, UDP checksum status, xid.
-fn tshark_dhcp_rows(pcap: &Path) -> Vec<Vec<String>> {
-    let output = Command::new("tshark")
-        .args(["-r"])
-        .arg(pcap)
-        .args([
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "udp.check_checksum:TRUE",
-            "-Y",
-            "dhcp",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
-            "dhcp.option.dhcp",
-            "-e",
-            "eth.src",
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "udp.checksum.status",
-            "-e",
-            "dhcp.id",
-        ])
-        .output()
-        .expect("tshark runs (apt-get install tshark)");
-    assert!(
-        output.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| line.split('|').map(str::to_string).collect())
-        .collect()
 }
 
 fn run(revision: u8) {

@@ -8,9 +8,11 @@
 //! space). The eight boots run four at a time.
 //! Needs target/bringup.img (`make image`; `make test` builds it first) and tshark.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+
+#[path = "support/tshark.rs"]
+mod tshark;
+use tshark::tshark_dhcp_rows;
 
 use evidence::Body;
 use gvnic_model::{Formats, QueueFormat};
@@ -24,46 +26,6 @@ const FORMATS: [(QueueFormat, &str); 4] = [
     (QueueFormat::DqoQpl, "dqo-qpl"),
     (QueueFormat::DqoRda, "dqo-rda"),
 ];
-
-/// DHCP rows in the capture: message type, source MAC, IPv4 and UDP checksum status, xid.
-fn tshark_dhcp_rows(pcap: &Path) -> Vec<Vec<String>> {
-    let output = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args([
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "udp.check_checksum:TRUE",
-            "-Y",
-            "dhcp",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
-            "dhcp.option.dhcp",
-            "-e",
-            "eth.src",
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "udp.checksum.status",
-            "-e",
-            "dhcp.id",
-        ])
-        .output()
-        .expect("tshark runs (apt-get install tshark)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| line.split('|').map(str::to_string).collect())
-        .collect()
-}
 
 fn mac_text(mac: [u8; 6]) -> String {
     mac.iter()
