@@ -15,9 +15,7 @@ use std::rc::Rc;
 use commands::{Console, Shell, SystemInfo};
 use drivers::cpu::confidential::{detect, ConfidentialKind};
 use drivers::dma::{testing::leaked_pool, DmaPool};
-use drivers::platform::{
-    Bdf, Cpu, CpuidResult, Hw, MemError, MemKind, MemoryAccess, MsrError, NullPorts, Width,
-};
+use drivers::platform::{Bdf, Cpu, CpuidResult, Hw, MsrError, NoMemory, NullPorts};
 use evidence::{Body, Firmware, Frame, Outcome};
 
 /// An AMD guest CPU: SEV supported (CPUID 0x8000_001F EAX bit 1) and SEV_STATUS as given;
@@ -60,19 +58,6 @@ struct Captured(String);
 impl Console for Captured {
     fn write_str(&mut self, text: &str) {
         self.0.push_str(text);
-    }
-}
-
-struct NoMemory;
-impl MemoryAccess for NoMemory {
-    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
-        Err(MemError::Unmapped(addr))
     }
 }
 

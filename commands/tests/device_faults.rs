@@ -18,9 +18,7 @@ use std::rc::Rc;
 use commands::{Console, Shell, SystemInfo};
 use drivers::dma::{testing::leaked_pool, DmaPool};
 use drivers::gvnic::Opcode;
-use drivers::platform::{
-    Bdf, ConfigSpace, Hw, MapError, Mapping, MemError, MemKind, MemoryAccess, MmioMapper, Width,
-};
+use drivers::platform::{Bdf, ConfigSpace, Hw, MapError, Mapping, MmioMapper, NoMemory};
 use evidence::{Body, Firmware, Frame, LedgerEntry, Outcome};
 use gvnic_model::{Faults, ModelConfig};
 use gvnic_support::{Sim, SimClock, POOL_BYTES, POOL_PHYS};
@@ -33,19 +31,6 @@ struct Captured(String);
 impl Console for Captured {
     fn write_str(&mut self, text: &str) {
         self.0.push_str(text);
-    }
-}
-
-struct NoMemory;
-impl MemoryAccess for NoMemory {
-    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
-        Err(MemError::Unmapped(addr))
     }
 }
 

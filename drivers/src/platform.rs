@@ -14,7 +14,7 @@ mod width;
 
 pub use firmware::{FirmwareTables, MemoryRegion, NoFirmware, Placement, RegionKind};
 pub use irq::{Delivery, Interrupts, IrqError, MsiMessage, NoInterrupts};
-pub use memory::{canonical, check_access, MemError, MemKind, MemoryAccess};
+pub use memory::{canonical, check_access, MemError, MemKind, MemoryAccess, NoMemory};
 pub use width::Width;
 
 /// A PCI function address: bus, device (0..32), function (0..8).

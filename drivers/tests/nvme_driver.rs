@@ -4,15 +4,14 @@
 mod nvme_fake;
 mod pci_fake;
 
+use drivers::platform::NoMemory;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use drivers::dma::{testing::leaked_pool, DmaPool};
 use drivers::nvme::{Controller, NvmeError, State, Wait};
 use drivers::platform::{Bdf, ConfigSpace, Hw};
-use nvme_fake::{
-    random_bytes, Dev, Faults, Mapper, Namespace, NoMemory, SimClock, BAR0, BAR0_SIZE,
-};
+use nvme_fake::{random_bytes, Dev, Faults, Mapper, Namespace, SimClock, BAR0, BAR0_SIZE};
 use pci_fake::{FakeConfig, FakeFunction};
 
 const BDF: Bdf = Bdf::new(0, 4, 0);

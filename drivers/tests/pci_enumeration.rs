@@ -5,7 +5,7 @@ mod pci_fake;
 
 use drivers::dma::testing::leaked_pool;
 use drivers::pci::{self, BarKind, BarSlot, CapDetail, PciError};
-use drivers::platform::{Bdf, Clock, Hw, MemError, MemKind, MemoryAccess, Width};
+use drivers::platform::{Bdf, Clock, Hw, NoMemory};
 use pci_fake::{FakeConfig, FakeFunction, FakeMapper};
 
 const NVME: Bdf = Bdf::new(0, 4, 0);
@@ -222,18 +222,6 @@ struct NoClock;
 impl Clock for NoClock {
     fn now_us(&self) -> u64 {
         0
-    }
-}
-struct NoMemory;
-impl MemoryAccess for NoMemory {
-    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
-        Err(MemError::Unmapped(addr))
     }
 }
 

@@ -86,3 +86,19 @@ pub fn check_access(addr: u64, width: Width) -> Result<(), MemError> {
     }
     Ok(())
 }
+
+/// Memory where nothing is mapped (tests and fuzzing): every access is `Unmapped`, like the
+/// monitor's answer for an address no page maps.
+pub struct NoMemory;
+
+impl MemoryAccess for NoMemory {
+    fn probe(&self, addr: u64, _len: u64, _write: bool) -> Result<MemKind, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn read(&self, addr: u64, _width: Width) -> Result<u64, MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+    fn write(&self, addr: u64, _width: Width, _value: u64) -> Result<(), MemError> {
+        Err(MemError::Unmapped(addr))
+    }
+}

@@ -14,9 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use drivers::platform::{
-    Clock, MapError, Mapping, MemError, MemKind, MemoryAccess, MmioMapper, RegisterWindow, Width,
-};
+use drivers::platform::{Clock, MapError, Mapping, MmioMapper, RegisterWindow};
 
 pub const PAGE: u64 = 4096;
 pub const BAR0: u64 = 0xe0_0000_0000;
@@ -862,19 +860,6 @@ impl Clock for SimClock {
                 .interrupt_after
                 .get()
                 .is_some_and(|n| self.relaxes.get() >= n)
-    }
-}
-
-pub struct NoMemory;
-impl MemoryAccess for NoMemory {
-    fn probe(&self, addr: u64, _: u64, _: bool) -> Result<MemKind, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn read(&self, addr: u64, _: Width) -> Result<u64, MemError> {
-        Err(MemError::Unmapped(addr))
-    }
-    fn write(&self, addr: u64, _: Width, _: u64) -> Result<(), MemError> {
-        Err(MemError::Unmapped(addr))
     }
 }
 
