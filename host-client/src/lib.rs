@@ -50,8 +50,10 @@ pub mod runner;
 pub mod script;
 pub mod serial;
 pub mod session;
+pub mod start_line;
 pub mod target;
 pub mod transport;
+pub mod unaccounted;
 
 pub use frames::{DamagedFrame, FrameLog, SeqGap};
 pub use outcome::CommandOutcome;

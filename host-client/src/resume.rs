@@ -19,7 +19,8 @@ use evidence::{Body, Frame};
 
 use crate::outcome::CommandOutcome;
 use crate::serial::SerialLog;
-use crate::session::{Session, SessionError};
+use crate::session::{Session, SessionError, CTRL_U};
+use crate::start_line::is_line_sent;
 
 /// Policy: lines of replay asked for on a reconnect. One command's output is a few hundred
 /// lines at most (guess); the gateway keeps far more (platform-notes §6: 1 MB per port).
@@ -28,8 +29,6 @@ pub const RESUME_REPLAY_LINES: u32 = 1000;
 pub const MAX_REDIALS: u32 = 3;
 /// Policy: quiet time after the reconnect before deciding that nothing more is coming.
 const QUIET: Duration = Duration::from_millis(500);
-/// ASCII NAK, Ctrl-U: the monitor's editor drops the line being typed (monitor/src/input.rs).
-const CTRL_U: u8 = 0x15;
 
 /// Why a command's outcome could not be recovered. `code()` is stable kebab-case.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +102,7 @@ pub struct Anchor {
 /// whatever arrived while settling.
 pub fn standing(line: &str, ours: &[Frame], anchor: Option<Anchor>, replay: &[Frame]) -> Standing {
     let is_our_start =
-        |f: &Frame| matches!(&f.body, Body::CommandStart(s) if starts_as_sent(&s.line, line));
+        |f: &Frame| matches!(&f.body, Body::CommandStart(s) if is_line_sent(&s.line, line));
     let Some(anchor) = anchor else {
         return match replay.iter().any(is_our_start) {
             true => Standing::Started,
@@ -144,11 +143,6 @@ pub fn standing(line: &str, ours: &[Frame], anchor: Option<Anchor>, replay: &[Fr
             anchor.seq
         )),
     }
-}
-
-/// The monitor echoes the line trimmed and may shorten it (as in `Session::command`).
-fn starts_as_sent(framed: &str, sent: &str) -> bool {
-    !framed.is_empty() && sent.trim().starts_with(framed)
 }
 
 /// Policy: how much of our transcript's end is looked for inside a replay. Long enough to
