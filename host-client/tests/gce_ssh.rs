@@ -436,7 +436,35 @@ fn dry_run_prints_the_exact_ssh_command() {
         "proj.us-central1-a.bu-vm.alice.port=1.replay-lines=100@ssh-serialport.googleapis.com"
     ));
     assert!(
-        dry(&["--region", "europe-west4"]).ends_with("@europe-west4-ssh-serialport.googleapis.com")
+        dry(&["--region", "us-central1"]).ends_with("@us-central1-ssh-serialport.googleapis.com")
+    );
+    // Another region's gateway does not know this zone's VM, and its host key is not the one
+    // to fetch: the mismatch is refused before anything connects.
+    let out = Command::new(env!("CARGO_BIN_EXE_bringup"))
+        .args([
+            "gce",
+            "connect",
+            "--project",
+            "proj",
+            "--zone",
+            "us-central1-a",
+        ])
+        .args([
+            "--instance",
+            "bu-vm",
+            "--user",
+            "alice",
+            "--region",
+            "europe-west4",
+        ])
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a mismatched --region was accepted");
+    assert!(
+        err.contains("--region europe-west4 does not hold --zone us-central1-a"),
+        "{err}"
     );
 }
 
