@@ -418,8 +418,8 @@ fn run_gce(
         ended.outcome = TargetOutcome::Error;
         ended.error_code = Some("vm-not-deleted".into());
         ended.error = Some(format!(
-            "{} was not deleted ({why}); `bringup gce vm cleanup --project {}` finds it",
-            vm.name, gce.project
+            "{why} (`bringup gce vm cleanup --project {} --run-id {}` finds it too)",
+            gce.project, s.run_id
         ));
     }
     ended.vm = Some(vm);
