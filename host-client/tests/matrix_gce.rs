@@ -543,7 +543,7 @@ fn a_vm_that_cannot_be_deleted_ends_the_run_vm_not_deleted() {
     let m = fakes.matrix_json();
     let t = &m["targets"][0];
     let vm = vm_name(t);
-    assert_eq!(fakes.vms(), [vm.clone()], "the fake kept it");
+    assert_eq!(fakes.vms(), std::slice::from_ref(&vm), "the fake kept it");
     assert_eq!(t["error_code"], "vm-not-deleted", "{t:#}");
     assert_eq!(t["vm"]["deleted"], false);
     let why = t["error"].as_str().unwrap();
