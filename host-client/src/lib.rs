@@ -36,6 +36,7 @@
 
 pub mod console;
 pub mod decode;
+pub mod disk_view;
 pub mod frames;
 pub mod gce;
 pub mod gvnic;

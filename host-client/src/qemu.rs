@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::disk_view::DiskView;
 use anyhow::{bail, Context, Result};
 
 /// OVMF firmware code (read-only pflash).
@@ -99,6 +100,8 @@ pub struct QemuConfig {
     pub qemu_binary: String,
     /// A kernel and initramfs to boot instead of `image`.
     pub direct_boot: Option<DirectBoot>,
+    /// How the NVMe disk files are opened (see [`crate::disk_view`]).
+    pub nvme_view: DiskView,
 }
 
 impl Default for QemuConfig {
@@ -115,6 +118,7 @@ impl Default for QemuConfig {
             extra_args: Vec::new(),
             qemu_binary: "qemu-system-x86_64".into(),
             direct_boot: None,
+            nvme_view: DiskView::default(),
         }
     }
 }
@@ -229,7 +233,11 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
     for (i, d) in cfg.nvme.iter().enumerate() {
         push(&[
             "-drive",
-            &format!("file={},if=none,format=raw,id=nvme{i}", d.path.display()),
+            &format!(
+                "file={},if=none,format=raw,id=nvme{i}{}",
+                d.path.display(),
+                cfg.nvme_view.drive_options()
+            ),
         ]);
         push(&[
             "-device",

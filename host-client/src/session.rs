@@ -18,6 +18,9 @@ use crate::transport::{Connection, Recv, Redial, Transport};
 /// ASCII NAK, Ctrl-U: the monitor's editor drops the line being typed (monitor/src/input.rs).
 pub(crate) const CTRL_U: u8 = 0x15;
 
+/// Policy: how long [`Session::qemu_failure`] waits for a QEMU whose line closed to exit.
+const QEMU_EXIT_WAIT: Duration = Duration::from_secs(2);
+
 /// How fast input is written: `chunk_bytes` at a time with `pause` between chunks. QEMU
 /// applies back-pressure, the GCE gateway does not, and a 16550 FIFO holds 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -512,6 +515,36 @@ impl Session {
             .as_ref()
             .map(|q| q.stderr_tail())
             .unwrap_or_default()
+    }
+
+    /// When this session's QEMU has exited: its status and its own error lines (QEMU's
+    /// `info:` chatter left out, paths redacted). `None` while it runs, or without QEMU.
+    pub fn qemu_failure(&mut self) -> Option<String> {
+        let q = self.qemu.as_mut()?;
+        // The serial line closes as QEMU exits; its exit may take a moment to be seen.
+        let until = Instant::now() + QEMU_EXIT_WAIT;
+        let status = loop {
+            match q.exit_status() {
+                Some(status) => break status,
+                None if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+                None => return None,
+            }
+        };
+        let words: Vec<String> = q
+            .stderr_tail()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.contains(": info: "))
+            .map(str::to_string)
+            .collect();
+        Some(redact_paths(&format!(
+            "QEMU exited ({status}): {}",
+            if words.is_empty() {
+                "it printed nothing".to_string()
+            } else {
+                words.join(" / ")
+            }
+        )))
     }
 
     /// Time since the session started (QEMU spawn or connect).
