@@ -452,6 +452,11 @@ impl Session {
         self.log.push(bytes);
     }
 
+    /// The line being received when the connection dropped (unterminated).
+    pub(crate) fn current_line(&self) -> &str {
+        self.log.current_line()
+    }
+
     /// Writes bytes as they are, paced per [`Pacing`].
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
         let chunks: Vec<&[u8]> = bytes.chunks(self.pacing.chunk_bytes).collect();

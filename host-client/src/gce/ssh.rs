@@ -230,7 +230,12 @@ impl GceTarget {
             "CheckHostIP=no".into(),
             "ControlPath=none".into(),
             "PasswordAuthentication=no".into(),
-            "ServerAliveInterval=30".into(),
+            // A connection that goes silent (half-open TCP: the gateway or a NAT on the
+            // way dropped it without a word) must end well within a command's timeout (30 s
+            // by default), so the run reconnects and resumes as for a drop; ssh's usual 30 s
+            // x 3 would turn it into a plain command timeout.
+            format!("ServerAliveInterval={}", KEEPALIVE_INTERVAL.as_secs()),
+            format!("ServerAliveCountMax={KEEPALIVE_COUNT}"),
         ] {
             argv.extend(["-o".into(), opt]);
         }
@@ -242,6 +247,12 @@ impl GceTarget {
         Ok(argv)
     }
 }
+
+/// Policy: seconds between ssh's keepalive requests to the gateway, and how many may go
+/// unanswered before ssh gives up: a silent line is found within 15 s, half the default
+/// command timeout, for a few bytes every 5 s.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+pub const KEEPALIVE_COUNT: u32 = 3;
 
 /// `us-central1-a` -> `us-central1`: a zone is its region plus `-` and one letter.
 pub fn region_of_zone(zone: &str) -> Result<String> {
