@@ -216,15 +216,19 @@ impl Fleet {
             }
             Fate::Exists => {
                 self.set(name, VmState::Up);
-                match self.delete(name) {
-                    Some(Err(not_deleted)) => not_deleted,
-                    _ => GcloudError {
-                        code: e.code,
-                        message: format!(
-                            "{}; the VM appeared after gcloud gave up on it and was deleted",
-                            e.message
-                        ),
-                    },
+                let what = match self.delete(name) {
+                    Some(Err(not_deleted)) => return not_deleted,
+                    Some(Ok(())) => "was deleted",
+                    None if self.keep => "is kept (--keep)",
+                    // Taken by the interrupt handler, which deletes it.
+                    None => "is being deleted",
+                };
+                GcloudError {
+                    code: e.code,
+                    message: format!(
+                        "{}; the VM appeared after gcloud gave up on it and {what}",
+                        e.message
+                    ),
                 }
             }
             Fate::Unknown(why) => {
