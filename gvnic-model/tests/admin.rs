@@ -126,7 +126,10 @@ fn describe_reports_the_configured_descriptor() {
     h.start_aq();
     assert_eq!(h.describe(), status::PASSED);
     let d = h.mem_read(DESC, 64);
-    assert_eq!(u64::from_be_bytes(d[0..8].try_into().unwrap()), 8192);
+    assert_eq!(
+        u64::from_be_bytes(d[0..8].try_into().unwrap()),
+        gvnic_model::config::MAX_REGISTERED_PAGES
+    );
     assert_eq!(u16::from_be_bytes([d[10], d[11]]), 1024);
     assert_eq!(u16::from_be_bytes([d[12], d[13]]), 1024);
     assert_eq!(u16::from_be_bytes([d[14], d[15]]), 4);
@@ -577,4 +580,41 @@ fn driver_version_register_collects_lines() {
         h.dev.record().driver_versions,
         vec!["GVE-1.0".to_string(), "bringup".to_string()]
     );
+}
+
+/// Linux 6.12 in DQO-QPL registers tx_pages_per_qpl (512) per TX queue and 2 x the RX ring
+/// (2 x 1024) per RX queue: 4 x 512 + 4 x 2048 = 10 240 pages, which the device's budget
+/// must allow (issue 19: the old 8192 made `ip link set up` fail with EINVAL).
+#[test]
+fn linux_6_12_dqo_qpl_queues_fit_the_page_budget() {
+    let mut h = H::new(ModelConfig {
+        formats: gvnic_model::Formats::only(&[gvnic_model::QueueFormat::DqoQpl]),
+        ..Default::default()
+    });
+    h.start_aq();
+    assert_eq!(h.describe(), status::PASSED);
+    let budget = u64::from_be_bytes(h.mem_read(DESC, 8).try_into().unwrap());
+    assert!(budget >= 10_240, "described budget {budget}");
+    let n = u32::from(h.dev.config().counters);
+    assert_eq!(h.submit(h.configure_cmd(n, 4)), status::PASSED);
+    // The pages themselves may repeat here: only the count matters to the budget.
+    let mut register = |h: &mut H, id: u32, pages: u32| {
+        let list: Vec<u8> = (0..u64::from(pages))
+            .flat_map(|i| (TX_QPL_BASE + (i % 16) * 4096).to_be_bytes())
+            .collect();
+        gvnic_model::GuestMemory::write(&h.mem, PAGE_LIST, &list).unwrap();
+        let mut c = be_cmd(opcode::REGISTER_PAGE_LIST);
+        put32(&mut c, 8, id);
+        put32(&mut c, 12, pages);
+        put64(&mut c, 16, PAGE_LIST);
+        put64(&mut c, 24, 4096);
+        h.submit(c)
+    };
+    for q in 0..4 {
+        assert_eq!(register(&mut h, q, 512), status::PASSED, "TX QPL {q}");
+    }
+    for q in 0..4 {
+        assert_eq!(register(&mut h, 4 + q, 2048), status::PASSED, "RX QPL {q}");
+    }
+    assert_eq!(h.dev.registered_pages(), 10_240);
 }
