@@ -15,10 +15,12 @@ pub mod option_id {
 /// The only descriptor version (cmd+16 must be 1).
 pub const DESCRIPTOR_VERSION: u32 = 1;
 pub const DESCRIPTOR_HEADER_LEN: usize = 40;
+/// Bytes of each option's header (id, length, required_features_mask).
+pub const OPTION_HEADER_LEN: usize = 8;
 
 impl Gvnic {
-    /// The descriptor bytes this device reports.
-    pub(crate) fn descriptor_bytes(&self) -> Vec<u8> {
+    /// The device options this device reports, in order: (id, body).
+    pub(crate) fn device_options(&self) -> Vec<(u16, Vec<u8>)> {
         let c = &self.cfg;
         let mut opts: Vec<(u16, Vec<u8>)> = Vec::new();
         if !c.formats.none {
@@ -47,8 +49,16 @@ impl Gvnic {
                 opts.push((option_id::DQO_QPL, b));
             }
         }
-        let total: usize =
-            DESCRIPTOR_HEADER_LEN + opts.iter().map(|(_, b)| 8 + b.len()).sum::<usize>();
+        opts
+    }
+
+    /// The descriptor as written into a buffer of `avail` bytes (at least the 40-byte
+    /// header): the header, then the whole options that fit, in order; num_device_options and
+    /// total_length count only what was written, so a driver that walks the options stays
+    /// inside its buffer. Also returns how many options were left out.
+    pub(crate) fn descriptor_fitting(&self, avail: usize) -> (Vec<u8>, usize) {
+        let c = &self.cfg;
+        let opts = self.device_options();
         let mut d = vec![0u8; DESCRIPTOR_HEADER_LEN];
         d[0..8].copy_from_slice(&c.max_registered_pages.to_be_bytes());
         d[10..12].copy_from_slice(&c.tx_queue_entries.to_be_bytes());
@@ -59,15 +69,22 @@ impl Gvnic {
         d[20..22].copy_from_slice(&c.tx_pages_per_qpl.to_be_bytes());
         d[22..24].copy_from_slice(&c.rx_pages_per_qpl.to_be_bytes());
         d[24..30].copy_from_slice(&c.mac);
-        d[30..32].copy_from_slice(&(opts.len() as u16).to_be_bytes());
-        d[32..34].copy_from_slice(&(total as u16).to_be_bytes());
-        for (id, body) in opts {
+        let mut written = 0u16;
+        for (id, body) in &opts {
+            if d.len() + OPTION_HEADER_LEN + body.len() > avail {
+                break;
+            }
             d.extend_from_slice(&id.to_be_bytes());
             d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            // required_features_mask: 0 for every option (Linux ignores others).
             d.extend_from_slice(&0u32.to_be_bytes());
-            d.extend_from_slice(&body);
+            d.extend_from_slice(body);
+            written += 1;
         }
-        d
+        let total = d.len() as u16;
+        d[30..32].copy_from_slice(&written.to_be_bytes());
+        d[32..34].copy_from_slice(&total.to_be_bytes());
+        (d, opts.len() - usize::from(written))
     }
 
     pub(crate) fn cmd_describe(&mut self, cmd: &[u8; 64], mem: &dyn GuestMemory) -> u32 {
@@ -83,14 +100,23 @@ impl Gvnic {
                 format!("DESCRIBE_DEVICE version {version}, expected 1"),
             );
         }
-        let desc = self.descriptor_bytes();
-        if avail < desc.len() {
+        // The buffer must hold the 40-byte header (iPXE gives exactly that: it parses no
+        // options). Options that do not fit are left out whole (see descriptor_fitting).
+        if avail < DESCRIPTOR_HEADER_LEN {
             return self.refuse(
                 ViolationKind::BadCommand,
                 status::INVALID_ARGUMENT,
                 format!(
-                    "DESCRIBE_DEVICE available_length {avail} < descriptor length {}",
-                    desc.len()
+                    "DESCRIBE_DEVICE available_length {avail} < the {DESCRIPTOR_HEADER_LEN}-byte descriptor"
+                ),
+            );
+        }
+        let (desc, dropped) = self.descriptor_fitting(avail);
+        if dropped > 0 {
+            self.record.violation(
+                ViolationKind::Tolerated,
+                format!(
+                    "DESCRIBE_DEVICE available_length {avail}: {dropped} device option(s) did not fit and were left out"
                 ),
             );
         }

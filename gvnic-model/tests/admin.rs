@@ -199,7 +199,7 @@ fn describe_rejects_bad_version_short_buffer_and_misalignment() {
     put32(&mut c, 20, 4096);
     assert_eq!(h.submit(c), status::INVALID_ARGUMENT);
     put32(&mut c, 16, 1);
-    put32(&mut c, 20, 40);
+    put32(&mut c, 20, 39);
     assert_eq!(h.submit(c), status::INVALID_ARGUMENT);
     put32(&mut c, 20, 256);
     put64(&mut c, 8, DESC + 8);
@@ -598,7 +598,7 @@ fn linux_6_12_dqo_qpl_queues_fit_the_page_budget() {
     let n = u32::from(h.dev.config().counters);
     assert_eq!(h.submit(h.configure_cmd(n, 4)), status::PASSED);
     // The pages themselves may repeat here: only the count matters to the budget.
-    let mut register = |h: &mut H, id: u32, pages: u32| {
+    let register = |h: &mut H, id: u32, pages: u32| {
         let list: Vec<u8> = (0..u64::from(pages))
             .flat_map(|i| (TX_QPL_BASE + (i % 16) * 4096).to_be_bytes())
             .collect();
@@ -617,4 +617,49 @@ fn linux_6_12_dqo_qpl_queues_fit_the_page_budget() {
         assert_eq!(register(&mut h, 4 + q, 2048), status::PASSED, "RX QPL {q}");
     }
     assert_eq!(h.dev.registered_pages(), 10_240);
+}
+
+fn describe_with(h: &mut H, avail: u32) -> u32 {
+    let mut c = be_cmd(opcode::DESCRIBE_DEVICE);
+    put64(&mut c, 8, DESC);
+    put32(&mut c, 16, 1);
+    put32(&mut c, 20, avail);
+    h.submit(c)
+}
+
+/// iPXE (Debian trixie) gives DESCRIBE_DEVICE a 40-byte buffer: the descriptor without
+/// options, which it does not parse. The device writes the header and no option, with
+/// counts that describe what it wrote, and never a byte past the buffer (issue 19).
+#[test]
+fn describe_into_the_40_byte_buffer_ipxe_gives() {
+    let mut h = H::new(ModelConfig {
+        formats: "gqi-qpl,dqo-rda".parse().unwrap(),
+        ..Default::default()
+    });
+    h.start_aq();
+    gvnic_model::GuestMemory::write(&h.mem, DESC, &[0xEE; 256]).unwrap();
+    assert_eq!(describe_with(&mut h, 40), status::PASSED);
+    let d = h.mem_read(DESC, 64);
+    assert_eq!(&d[24..30], &h.dev.config().mac);
+    assert_eq!(u16::from_be_bytes([d[30], d[31]]), 0, "num_device_options");
+    assert_eq!(u16::from_be_bytes([d[32], d[33]]), 40, "total_length");
+    assert_eq!(&d[40..64], &[0xEE; 24], "nothing past the buffer");
+    assert!(h
+        .dev
+        .record()
+        .violations
+        .iter()
+        .all(|v| v.kind == ViolationKind::Tolerated));
+
+    // Room for the first option (GQI_QPL: 8 + 4 bytes) but not the second: only whole
+    // options are written.
+    gvnic_model::GuestMemory::write(&h.mem, DESC, &[0xEE; 256]).unwrap();
+    assert_eq!(describe_with(&mut h, 40 + 12 + 4), status::PASSED);
+    let d = h.mem_read(DESC, 64);
+    assert_eq!(u16::from_be_bytes([d[30], d[31]]), 1);
+    assert_eq!(u16::from_be_bytes([d[32], d[33]]), 52);
+    assert_eq!(u16::from_be_bytes([d[40], d[41]]), 0x3, "GQI_QPL first");
+    assert_eq!(&d[52..64], &[0xEE; 12]);
+
+    assert_eq!(describe_with(&mut h, 39), status::INVALID_ARGUMENT);
 }
