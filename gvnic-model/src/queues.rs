@@ -204,6 +204,27 @@ impl Gvnic {
         self.dma_write(mem, addr, &res, "queue resources")
     }
 
+    /// A new GQI queue's event counter reads 0 before the create completes: the queue has
+    /// completed nothing yet, and iPXE's gve (written on GCE hardware) asserts exactly that
+    /// without zeroing the array itself (gve.c `assert ( queue->event->count == 0 )`), so a
+    /// stale count from the previous open would send its poll loop round 2^32 times (issue
+    /// 19). DQO queues report through completion rings, not counters: nothing to write.
+    fn zero_event_counter(
+        &mut self,
+        format: QueueFormat,
+        counter: u32,
+        mem: &dyn GuestMemory,
+    ) -> bool {
+        let Some(conf) = self.configured.as_ref() else {
+            return false;
+        };
+        if format.family() != Family::Gqi {
+            return true;
+        }
+        let at = conf.counter_array + u64::from(counter) * 4;
+        self.dma_write(mem, at, &0u32.to_be_bytes(), "event counter")
+    }
+
     fn bad(&mut self, detail: String) -> u32 {
         self.refuse(ViolationKind::BadCommand, status::INVALID_ARGUMENT, detail)
     }
@@ -275,7 +296,9 @@ impl Gvnic {
             Err(st) => return st,
         };
         let db = TX_DOORBELL_BASE + 2 * qid;
-        if !self.write_resources(mem, c.resources, db, counter) {
+        if !self.write_resources(mem, c.resources, db, counter)
+            || !self.zero_event_counter(format, counter, mem)
+        {
             return status::INTERNAL_ERROR;
         }
         self.tx.insert(
@@ -428,7 +451,9 @@ impl Gvnic {
             Err(st) => return st,
         };
         let db = TX_DOORBELL_BASE + 2 * qid + 1;
-        if !self.write_resources(mem, c.resources, db, counter) {
+        if !self.write_resources(mem, c.resources, db, counter)
+            || !self.zero_event_counter(format, counter, mem)
+        {
             return status::INTERNAL_ERROR;
         }
         self.rx.insert(
@@ -489,6 +514,10 @@ impl Gvnic {
                 Family::Dqo => self.dqo_rx_doorbell(q, bus, mem),
             },
             Some(Doorbell::Irq(k)) => self.irq_doorbell(k, bus, mem),
+            // The device reset itself (host reset) and asks for recovery: a driver keeps
+            // ringing until it notices (iPXE through a 1 s watchdog, Linux from its service
+            // task), which it cannot do sooner. Counted, not a violation (issue 19).
+            None if self.regs.reset_requested => self.record.after_reset_doorbells += 1,
             None => self.record.violation(
                 ViolationKind::UnknownDoorbell,
                 format!("doorbell {index} (BAR2+{:#x}) written {bus:#x} (as the bus carries it): no queue or block owns it (ignored)", index * 4),

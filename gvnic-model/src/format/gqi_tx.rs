@@ -73,6 +73,7 @@ impl Gvnic {
                 q.head = head;
             }
             self.complete_tx_later(qid, TxDoneKind::GqiCounter(head), mem);
+            self.count_tx_packet();
         }
     }
 
