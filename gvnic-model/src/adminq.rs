@@ -113,15 +113,12 @@ impl Gvnic {
             opcode::VERIFY_DRIVER_COMPATIBILITY => self.cmd_verify_driver_compatibility(cmd, mem),
             opcode::CONFIGURE_RSS => self.cmd_configure_rss(cmd, mem),
             opcode::QUERY_RSS => self.cmd_query_rss(cmd, mem),
-            _ => {
-                // An opcode the device does not know. Linux does not always treat
-                // UNIMPLEMENTED (EOPNOTSUPP) as optional (issue 19: CONFIGURE_RSS fails probe).
-                self.record.violation(
-                    ViolationKind::Unmodelled,
-                    format!("admin opcode {op:#x} is not implemented by the model (UNIMPLEMENTED)"),
-                );
-                status::UNIMPLEMENTED
-            }
+            opcode::QUERY_FLOW_RULES => self.cmd_query_flow_rules(cmd, mem),
+            opcode::EXTENDED_COMMAND => self.cmd_extended(cmd, mem),
+            opcode::REPORT_NIC_TIMESTAMP => self.cmd_report_nic_timestamp(cmd, mem),
+            // An opcode the device does not know. Linux does not always treat UNIMPLEMENTED
+            // (EOPNOTSUPP) as optional (issue 19: CONFIGURE_RSS fails probe).
+            _ => self.unimplemented(op),
         }
     }
 

@@ -32,6 +32,8 @@ pub struct ModelConfig {
     pub default_num_queues: u16,
     /// Which queue-format device options DESCRIBE_DEVICE advertises.
     pub formats: Formats,
+    /// The device generation: which optional device options it describes (profile.rs).
+    pub profile: crate::Profile,
     pub faults: Faults,
     pub responder: Responder,
     /// How long the device takes for what it does (model time, see [`Latencies`]).
@@ -70,6 +72,7 @@ impl Default for ModelConfig {
             max_registered_pages: MAX_REGISTERED_PAGES,
             default_num_queues: 4,
             formats: Formats::default(),
+            profile: crate::Profile::default(),
             faults: Faults::default(),
             responder: Responder::default(),
             latencies: Latencies::default(),

@@ -16,12 +16,15 @@ pub mod config;
 pub mod describe;
 pub mod device;
 mod dma;
+pub mod flow;
 pub mod format;
 pub mod layout;
 pub mod msix;
 pub mod notify;
 pub mod optional;
+pub mod options;
 pub mod pci;
+pub mod profile;
 pub mod proxy;
 pub mod ptype;
 pub mod qpl;
@@ -33,6 +36,7 @@ pub mod resources;
 pub mod responder;
 pub mod rss;
 pub mod tap;
+pub mod timestamp;
 pub mod wire;
 
 /// GQI data paths under their old names.
@@ -43,6 +47,7 @@ pub use config::{
     DeviceIsReset, Family, Faults, Formats, Latencies, ModelConfig, QueueFormat, Responder,
 };
 pub use device::{Gvnic, TICK_US};
+pub use profile::Profile;
 pub use record::{
     CommandRecord, DriverInfo, InterruptRecord, Record, ResetCause, ResetRecord, Violation,
     ViolationKind,

@@ -34,6 +34,10 @@ struct Args {
     /// dqo-qpl, or `none` (no format option: an old device, drivers fall back to GQI-QPL).
     #[arg(long, default_value = "gqi-qpl")]
     formats: Formats,
+    /// Device generation: 2024 (queue-format options only) or 2026 (also MODIFY_RING,
+    /// JUMBO_FRAMES, BUFFER_SIZES, FLOW_STEERING, NIC_TIMESTAMP, RSS_CONFIG).
+    #[arg(long, default_value = "2026")]
+    profile: gvnic_model::Profile,
     /// When DEVICE_IS_RESET (revision 1) clears: at RUN, only at the next reset request, or never.
     #[arg(long, value_enum, default_value_t = ResetBit::Run)]
     reset_bit_clears_on: ResetBit,
@@ -75,6 +79,7 @@ fn main() -> Result<()> {
         config.mac = mac;
     }
     config.formats = args.formats;
+    config.profile = args.profile;
     config.device_is_reset = match args.reset_bit_clears_on {
         ResetBit::Run => DeviceIsReset::ClearedByRun,
         ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,

@@ -120,6 +120,7 @@ fn describe_reports_the_configured_descriptor() {
     let cfg = ModelConfig {
         mac: [2, 0, 0, 0, 0, 7],
         mtu: 1500,
+        profile: gvnic_model::Profile::Y2024,
         ..Default::default()
     };
     let mut h = H::new(cfg);
@@ -145,9 +146,11 @@ fn describe_reports_the_configured_descriptor() {
     assert_eq!(&d[40..44], &[0, 3, 0, 4], "option id 3, length 4");
 }
 
+/// The 2024 device: format options only (profile 2026's are in tests/options.rs).
 fn options_of(formats: Formats) -> (Vec<u16>, u16) {
     let mut h = H::new(ModelConfig {
         formats,
+        profile: gvnic_model::Profile::Y2024,
         ..Default::default()
     });
     h.start_aq();
@@ -318,7 +321,11 @@ fn page_lists_register_unregister_and_limits() {
 
 #[test]
 fn queues_create_destroy_and_their_errors() {
-    let mut h = H::rev(0);
+    // The 2024 device: no MODIFY_RING, so the ring size is the described one.
+    let mut h = H::new(ModelConfig {
+        profile: gvnic_model::Profile::Y2024,
+        ..Default::default()
+    });
     h.start_aq();
     assert_eq!(
         h.submit(h.create_tx_cmd(0, TX_QPL_ID)),
@@ -429,7 +436,11 @@ fn dqo_queues_need_their_completion_rings() {
 
 #[test]
 fn unknown_opcode_is_unimplemented_and_statuses_are_recorded() {
-    let mut h = H::rev(0);
+    // The 2024 device has no flow steering: QUERY_FLOW_RULES is UNIMPLEMENTED there.
+    let mut h = H::new(ModelConfig {
+        profile: gvnic_model::Profile::Y2024,
+        ..Default::default()
+    });
     h.start_aq();
     assert_eq!(h.submit(be_cmd(0x10)), status::UNIMPLEMENTED);
     assert_eq!(h.submit(be_cmd(0x77)), status::UNIMPLEMENTED);
