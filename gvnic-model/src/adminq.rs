@@ -84,6 +84,7 @@ impl Gvnic {
                 index,
                 opcode: op,
                 status: st,
+                inner_opcode: (op == opcode::EXTENDED_COMMAND).then(|| be32(&cmd, 8)),
             });
             self.regs.event_counter = index.wrapping_add(1);
             self.commands_completed += 1;

@@ -30,6 +30,7 @@ pub mod ptype;
 pub mod qpl;
 pub mod queues;
 pub mod record;
+pub mod record_file;
 pub mod regs;
 mod reset;
 pub mod resources;
