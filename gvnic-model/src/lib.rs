@@ -11,6 +11,7 @@
 
 mod addressing;
 pub mod adminq;
+pub mod codes;
 pub mod config;
 pub mod describe;
 pub mod device;
@@ -30,6 +31,7 @@ pub mod regs;
 mod reset;
 pub mod resources;
 pub mod responder;
+pub mod rss;
 pub mod tap;
 pub mod wire;
 
