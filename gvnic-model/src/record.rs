@@ -89,6 +89,9 @@ pub struct Record {
     pub interrupts: Vec<InterruptRecord>,
     /// Every VERIFY_DRIVER_COMPATIBILITY's driver info.
     pub driver_infos: Vec<DriverInfo>,
+    /// The queue format of every CONFIGURE_DEVICE_RESOURCES accepted, in order (what a
+    /// driver chose among the offered formats).
+    pub configured_formats: Vec<crate::config::QueueFormat>,
 }
 
 /// One MSI-X message: a DMA write of `data` (LE32) to `address`.

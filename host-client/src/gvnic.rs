@@ -31,6 +31,8 @@ pub struct ModelState {
     pub resets: Vec<ResetRecord>,
     /// Every MSI-X message the device sent (recorded only: the proxy has no interrupt path).
     pub interrupts: Vec<InterruptRecord>,
+    /// The queue format of every CONFIGURE_DEVICE_RESOURCES the device accepted, in order.
+    pub configured_formats: Vec<gvnic_model::QueueFormat>,
 }
 
 impl ModelState {
@@ -43,6 +45,7 @@ impl ModelState {
             admin_commands: record.commands.clone(),
             resets: record.resets.clone(),
             interrupts: record.interrupts.clone(),
+            configured_formats: record.configured_formats.clone(),
         }
     }
 }
