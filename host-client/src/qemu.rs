@@ -103,6 +103,10 @@ pub struct QemuConfig {
     /// x-pci-proxy-dev and model thread: one boot of a Linux guest meets several device
     /// configurations (host-client/tests/linux_gve.rs). Give each its own `slot`.
     pub more_gvnics: Vec<GvnicOptions>,
+    /// SeaBIOS's serial console on COM1 (`etc/sercon-port` 0x3f8): what a boot loader
+    /// prints through the BIOS (Debian's ipxe.lkrn) reaches the serial socket, and serial
+    /// input reaches it as keys. Off by default (the monitor drives COM1 itself).
+    pub bios_serial_console: bool,
 }
 
 impl Default for QemuConfig {
@@ -120,6 +124,7 @@ impl Default for QemuConfig {
             qemu_binary: "qemu-system-x86_64".into(),
             direct_boot: None,
             more_gvnics: Vec::new(),
+            bios_serial_console: false,
         }
     }
 }
@@ -213,6 +218,13 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
                 files.ovmf_vars.display()
             ),
         ]);
+    } else if cfg.bios_serial_console {
+        // fw_cfg wants the port as a little-endian integer file; `string=` is not read as
+        // a number by SeaBIOS (reference qemu11-vfio-user.md §4). Written by `spawn`.
+        push(&[
+            "-fw_cfg",
+            &format!("name=etc/sercon-port,file={}", sercon_file(files).display()),
+        ]);
     } else {
         // Keep SeaBIOS's serial VGA emulation off COM1 (no display adapter).
         push(&["-fw_cfg", "name=etc/sercon-port,string=0"]);
@@ -260,6 +272,14 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
     a
 }
 
+/// Where the run keeps SeaBIOS's sercon-port value (beside the serial socket).
+fn sercon_file(files: &RunFiles) -> PathBuf {
+    files.serial.with_file_name("sercon-port")
+}
+
+/// COM1's I/O port as SeaBIOS reads `etc/sercon-port`: a little-endian 64-bit integer.
+const SERCON_COM1: [u8; 8] = 0x3f8u64.to_le_bytes();
+
 /// `-device x-pci-proxy-dev` for each of [`QemuConfig::more_gvnics`] and its inherited fd.
 fn more_gvnic_args(cfg: &QemuConfig, fds: &[i32]) -> Vec<String> {
     cfg.more_gvnics
@@ -303,6 +323,9 @@ impl QemuProcess {
         if cfg.uefi {
             std::fs::copy(OVMF_VARS, &files.ovmf_vars)
                 .context("cannot copy the OVMF variable store (is the ovmf package installed?)")?;
+        }
+        if cfg.bios_serial_console && !cfg.uefi {
+            std::fs::write(sercon_file(&files), SERCON_COM1)?;
         }
         let mut gvnic = match &cfg.gvnic {
             Some(opts) => Some(crate::gvnic::attach(opts)?),
@@ -553,6 +576,20 @@ mod tests {
         assert!(value_after(&a, "-chardev")[0].contains("path=/run/x/serial.sock,server=on"));
         assert!(!a.iter().any(|x| x.contains("pflash")));
         assert!(value_after(&a, "-drive")[0].starts_with("file=/img/bringup.img,format=raw"));
+    }
+
+    #[test]
+    fn bios_serial_console_points_sercon_at_a_com1_file() {
+        let cfg = QemuConfig {
+            bios_serial_console: true,
+            ..Default::default()
+        };
+        let a = qemu_args(&cfg, &files(), None);
+        assert_eq!(
+            value_after(&a, "-fw_cfg"),
+            ["name=etc/sercon-port,file=/run/x/sercon-port"]
+        );
+        assert_eq!(SERCON_COM1, [0xf8, 0x03, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
