@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use gvnic_model::adminq::opcode;
 use gvnic_model::adminq::status;
-use gvnic_model::{Formats, ModelConfig, QueueFormat, ResetCause};
+use gvnic_model::{Formats, ModelConfig, Profile, QueueFormat, ResetCause};
 use host_client::gvnic::ModelState;
 use host_client::{DirectBoot, GvnicOptions, QemuConfig};
 use linux::{Kernel, Unpacked, KERNELS};
@@ -43,18 +43,15 @@ const PARALLEL_BOOTS: usize = 2;
 /// First PCI slot of the gVNICs (the proxy's default).
 const FIRST_SLOT: u8 = 5;
 
-/// The device generation the model plays.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Profile {
-    /// Today's device: queue-format options only.
-    Y2024,
-}
-
-const PROFILES: &[Profile] = &[Profile::Y2024];
+/// The device generations the model plays (`--profile`): 2024 sends queue-format options
+/// only; 2026 adds JUMBO_FRAMES, MODIFY_RING, BUFFER_SIZES, FLOW_STEERING, RSS_CONFIG and
+/// NIC_TIMESTAMP, and every driver path those options open must hold.
+const PROFILES: &[Profile] = &[Profile::Y2024, Profile::Y2026];
 
 fn model_config(p: Profile) -> ModelConfig {
-    match p {
-        Profile::Y2024 => ModelConfig::default(),
+    ModelConfig {
+        profile: p,
+        ..ModelConfig::default()
     }
 }
 
