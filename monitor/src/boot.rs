@@ -308,7 +308,7 @@ pub fn restrict_identity_map(plan: Plan) {
                     // Already split (the stack guard's 4 KiB table, which also maps the
                     // first MiB and the VGA aperture): apply the plan page by page.
                     let table = &mut *(pde.addr().as_u64() as *mut PageTable);
-                    apply_to_split_table(&plan, base, table);
+                    apply_to_split_table(plan, base, table);
                     continue;
                 }
                 match plan.large_page(base) {
