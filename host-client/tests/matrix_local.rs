@@ -125,6 +125,7 @@ fn four_targets_two_at_a_time_all_pass_and_overlap() {
         assert_eq!(options, [3], "{id}");
         assert_eq!(revision, u64::from(id.ends_with("rev1")), "{id}");
         assert!(report_dir.join(id).join("gvnic.pcap").is_file());
+        assert!(report_dir.join(id).join("gvnic-record.json").is_file());
     }
     // Boot ids differ: four monitors, not one.
     let mut boots: Vec<&str> = targets
