@@ -19,6 +19,7 @@ mod dma;
 pub mod flow;
 pub mod format;
 pub mod layout;
+mod limits;
 pub mod msix;
 pub mod notify;
 pub mod optional;
