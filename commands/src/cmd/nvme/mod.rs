@@ -115,7 +115,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "nvme write",
-        usage: "nvme write <lba> [count] (--pattern BYTE | --seed N) [--ns N] [--bdf BDF] [--fua] [--force-boot-disk] [--digest sha256|crc32|none] [--timeout MS]",
+        usage: "nvme write <lba> [count] (--pattern BYTE | --seed N) [--ns N] [--bdf BDF] [--fua] [--force-boot-disk] [--digest sha256|crc32|none] [--no-digest] [--timeout MS]",
         summary: "write a byte pattern or a seeded stream through the bounce pool; digest and throughput",
         details: "Writes count blocks (default 1) from lba of namespace N: every byte BYTE (--pattern), or the \
                   SplitMix64 stream from seed N (--seed; byte k of the namespace is byte k mod 8 of word k/8, \
@@ -138,6 +138,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Flag { name: "--fua", takes_value: false, help: "Force Unit Access on every WRITE" },
             Flag { name: "--force-boot-disk", takes_value: false, help: "write even to the disk the monitor booted from" },
             Flag { name: "--digest", takes_value: true, help: "sha256 (default), crc32 or none" },
+            Flag { name: "--no-digest", takes_value: false, help: "same as --digest none" },
             TIMEOUT_FLAG,
         ],
         run: write::run_write,
