@@ -57,6 +57,10 @@ pub enum Body {
     NetLease(NetLease),
     NetPing(NetPing),
     NetHttp(NetHttp),
+    /// `mem types`: the live page tables' memory types, and any physical page mapped with two.
+    MemTypes(MemTypes),
+    /// `mem unmap` / `bar unmap`: one user mapping released.
+    MemUnmap(MemUnmap),
     /// `nvme write`: what was written where, how fast, and its digest.
     NvmeWrite(NvmeWrite),
     /// `nvme verify`: ok, or the first mismatching block and byte.
@@ -105,6 +109,8 @@ impl Body {
             Body::NetLease(_) => "net.lease",
             Body::NetPing(_) => "net.ping",
             Body::NetHttp(_) => "net.http",
+            Body::MemTypes(_) => "mem.types",
+            Body::MemUnmap(_) => "mem.unmap",
             Body::NvmeWrite(_) => "nvme.write",
             Body::NvmeVerify(_) => "nvme.verify",
             Body::NvmeFlush(_) => "nvme.flush",
@@ -211,6 +217,9 @@ pub struct BarMapping {
     pub is_64bit: bool,
     /// false when this call returned an existing mapping.
     pub newly_mapped: bool,
+    /// The part mapped: offset into the BAR and length (the whole BAR: 0 and its size).
+    pub offset: u64,
+    pub len: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -720,6 +729,52 @@ pub struct NetHttp {
     /// 0 if no byte came.
     pub first_byte_us: u64,
     pub total_us: u64,
+}
+
+/// One run of the live page tables (`mem types`): `len` bytes at virtual `virt` map
+/// physical `phys..` with one memory type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemTypeRun {
+    pub virt: u64,
+    pub phys: u64,
+    pub len: u64,
+    /// "WB", "UC", "WC", "WT", "WP", "UC-" or "reserved" (the PAT type the entry selects).
+    pub mem_type: String,
+    pub writable: bool,
+    /// virt == phys below 4 GiB.
+    pub identity: bool,
+}
+
+/// Physical bytes mapped twice with different memory types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemTypeAlias {
+    pub phys: u64,
+    pub len: u64,
+    pub first_virt: u64,
+    pub first_type: String,
+    pub second_virt: u64,
+    pub second_type: String,
+}
+
+/// `mem types [phys len]`: the mappings (of the physical range, or all), and the aliases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemTypes {
+    /// The physical range asked about (0..u64::MAX for all).
+    pub phys: u64,
+    pub len: u64,
+    pub runs: Vec<MemTypeRun>,
+    /// Runs not in `runs` because the frame has a cap.
+    pub runs_left_off: u32,
+    pub aliases: Vec<MemTypeAlias>,
+}
+
+/// `mem unmap` / `bar unmap`: the user's mapping of `[phys, phys+len)` released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemUnmap {
+    pub phys: u64,
+    pub len: u64,
+    /// The user's mappings of exactly this range still outstanding.
+    pub still_mapped: u32,
 }
 
 /// `nvme write`. The data is `pattern` ("byte": every byte is `pattern_value`; "seed": the

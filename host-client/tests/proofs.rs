@@ -31,6 +31,8 @@ const KINDS: &[&str] = &[
     "msix",
     "irq.test",
     "mem.map",
+    "mem.types",
+    "mem.unmap",
     "net.lease",
     "net.ping",
     "net.http",
