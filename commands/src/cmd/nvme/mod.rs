@@ -349,3 +349,51 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> &'static CommandSpec {
+        COMMANDS.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_controller_is_named_by_flag_or_positional_never_two() {
+        let parse = |name: &str, words: &[&str], pos| {
+            wanted_bdf(&Args::parse(spec(name), words).unwrap(), pos)
+        };
+        let bdf = Bdf::new(0, 5, 0);
+        assert_eq!(
+            parse("nvme identify", &["00:05.0"], Some(0)).unwrap(),
+            Some(bdf)
+        );
+        assert_eq!(
+            parse("nvme identify", &["--bdf", "00:05.0"], Some(0)).unwrap(),
+            Some(bdf)
+        );
+        assert_eq!(
+            parse("nvme identify", &["00:05.0", "--bdf", "00:05.0"], Some(0)).unwrap(),
+            Some(bdf)
+        );
+        let two = parse("nvme identify", &["00:04.0", "--bdf", "00:05.0"], Some(0)).unwrap_err();
+        assert_eq!(two.code, "bad-argument");
+        assert_eq!(parse("nvme read", &["0"], None).unwrap(), None);
+        let bad = parse("nvme read", &["0", "--bdf", "5"], None).unwrap_err();
+        assert_eq!(bad.code, "bad-bdf");
+        let err = ambiguous(&[Bdf::new(0, 4, 0), bdf], "bound");
+        assert_eq!(err.code, "ambiguous-controller");
+        assert!(err.message.contains("00:04.0, 00:05.0"), "{}", err.message);
+    }
+
+    #[test]
+    fn range_arguments() {
+        let range = |words: &[&str]| range_args(&Args::parse(spec("nvme write"), words).unwrap());
+        assert_eq!(range(&["0x10", "8", "--seed", "1"]).unwrap(), (16, 8));
+        assert_eq!(range(&["7", "--seed", "1"]).unwrap(), (7, 1));
+        assert_eq!(
+            range(&["7", "0", "--seed", "1"]).unwrap_err().code,
+            "bad-argument"
+        );
+    }
+}
