@@ -14,8 +14,8 @@ pub mod mem;
 pub mod memtypes;
 pub mod net;
 pub mod net_text;
-pub mod windows;
 pub mod nvme;
+pub mod windows;
 
 use alloc::string::String;
 use alloc::vec::Vec;
