@@ -13,7 +13,7 @@ pub mod cmd;
 mod core_cmds;
 pub mod digest;
 pub mod fmt;
-pub mod gvnic;
+pub use cmd::gvnic;
 pub mod nvme;
 mod nvme_wait;
 pub mod output;
