@@ -24,7 +24,7 @@ use super::describe::{
 };
 use super::limits::{MtuPlan, RingPlan};
 use super::notify::{self, DummyMsix, MsixReport, IRQ_DB_STRIDE, NOTIFY_BLOCKS};
-use super::regs::{AqMode, DeviceStatus, Doorbells, DriverStatus, Registers};
+use super::regs::{AqMode, DeviceStatus, Doorbells, Registers};
 use super::resources::Resources;
 use super::ring::{self, QueueEnv, RxRing, TxRing};
 use super::GvnicError;
@@ -301,7 +301,7 @@ impl Gvnic {
     pub(super) fn holds_nothing(&self) -> bool {
         match &self.aq {
             Some(aq) => aq.reads_reset(&self.regs),
-            None => self.regs.reads_reset(self.mode),
+            None => self.regs.reads_reset(),
         }
     }
 
@@ -316,7 +316,7 @@ impl Gvnic {
         }
         // Never reset a device that already reads reset: on GCE that schedules a delayed
         // second reset, and a driver that answers each reset with a reset loops forever.
-        if !self.regs.reads_reset(self.mode) {
+        if !self.regs.reads_reset() {
             self.request_reset();
             if !self.wait_reset(clock) {
                 return Err(GvnicError::ResetTimeout { quarantined: 0 });
@@ -337,19 +337,19 @@ impl Gvnic {
         }
     }
 
-    /// Revision 0: PFN = 0. Revision >= 1: DRIVER_STATUS = RESET (Linux; facts §2.2).
+    /// PFN = 0 on every revision (iPXE, proven on GCE at revision 1 too). Linux resets a
+    /// revision-1 device with DRIVER_STATUS = RESET instead; we do not write both: should
+    /// the device finish the first request at once, the second would reset an
+    /// already-reset device, which GCE answers with a delayed reset (iPXE gve.c).
     fn request_reset(&self) {
-        match self.mode {
-            AqMode::Pfn => self.regs.set_aq_pfn(0),
-            AqMode::BaseLength => self.regs.set_driver_status(DriverStatus::RESET),
-        }
+        self.regs.set_aq_pfn(0);
     }
 
     /// Polls for the reset's completion for its whole deadline: a recovery wait, which a
     /// Ctrl-C does not cut short (cutting it would quarantine a healthy NIC's memory).
     fn wait_reset(&self, clock: &dyn Clock) -> bool {
         wait_for_recovery(clock, RESET_TIMEOUT_US, || {
-            self.regs.reads_reset(self.mode).then_some(())
+            self.regs.reads_reset().then_some(())
         })
         .is_ok()
     }
