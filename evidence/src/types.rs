@@ -582,6 +582,12 @@ pub struct IrqTest {
     pub other: u32,
     /// The entry, the MSI-X control word and the command register read back as before.
     pub restored: bool,
+    /// "nvme" or "gvnic" (issue 20).
+    pub device_kind: String,
+    /// The vector's role: "io-cq" (NVMe), "rx-block" or "management" (gVNIC).
+    pub role: String,
+    /// What made the device raise it.
+    pub trigger: String,
 }
 
 /// `mem map`: a physical range mapped uncached for peek/poke.

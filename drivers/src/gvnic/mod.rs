@@ -30,6 +30,7 @@ pub mod adminq;
 pub mod datapath;
 pub mod describe;
 pub mod device;
+pub mod irq_test;
 pub mod limits;
 pub mod notify;
 pub mod options;

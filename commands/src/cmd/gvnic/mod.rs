@@ -21,6 +21,7 @@ use crate::shell::DeviceState;
 use crate::table::{CmdError, CommandSpec, Ctx, Flag};
 
 mod describe;
+pub(crate) mod irq;
 mod teardown;
 mod txdhcp;
 
