@@ -41,6 +41,7 @@ pub mod gce;
 pub mod gvnic;
 pub mod json;
 pub mod matrix;
+pub mod model_verdict;
 pub mod outcome;
 pub mod qemu;
 pub mod qmp;
