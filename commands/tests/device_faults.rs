@@ -1339,7 +1339,11 @@ fn irq_test_on_a_gvnic_without_an_interrupt_controller_is_named_and_restores_eve
     assert_eq!(irq.code(), "no-interrupts", "{}", irq.text);
     let msix_off = bench.run("msix 00:04.0");
     msix_off.assert_ok();
-    assert!(msix_off.text.contains("MSI-X disabled"), "{}", msix_off.text);
+    assert!(
+        msix_off.text.contains("MSI-X disabled"),
+        "{}",
+        msix_off.text
+    );
     bench.run("gvnic txdhcp --timeout 500").assert_ok();
     // Without a bdf, `irq test` takes the bound gVNIC.
     assert_eq!(bench.run("irq test").code(), "no-interrupts");

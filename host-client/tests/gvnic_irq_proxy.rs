@@ -6,6 +6,7 @@
 //! - issue 22: a revision-1 device that powers on with DEVICE_IS_RESET clear and answers a
 //!   redundant reset with a delayed one 3 s later: the monitor never resets it redundantly,
 //!   so seconds after the bind the NIC still works and the model saw no self-reset.
+//!
 //! Needs target/bringup.img (`make image`).
 
 use std::time::Duration;
@@ -96,12 +97,19 @@ fn run_row(format: QueueFormat) {
     // No redundant reset, so no delayed one; the only resets are the teardown's (and QEMU's
     // PCI resets).
     assert!(
-        model.resets.iter().all(|r| !r.already_reset && r.cause != ResetCause::Spurious),
+        model
+            .resets
+            .iter()
+            .all(|r| !r.already_reset && r.cause != ResetCause::Spurious),
         "{label}: {:#?}",
         model.resets
     );
     assert!(model.is_reset, "{label}");
-    assert!(model.violations.is_empty(), "{label}: {:#?}", model.violations);
+    assert!(
+        model.violations.is_empty(),
+        "{label}: {:#?}",
+        model.violations
+    );
 }
 
 #[test]
