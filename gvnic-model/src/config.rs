@@ -119,7 +119,7 @@ impl Default for Formats {
 }
 
 /// The four queue formats, as CONFIGURE_DEVICE_RESOURCES names them (facts §3.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum QueueFormat {
     GqiRda,
     GqiQpl,
@@ -370,8 +370,10 @@ pub struct Faults {
     /// DQO: completions are produced but never written back, not even on a full line or an
     /// interrupt (a stuck device).
     pub dqo_completions_never_written: bool,
-    /// After N transmitted packets the device resets itself (a reset under a running data
-    /// path): as `spurious_reset_after_commands`, at the next tick.
+    /// After N transmitted packets (GQI or DQO) the device resets itself (a host reset under
+    /// a running data path): as `spurious_reset_after_commands`, at the next tick. Doorbells
+    /// rung after it, until the driver resets the device, are counted in
+    /// `Record::after_reset_doorbells`, not recorded as violations.
     pub spurious_reset_after_tx_packets: Option<u32>,
 }
 

@@ -34,6 +34,8 @@ pub struct ModelState {
     /// The whole record as `gvnic-model --record FILE` writes it (summary, names, final
     /// state): what `bringup run`/`matrix` hold a run to (crate::model_verdict).
     pub record: gvnic_model::record_file::RecordFile,
+    /// The queue format of every CONFIGURE_DEVICE_RESOURCES the device accepted, in order.
+    pub configured_formats: Vec<gvnic_model::QueueFormat>,
 }
 
 impl ModelState {
@@ -47,6 +49,7 @@ impl ModelState {
             resets: record.resets.clone(),
             interrupts: record.interrupts.clone(),
             record: dev.record_file(),
+            configured_formats: record.configured_formats.clone(),
         }
     }
 }

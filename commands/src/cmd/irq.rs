@@ -147,7 +147,7 @@ fn irq_test(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     if gvnic_irq::is_gvnic(ctx, bdf) {
         return gvnic_irq::irq_test(ctx, bdf);
     }
-    let Some(controller) = ctx.devices.nvme.controller_mut().filter(|c| c.bdf == bdf) else {
+    let Some(controller) = ctx.devices.nvme.controller_at_mut(bdf) else {
         return Err(CmdError::new(
             "nvme-not-bound",
             alloc::format!("no NVMe controller is bound at {bdf}: run 'nvme identify {bdf}' first"),

@@ -12,8 +12,11 @@ pub mod gvnic;
 pub mod io;
 pub mod irq;
 pub mod mem;
+pub mod memtypes;
 pub mod net;
 pub mod net_text;
+pub mod nvme;
+pub mod windows;
 
 use alloc::string::String;
 use alloc::vec::Vec;
