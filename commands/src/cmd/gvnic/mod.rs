@@ -2,7 +2,9 @@
 //!
 //! The driver itself lives in `drivers::gvnic`; this module finds the function, maps its
 //! BARs, keeps the bound NIC between commands, and turns what the driver reports into
-//! human lines and evidence frames.
+//! human lines and evidence frames. One file per command: `describe.rs` (the renderers,
+//! every device option decoded), `txdhcp.rs`, `teardown.rs`, and `irq.rs` (the gVNIC half
+//! of `irq test`).
 
 use alloc::string::String;
 use alloc::vec::Vec;
