@@ -1,5 +1,6 @@
-//! `gvnic-model`: serve the gVNIC model to QEMU's `x-pci-proxy-dev` over an inherited socket
-//! (`--fd N`) or a UNIX socket path it listens on (`--socket PATH`, one connection).
+//! `gvnic-model`: serve the gVNIC model to one QEMU: to 7.2's `x-pci-proxy-dev` over an
+//! inherited socket (`--fd N`) or a UNIX socket path it listens on (`--socket PATH`), or as a
+//! vfio-user server for QEMU 10.1+'s `vfio-user-pci` (`--vfio-user PATH`).
 
 use std::os::fd::FromRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -12,15 +13,20 @@ use gvnic_model::{DeviceIsReset, Formats, ModelConfig};
 #[derive(Parser)]
 #[command(
     version,
-    about = "gVNIC device model for QEMU 7.2's x-pci-proxy-dev (multi-process) front end"
+    about = "gVNIC device model for QEMU: 7.2's x-pci-proxy-dev (--fd/--socket) or 10.1+'s vfio-user-pci (--vfio-user)"
 )]
 struct Args {
     /// An inherited, connected UNIX stream socket (QEMU has the other end as `fd=`).
-    #[arg(long, conflicts_with = "socket")]
+    #[arg(long, conflicts_with_all = ["socket", "vfio_user"])]
     fd: Option<i32>,
-    /// Listen on this UNIX socket path and serve the first connection.
-    #[arg(long)]
+    /// Listen on this UNIX socket path and serve the first connection (x-pci-proxy-dev).
+    #[arg(long, conflicts_with = "vfio_user")]
     socket: Option<PathBuf>,
+    /// Listen on this UNIX socket path as a vfio-user server and serve the first connection
+    /// (`-device '{"driver":"vfio-user-pci","socket":{"type":"unix","path":PATH}}'`; guest
+    /// RAM must be memory-backend-memfd,share=on). MSI-X interrupts reach the guest.
+    #[arg(long, value_name = "PATH")]
+    vfio_user: Option<PathBuf>,
     /// Write every TX/RX frame to this pcap file.
     #[arg(long)]
     pcap: Option<PathBuf>,
@@ -74,13 +80,17 @@ fn main() -> Result<()> {
     if let Some(mac) = args.mac {
         config.mac = mac;
     }
-    config.formats = args.formats;
+    config.formats = args.formats.clone();
     config.device_is_reset = match args.reset_bit_clears_on {
         ResetBit::Run => DeviceIsReset::ClearedByRun,
         ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,
         ResetBit::Never => DeviceIsReset::NeverCleared,
     };
     config.responder.enabled = !args.no_responder && args.tap.is_none();
+    if let Some(path) = &args.vfio_user {
+        let dev = device(config, &args)?;
+        return serve_vfio_user(path, dev);
+    }
     let stream = match (args.fd, &args.socket) {
         (Some(fd), _) => {
             if fd < 3 {
@@ -97,8 +107,14 @@ fn main() -> Result<()> {
             let (s, _) = l.accept().context("accepting QEMU's connection")?;
             s
         }
-        (None, None) => bail!("give --fd N or --socket PATH"),
+        (None, None) => bail!("give --fd N, --socket PATH or --vfio-user PATH"),
     };
+    let mut dev = device(config, &args)?;
+    gvnic_model::proxy::serve_device(stream, &mut dev)
+}
+
+/// The device with its pcap and TAP attached.
+fn device(config: ModelConfig, args: &Args) -> Result<gvnic_model::Gvnic> {
     let mut dev = gvnic_model::Gvnic::new(config);
     if let Some(p) = &args.pcap {
         dev.set_pcap(p)
@@ -109,5 +125,37 @@ fn main() -> Result<()> {
             gvnic_model::tap::Tap::open(name).with_context(|| format!("opening TAP {name}"))?;
         dev.set_peer(gvnic_model::wire::Peer::Tap(tap))?;
     }
-    gvnic_model::proxy::serve_device(stream, &mut dev)
+    Ok(dev)
+}
+
+/// vfio-user: one connection; SIGTERM ends it like QEMU closing the socket (the accept or
+/// receive is interrupted), so what follows the loop always runs.
+fn serve_vfio_user(path: &std::path::Path, dev: gvnic_model::Gvnic) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    interrupt_on_sigterm();
+    let (dev, served) = gvnic_model::vfio_user::serve(listener, dev);
+    let _ = std::fs::remove_file(path);
+    let r = dev.record();
+    eprintln!(
+        "gvnic-model: served; {} admin commands, {} violations, {} interrupts raised",
+        r.commands.len(),
+        r.violations.len(),
+        r.interrupts.len()
+    );
+    served
+}
+
+extern "C" fn on_sigterm(_: libc::c_int) {}
+
+/// SIGTERM interrupts blocking calls (no SA_RESTART) instead of killing the process.
+fn interrupt_on_sigterm() {
+    // SAFETY: a zeroed sigaction with a handler that does nothing (async-signal-safe); no
+    // SA_RESTART, so a blocked accept/recvmsg returns EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigterm as *const () as usize;
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
 }
