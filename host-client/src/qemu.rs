@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::GvnicTransport;
+
 /// OVMF firmware code (read-only pflash).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// OVMF variable store template (copied per run).
@@ -47,7 +49,8 @@ impl NvmeDrive {
     }
 }
 
-/// The gVNIC device model, attached as `x-pci-proxy-dev`.
+/// The gVNIC device model, attached as `vfio-user-pci` or `x-pci-proxy-dev`
+/// (`QemuConfig::gvnic_transport`).
 #[derive(Debug, Clone, Default)]
 pub struct GvnicOptions {
     /// Write every frame the guest transmits (and the model's answers) here.
@@ -99,6 +102,26 @@ pub struct QemuConfig {
     pub qemu_binary: String,
     /// A kernel and initramfs to boot instead of `image`.
     pub direct_boot: Option<DirectBoot>,
+    /// How `gvnic` is attached; None: vfio-user when `qemu_binary` is 10.1 or newer, else
+    /// the proxy ([`GvnicTransport::for_binary`]).
+    pub gvnic_transport: Option<GvnicTransport>,
+}
+
+impl QemuConfig {
+    /// The gVNIC transport this run uses (asks the binary its version when not set).
+    pub fn resolved_gvnic_transport(&self) -> GvnicTransport {
+        self.gvnic_transport
+            .unwrap_or_else(|| GvnicTransport::for_binary(&self.qemu_binary))
+    }
+}
+
+/// Where QEMU finds the gVNIC model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GvnicEndpoint {
+    /// x-pci-proxy-dev: this inherited socket fd.
+    ProxyFd(i32),
+    /// vfio-user-pci: the model listens on this UNIX socket.
+    VfioUser(PathBuf),
 }
 
 impl Default for QemuConfig {
@@ -115,6 +138,7 @@ impl Default for QemuConfig {
             extra_args: Vec::new(),
             qemu_binary: "qemu-system-x86_64".into(),
             direct_boot: None,
+            gvnic_transport: None,
         }
     }
 }
@@ -132,6 +156,16 @@ pub fn default_image() -> PathBuf {
     std::env::var_os("BRINGUP_IMAGE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/bringup.img"))
+}
+
+/// QEMU 11.1 (trixie-backports with its trixie runtime, unpacked by `make qemu11`; the
+/// vfio-user client): `BRINGUP_QEMU11`, else
+/// `<workspace>/target/qemu-11/bin/qemu-system-x86_64` (a wrapper). None when neither exists.
+pub fn qemu11_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("BRINGUP_QEMU11")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/qemu-11/bin/qemu-system-x86_64"));
+    path.is_file().then_some(path)
 }
 
 /// QEMU 10 (bookworm-backports, unpacked by `make qemu10`; its TCG emulates SHA-NI, 7.2's
@@ -153,8 +187,8 @@ pub struct RunFiles {
     pub ovmf_vars: PathBuf,
 }
 
-/// The QEMU argv (without the program). `gvnic_fd` is the inherited socket for the proxy.
-pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> Vec<String> {
+/// The QEMU argv (without the program). `gvnic` is where the model serves.
+pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic: Option<&GvnicEndpoint>) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     let mem = format!("{}M", cfg.memory_mib);
@@ -236,14 +270,25 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
             &format!("nvme,serial={},drive=nvme{i}", d.serial),
         ]);
     }
-    if let (Some(g), Some(fd)) = (&cfg.gvnic, gvnic_fd) {
-        push(&[
+    match (&cfg.gvnic, gvnic) {
+        (Some(g), Some(GvnicEndpoint::ProxyFd(fd))) => push(&[
             "-device",
             &format!(
                 "x-pci-proxy-dev,id=gve0,fd={fd},addr={:#x}",
                 g.slot.unwrap_or(5)
             ),
-        ]);
+        ]),
+        // JSON form: the socket is a SocketAddress (reference/qemu11-vfio-user.md §1).
+        (Some(g), Some(GvnicEndpoint::VfioUser(path))) => {
+            let device = serde_json::json!({
+                "driver": "vfio-user-pci",
+                "id": "gve0",
+                "addr": format!("{:02x}.0", g.slot.unwrap_or(5)),
+                "socket": {"type": "unix", "path": path.display().to_string()},
+            });
+            push(&["-device", &device.to_string()])
+        }
+        _ => {}
     }
     if cfg.qmp {
         push(&[
@@ -264,6 +309,8 @@ pub struct QemuProcess {
     gvnic_thread: Option<JoinHandle<Result<()>>>,
     /// Where the gVNIC model thread leaves its final state.
     gvnic_state: Option<crate::gvnic::FinalState>,
+    /// vfio-user: the model's socket (to end a model still waiting for QEMU).
+    gvnic_socket: Option<PathBuf>,
     pub(crate) started: Instant,
 }
 
@@ -282,13 +329,22 @@ impl QemuProcess {
                 .context("cannot copy the OVMF variable store (is the ovmf package installed?)")?;
         }
         let mut gvnic = match &cfg.gvnic {
-            Some(opts) => Some(crate::gvnic::attach(opts)?),
+            Some(opts) => Some(crate::gvnic::attach(
+                opts,
+                cfg.resolved_gvnic_transport(),
+                dir.path(),
+            )?),
             None => None,
         };
         let fd = gvnic
             .as_ref()
             .and_then(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()));
-        let args = qemu_args(cfg, &files, fd);
+        let endpoint = match (fd, gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone())) {
+            (Some(fd), _) => Some(GvnicEndpoint::ProxyFd(fd)),
+            (None, Some(path)) => Some(GvnicEndpoint::VfioUser(path)),
+            (None, None) => None,
+        };
+        let args = qemu_args(cfg, &files, endpoint.as_ref());
         let mut command = Command::new(&cfg.qemu_binary);
         command
             .args(&args)
@@ -323,6 +379,7 @@ impl QemuProcess {
             g.close_qemu_end();
             g.thread.take()
         });
+        let gvnic_socket = gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone());
         Ok(QemuProcess {
             child,
             dir,
@@ -330,6 +387,7 @@ impl QemuProcess {
             stderr_tail,
             gvnic_thread: gvnic_thread.flatten(),
             gvnic_state,
+            gvnic_socket,
             started,
         })
     }
@@ -387,6 +445,11 @@ impl QemuProcess {
     pub fn shutdown(&mut self) -> Option<Result<()>> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let (Some(path), Some(_)) = (&self.gvnic_socket, &self.gvnic_thread) {
+            // QEMU may have died before connecting: the model would wait in accept forever.
+            // A connection of ours that closes at once ends it (harmless after QEMU connected).
+            let _ = UnixStream::connect(path);
+        }
         self.gvnic_thread.take().map(|t| {
             t.join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
@@ -514,7 +577,7 @@ mod tests {
             extra_args: vec!["-device".into(), "pci-bridge,id=br1,chassis_nr=1".into()],
             ..Default::default()
         };
-        let a = qemu_args(&cfg, &files(), Some(7));
+        let a = qemu_args(&cfg, &files(), Some(&GvnicEndpoint::ProxyFd(7)));
         let drives = value_after(&a, "-drive");
         assert!(drives[0].contains("readonly=on") && drives[0].contains(OVMF_CODE));
         assert!(drives[1].contains("unit=1,file=/run/x/vars.fd"));
@@ -536,6 +599,27 @@ mod tests {
             &a[a.len() - 2..],
             &["-device", "pci-bridge,id=br1,chassis_nr=1"]
         );
+    }
+
+    #[test]
+    fn vfio_user_device_is_json_with_a_unix_socket_and_shared_memfd_ram() {
+        let cfg = QemuConfig {
+            gvnic: Some(GvnicOptions::default()),
+            ..Default::default()
+        };
+        let end = GvnicEndpoint::VfioUser("/run/x/gvnic.sock".into());
+        let a = qemu_args(&cfg, &files(), Some(&end));
+        let devices = value_after(&a, "-device");
+        let dev: serde_json::Value = serde_json::from_str(devices[0]).expect("JSON -device");
+        assert_eq!(dev["driver"], "vfio-user-pci");
+        assert_eq!(dev["addr"], "05.0");
+        assert_eq!(dev["socket"]["type"], "unix");
+        assert_eq!(dev["socket"]["path"], "/run/x/gvnic.sock");
+        assert_eq!(
+            value_after(&a, "-object"),
+            ["memory-backend-memfd,id=mem,size=512M,share=on"]
+        );
+        assert!(!a.iter().any(|x| x.contains("x-pci-proxy-dev")));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::qemu::{Accel, GvnicOptions, NvmeDrive, QemuConfig};
+use crate::GvnicTransport;
 
 /// SeaBIOS or OVMF.
 #[derive(
@@ -70,6 +71,9 @@ impl Serialize for FormatSet {
 pub struct GvnicCell {
     pub formats: FormatSet,
     pub revision: u8,
+    /// How the model is attached; None: chosen from the QEMU binary's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<GvnicTransport>,
 }
 
 /// One local QEMU target.
@@ -107,6 +111,9 @@ impl LocalTarget {
         );
         if let Some(g) = &self.gvnic {
             id.push_str(&format!("-{}-rev{}", g.formats, g.revision));
+            if let Some(t) = g.transport {
+                id.push_str(&format!("-{t}"));
+            }
         }
         id
     }
@@ -130,6 +137,15 @@ impl LocalTarget {
             formats: Some(g.formats.0.clone()),
             ..GvnicOptions::default()
         });
+        if let Some(t) = self.gvnic.as_ref().and_then(|g| g.transport) {
+            cfg.gvnic_transport = Some(t);
+            // vfio-user needs QEMU 10.1+: the one `make qemu11` unpacks, when there.
+            if t == GvnicTransport::VfioUser {
+                if let Some(q) = crate::qemu::qemu11_binary() {
+                    cfg.qemu_binary = q.display().to_string();
+                }
+            }
+        }
         cfg
     }
 }
@@ -168,6 +184,8 @@ pub struct LocalAxes {
     pub gvnic: bool,
     pub gvnic_formats: Vec<FormatSet>,
     pub gvnic_revision: Vec<u8>,
+    /// gVNIC transport axis (empty: chosen from the QEMU binary, no id suffix).
+    pub gvnic_transport: Vec<GvnicTransport>,
     pub nvme: Vec<PathBuf>,
     pub memory_mib: u32,
 }
@@ -183,25 +201,34 @@ fn or_default<T: Clone>(axis: &[T], default: T) -> Vec<T> {
 impl LocalAxes {
     /// The product of the axes, in the order given (firmware outermost).
     pub fn cells(&self) -> Result<Vec<Cell>> {
-        let with_gvnic =
-            self.gvnic || !self.gvnic_formats.is_empty() || !self.gvnic_revision.is_empty();
+        let with_gvnic = self.gvnic
+            || !self.gvnic_formats.is_empty()
+            || !self.gvnic_revision.is_empty()
+            || !self.gvnic_transport.is_empty();
         let gvnic: Vec<Option<GvnicCell>> = if with_gvnic {
             let formats = or_default(
                 &self.gvnic_formats,
                 "gqi-qpl".parse().expect("a known format"),
             );
             let revisions = or_default(&self.gvnic_revision, 0);
-            formats
-                .iter()
-                .flat_map(|f| {
-                    revisions.iter().map(|r| {
-                        Some(GvnicCell {
+            let transports: Vec<Option<GvnicTransport>> = if self.gvnic_transport.is_empty() {
+                vec![None]
+            } else {
+                self.gvnic_transport.iter().copied().map(Some).collect()
+            };
+            let mut v = Vec::new();
+            for f in &formats {
+                for r in &revisions {
+                    for t in &transports {
+                        v.push(Some(GvnicCell {
                             formats: f.clone(),
                             revision: *r,
-                        })
-                    })
-                })
-                .collect()
+                            transport: *t,
+                        }));
+                    }
+                }
+            }
+            v
         } else {
             vec![None]
         };
@@ -241,6 +268,7 @@ impl LocalAxes {
 /// machine = "pc"
 /// gvnic_formats = "gqi-qpl+dqo-rda"
 /// gvnic_revision = 1
+/// gvnic_transport = "vfio-user"   # or "proxy"; default: from the QEMU version
 /// nvme = ["disk.raw"]
 /// ```
 #[derive(Debug, Deserialize)]
@@ -259,6 +287,7 @@ struct TargetEntry {
     gvnic: Option<bool>,
     gvnic_formats: Option<String>,
     gvnic_revision: Option<u8>,
+    gvnic_transport: Option<String>,
     #[serde(default)]
     nvme: Vec<PathBuf>,
     memory: Option<u32>,
@@ -280,8 +309,19 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
         if e.gvnic_revision.is_some_and(|r| r > 1) {
             bail!("target {}: gvnic_revision must be 0 or 1", i + 1);
         }
-        let with_gvnic =
-            e.gvnic.unwrap_or(false) || e.gvnic_formats.is_some() || e.gvnic_revision.is_some();
+        let transport = match e.gvnic_transport.as_deref() {
+            None => None,
+            Some("proxy") => Some(GvnicTransport::Proxy),
+            Some("vfio-user") => Some(GvnicTransport::VfioUser),
+            Some(other) => bail!(
+                "target {}: gvnic_transport {other:?} is not proxy or vfio-user",
+                i + 1
+            ),
+        };
+        let with_gvnic = e.gvnic.unwrap_or(false)
+            || e.gvnic_formats.is_some()
+            || e.gvnic_revision.is_some()
+            || transport.is_some();
         let gvnic = if with_gvnic {
             let formats = e.gvnic_formats.as_deref().unwrap_or("gqi-qpl");
             Some(GvnicCell {
@@ -289,6 +329,7 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
                     .parse()
                     .with_context(|| format!("target {}", i + 1))?,
                 revision: e.gvnic_revision.unwrap_or(0),
+                transport,
             })
         } else {
             None
