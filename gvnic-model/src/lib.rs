@@ -13,6 +13,7 @@
 
 mod addressing;
 pub mod adminq;
+pub mod codes;
 pub mod config;
 pub mod describe;
 pub mod device;
@@ -33,6 +34,7 @@ pub mod regs;
 mod reset;
 pub mod resources;
 pub mod responder;
+pub mod rss;
 pub mod tap;
 pub mod vfio_user;
 pub mod wire;

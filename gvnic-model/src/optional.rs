@@ -10,19 +10,12 @@
 //! RX_NO_BUFFERS_POSTED (66), RX_DROPS_PACKET_OVER_MRU (67), RX_DROPS_INVALID_CHECKSUM (68)
 //! (Linux gve_adminq.h, gve_ethtool.c). A length and address of 0 detach the report.
 
-use crate::adminq::status;
+use crate::codes::status;
 use crate::layout::LenAddr;
 use crate::record::{DriverInfo, ViolationKind};
 use crate::{be32, be64, GuestMemory, Gvnic};
 
-/// Opcodes (facts §2.3).
-pub mod opcode {
-    pub const SET_DRIVER_PARAMETER: u32 = 0x0B;
-    pub const REPORT_STATS: u32 = 0x0C;
-    pub const REPORT_LINK_SPEED: u32 = 0x0D;
-    pub const GET_PTYPE_MAP: u32 = 0x0E;
-    pub const VERIFY_DRIVER_COMPATIBILITY: u32 = 0x0F;
-}
+pub use crate::codes::opcode;
 
 /// NIC statistics names (Linux `enum gve_stat_names`).
 pub mod stat {

@@ -32,6 +32,8 @@ pub(crate) struct Configured {
     pub msix_base: u32,
     /// Notification blocks (interrupt state), one per IRQ doorbell.
     pub blocks: Vec<Block>,
+    /// The RSS key, types and table (rss.rs): they live as long as the resources do.
+    pub rss: crate::rss::RssConfig,
 }
 
 impl Gvnic {
@@ -155,6 +157,7 @@ impl Gvnic {
             format,
             msix_base,
             blocks,
+            rss: crate::rss::RssConfig::initial(self.cfg.max_rx_queues),
         });
         status::PASSED
     }

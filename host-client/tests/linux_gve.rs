@@ -8,167 +8,27 @@
 //! only the first frame of each TX queue leaves (byte queue limits wait for completions that
 //! NAPI would process), so IPv6 is off and the DISCOVER is the first frame.
 //!
-//! The packages are fetched once with `apt-get download` into target/linux-cache/ and
-//! unpacked there; later runs use the cache.
+//! The kernels are data in tests/support/linux.rs: fetched once through the private APT
+//! configuration into target/linux-cache/ and unpacked there; later runs use the cache.
 
-use std::io::Read;
+#[path = "support/linux.rs"]
+mod linux;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use linux::run;
 
 use gvnic_model::adminq::status;
 use gvnic_model::{Formats, ModelConfig, QueueFormat, ResetCause, ViolationKind};
 use host_client::gvnic::ModelState;
-use host_client::qemu::workspace_root;
-use host_client::{DirectBoot, GvnicOptions, QemuConfig, QemuProcess};
+use host_client::{DirectBoot, GvnicOptions, QemuConfig};
 
 /// The model's default MAC (gvnic-model config.rs), as tshark prints it.
 const MAC: &str = "42:01:0a:80:00:02";
 /// TCG boot of a stock kernel, probe, DHCP, power off.
 const BOOT_DEADLINE: Duration = Duration::from_secs(150);
-
-struct Linux {
-    kernel: PathBuf,
-    gve: PathBuf,
-    busybox: PathBuf,
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn find(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            if let Some(f) = find(&p, pred) {
-                return Some(f);
-            }
-        } else if pred(&p) {
-            return Some(p);
-        }
-    }
-    None
-}
-
-fn unpacked(root: &Path) -> Option<Linux> {
-    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-    Some(Linux {
-        kernel: find(&root.join("boot"), &|p| {
-            name(p).is_some_and(|n| n.starts_with("vmlinuz-"))
-        })?,
-        gve: find(&root.join("lib/modules"), &|p| {
-            name(p).as_deref() == Some("gve.ko") && p.to_string_lossy().contains("google/gve")
-        })?,
-        busybox: Some(root.join("bin/busybox")).filter(|p| p.is_file())?,
-    })
-}
-
-/// The stock kernel, its gve module and a static busybox, from the cache or fetched once.
-fn linux() -> Linux {
-    let cache = workspace_root().join("target/linux-cache");
-    let root = cache.join("root");
-    if let Some(l) = unpacked(&root) {
-        return l;
-    }
-    std::fs::create_dir_all(&cache).unwrap();
-    let debs = |c: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(c)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    if debs(&cache).len() < 2 {
-        // The metapackage names this release's kernel image package (apt lists may be
-        // missing on a fresh machine: update once then).
-        let depends = || {
-            Command::new("apt-cache")
-                .args(["depends", "linux-image-amd64"])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .filter(|d| d.contains("Depends: linux-image-"))
-        };
-        let deps = depends().unwrap_or_else(|| {
-            run(Command::new("apt-get").arg("update"));
-            run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
-        });
-        let image = deps
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Depends: "))
-            .filter(|p| p.starts_with("linux-image-"))
-            .unwrap_or_else(|| panic!("no kernel image package in:\n{deps}"))
-            .to_string();
-        run(Command::new("apt-get")
-            .args(["download", &image, "busybox-static"])
-            .current_dir(&cache));
-    }
-    // Only the three files the test uses (the whole kernel package unpacks to ~400 MiB).
-    std::fs::create_dir_all(&root).unwrap();
-    for deb in debs(&cache) {
-        let busybox = deb
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("busybox"));
-        let members = if busybox {
-            "'./bin/busybox'"
-        } else {
-            "'./boot/vmlinuz-*' './lib/modules/*/kernel/drivers/net/ethernet/google/gve/gve.ko'"
-        };
-        run(Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "dpkg-deb --fsys-tarfile \"$0\" | tar -x -C \"$1\" --wildcards {members}"
-            ))
-            .arg(&deb)
-            .arg(&root));
-    }
-    unpacked(&root).expect("the packages hold vmlinuz, gve.ko and busybox")
-}
-
-/// One newc cpio entry.
-fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
-    let fields = [
-        ino,
-        mode,
-        0,
-        0,
-        1,
-        0,
-        data.len() as u32,
-        0,
-        0,
-        rdev.0,
-        rdev.1,
-        name.len() as u32 + 1,
-        0,
-    ];
-    out.extend_from_slice(b"070701");
-    for f in fields {
-        out.extend_from_slice(format!("{f:08x}").as_bytes());
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-    out.extend_from_slice(data);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
 
 /// The init script: load gve (probe), bring eth0 up (open), one DHCP DISCOVER, eth0 down
 /// (close), unload gve (remove: deconfigure and the admin-queue release), report, power off.
@@ -191,44 +51,16 @@ echo "BRINGUP: dmesg end"
 $B poweroff -f
 "#;
 
-fn initramfs(l: &Linux, out: &Path) {
-    let mut c = Vec::new();
-    let dir = 0o040755;
-    let file = 0o100755;
-    let mut ino = 1;
-    let mut add = |c: &mut Vec<u8>, name: &str, mode: u32, data: &[u8], rdev| {
-        cpio_entry(c, ino, name, mode, data, rdev);
-        ino += 1;
-    };
-    for d in ["bin", "dev", "proc", "sys", "tmp"] {
-        add(&mut c, d, dir, &[], (0, 0));
-    }
-    // The kernel opens /dev/console for init before anything is mounted.
-    add(&mut c, "dev/console", 0o020600, &[], (5, 1));
-    add(
-        &mut c,
-        "bin/busybox",
-        file,
-        &std::fs::read(&l.busybox).unwrap(),
-        (0, 0),
-    );
-    add(
-        &mut c,
+fn initramfs(k: &linux::Unpacked, out: &Path) {
+    let mut i = linux::Initramfs::with_busybox(&linux::busybox());
+    i.file(
         "gve.ko",
-        0o100644,
-        &std::fs::read(&l.gve).unwrap(),
-        (0, 0),
+        0o644,
+        &std::fs::read(k.modules.last().unwrap()).unwrap(),
     );
-    add(&mut c, "init", file, INIT.as_bytes(), (0, 0));
-    add(
-        &mut c,
-        "udhcpc.script",
-        file,
-        b"#!/bin/busybox sh\nexit 0\n",
-        (0, 0),
-    );
-    add(&mut c, "TRAILER!!!", 0, &[], (0, 0));
-    std::fs::write(out, c).unwrap();
+    i.file("init", 0o755, INIT.as_bytes());
+    i.file("udhcpc.script", 0o755, b"#!/bin/busybox sh\nexit 0\n");
+    i.write(out);
 }
 
 /// What one boot showed.
@@ -239,7 +71,7 @@ struct Boot {
     _dir: tempfile::TempDir,
 }
 
-fn boot(l: &Linux, formats: Formats) -> Boot {
+fn boot(l: &linux::Unpacked, formats: Formats) -> Boot {
     let dir = tempfile::tempdir().unwrap();
     let initrd = dir.path().join("initrd.cpio");
     initramfs(l, &initrd);
@@ -247,7 +79,7 @@ fn boot(l: &Linux, formats: Formats) -> Boot {
     let cfg = QemuConfig {
         memory_mib: 384,
         direct_boot: Some(DirectBoot {
-            kernel: l.kernel.clone(),
+            kernel: l.vmlinuz.clone(),
             initrd,
             // ipv6.disable=1: no MLD report ahead of the DISCOVER. Linux's byte queue limits
             // stop a TX queue after its first packet until TX completions are processed,
@@ -263,38 +95,11 @@ fn boot(l: &Linux, formats: Formats) -> Boot {
         }),
         ..Default::default()
     };
-    let mut q = QemuProcess::spawn(&cfg).expect("QEMU starts");
-    let mut serial = q
-        .connect_serial(Duration::from_secs(10))
-        .expect("serial socket");
-    serial
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let started = Instant::now();
-    let mut console = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match serial.read(&mut buf) {
-            Ok(0) => break, // QEMU powered off
-            Ok(n) => console.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("serial: {e}"),
-        }
-        if started.elapsed() > BOOT_DEADLINE {
-            panic!(
-                "Linux did not power off within {BOOT_DEADLINE:?}; console:\n{}",
-                String::from_utf8_lossy(&console)
-            );
-        }
-    }
+    let (console, mut q) = linux::run_to_poweroff(&cfg, BOOT_DEADLINE);
     q.shutdown();
     let model = q.gvnic_model_state().expect("the model served QEMU");
     Boot {
-        console: String::from_utf8_lossy(&console).into_owned(),
+        console,
         pcap,
         model,
         _dir: dir,
@@ -360,7 +165,7 @@ fn check(b: &Boot, running: &str) {
 
 #[test]
 fn linux_gve_probes_links_and_sends_a_discover_in_gqi_qpl_and_dqo_rda() {
-    let l = linux();
+    let l = linux::kernel(&linux::KERNELS[0]);
     let runs = [
         (Formats::only(&[QueueFormat::GqiQpl]), "GQI QPL"),
         (Formats::dqo_only(), "DQO RDA"),
