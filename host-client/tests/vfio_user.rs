@@ -33,7 +33,8 @@ const BOOT_DEADLINE: Duration = Duration::from_secs(240);
 
 /// Load gve, bring eth0 up, snapshot gve's interrupt counts, take a lease (the script
 /// configures the address and routes as GCE's /32 wants), ping the router, fetch metadata
-/// when asked (/wget exists), snapshot again, close, remove, dmesg, power off.
+/// when asked (/wget exists; no -T: bookworm's static busybox 1.35 wget segfaults with it),
+/// snapshot again, close, remove, dmesg, power off.
 const INIT: &str = r#"#!/bin/busybox sh
 B=/bin/busybox
 $B mount -t proc proc /proc
@@ -45,12 +46,15 @@ for i in $($B seq 1 100); do [ -e /sys/class/net/eth0 ] && break; $B sleep 0.1; 
 $B ip link set eth0 up
 for i in $($B seq 1 100); do [ "$($B cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ] && break; $B sleep 0.1; done
 echo "BRINGUP: irq before"; $B cat /proc/interrupts; echo "BRINGUP: irq end"
-$B udhcpc -i eth0 -n -q -t 10 -T 3 -s /udhcpc.script && echo "BRINGUP: udhcpc bound"
+$B udhcpc -i eth0 -n -q -t 10 -T 3 -O mtu -s /udhcpc.script && echo "BRINGUP: udhcpc bound"
 R=$($B cat /tmp/router 2>/dev/null)
 [ -n "$R" ] && $B ping -c 3 -W 3 "$R" && echo "BRINGUP: ping ok"
 if [ -e /wget ]; then
-  $B wget -q -T 10 -O /tmp/body --header "Metadata-Flavor: Google" "http://169.254.169.254/computeMetadata/v1/instance/id" \
-    && echo "BRINGUP: wget sha256 $($B sha256sum /tmp/body)"
+  if $B wget -O /tmp/body --header "Metadata-Flavor: Google" "http://169.254.169.254/computeMetadata/v1/instance/id"; then
+    echo "BRINGUP: wget sha256 $($B sha256sum /tmp/body)"
+  else
+    echo "BRINGUP: wget failed"
+  fi
 fi
 echo "BRINGUP: irq after"; $B cat /proc/interrupts; echo "BRINGUP: irq end"
 $B ip link set eth0 down
