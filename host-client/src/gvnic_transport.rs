@@ -64,9 +64,12 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// QEMU binary -> its version (None: it did not say).
+type VersionCache = HashMap<String, Option<(u32, u32)>>;
+
 /// The binary's version, None when it cannot be run or says something else.
 pub fn qemu_version(binary: &str) -> Option<(u32, u32)> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Option<(u32, u32)>>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<VersionCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(v) = cache.lock().ok().and_then(|c| c.get(binary).copied()) {
         return v;
