@@ -84,6 +84,7 @@ impl Gvnic {
                 index,
                 opcode: op,
                 status: st,
+                inner_opcode: (op == opcode::EXTENDED_COMMAND).then(|| be32(&cmd, 8)),
             });
             self.regs.event_counter = index.wrapping_add(1);
             self.commands_completed += 1;
@@ -113,15 +114,12 @@ impl Gvnic {
             opcode::VERIFY_DRIVER_COMPATIBILITY => self.cmd_verify_driver_compatibility(cmd, mem),
             opcode::CONFIGURE_RSS => self.cmd_configure_rss(cmd, mem),
             opcode::QUERY_RSS => self.cmd_query_rss(cmd, mem),
-            _ => {
-                // An opcode the device does not know. Linux does not always treat
-                // UNIMPLEMENTED (EOPNOTSUPP) as optional (issue 19: CONFIGURE_RSS fails probe).
-                self.record.violation(
-                    ViolationKind::Unmodelled,
-                    format!("admin opcode {op:#x} is not implemented by the model (UNIMPLEMENTED)"),
-                );
-                status::UNIMPLEMENTED
-            }
+            opcode::QUERY_FLOW_RULES => self.cmd_query_flow_rules(cmd, mem),
+            opcode::EXTENDED_COMMAND => self.cmd_extended(cmd, mem),
+            opcode::REPORT_NIC_TIMESTAMP => self.cmd_report_nic_timestamp(cmd, mem),
+            // An opcode the device does not know. Linux does not always treat UNIMPLEMENTED
+            // (EOPNOTSUPP) as optional (issue 19: CONFIGURE_RSS fails probe).
+            _ => self.unimplemented(op),
         }
     }
 

@@ -2,6 +2,8 @@
 //! inherited socket (`--fd N`) or a UNIX socket path it listens on (`--socket PATH`), or as a
 //! vfio-user server for QEMU 10.1+'s `vfio-user-pci` (`--vfio-user PATH`).
 
+mod vfio_user_main;
+
 use std::os::fd::FromRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -40,12 +42,20 @@ struct Args {
     /// dqo-qpl, or `none` (no format option: an old device, drivers fall back to GQI-QPL).
     #[arg(long, default_value = "gqi-qpl")]
     formats: Formats,
+    /// Device generation: 2024 (queue-format options only) or 2026 (also MODIFY_RING,
+    /// JUMBO_FRAMES, BUFFER_SIZES, FLOW_STEERING, NIC_TIMESTAMP, RSS_CONFIG).
+    #[arg(long, default_value = "2026")]
+    profile: gvnic_model::Profile,
     /// When DEVICE_IS_RESET (revision 1) clears: at RUN, only at the next reset request, or never.
     #[arg(long, value_enum, default_value_t = ResetBit::Run)]
     reset_bit_clears_on: ResetBit,
     /// No built-in DHCP/ARP responder.
     #[arg(long)]
     no_responder: bool,
+    /// Write the record (admin commands with statuses, violations, resets, MSI-X messages,
+    /// final device state) to FILE as JSON when QEMU closes the socket or on SIGTERM.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
     /// Exchange frames with Linux TAP interface IFNAME (created if missing) instead of the
     /// built-in responder.
     #[arg(long, value_name = "IFNAME")]
@@ -81,6 +91,7 @@ fn main() -> Result<()> {
         config.mac = mac;
     }
     config.formats = args.formats.clone();
+    config.profile = args.profile;
     config.device_is_reset = match args.reset_bit_clears_on {
         ResetBit::Run => DeviceIsReset::ClearedByRun,
         ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,
@@ -89,7 +100,7 @@ fn main() -> Result<()> {
     config.responder.enabled = !args.no_responder && args.tap.is_none();
     if let Some(path) = &args.vfio_user {
         let dev = device(config, &args)?;
-        return serve_vfio_user(path, dev);
+        return vfio_user_main::serve(path, dev, args.record.as_deref());
     }
     let stream = match (args.fd, &args.socket) {
         (Some(fd), _) => {
@@ -110,7 +121,13 @@ fn main() -> Result<()> {
         (None, None) => bail!("give --fd N, --socket PATH or --vfio-user PATH"),
     };
     let mut dev = device(config, &args)?;
-    gvnic_model::proxy::serve_device(stream, &mut dev)
+    stop_on_sigterm(&stream)?;
+    let served = gvnic_model::proxy::serve_device(stream, &mut dev);
+    if let Some(path) = &args.record {
+        gvnic_model::record_file::write_record(&dev, path)
+            .with_context(|| format!("writing the record to {}", path.display()))?;
+    }
+    served
 }
 
 /// The device with its pcap and TAP attached.
@@ -128,34 +145,33 @@ fn device(config: ModelConfig, args: &Args) -> Result<gvnic_model::Gvnic> {
     Ok(dev)
 }
 
-/// vfio-user: one connection; SIGTERM ends it like QEMU closing the socket (the accept or
-/// receive is interrupted), so what follows the loop always runs.
-fn serve_vfio_user(path: &std::path::Path, dev: gvnic_model::Gvnic) -> Result<()> {
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    interrupt_on_sigterm();
-    let (dev, served) = gvnic_model::vfio_user::serve(listener, dev);
-    let _ = std::fs::remove_file(path);
-    let r = dev.record();
-    eprintln!(
-        "gvnic-model: served; {} admin commands, {} violations, {} interrupts raised",
-        r.commands.len(),
-        r.violations.len(),
-        r.interrupts.len()
-    );
-    served
-}
-
-extern "C" fn on_sigterm(_: libc::c_int) {}
-
-/// SIGTERM interrupts blocking calls (no SA_RESTART) instead of killing the process.
-fn interrupt_on_sigterm() {
-    // SAFETY: a zeroed sigaction with a handler that does nothing (async-signal-safe); no
-    // SA_RESTART, so a blocked accept/recvmsg returns EINTR.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigterm as *const () as usize;
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
-    }
+/// SIGTERM ends serving the way QEMU closing the socket does (our end is shut down), so the
+/// record is still written. SIGTERM is blocked in every thread and taken by a watcher.
+fn stop_on_sigterm(stream: &UnixStream) -> Result<()> {
+    let watch = stream.try_clone().context("cloning the QEMU socket")?;
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; blocking
+    // SIGTERM in this thread (and the threads it spawns) has no memory effects.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: sigwait reads the initialised set and writes the signal number into a
+            // local; SIGTERM is blocked, so it is delivered here only.
+            while unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                if sig == libc::SIGTERM {
+                    eprintln!("gvnic-model: SIGTERM, stopping");
+                    let _ = watch.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        })
+        .context("starting the SIGTERM watcher")?;
+    Ok(())
 }

@@ -124,15 +124,15 @@ impl Gvnic {
                 format!("SET_DRIVER_PARAMETER type {kind} (only 1 = MTU exists)"),
             );
         }
-        // Linux rejects an MTU below 68 (facts §3.1); above the described one the device
-        // cannot carry it (guess: refused).
-        if !(68..=u64::from(self.cfg.mtu)).contains(&value) {
+        // Linux rejects an MTU below 68 (facts §3.1); above the largest the device carries
+        // (JUMBO_FRAMES' max_mtu, else the described one) it cannot (guess: refused).
+        if !(68..=u64::from(self.max_mtu())).contains(&value) {
             return self.refuse(
                 ViolationKind::BadCommand,
                 status::INVALID_ARGUMENT,
                 format!(
                     "SET_DRIVER_PARAMETER MTU {value}: the device carries 68..={}",
-                    self.cfg.mtu
+                    self.max_mtu()
                 ),
             );
         }

@@ -34,6 +34,8 @@ pub(crate) struct Configured {
     pub blocks: Vec<Block>,
     /// The RSS key, types and table (rss.rs): they live as long as the resources do.
     pub rss: crate::rss::RssConfig,
+    /// The flow rules (flow.rs), also dropped with the resources.
+    pub flow_rules: crate::flow::FlowRules,
 }
 
 impl Gvnic {
@@ -158,6 +160,7 @@ impl Gvnic {
             msix_base,
             blocks,
             rss: crate::rss::RssConfig::initial(self.cfg.max_rx_queues),
+            flow_rules: Default::default(),
         });
         status::PASSED
     }

@@ -38,6 +38,9 @@ pub struct ModelState {
     /// only (no interrupt path). vfio-user: raised through QEMU's eventfd (address and data 0:
     /// QEMU owns the table).
     pub interrupts: Vec<InterruptRecord>,
+    /// The whole record as `gvnic-model --record FILE` writes it (summary, names, final
+    /// state): what `bringup run`/`matrix` hold a run to (crate::model_verdict).
+    pub record: gvnic_model::record_file::RecordFile,
 }
 
 impl ModelState {
@@ -50,6 +53,7 @@ impl ModelState {
             admin_commands: record.commands.clone(),
             resets: record.resets.clone(),
             interrupts: record.interrupts.clone(),
+            record: dev.record_file(),
         }
     }
 }
@@ -177,6 +181,9 @@ fn model_config(opts: &GvnicOptions) -> gvnic_model::ModelConfig {
     }
     if let Some(formats) = &opts.formats {
         config.formats = formats.clone();
+    }
+    if let Some(profile) = opts.profile {
+        config.profile = profile;
     }
     // The real network behind the TAP answers; two DHCP servers would race.
     if opts.tap.is_some() {

@@ -43,6 +43,7 @@ pub mod gvnic;
 pub mod gvnic_transport;
 pub mod json;
 pub mod matrix;
+pub mod model_verdict;
 pub mod outcome;
 pub mod qemu;
 pub mod qmp;

@@ -70,6 +70,9 @@ pub struct GvnicOptions {
     /// Exchange frames with this Linux TAP interface (opened by the model thread, created if
     /// missing) instead of the built-in responder, which is then off.
     pub tap: Option<String>,
+    /// The device generation (`--gvnic-profile`); None keeps the base configuration's (2026
+    /// by default).
+    pub profile: Option<gvnic_model::Profile>,
 }
 
 /// Boot a Linux kernel directly (`-kernel/-initrd/-append`) instead of the boot disk: used to

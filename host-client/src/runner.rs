@@ -117,6 +117,7 @@ pub fn run_script(
         damaged_frames: Vec::new(),
         foreign_frames: Vec::new(),
         transcript: String::new(),
+        gvnic_model: None,
     };
     let total = script.steps.len();
     let boot = if opts.fresh_boot {

@@ -315,8 +315,11 @@ fn run_proof(cell: &Cell, opened: Opened, s: &Settings, progress: &mut dyn Progr
         script_name: s.script_name.clone(),
         transport: label.clone(),
     };
-    let report = run_script(&mut session, &s.script, &opts, progress);
-    let model = session.close();
+    let mut report = run_script(&mut session, &s.script, &opts, progress);
+    let (model, state) = session.close_keeping_model();
+    if let Some(state) = &state {
+        crate::model_verdict::judge(&mut report, &state.record, s.script.allow_model_violations);
+    }
     let file = format!("{}/report.json", cell.id);
     let written = serde_json::to_string_pretty(&report)
         .map_err(anyhow::Error::from)
@@ -345,7 +348,9 @@ fn run_proof(cell: &Cell, opened: Opened, s: &Settings, progress: &mut dyn Progr
             TargetOutcome::Failed
         },
         error_code: report_code(&report),
-        error: error.or(failed_reason),
+        error: error
+            .or_else(|| crate::model_verdict::failure(&report))
+            .or(failed_reason),
         report_file: written.is_ok().then_some(file),
         vm: None,
         report: Some(report),

@@ -71,9 +71,19 @@ impl Serialize for FormatSet {
 pub struct GvnicCell {
     pub formats: FormatSet,
     pub revision: u8,
+    /// The device generation (`--gvnic-profile` axis).
+    #[serde(serialize_with = "profile_name")]
+    pub profile: gvnic_model::Profile,
     /// How the model is attached; None: chosen from the QEMU binary's version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport: Option<GvnicTransport>,
+}
+
+fn profile_name<S: serde::Serializer>(
+    p: &gvnic_model::Profile,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(p)
 }
 
 /// One local QEMU target.
@@ -111,6 +121,10 @@ impl LocalTarget {
         );
         if let Some(g) = &self.gvnic {
             id.push_str(&format!("-{}-rev{}", g.formats, g.revision));
+            // The default generation keeps the ids the matrix always had.
+            if g.profile != gvnic_model::Profile::default() {
+                id.push_str(&format!("-{}", g.profile));
+            }
             if let Some(t) = g.transport {
                 id.push_str(&format!("-{t}"));
             }
@@ -135,6 +149,7 @@ impl LocalTarget {
             pcap,
             revision: g.revision,
             formats: Some(g.formats.0.clone()),
+            profile: Some(g.profile),
             ..GvnicOptions::default()
         });
         if let Some(t) = self.gvnic.as_ref().and_then(|g| g.transport) {
@@ -184,6 +199,7 @@ pub struct LocalAxes {
     pub gvnic: bool,
     pub gvnic_formats: Vec<FormatSet>,
     pub gvnic_revision: Vec<u8>,
+    pub gvnic_profile: Vec<gvnic_model::Profile>,
     /// gVNIC transport axis (empty: chosen from the QEMU binary, no id suffix).
     pub gvnic_transport: Vec<GvnicTransport>,
     pub nvme: Vec<PathBuf>,
@@ -204,6 +220,7 @@ impl LocalAxes {
         let with_gvnic = self.gvnic
             || !self.gvnic_formats.is_empty()
             || !self.gvnic_revision.is_empty()
+            || !self.gvnic_profile.is_empty()
             || !self.gvnic_transport.is_empty();
         let gvnic: Vec<Option<GvnicCell>> = if with_gvnic {
             let formats = or_default(
@@ -211,24 +228,28 @@ impl LocalAxes {
                 "gqi-qpl".parse().expect("a known format"),
             );
             let revisions = or_default(&self.gvnic_revision, 0);
+            let profiles = or_default(&self.gvnic_profile, gvnic_model::Profile::default());
             let transports: Vec<Option<GvnicTransport>> = if self.gvnic_transport.is_empty() {
                 vec![None]
             } else {
                 self.gvnic_transport.iter().copied().map(Some).collect()
             };
-            let mut v = Vec::new();
+            let mut cells = Vec::new();
             for f in &formats {
                 for r in &revisions {
-                    for t in &transports {
-                        v.push(Some(GvnicCell {
-                            formats: f.clone(),
-                            revision: *r,
-                            transport: *t,
-                        }));
+                    for p in &profiles {
+                        for t in &transports {
+                            cells.push(Some(GvnicCell {
+                                formats: f.clone(),
+                                revision: *r,
+                                profile: *p,
+                                transport: *t,
+                            }));
+                        }
                     }
                 }
             }
-            v
+            cells
         } else {
             vec![None]
         };
@@ -268,6 +289,7 @@ impl LocalAxes {
 /// machine = "pc"
 /// gvnic_formats = "gqi-qpl+dqo-rda"
 /// gvnic_revision = 1
+/// gvnic_profile = "2024"
 /// gvnic_transport = "vfio-user"   # or "proxy"; default: from the QEMU version
 /// nvme = ["disk.raw"]
 /// ```
@@ -287,6 +309,7 @@ struct TargetEntry {
     gvnic: Option<bool>,
     gvnic_formats: Option<String>,
     gvnic_revision: Option<u8>,
+    gvnic_profile: Option<String>,
     gvnic_transport: Option<String>,
     #[serde(default)]
     nvme: Vec<PathBuf>,
@@ -321,6 +344,7 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
         let with_gvnic = e.gvnic.unwrap_or(false)
             || e.gvnic_formats.is_some()
             || e.gvnic_revision.is_some()
+            || e.gvnic_profile.is_some()
             || transport.is_some();
         let gvnic = if with_gvnic {
             let formats = e.gvnic_formats.as_deref().unwrap_or("gqi-qpl");
@@ -329,6 +353,12 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
                     .parse()
                     .with_context(|| format!("target {}", i + 1))?,
                 revision: e.gvnic_revision.unwrap_or(0),
+                profile: match e.gvnic_profile.as_deref() {
+                    Some(p) => p
+                        .parse()
+                        .map_err(|m: String| anyhow::anyhow!("target {}: {m}", i + 1))?,
+                    None => gvnic_model::Profile::default(),
+                },
                 transport,
             })
         } else {
@@ -414,6 +444,35 @@ mod tests {
 
     fn ids(cells: &[Cell]) -> Vec<&str> {
         cells.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_gvnic_profile_axis_multiplies_and_reaches_the_model() {
+        use gvnic_model::Profile;
+        let cells = LocalAxes {
+            gvnic_profile: vec![Profile::Y2024, Profile::Y2026],
+            memory_mib: 512,
+            ..LocalAxes::default()
+        }
+        .cells()
+        .unwrap();
+        assert_eq!(
+            ids(&cells),
+            ["bios-pc-tcg-gqi-qpl-rev0-2024", "bios-pc-tcg-gqi-qpl-rev0"]
+        );
+        let CellKind::Local(t) = &cells[0].kind else {
+            panic!("local")
+        };
+        let g = t
+            .qemu_config(None, None)
+            .gvnic
+            .expect("the profile axis implies the model");
+        assert_eq!(g.profile, Some(Profile::Y2024));
+        let text = "[[target]]\ngvnic_profile = \"2024\"\n[[target]]\nname = \"x\"\ngvnic_profile = \"2025\"\n";
+        assert!(targets_from_toml(text, Path::new("."), 512).is_err());
+        let text = "[[target]]\ngvnic_profile = \"2024\"\n";
+        let cells = targets_from_toml(text, Path::new("."), 512).unwrap();
+        assert!(cells[0].id.ends_with("-2024"), "{}", cells[0].id);
     }
 
     #[test]

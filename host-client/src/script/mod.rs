@@ -13,6 +13,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Script {
     pub steps: Vec<Step>,
+    /// `allow-model-violations`: the gVNIC model's violations and refused commands are
+    /// reported but do not fail the run (crate::model_verdict).
+    pub allow_model_violations: bool,
 }
 
 /// One monitor command with what is expected of it.

@@ -34,6 +34,7 @@ pub fn parse_script(text: &str) -> Result<Script> {
     let mut pending_timeout: Option<(usize, Duration)> = None;
     let mut pending_fail: Option<(usize, String)> = None;
     let mut default_timeout: Option<Duration> = None;
+    let mut allow_model_violations = false;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -48,6 +49,12 @@ pub fn parse_script(text: &str) -> Result<Script> {
                 pending_timeout = Some((line_no, parse_duration(rest).map_err(at)?));
             }
             "default-timeout" => default_timeout = Some(parse_duration(rest).map_err(at)?),
+            "allow-model-violations" => {
+                if !rest.is_empty() {
+                    return Err(at(anyhow!("allow-model-violations takes no argument")));
+                }
+                allow_model_violations = true;
+            }
             "expect-fail" => {
                 if rest.is_empty() || rest.contains(char::is_whitespace) {
                     return Err(at(anyhow!("expect-fail takes one error code (or *), e.g. `expect-fail unknown-command`")));
@@ -90,7 +97,10 @@ pub fn parse_script(text: &str) -> Result<Script> {
     if steps.is_empty() {
         bail!("the script has no commands");
     }
-    Ok(Script { steps })
+    Ok(Script {
+        steps,
+        allow_model_violations,
+    })
 }
 
 fn parse_check(word: &str, rest: &str) -> Result<Check> {
