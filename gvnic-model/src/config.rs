@@ -112,7 +112,7 @@ impl Default for Formats {
 }
 
 /// The four queue formats, as CONFIGURE_DEVICE_RESOURCES names them (facts §3.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum QueueFormat {
     GqiRda,
     GqiQpl,

@@ -94,6 +94,9 @@ pub struct Record {
     pub interrupts: Vec<InterruptRecord>,
     /// Every VERIFY_DRIVER_COMPATIBILITY's driver info.
     pub driver_infos: Vec<DriverInfo>,
+    /// The queue format of every CONFIGURE_DEVICE_RESOURCES accepted, in order (what a
+    /// driver chose among the offered formats).
+    pub configured_formats: Vec<crate::config::QueueFormat>,
     /// Doorbell writes to indexes nobody owns while the device, reset by the host, waits
     /// for the driver to notice (DEVICE_STATUS.RESET raised): expected, so not violations.
     pub after_reset_doorbells: u64,

@@ -152,6 +152,7 @@ impl Gvnic {
         // Guess: GQI blocks start masked and DQO blocks unarmed, until the driver's first
         // IRQ doorbell write (Linux unmasks/arms at turn-up, iPXE masks GQI).
         let blocks = vec![Block::default(); num_irq_dbs as usize];
+        self.record.configured_formats.push(format);
         self.configured = Some(Configured {
             counter_array,
             num_counters,

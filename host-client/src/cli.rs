@@ -272,6 +272,10 @@ pub struct RunCmd {
     /// Write the JSON report here (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the gVNIC model's whole record here as JSON (the format of `gvnic-model
+    /// --record`; needs the model).
+    #[arg(long, value_name = "FILE")]
+    pub gvnic_record: Option<PathBuf>,
     #[command(flatten)]
     pub tuning: RunTuning,
 }

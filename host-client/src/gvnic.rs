@@ -41,6 +41,8 @@ pub struct ModelState {
     /// The whole record as `gvnic-model --record FILE` writes it (summary, names, final
     /// state): what `bringup run`/`matrix` hold a run to (crate::model_verdict).
     pub record: gvnic_model::record_file::RecordFile,
+    /// The queue format of every CONFIGURE_DEVICE_RESOURCES the device accepted, in order.
+    pub configured_formats: Vec<gvnic_model::QueueFormat>,
 }
 
 impl ModelState {
@@ -54,6 +56,7 @@ impl ModelState {
             resets: record.resets.clone(),
             interrupts: record.interrupts.clone(),
             record: dev.record_file(),
+            configured_formats: record.configured_formats.clone(),
         }
     }
 }
@@ -82,15 +85,12 @@ impl Attachment {
     }
 }
 
-/// Starts the model thread for `transport`; vfio-user listens in `run_dir`.
-pub fn attach(
-    opts: &GvnicOptions,
-    transport: GvnicTransport,
-    run_dir: &Path,
-) -> Result<Attachment> {
+/// Starts the model thread for `transport`; vfio-user listens on `socket` (in the run
+/// directory, one per model).
+pub fn attach(opts: &GvnicOptions, transport: GvnicTransport, socket: &Path) -> Result<Attachment> {
     match transport {
         GvnicTransport::Proxy => attach_proxy(opts),
-        GvnicTransport::VfioUser => attach_vfio_user(opts, run_dir),
+        GvnicTransport::VfioUser => attach_vfio_user(opts, socket),
     }
 }
 
@@ -121,8 +121,8 @@ fn open_tap(opts: &GvnicOptions) -> Result<Option<gvnic_model::tap::Tap>> {
         .transpose()
 }
 
-fn attach_vfio_user(opts: &GvnicOptions, run_dir: &Path) -> Result<Attachment> {
-    let path = run_dir.join("gvnic.sock");
+fn attach_vfio_user(opts: &GvnicOptions, path: &Path) -> Result<Attachment> {
+    let path = path.to_path_buf();
     // Bound before QEMU starts: vfio-user-pci connects during realize.
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("binding the vfio-user socket {}", path.display()))?;

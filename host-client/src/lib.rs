@@ -37,6 +37,7 @@
 
 pub mod console;
 pub mod decode;
+pub mod disk_view;
 pub mod frames;
 pub mod gce;
 pub mod gvnic;
@@ -53,8 +54,10 @@ pub mod runner;
 pub mod script;
 pub mod serial;
 pub mod session;
+pub mod start_line;
 pub mod target;
 pub mod transport;
+pub mod unaccounted;
 
 pub use frames::{DamagedFrame, FrameLog, SeqGap};
 pub use gvnic_transport::GvnicTransport;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::disk_view::DiskView;
 use anyhow::{bail, Context, Result};
 
 use crate::GvnicTransport;
@@ -49,8 +50,7 @@ impl NvmeDrive {
     }
 }
 
-/// The gVNIC device model, attached as `vfio-user-pci` or `x-pci-proxy-dev`
-/// (`QemuConfig::gvnic_transport`).
+/// The gVNIC device model, attached as `x-pci-proxy-dev`.
 #[derive(Debug, Clone, Default)]
 pub struct GvnicOptions {
     /// Write every frame the guest transmits (and the model's answers) here.
@@ -105,8 +105,18 @@ pub struct QemuConfig {
     pub qemu_binary: String,
     /// A kernel and initramfs to boot instead of `image`.
     pub direct_boot: Option<DirectBoot>,
-    /// How `gvnic` is attached; None: vfio-user when `qemu_binary` is 10.1 or newer, else
-    /// the proxy ([`GvnicTransport::for_binary`]).
+    /// Further gVNIC models beside `gvnic` (which must be set), each its own
+    /// x-pci-proxy-dev and model thread: one boot of a Linux guest meets several device
+    /// configurations (host-client/tests/linux_gve.rs). Give each its own `slot`.
+    pub more_gvnics: Vec<GvnicOptions>,
+    /// SeaBIOS's serial console on COM1 (`etc/sercon-port` 0x3f8): what a boot loader
+    /// prints through the BIOS (Debian's ipxe.lkrn) reaches the serial socket, and serial
+    /// input reaches it as keys. Off by default (the monitor drives COM1 itself).
+    pub bios_serial_console: bool,
+    /// How the NVMe disk files are opened (see [`crate::disk_view`]).
+    pub nvme_view: DiskView,
+    /// How `gvnic` (and `more_gvnics`) are attached; None: vfio-user when `qemu_binary` is
+    /// 10.1 or newer, else the proxy ([`GvnicTransport::for_binary`]).
     pub gvnic_transport: Option<GvnicTransport>,
 }
 
@@ -118,13 +128,38 @@ impl QemuConfig {
     }
 }
 
-/// Where QEMU finds the gVNIC model.
+/// Where QEMU finds one gVNIC model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GvnicEndpoint {
     /// x-pci-proxy-dev: this inherited socket fd.
     ProxyFd(i32),
     /// vfio-user-pci: the model listens on this UNIX socket.
     VfioUser(PathBuf),
+}
+
+impl GvnicEndpoint {
+    fn of(a: &crate::gvnic::Attachment) -> Option<GvnicEndpoint> {
+        match (&a.qemu_end, &a.vfio_user_socket) {
+            (Some(s), _) => Some(GvnicEndpoint::ProxyFd(s.as_raw_fd())),
+            (None, Some(p)) => Some(GvnicEndpoint::VfioUser(p.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The `-device` value for the model `id` at `slot`. vfio-user takes the JSON form: its
+    /// socket is a SocketAddress (reference/qemu11-vfio-user.md §1).
+    fn device(&self, id: &str, slot: u8) -> String {
+        match self {
+            GvnicEndpoint::ProxyFd(fd) => format!("x-pci-proxy-dev,id={id},fd={fd},addr={slot:#x}"),
+            GvnicEndpoint::VfioUser(path) => serde_json::json!({
+                "driver": "vfio-user-pci",
+                "id": id,
+                "addr": format!("{slot:02x}.0"),
+                "socket": {"type": "unix", "path": path.display().to_string()},
+            })
+            .to_string(),
+        }
+    }
 }
 
 impl Default for QemuConfig {
@@ -141,6 +176,9 @@ impl Default for QemuConfig {
             extra_args: Vec::new(),
             qemu_binary: "qemu-system-x86_64".into(),
             direct_boot: None,
+            more_gvnics: Vec::new(),
+            bios_serial_console: false,
+            nvme_view: DiskView::default(),
             gvnic_transport: None,
         }
     }
@@ -245,6 +283,13 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic: Option<&GvnicEndpoin
                 files.ovmf_vars.display()
             ),
         ]);
+    } else if cfg.bios_serial_console {
+        // fw_cfg wants the port as a little-endian integer file; `string=` is not read as
+        // a number by SeaBIOS (reference qemu11-vfio-user.md §4). Written by `spawn`.
+        push(&[
+            "-fw_cfg",
+            &format!("name=etc/sercon-port,file={}", sercon_file(files).display()),
+        ]);
     } else {
         // Keep SeaBIOS's serial VGA emulation off COM1 (no display adapter).
         push(&["-fw_cfg", "name=etc/sercon-port,string=0"]);
@@ -266,32 +311,19 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic: Option<&GvnicEndpoin
     for (i, d) in cfg.nvme.iter().enumerate() {
         push(&[
             "-drive",
-            &format!("file={},if=none,format=raw,id=nvme{i}", d.path.display()),
+            &format!(
+                "file={},if=none,format=raw,id=nvme{i}{}",
+                d.path.display(),
+                cfg.nvme_view.drive_options()
+            ),
         ]);
         push(&[
             "-device",
             &format!("nvme,serial={},drive=nvme{i}", d.serial),
         ]);
     }
-    match (&cfg.gvnic, gvnic) {
-        (Some(g), Some(GvnicEndpoint::ProxyFd(fd))) => push(&[
-            "-device",
-            &format!(
-                "x-pci-proxy-dev,id=gve0,fd={fd},addr={:#x}",
-                g.slot.unwrap_or(5)
-            ),
-        ]),
-        // JSON form: the socket is a SocketAddress (reference/qemu11-vfio-user.md §1).
-        (Some(g), Some(GvnicEndpoint::VfioUser(path))) => {
-            let device = serde_json::json!({
-                "driver": "vfio-user-pci",
-                "id": "gve0",
-                "addr": format!("{:02x}.0", g.slot.unwrap_or(5)),
-                "socket": {"type": "unix", "path": path.display().to_string()},
-            });
-            push(&["-device", &device.to_string()])
-        }
-        _ => {}
+    if let (Some(g), Some(end)) = (&cfg.gvnic, gvnic) {
+        push(&["-device", &end.device("gve0", g.slot.unwrap_or(5))]);
     }
     if cfg.qmp {
         push(&[
@@ -303,6 +335,30 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic: Option<&GvnicEndpoin
     a
 }
 
+/// Where the run keeps SeaBIOS's sercon-port value (beside the serial socket).
+fn sercon_file(files: &RunFiles) -> PathBuf {
+    files.serial.with_file_name("sercon-port")
+}
+
+/// COM1's I/O port as SeaBIOS reads `etc/sercon-port`: a little-endian 64-bit integer.
+const SERCON_COM1: [u8; 8] = 0x3f8u64.to_le_bytes();
+
+/// A `-device` for each of [`QemuConfig::more_gvnics`] at its endpoint.
+fn more_gvnic_args(cfg: &QemuConfig, ends: &[GvnicEndpoint]) -> Vec<String> {
+    cfg.more_gvnics
+        .iter()
+        .zip(ends)
+        .enumerate()
+        .flat_map(|(i, (g, end))| {
+            let slot = g.slot.unwrap_or(6 + i as u8);
+            [
+                "-device".to_string(),
+                end.device(&format!("gve{}", i + 1), slot),
+            ]
+        })
+        .collect()
+}
+
 /// A running QEMU. Killed (and reaped) on drop; it also dies with this process.
 pub struct QemuProcess {
     child: Child,
@@ -312,8 +368,10 @@ pub struct QemuProcess {
     gvnic_thread: Option<JoinHandle<Result<()>>>,
     /// Where the gVNIC model thread leaves its final state.
     gvnic_state: Option<crate::gvnic::FinalState>,
-    /// vfio-user: the model's socket (to end a model still waiting for QEMU).
-    gvnic_socket: Option<PathBuf>,
+    /// The threads and final states of [`QemuConfig::more_gvnics`].
+    more_gvnics: Vec<(Option<JoinHandle<Result<()>>>, crate::gvnic::FinalState)>,
+    /// vfio-user: the models' sockets (to end a model still waiting for QEMU).
+    gvnic_sockets: Vec<PathBuf>,
     pub(crate) started: Instant,
 }
 
@@ -331,36 +389,55 @@ impl QemuProcess {
             std::fs::copy(OVMF_VARS, &files.ovmf_vars)
                 .context("cannot copy the OVMF variable store (is the ovmf package installed?)")?;
         }
+        if cfg.bios_serial_console && !cfg.uefi {
+            std::fs::write(sercon_file(&files), SERCON_COM1)?;
+        }
+        let transport = cfg.resolved_gvnic_transport();
+        let socket = |i: usize| dir.path().join(format!("gvnic{i}.sock"));
         let mut gvnic = match &cfg.gvnic {
-            Some(opts) => Some(crate::gvnic::attach(
-                opts,
-                cfg.resolved_gvnic_transport(),
-                dir.path(),
-            )?),
+            Some(opts) => Some(crate::gvnic::attach(opts, transport, &socket(0))?),
             None => None,
         };
-        let fd = gvnic
-            .as_ref()
-            .and_then(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()));
-        let endpoint = match (fd, gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone())) {
-            (Some(fd), _) => Some(GvnicEndpoint::ProxyFd(fd)),
-            (None, Some(path)) => Some(GvnicEndpoint::VfioUser(path)),
-            (None, None) => None,
+        let mut more: Vec<crate::gvnic::Attachment> = cfg
+            .more_gvnics
+            .iter()
+            .enumerate()
+            .map(|(i, opts)| crate::gvnic::attach(opts, transport, &socket(i + 1)))
+            .collect::<Result<_>>()?;
+        let end = gvnic.as_ref().and_then(GvnicEndpoint::of);
+        let more_ends: Vec<GvnicEndpoint> = more.iter().filter_map(GvnicEndpoint::of).collect();
+        let mut args = qemu_args(cfg, &files, end.as_ref());
+        args.extend(more_gvnic_args(cfg, &more_ends));
+        let gvnic_sockets: Vec<PathBuf> = gvnic
+            .iter()
+            .chain(&more)
+            .filter_map(|g| g.vfio_user_socket.clone())
+            .collect();
+        // The proxy's sockets are inherited by QEMU (vfio-user's are connected to by path).
+        let fd = match end {
+            Some(GvnicEndpoint::ProxyFd(fd)) => Some(fd),
+            _ => None,
         };
-        let args = qemu_args(cfg, &files, endpoint.as_ref());
+        let more_fds: Vec<i32> = more_ends
+            .iter()
+            .filter_map(|e| match e {
+                GvnicEndpoint::ProxyFd(fd) => Some(*fd),
+                GvnicEndpoint::VfioUser(_) => None,
+            })
+            .collect();
         let mut command = Command::new(&cfg.qemu_binary);
         command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let inherit = fd;
+        let inherit: Vec<i32> = fd.into_iter().chain(more_fds.iter().copied()).collect();
         // SAFETY: only async-signal-safe libc calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 // Die with the test or tool that started us: no leaked QEMUs.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if let Some(fd) = inherit {
+                for &fd in &inherit {
                     let flags = libc::fcntl(fd, libc::F_GETFD);
                     libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
                 }
@@ -382,7 +459,13 @@ impl QemuProcess {
             g.close_qemu_end();
             g.thread.take()
         });
-        let gvnic_socket = gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone());
+        let more_gvnics = more
+            .iter_mut()
+            .map(|g| {
+                g.close_qemu_end();
+                (g.thread.take(), g.final_state.clone())
+            })
+            .collect();
         Ok(QemuProcess {
             child,
             dir,
@@ -390,7 +473,8 @@ impl QemuProcess {
             stderr_tail,
             gvnic_thread: gvnic_thread.flatten(),
             gvnic_state,
-            gvnic_socket,
+            more_gvnics,
+            gvnic_sockets,
             started,
         })
     }
@@ -448,15 +532,25 @@ impl QemuProcess {
     pub fn shutdown(&mut self) -> Option<Result<()>> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let (Some(path), Some(_)) = (&self.gvnic_socket, &self.gvnic_thread) {
-            // QEMU may have died before connecting: the model would wait in accept forever.
-            // A connection of ours that closes at once ends it (harmless after QEMU connected).
-            let _ = UnixStream::connect(path);
+        if self.gvnic_thread.is_some() || self.more_gvnics.iter().any(|(t, _)| t.is_some()) {
+            // QEMU may have died before connecting: a vfio-user model would wait in accept
+            // forever. A connection of ours that closes at once ends it (harmless after
+            // QEMU connected: the server accepts one connection).
+            for path in &self.gvnic_sockets {
+                let _ = UnixStream::connect(path);
+            }
         }
-        self.gvnic_thread.take().map(|t| {
+        let join = |t: JoinHandle<Result<()>>| {
             t.join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
-        })
+        };
+        let mut more_served = Ok(());
+        for (t, _) in &mut self.more_gvnics {
+            if let Some(Err(e)) = t.take().map(join) {
+                more_served = Err(e);
+            }
+        }
+        self.gvnic_thread.take().map(|t| join(t).and(more_served))
     }
 }
 
@@ -467,6 +561,14 @@ impl QemuProcess {
         self.gvnic_state
             .as_ref()
             .and_then(|s| s.lock().ok().and_then(|s| s.clone()))
+    }
+
+    /// The final states of [`QemuConfig::more_gvnics`], in order (None while serving).
+    pub fn more_gvnic_model_states(&self) -> Vec<Option<crate::gvnic::ModelState>> {
+        self.more_gvnics
+            .iter()
+            .map(|(_, s)| s.lock().ok().and_then(|s| s.clone()))
+            .collect()
     }
 }
 
@@ -566,6 +668,46 @@ mod tests {
     }
 
     #[test]
+    fn bios_serial_console_points_sercon_at_a_com1_file() {
+        let cfg = QemuConfig {
+            bios_serial_console: true,
+            ..Default::default()
+        };
+        let a = qemu_args(&cfg, &files(), None);
+        assert_eq!(
+            value_after(&a, "-fw_cfg"),
+            ["name=etc/sercon-port,file=/run/x/sercon-port"]
+        );
+        assert_eq!(SERCON_COM1, [0xf8, 0x03, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn more_gvnics_are_proxies_of_their_own_at_their_slots() {
+        let cfg = QemuConfig {
+            gvnic: Some(GvnicOptions::default()),
+            more_gvnics: vec![
+                GvnicOptions {
+                    slot: Some(9),
+                    ..Default::default()
+                },
+                GvnicOptions::default(),
+            ],
+            ..Default::default()
+        };
+        let a = more_gvnic_args(
+            &cfg,
+            &[GvnicEndpoint::ProxyFd(11), GvnicEndpoint::ProxyFd(12)],
+        );
+        assert_eq!(
+            value_after(&a, "-device"),
+            [
+                "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9",
+                "x-pci-proxy-dev,id=gve2,fd=12,addr=0x7"
+            ]
+        );
+    }
+
+    #[test]
     fn uefi_nvme_gvnic_qmp_and_extra_args() {
         let cfg = QemuConfig {
             image: "/img/b.img".into(),
@@ -608,21 +750,31 @@ mod tests {
     fn vfio_user_device_is_json_with_a_unix_socket_and_shared_memfd_ram() {
         let cfg = QemuConfig {
             gvnic: Some(GvnicOptions::default()),
+            more_gvnics: vec![GvnicOptions::default()],
             ..Default::default()
         };
-        let end = GvnicEndpoint::VfioUser("/run/x/gvnic.sock".into());
+        let end = GvnicEndpoint::VfioUser("/run/x/gvnic0.sock".into());
         let a = qemu_args(&cfg, &files(), Some(&end));
         let devices = value_after(&a, "-device");
         let dev: serde_json::Value = serde_json::from_str(devices[0]).expect("JSON -device");
         assert_eq!(dev["driver"], "vfio-user-pci");
         assert_eq!(dev["addr"], "05.0");
         assert_eq!(dev["socket"]["type"], "unix");
-        assert_eq!(dev["socket"]["path"], "/run/x/gvnic.sock");
+        assert_eq!(dev["socket"]["path"], "/run/x/gvnic0.sock");
         assert_eq!(
             value_after(&a, "-object"),
             ["memory-backend-memfd,id=mem,size=512M,share=on"]
         );
         assert!(!a.iter().any(|x| x.contains("x-pci-proxy-dev")));
+        let more = more_gvnic_args(
+            &cfg,
+            &[GvnicEndpoint::VfioUser("/run/x/gvnic1.sock".into())],
+        );
+        let dev: serde_json::Value = serde_json::from_str(&more[1]).unwrap();
+        assert_eq!(
+            (dev["id"].as_str(), dev["addr"].as_str()),
+            (Some("gve1"), Some("06.0"))
+        );
     }
 
     #[test]

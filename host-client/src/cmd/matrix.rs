@@ -70,11 +70,20 @@ pub fn exec(m: MatrixCmd) -> Result<ExitCode> {
     if let Some(g) = &settings.gce {
         let left = g.fleet.remaining();
         if !left.is_empty() {
-            eprintln!(
-                "still running: {} (`bringup gce vm cleanup --project {} --run-id {run_id}`)",
-                left.join(", "),
+            let cleanup = format!(
+                "bringup gce vm cleanup --project {} --run-id {run_id}",
                 g.project
             );
+            if g.fleet.keeps() {
+                eprintln!("still running: {} (`{cleanup}`)", left.join(", "));
+            } else {
+                // Never a pass: a VM this run made may be running (and billing) on.
+                eprintln!(
+                    "error vm-not-deleted: {} may still be running; delete with `{cleanup}`",
+                    left.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     Ok(if report.passed {
