@@ -214,7 +214,7 @@ pub struct GceOpts {
     #[arg(long, value_name = "N")]
     pub replay_lines: Option<u32>,
     /// Region of the regional gateway REGION-ssh-serialport.googleapis.com [default: from
-    /// --zone, us-central1-a -> us-central1].
+    /// --zone, us-central1-a -> us-central1]; must be the zone's own region.
     #[arg(long, conflicts_with = "global_gateway")]
     pub region: Option<String>,
     /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.
@@ -356,7 +356,7 @@ pub struct MatrixCmd {
     /// Serial gateway user [default: $USER].
     #[arg(long, requires = "gce")]
     pub user: Option<String>,
-    /// Region of the regional gateway [default: from --zone].
+    /// Region of the regional gateway [default: from --zone]; must be the zone's own region.
     #[arg(long, requires = "gce", conflicts_with = "global_gateway")]
     pub region: Option<String>,
     /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.

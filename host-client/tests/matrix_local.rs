@@ -322,3 +322,42 @@ fn a_qemu_that_cannot_start_is_qemu_failed_with_its_words() {
     );
     assert!(!why.contains(": info: "), "{why}");
 }
+
+#[test]
+fn targets_that_write_a_shared_disk_each_get_an_overlay() {
+    need_image();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("write.bringup");
+    // Both targets write the same blocks at once: each must verify what it wrote (a
+    // read-only view would refuse the write, the file itself would be locked by the other),
+    // and the file must stay as it was.
+    std::fs::write(
+        &script,
+        "nvme write 0 8 --seed 7\nnvme verify 0 8 --seed 7\nexpect nvme.verify.ok == true\n",
+    )
+    .unwrap();
+    let (disk, sha) = shared_disk(dir.path());
+    let report_dir = dir.path().join("m");
+    let out = bringup(&[
+        "matrix",
+        script.to_str().unwrap(),
+        "--machine",
+        "pc,q35",
+        "--nvme",
+        disk.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--boot-timeout",
+        "240s",
+        "--timeout",
+        "120s",
+        "--report",
+        report_dir.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "both targets wrote: {err}");
+    use sha2::Digest as _;
+    let after = sha2::Sha256::digest(std::fs::read(&disk).unwrap()).to_vec();
+    assert_eq!(after, sha, "the writes reached the shared file");
+}
