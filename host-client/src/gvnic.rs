@@ -33,6 +33,8 @@ pub struct ModelState {
     pub interrupts: Vec<InterruptRecord>,
     /// The queue format of every CONFIGURE_DEVICE_RESOURCES the device accepted, in order.
     pub configured_formats: Vec<gvnic_model::QueueFormat>,
+    /// The model's whole record as `gvnic-model --record` writes it (names, summary).
+    pub record: gvnic_model::record_file::RecordFile,
 }
 
 impl ModelState {
@@ -46,6 +48,7 @@ impl ModelState {
             resets: record.resets.clone(),
             interrupts: record.interrupts.clone(),
             configured_formats: record.configured_formats.clone(),
+            record: dev.record_file(),
         }
     }
 }
