@@ -26,7 +26,6 @@ mod linux;
 mod tshark;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gvnic_model::adminq::opcode;
@@ -424,26 +423,6 @@ fn check_row(b: &Boot, i: usize) -> Vec<String> {
     .collect()
 }
 
-/// Runs `jobs` on `PARALLEL_BOOTS` threads.
-fn in_parallel<T: Send, R: Send>(jobs: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
-    let done = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_BOOTS {
-            s.spawn(|| loop {
-                let Some((i, job)) = queue.lock().unwrap().pop() else {
-                    break;
-                };
-                let r = f(job);
-                done.lock().unwrap().push((i, r));
-            });
-        }
-    });
-    let mut done = done.into_inner().unwrap();
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
-}
-
 #[test]
 fn linux_gve_in_every_kernel_format_and_profile_probes_links_transmits_and_releases() {
     let started = Instant::now();
@@ -459,7 +438,7 @@ fn linux_gve_in_every_kernel_format_and_profile_probes_links_transmits_and_relea
         .iter()
         .flat_map(|(k, u)| PROFILES.iter().map(move |p| (u, rows(k, *p))))
         .collect();
-    let boots = in_parallel(jobs, |(u, rows)| boot(u, rows));
+    let boots = linux::in_parallel(PARALLEL_BOOTS, jobs, |(u, rows)| boot(u, rows));
     let mut failures = Vec::new();
     for b in &boots {
         eprintln!(
