@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::disk_view::DiskView;
 use anyhow::{bail, Context, Result};
 
 /// OVMF firmware code (read-only pflash).
@@ -67,6 +68,9 @@ pub struct GvnicOptions {
     /// Exchange frames with this Linux TAP interface (opened by the model thread, created if
     /// missing) instead of the built-in responder, which is then off.
     pub tap: Option<String>,
+    /// The device generation (`--gvnic-profile`); None keeps the base configuration's (2026
+    /// by default).
+    pub profile: Option<gvnic_model::Profile>,
 }
 
 /// Boot a Linux kernel directly (`-kernel/-initrd/-append`) instead of the boot disk: used to
@@ -107,6 +111,8 @@ pub struct QemuConfig {
     /// prints through the BIOS (Debian's ipxe.lkrn) reaches the serial socket, and serial
     /// input reaches it as keys. Off by default (the monitor drives COM1 itself).
     pub bios_serial_console: bool,
+    /// How the NVMe disk files are opened (see [`crate::disk_view`]).
+    pub nvme_view: DiskView,
 }
 
 impl Default for QemuConfig {
@@ -125,6 +131,7 @@ impl Default for QemuConfig {
             direct_boot: None,
             more_gvnics: Vec::new(),
             bios_serial_console: false,
+            nvme_view: DiskView::default(),
         }
     }
 }
@@ -246,7 +253,11 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
     for (i, d) in cfg.nvme.iter().enumerate() {
         push(&[
             "-drive",
-            &format!("file={},if=none,format=raw,id=nvme{i}", d.path.display()),
+            &format!(
+                "file={},if=none,format=raw,id=nvme{i}{}",
+                d.path.display(),
+                cfg.nvme_view.drive_options()
+            ),
         ]);
         push(&[
             "-device",

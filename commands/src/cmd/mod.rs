@@ -11,8 +11,11 @@ pub mod cpu;
 pub mod io;
 pub mod irq;
 pub mod mem;
+pub mod memtypes;
 pub mod net;
 pub mod net_text;
+pub mod windows;
+pub mod nvme;
 
 use alloc::string::String;
 use alloc::vec::Vec;
