@@ -10,6 +10,7 @@
 #   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
 #   make deps        install missing system packages and the rustup target (idempotent)
 #   make qemu10      unpack QEMU 10 (SHA-NI under TCG) into target/qemu-10, not installed
+#   make qemu11      unpack QEMU 11.1 (vfio-user client) + its trixie runtime into target/qemu-11
 
 SHELL := /bin/bash
 # The paths below assume cargo's default target/ directory.
@@ -47,7 +48,7 @@ BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps monitor image gce-image run test bench fuzz qemu-bios qemu-uefi clean-image qemu10
+.PHONY: all deps monitor image gce-image run test bench fuzz qemu-bios qemu-uefi clean-image qemu10 qemu11
 
 all: image
 
@@ -93,10 +94,18 @@ QEMU10 := target/qemu-10/bin/qemu-system-x86_64
 qemu10: deps
 	scripts/qemu10.sh target/qemu-10
 
+# QEMU 11.1 from trixie-backports, with trixie's runtime beside it (its own loader, libraries,
+# SeaBIOS), unpacked into target/qemu-11 and run through target/qemu-11/bin/qemu-system-x86_64:
+# the first QEMU here with the vfio-user client (`-device vfio-user-pci`), which delivers the
+# gVNIC model's MSI-X interrupts. Idempotent; the APT configuration is private (target/apt).
+QEMU11 := target/qemu-11/bin/qemu-system-x86_64
+qemu11: deps
+	scripts/qemu11.sh target/qemu-11
+
 # The system tests boot target/bringup.img; DEB packages come from `deps` (via image).
 # The monitor is not a default workspace member (bare-metal binary): its host-testable
 # library is tested on its own.
-test: image qemu10
+test: image qemu10 qemu11
 	$(CARGO) test --workspace --exclude monitor
 	$(CARGO) test -p monitor --lib
 

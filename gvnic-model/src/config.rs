@@ -356,8 +356,10 @@ pub struct Faults {
     /// DQO: completions are produced but never written back, not even on a full line or an
     /// interrupt (a stuck device).
     pub dqo_completions_never_written: bool,
-    /// After N transmitted packets the device resets itself (a reset under a running data
-    /// path): as `spurious_reset_after_commands`, at the next tick.
+    /// After N transmitted packets (GQI or DQO) the device resets itself (a host reset under
+    /// a running data path): as `spurious_reset_after_commands`, at the next tick. Doorbells
+    /// rung after it, until the driver resets the device, are counted in
+    /// `Record::after_reset_doorbells`, not recorded as violations.
     pub spurious_reset_after_tx_packets: Option<u32>,
 }
 

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crate::disk_view::DiskView;
 use anyhow::{bail, Context, Result};
 
+use crate::GvnicTransport;
+
 /// OVMF firmware code (read-only pflash).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// OVMF variable store template (copied per run).
@@ -48,7 +50,8 @@ impl NvmeDrive {
     }
 }
 
-/// The gVNIC device model, attached as `x-pci-proxy-dev`.
+/// The gVNIC device model, attached as `vfio-user-pci` or `x-pci-proxy-dev`
+/// (`QemuConfig::gvnic_transport`).
 #[derive(Debug, Clone, Default)]
 pub struct GvnicOptions {
     /// Write every frame the guest transmits (and the model's answers) here.
@@ -103,9 +106,9 @@ pub struct QemuConfig {
     pub qemu_binary: String,
     /// A kernel and initramfs to boot instead of `image`.
     pub direct_boot: Option<DirectBoot>,
-    /// Further gVNIC models beside `gvnic` (which must be set), each its own
-    /// x-pci-proxy-dev and model thread: one boot of a Linux guest meets several device
-    /// configurations (host-client/tests/linux_gve.rs). Give each its own `slot`.
+    /// Further gVNIC models beside `gvnic` (which must be set), each its own device (the
+    /// same transport as `gvnic`) and model thread: one boot of a Linux guest meets several
+    /// device configurations (host-client/tests/linux_gve.rs). Give each its own `slot`.
     pub more_gvnics: Vec<GvnicOptions>,
     /// SeaBIOS's serial console on COM1 (`etc/sercon-port` 0x3f8): what a boot loader
     /// prints through the BIOS (Debian's ipxe.lkrn) reaches the serial socket, and serial
@@ -113,6 +116,26 @@ pub struct QemuConfig {
     pub bios_serial_console: bool,
     /// How the NVMe disk files are opened (see [`crate::disk_view`]).
     pub nvme_view: DiskView,
+    /// How `gvnic` is attached; None: vfio-user when `qemu_binary` is 10.1 or newer, else
+    /// the proxy ([`GvnicTransport::for_binary`]).
+    pub gvnic_transport: Option<GvnicTransport>,
+}
+
+impl QemuConfig {
+    /// The gVNIC transport this run uses (asks the binary its version when not set).
+    pub fn resolved_gvnic_transport(&self) -> GvnicTransport {
+        self.gvnic_transport
+            .unwrap_or_else(|| GvnicTransport::for_binary(&self.qemu_binary))
+    }
+}
+
+/// Where QEMU finds the gVNIC model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GvnicEndpoint {
+    /// x-pci-proxy-dev: this inherited socket fd.
+    ProxyFd(i32),
+    /// vfio-user-pci: the model listens on this UNIX socket.
+    VfioUser(PathBuf),
 }
 
 impl Default for QemuConfig {
@@ -132,6 +155,7 @@ impl Default for QemuConfig {
             more_gvnics: Vec::new(),
             bios_serial_console: false,
             nvme_view: DiskView::default(),
+            gvnic_transport: None,
         }
     }
 }
@@ -149,6 +173,16 @@ pub fn default_image() -> PathBuf {
     std::env::var_os("BRINGUP_IMAGE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/bringup.img"))
+}
+
+/// QEMU 11.1 (trixie-backports with its trixie runtime, unpacked by `make qemu11`; the
+/// vfio-user client): `BRINGUP_QEMU11`, else
+/// `<workspace>/target/qemu-11/bin/qemu-system-x86_64` (a wrapper). None when neither exists.
+pub fn qemu11_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("BRINGUP_QEMU11")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/qemu-11/bin/qemu-system-x86_64"));
+    path.is_file().then_some(path)
 }
 
 /// QEMU 10 (bookworm-backports, unpacked by `make qemu10`; its TCG emulates SHA-NI, 7.2's
@@ -170,8 +204,8 @@ pub struct RunFiles {
     pub ovmf_vars: PathBuf,
 }
 
-/// The QEMU argv (without the program). `gvnic_fd` is the inherited socket for the proxy.
-pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> Vec<String> {
+/// The QEMU argv (without the program). `gvnic` is where the model serves.
+pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic: Option<&GvnicEndpoint>) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     let mem = format!("{}M", cfg.memory_mib);
@@ -264,14 +298,8 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
             &format!("nvme,serial={},drive=nvme{i}", d.serial),
         ]);
     }
-    if let (Some(g), Some(fd)) = (&cfg.gvnic, gvnic_fd) {
-        push(&[
-            "-device",
-            &format!(
-                "x-pci-proxy-dev,id=gve0,fd={fd},addr={:#x}",
-                g.slot.unwrap_or(5)
-            ),
-        ]);
+    if let (Some(g), Some(e)) = (&cfg.gvnic, gvnic) {
+        push(&["-device", &gvnic_device_arg("gve0", g.slot.unwrap_or(5), e)]);
     }
     if cfg.qmp {
         push(&[
@@ -291,20 +319,43 @@ fn sercon_file(files: &RunFiles) -> PathBuf {
 /// COM1's I/O port as SeaBIOS reads `etc/sercon-port`: a little-endian 64-bit integer.
 const SERCON_COM1: [u8; 8] = 0x3f8u64.to_le_bytes();
 
-/// `-device x-pci-proxy-dev` for each of [`QemuConfig::more_gvnics`] and its inherited fd.
-fn more_gvnic_args(cfg: &QemuConfig, fds: &[i32]) -> Vec<String> {
+/// The `-device` value attaching a gVNIC model at `slot` through `endpoint`.
+fn gvnic_device_arg(id: &str, slot: u8, endpoint: &GvnicEndpoint) -> String {
+    match endpoint {
+        GvnicEndpoint::ProxyFd(fd) => format!("x-pci-proxy-dev,id={id},fd={fd},addr={slot:#x}"),
+        // JSON form: the socket is a SocketAddress (reference/qemu11-vfio-user.md §1).
+        GvnicEndpoint::VfioUser(path) => serde_json::json!({
+            "driver": "vfio-user-pci",
+            "id": id,
+            "addr": format!("{slot:02x}.0"),
+            "socket": {"type": "unix", "path": path.display().to_string()},
+        })
+        .to_string(),
+    }
+}
+
+/// `-device` for each of [`QemuConfig::more_gvnics`] (ids gve1.., slots 6.. unless set).
+fn more_gvnic_args(cfg: &QemuConfig, endpoints: &[GvnicEndpoint]) -> Vec<String> {
     cfg.more_gvnics
         .iter()
-        .zip(fds)
+        .zip(endpoints)
         .enumerate()
-        .flat_map(|(i, (g, fd))| {
+        .flat_map(|(i, (g, e))| {
             let slot = g.slot.unwrap_or(6 + i as u8);
             [
                 "-device".to_string(),
-                format!("x-pci-proxy-dev,id=gve{},fd={fd},addr={slot:#x}", i + 1),
+                gvnic_device_arg(&format!("gve{}", i + 1), slot, e),
             ]
         })
         .collect()
+}
+
+/// One of [`QemuConfig::more_gvnics`] while QEMU runs.
+struct MoreGvnic {
+    thread: Option<JoinHandle<Result<()>>>,
+    state: crate::gvnic::FinalState,
+    /// vfio-user: the model's socket (to end a model still waiting for QEMU).
+    socket: Option<PathBuf>,
 }
 
 /// A running QEMU. Killed (and reaped) on drop; it also dies with this process.
@@ -316,8 +367,10 @@ pub struct QemuProcess {
     gvnic_thread: Option<JoinHandle<Result<()>>>,
     /// Where the gVNIC model thread leaves its final state.
     gvnic_state: Option<crate::gvnic::FinalState>,
-    /// The threads and final states of [`QemuConfig::more_gvnics`].
-    more_gvnics: Vec<(Option<JoinHandle<Result<()>>>, crate::gvnic::FinalState)>,
+    /// The threads, final states and vfio-user sockets of [`QemuConfig::more_gvnics`].
+    more_gvnics: Vec<MoreGvnic>,
+    /// vfio-user: the model's socket (to end a model still waiting for QEMU).
+    gvnic_socket: Option<PathBuf>,
     pub(crate) started: Instant,
 }
 
@@ -339,30 +392,55 @@ impl QemuProcess {
             std::fs::write(sercon_file(&files), SERCON_COM1)?;
         }
         let mut gvnic = match &cfg.gvnic {
-            Some(opts) => Some(crate::gvnic::attach(opts)?),
+            Some(opts) => Some(crate::gvnic::attach(
+                opts,
+                cfg.resolved_gvnic_transport(),
+                dir.path(),
+            )?),
             None => None,
         };
         let fd = gvnic
             .as_ref()
             .and_then(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()));
-        let mut more: Vec<crate::gvnic::Attachment> = cfg
-            .more_gvnics
+        let endpoint = match (fd, gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone())) {
+            (Some(fd), _) => Some(GvnicEndpoint::ProxyFd(fd)),
+            (None, Some(path)) => Some(GvnicEndpoint::VfioUser(path)),
+            (None, None) => None,
+        };
+        // Each further model listens in its own directory (vfio-user names its socket).
+        let mut more: Vec<crate::gvnic::Attachment> = Vec::new();
+        for (i, opts) in cfg.more_gvnics.iter().enumerate() {
+            let sub = dir.path().join(format!("gve{}", i + 1));
+            std::fs::create_dir_all(&sub)?;
+            more.push(crate::gvnic::attach(
+                opts,
+                cfg.resolved_gvnic_transport(),
+                &sub,
+            )?);
+        }
+        let more_endpoints: Vec<GvnicEndpoint> = more
             .iter()
-            .map(crate::gvnic::attach)
-            .collect::<Result<_>>()?;
-        let more_fds: Vec<i32> = more
-            .iter()
-            .filter_map(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()))
+            .filter_map(|g| match (&g.qemu_end, &g.vfio_user_socket) {
+                (Some(s), _) => Some(GvnicEndpoint::ProxyFd(s.as_raw_fd())),
+                (None, Some(path)) => Some(GvnicEndpoint::VfioUser(path.clone())),
+                (None, None) => None,
+            })
             .collect();
-        let mut args = qemu_args(cfg, &files, fd);
-        args.extend(more_gvnic_args(cfg, &more_fds));
+        let mut args = qemu_args(cfg, &files, endpoint.as_ref());
+        args.extend(more_gvnic_args(cfg, &more_endpoints));
         let mut command = Command::new(&cfg.qemu_binary);
         command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let inherit: Vec<i32> = fd.into_iter().chain(more_fds.iter().copied()).collect();
+        let inherit: Vec<i32> = fd
+            .into_iter()
+            .chain(more_endpoints.iter().filter_map(|e| match e {
+                GvnicEndpoint::ProxyFd(fd) => Some(*fd),
+                GvnicEndpoint::VfioUser(_) => None,
+            }))
+            .collect();
         // SAFETY: only async-signal-safe libc calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
@@ -390,11 +468,16 @@ impl QemuProcess {
             g.close_qemu_end();
             g.thread.take()
         });
+        let gvnic_socket = gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone());
         let more_gvnics = more
             .iter_mut()
             .map(|g| {
                 g.close_qemu_end();
-                (g.thread.take(), g.final_state.clone())
+                MoreGvnic {
+                    thread: g.thread.take(),
+                    state: g.final_state.clone(),
+                    socket: g.vfio_user_socket.clone(),
+                }
             })
             .collect();
         Ok(QemuProcess {
@@ -404,6 +487,7 @@ impl QemuProcess {
             stderr_tail,
             gvnic_thread: gvnic_thread.flatten(),
             gvnic_state,
+            gvnic_socket,
             more_gvnics,
             started,
         })
@@ -462,13 +546,23 @@ impl QemuProcess {
     pub fn shutdown(&mut self) -> Option<Result<()>> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let (Some(path), Some(_)) = (&self.gvnic_socket, &self.gvnic_thread) {
+            // QEMU may have died before connecting: the model would wait in accept forever.
+            // A connection of ours that closes at once ends it (harmless after QEMU connected).
+            let _ = UnixStream::connect(path);
+        }
+        for m in &self.more_gvnics {
+            if let (Some(path), Some(_)) = (&m.socket, &m.thread) {
+                let _ = UnixStream::connect(path);
+            }
+        }
         let join = |t: JoinHandle<Result<()>>| {
             t.join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
         };
         let mut more_served = Ok(());
-        for (t, _) in &mut self.more_gvnics {
-            if let Some(Err(e)) = t.take().map(join) {
+        for m in &mut self.more_gvnics {
+            if let Some(Err(e)) = m.thread.take().map(join) {
                 more_served = Err(e);
             }
         }
@@ -489,7 +583,7 @@ impl QemuProcess {
     pub fn more_gvnic_model_states(&self) -> Vec<Option<crate::gvnic::ModelState>> {
         self.more_gvnics
             .iter()
-            .map(|(_, s)| s.lock().ok().and_then(|s| s.clone()))
+            .map(|m| m.state.lock().ok().and_then(|s| s.clone()))
             .collect()
     }
 }
@@ -604,7 +698,7 @@ mod tests {
     }
 
     #[test]
-    fn more_gvnics_are_proxies_of_their_own_at_their_slots() {
+    fn more_gvnics_are_devices_of_their_own_at_their_slots() {
         let cfg = QemuConfig {
             gvnic: Some(GvnicOptions::default()),
             more_gvnics: vec![
@@ -616,14 +710,20 @@ mod tests {
             ],
             ..Default::default()
         };
-        let a = more_gvnic_args(&cfg, &[11, 12]);
-        assert_eq!(
-            value_after(&a, "-device"),
-            [
-                "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9",
-                "x-pci-proxy-dev,id=gve2,fd=12,addr=0x7"
-            ]
+        let a = more_gvnic_args(
+            &cfg,
+            &[
+                GvnicEndpoint::ProxyFd(11),
+                GvnicEndpoint::VfioUser("/run/x/gve2/gvnic.sock".into()),
+            ],
         );
+        let devices = value_after(&a, "-device");
+        assert_eq!(devices[0], "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9");
+        let vfio: serde_json::Value = serde_json::from_str(devices[1]).unwrap();
+        assert_eq!(vfio["driver"], "vfio-user-pci");
+        assert_eq!(vfio["id"], "gve2");
+        assert_eq!(vfio["addr"], "07.0");
+        assert_eq!(vfio["socket"]["path"], "/run/x/gve2/gvnic.sock");
     }
 
     #[test]
@@ -641,7 +741,7 @@ mod tests {
             extra_args: vec!["-device".into(), "pci-bridge,id=br1,chassis_nr=1".into()],
             ..Default::default()
         };
-        let a = qemu_args(&cfg, &files(), Some(7));
+        let a = qemu_args(&cfg, &files(), Some(&GvnicEndpoint::ProxyFd(7)));
         let drives = value_after(&a, "-drive");
         assert!(drives[0].contains("readonly=on") && drives[0].contains(OVMF_CODE));
         assert!(drives[1].contains("unit=1,file=/run/x/vars.fd"));
@@ -663,6 +763,27 @@ mod tests {
             &a[a.len() - 2..],
             &["-device", "pci-bridge,id=br1,chassis_nr=1"]
         );
+    }
+
+    #[test]
+    fn vfio_user_device_is_json_with_a_unix_socket_and_shared_memfd_ram() {
+        let cfg = QemuConfig {
+            gvnic: Some(GvnicOptions::default()),
+            ..Default::default()
+        };
+        let end = GvnicEndpoint::VfioUser("/run/x/gvnic.sock".into());
+        let a = qemu_args(&cfg, &files(), Some(&end));
+        let devices = value_after(&a, "-device");
+        let dev: serde_json::Value = serde_json::from_str(devices[0]).expect("JSON -device");
+        assert_eq!(dev["driver"], "vfio-user-pci");
+        assert_eq!(dev["addr"], "05.0");
+        assert_eq!(dev["socket"]["type"], "unix");
+        assert_eq!(dev["socket"]["path"], "/run/x/gvnic.sock");
+        assert_eq!(
+            value_after(&a, "-object"),
+            ["memory-backend-memfd,id=mem,size=512M,share=on"]
+        );
+        assert!(!a.iter().any(|x| x.contains("x-pci-proxy-dev")));
     }
 
     #[test]
