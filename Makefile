@@ -35,13 +35,15 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
 # model's pcap), openssh-server + socat + iproute2 (the GCE serial gateway stand-in, in its own
 # network namespace), util-linux (unshare, nsenter).
-# host-client/tests/linux_gve.rs fetches Debian's linux-image-amd64 and busybox-static once with
-# `apt-get download` into target/linux-cache/ (dpkg-deb unpacks them; no extra package needed).
+# host-client/tests/linux_gve.rs and ipxe_gve.rs fetch Debian's kernels (bookworm 6.1,
+# bookworm-backports 6.12, trixie-backports 7.x), busybox-static and trixie's ipxe once through
+# scripts/apt-private.sh into target/linux-cache/ (dpkg-deb unpacks them; xz-utils decompresses
+# the .ko.xz modules of 6.12 and 7.x).
 # Bench: u-boot-qemu (the monitor we measure against). python3: zlib.crc32, the reference
 # CRC-32 the digest tests compare with, and the metadata HTTP server of the network tests.
 # Network tests: dnsmasq-base (a real DHCP server, no service), iproute2 (namespaces, TAP).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base
+	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base xz-utils
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

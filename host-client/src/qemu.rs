@@ -682,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn more_gvnics_are_proxies_of_their_own_at_their_slots() {
+    fn more_gvnics_are_devices_of_their_own_at_their_slots() {
         let cfg = QemuConfig {
             gvnic: Some(GvnicOptions::default()),
             more_gvnics: vec![
@@ -696,15 +696,18 @@ mod tests {
         };
         let a = more_gvnic_args(
             &cfg,
-            &[GvnicEndpoint::ProxyFd(11), GvnicEndpoint::ProxyFd(12)],
+            &[
+                GvnicEndpoint::ProxyFd(11),
+                GvnicEndpoint::VfioUser("/run/x/gve2/gvnic.sock".into()),
+            ],
         );
-        assert_eq!(
-            value_after(&a, "-device"),
-            [
-                "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9",
-                "x-pci-proxy-dev,id=gve2,fd=12,addr=0x7"
-            ]
-        );
+        let devices = value_after(&a, "-device");
+        assert_eq!(devices[0], "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9");
+        let vfio: serde_json::Value = serde_json::from_str(devices[1]).unwrap();
+        assert_eq!(vfio["driver"], "vfio-user-pci");
+        assert_eq!(vfio["id"], "gve2");
+        assert_eq!(vfio["addr"], "07.0");
+        assert_eq!(vfio["socket"]["path"], "/run/x/gve2/gvnic.sock");
     }
 
     #[test]
