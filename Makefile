@@ -42,8 +42,10 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 # Bench: u-boot-qemu (the monitor we measure against). python3: zlib.crc32, the reference
 # CRC-32 the digest tests compare with, and the metadata HTTP server of the network tests.
 # Network tests: dnsmasq-base (a real DHCP server, no service), iproute2 (namespaces, TAP).
+# make qemu11: binutils (readelf: the DT_NEEDED closure of QEMU 11.1 against trixie's libraries).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base xz-utils
+	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base xz-utils \
+	binutils
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
