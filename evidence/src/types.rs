@@ -61,6 +61,14 @@ pub enum Body {
     MemTypes(MemTypes),
     /// `mem unmap` / `bar unmap`: one user mapping released.
     MemUnmap(MemUnmap),
+    /// `nvme write`: what was written where, how fast, and its digest.
+    NvmeWrite(NvmeWrite),
+    /// `nvme verify`: ok, or the first mismatching block and byte.
+    NvmeVerify(NvmeVerify),
+    /// `nvme flush`: one FLUSH completed.
+    NvmeFlush(NvmeFlush),
+    /// `nvme list`: one namespace of one controller (every NVMe function listed).
+    NvmeDisk(NvmeDisk),
 }
 
 impl Body {
@@ -103,6 +111,10 @@ impl Body {
             Body::NetHttp(_) => "net.http",
             Body::MemTypes(_) => "mem.types",
             Body::MemUnmap(_) => "mem.unmap",
+            Body::NvmeWrite(_) => "nvme.write",
+            Body::NvmeVerify(_) => "nvme.verify",
+            Body::NvmeFlush(_) => "nvme.flush",
+            Body::NvmeDisk(_) => "nvme.disk",
         }
     }
 }
@@ -279,6 +291,10 @@ pub struct NvmeRead {
     /// IEEE CRC-32 of the data read, as U-Boot's `crc32` and zlib print it (0 unless
     /// `digest` is "crc32").
     pub crc32: u32,
+    /// The controller read (appended with `nvme read --bdf`, issue 23).
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -759,4 +775,86 @@ pub struct MemUnmap {
     pub len: u64,
     /// The user's mappings of exactly this range still outstanding.
     pub still_mapped: u32,
+}
+
+/// `nvme write`. The data is `pattern` ("byte": every byte is `pattern_value`; "seed": the
+/// SplitMix64 stream of drivers::pattern from seed `pattern_value`, addressed by namespace
+/// byte offset), so the host can recompute every byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeWrite {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub nsid: u32,
+    pub lba: u64,
+    pub count: u64,
+    pub bytes: u64,
+    pub elapsed_us: u64,
+    pub commands: u64,
+    pub pattern: String,
+    pub pattern_value: u64,
+    /// Force Unit Access on every WRITE.
+    pub fua: bool,
+    /// Digest of the data written, as for `nvme.read` ("sha256", "crc32" or "none").
+    pub digest: String,
+    pub digest_engine: String,
+    pub sha256: [u8; 32],
+    pub crc32: u32,
+    /// The boot-disk guard was overridden (`--force-boot-disk`).
+    pub forced_boot_disk: bool,
+}
+
+/// `nvme verify`: the range read back and compared with the pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeVerify {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub nsid: u32,
+    pub lba: u64,
+    pub count: u64,
+    pub pattern: String,
+    pub pattern_value: u64,
+    pub elapsed_us: u64,
+    /// Every byte matched.
+    pub ok: bool,
+    /// The first mismatch (all 0 when `ok`): block, byte in the block, and the two values.
+    pub mismatch_lba: u64,
+    pub mismatch_offset: u32,
+    pub expected: u8,
+    pub found: u8,
+}
+
+/// `nvme flush`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeFlush {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub nsid: u32,
+    pub elapsed_us: u64,
+}
+
+/// `nvme list`: one namespace of one NVMe controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeDisk {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub vendor_id: u16,
+    pub device_id: u16,
+    pub model: String,
+    pub serial: String,
+    pub nsid: u32,
+    pub blocks: u64,
+    pub block_size: u32,
+    /// Separate metadata bytes per block of the format in use.
+    pub metadata_size: u16,
+    /// The LBA format index in use (FLBAS).
+    pub lba_format: u8,
+    pub capacity_bytes: u64,
+    /// GCE's disk name from Identify Namespace (empty if absent).
+    pub gce_device_name: String,
+    /// LBA 1 carries the GPT disk GUID the image recorded: the disk the monitor booted from.
+    pub boot_disk: bool,
 }

@@ -15,6 +15,7 @@ pub mod memtypes;
 pub mod net;
 pub mod net_text;
 pub mod windows;
+pub mod nvme;
 
 use alloc::string::String;
 use alloc::vec::Vec;
