@@ -11,11 +11,12 @@ pub mod cpu;
 pub mod io;
 pub mod irq;
 pub mod mem;
+pub mod mem_map;
 pub mod memtypes;
 pub mod net;
 pub mod net_text;
-pub mod windows;
 pub mod nvme;
+pub mod windows;
 
 use alloc::string::String;
 use alloc::vec::Vec;
