@@ -109,6 +109,9 @@ pub enum MapError {
     WindowFull,
     /// Address or size is not usable (zero, not page aligned, overflows).
     BadRange,
+    /// Part of the range is identity mapped (RAM, firmware-owned RAM, the first MiB): an
+    /// uncached second mapping would give one physical page two memory types.
+    IdentityMapped,
 }
 
 /// A mapping of a physical MMIO range.
