@@ -38,7 +38,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                   reg.read frame (the first 16 values; target names the physical address with --phys).",
         examples: &[
             "peek 0x100000",
-            "peek 0x400000000008 --width 4",
+            "peek 0x8000001008 --width 4",
             "peek 0xb8000 32 --width 2",
             "peek 0xfee00030 --phys",
         ],
@@ -59,7 +59,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                   address addr, and reads it back. No confirmation: a debug monitor's right. The address \
                   must be mapped writable and aligned to the width; the value must fit the width. --phys \
                   as for peek. Emits a reg.write frame (before, value, readback).",
-        examples: &["poke 0x200000 0xdeadbeef", "poke 0x400000000014 0x460001 --width 4"],
+        examples: &["poke 0x200000 0xdeadbeef", "poke 0x8000001014 0x460001 --width 4"],
         min_args: 2,
         max_args: 2,
         flags: &[WIDTH_FLAG, PHYS_FLAG],
