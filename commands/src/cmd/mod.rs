@@ -12,6 +12,7 @@ pub mod gvnic;
 pub mod io;
 pub mod irq;
 pub mod mem;
+pub mod mem_map;
 pub mod memtypes;
 pub mod net;
 pub mod net_text;
