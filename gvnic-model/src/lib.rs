@@ -22,6 +22,7 @@ pub mod flow;
 pub mod format;
 pub mod interrupts;
 pub mod layout;
+mod limits;
 pub mod msix;
 pub mod notify;
 pub mod optional;

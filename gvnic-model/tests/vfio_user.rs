@@ -172,3 +172,52 @@ fn qemus_side_of_the_protocol_sees_the_device_its_dma_and_its_vectors() {
     assert_eq!(commands.len(), 1);
     let _ = std::io::stdout().flush();
 }
+
+/// `gvnic-model --vfio-user PATH --record FILE`: the record is written when QEMU closes the
+/// socket, and on SIGTERM while QEMU is connected or before it ever connected.
+#[test]
+fn the_vfio_user_binary_writes_its_record_on_close_and_on_sigterm() {
+    for case in ["close", "sigterm", "sigterm-before-connect"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, rec) = (
+            dir.path().join("gvnic.sock"),
+            dir.path().join("record.json"),
+        );
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gvnic-model"))
+            .arg("--vfio-user")
+            .arg(&sock)
+            .arg("--record")
+            .arg(&rec)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "{case}: no socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let client = (case != "sigterm-before-connect").then(|| {
+            let mut c = vfio_user::Client::new(&sock).expect("version negotiation");
+            let mut id = [0u8; 4];
+            c.region_read(7, 0, &mut id).unwrap();
+            assert_eq!(id, [0xe0, 0x1a, 0x42, 0x00]);
+            c
+        });
+        if case == "close" {
+            drop(client);
+        } else {
+            // SAFETY: kill(2) on our own child's pid.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        }
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "{case}: the model did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{case}: {status}");
+        let r = gvnic_model::record_file::read_record(&rec).expect("record written");
+        assert!(r.summary.clean(), "{case}");
+        assert!(r.final_state.is_reset, "{case}");
+    }
+}

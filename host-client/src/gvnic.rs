@@ -85,15 +85,12 @@ impl Attachment {
     }
 }
 
-/// Starts the model thread for `transport`; vfio-user listens in `run_dir`.
-pub fn attach(
-    opts: &GvnicOptions,
-    transport: GvnicTransport,
-    run_dir: &Path,
-) -> Result<Attachment> {
+/// Starts the model thread for `transport`; vfio-user listens on `socket` (in the run
+/// directory, one per model).
+pub fn attach(opts: &GvnicOptions, transport: GvnicTransport, socket: &Path) -> Result<Attachment> {
     match transport {
         GvnicTransport::Proxy => attach_proxy(opts),
-        GvnicTransport::VfioUser => attach_vfio_user(opts, run_dir),
+        GvnicTransport::VfioUser => attach_vfio_user(opts, socket),
     }
 }
 
@@ -124,8 +121,8 @@ fn open_tap(opts: &GvnicOptions) -> Result<Option<gvnic_model::tap::Tap>> {
         .transpose()
 }
 
-fn attach_vfio_user(opts: &GvnicOptions, run_dir: &Path) -> Result<Attachment> {
-    let path = run_dir.join("gvnic.sock");
+fn attach_vfio_user(opts: &GvnicOptions, path: &Path) -> Result<Attachment> {
+    let path = path.to_path_buf();
     // Bound before QEMU starts: vfio-user-pci connects during realize.
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("binding the vfio-user socket {}", path.display()))?;

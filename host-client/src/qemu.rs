@@ -50,8 +50,7 @@ impl NvmeDrive {
     }
 }
 
-/// The gVNIC device model, attached as `vfio-user-pci` or `x-pci-proxy-dev`
-/// (`QemuConfig::gvnic_transport`).
+/// The gVNIC device model, attached as `x-pci-proxy-dev`.
 #[derive(Debug, Clone, Default)]
 pub struct GvnicOptions {
     /// Write every frame the guest transmits (and the model's answers) here.
@@ -106,9 +105,9 @@ pub struct QemuConfig {
     pub qemu_binary: String,
     /// A kernel and initramfs to boot instead of `image`.
     pub direct_boot: Option<DirectBoot>,
-    /// Further gVNIC models beside `gvnic` (which must be set), each its own device (the
-    /// same transport as `gvnic`) and model thread: one boot of a Linux guest meets several
-    /// device configurations (host-client/tests/linux_gve.rs). Give each its own `slot`.
+    /// Further gVNIC models beside `gvnic` (which must be set), each its own
+    /// x-pci-proxy-dev and model thread: one boot of a Linux guest meets several device
+    /// configurations (host-client/tests/linux_gve.rs). Give each its own `slot`.
     pub more_gvnics: Vec<GvnicOptions>,
     /// SeaBIOS's serial console on COM1 (`etc/sercon-port` 0x3f8): what a boot loader
     /// prints through the BIOS (Debian's ipxe.lkrn) reaches the serial socket, and serial
@@ -116,8 +115,8 @@ pub struct QemuConfig {
     pub bios_serial_console: bool,
     /// How the NVMe disk files are opened (see [`crate::disk_view`]).
     pub nvme_view: DiskView,
-    /// How `gvnic` is attached; None: vfio-user when `qemu_binary` is 10.1 or newer, else
-    /// the proxy ([`GvnicTransport::for_binary`]).
+    /// How `gvnic` (and `more_gvnics`) are attached; None: vfio-user when `qemu_binary` is
+    /// 10.1 or newer, else the proxy ([`GvnicTransport::for_binary`]).
     pub gvnic_transport: Option<GvnicTransport>,
 }
 
@@ -129,13 +128,38 @@ impl QemuConfig {
     }
 }
 
-/// Where QEMU finds the gVNIC model.
+/// Where QEMU finds one gVNIC model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GvnicEndpoint {
     /// x-pci-proxy-dev: this inherited socket fd.
     ProxyFd(i32),
     /// vfio-user-pci: the model listens on this UNIX socket.
     VfioUser(PathBuf),
+}
+
+impl GvnicEndpoint {
+    fn of(a: &crate::gvnic::Attachment) -> Option<GvnicEndpoint> {
+        match (&a.qemu_end, &a.vfio_user_socket) {
+            (Some(s), _) => Some(GvnicEndpoint::ProxyFd(s.as_raw_fd())),
+            (None, Some(p)) => Some(GvnicEndpoint::VfioUser(p.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The `-device` value for the model `id` at `slot`. vfio-user takes the JSON form: its
+    /// socket is a SocketAddress (reference/qemu11-vfio-user.md §1).
+    fn device(&self, id: &str, slot: u8) -> String {
+        match self {
+            GvnicEndpoint::ProxyFd(fd) => format!("x-pci-proxy-dev,id={id},fd={fd},addr={slot:#x}"),
+            GvnicEndpoint::VfioUser(path) => serde_json::json!({
+                "driver": "vfio-user-pci",
+                "id": id,
+                "addr": format!("{slot:02x}.0"),
+                "socket": {"type": "unix", "path": path.display().to_string()},
+            })
+            .to_string(),
+        }
+    }
 }
 
 impl Default for QemuConfig {
@@ -298,8 +322,8 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic: Option<&GvnicEndpoin
             &format!("nvme,serial={},drive=nvme{i}", d.serial),
         ]);
     }
-    if let (Some(g), Some(e)) = (&cfg.gvnic, gvnic) {
-        push(&["-device", &gvnic_device_arg("gve0", g.slot.unwrap_or(5), e)]);
+    if let (Some(g), Some(end)) = (&cfg.gvnic, gvnic) {
+        push(&["-device", &end.device("gve0", g.slot.unwrap_or(5))]);
     }
     if cfg.qmp {
         push(&[
@@ -319,43 +343,20 @@ fn sercon_file(files: &RunFiles) -> PathBuf {
 /// COM1's I/O port as SeaBIOS reads `etc/sercon-port`: a little-endian 64-bit integer.
 const SERCON_COM1: [u8; 8] = 0x3f8u64.to_le_bytes();
 
-/// The `-device` value attaching a gVNIC model at `slot` through `endpoint`.
-fn gvnic_device_arg(id: &str, slot: u8, endpoint: &GvnicEndpoint) -> String {
-    match endpoint {
-        GvnicEndpoint::ProxyFd(fd) => format!("x-pci-proxy-dev,id={id},fd={fd},addr={slot:#x}"),
-        // JSON form: the socket is a SocketAddress (reference/qemu11-vfio-user.md §1).
-        GvnicEndpoint::VfioUser(path) => serde_json::json!({
-            "driver": "vfio-user-pci",
-            "id": id,
-            "addr": format!("{slot:02x}.0"),
-            "socket": {"type": "unix", "path": path.display().to_string()},
-        })
-        .to_string(),
-    }
-}
-
-/// `-device` for each of [`QemuConfig::more_gvnics`] (ids gve1.., slots 6.. unless set).
-fn more_gvnic_args(cfg: &QemuConfig, endpoints: &[GvnicEndpoint]) -> Vec<String> {
+/// A `-device` for each of [`QemuConfig::more_gvnics`] at its endpoint.
+fn more_gvnic_args(cfg: &QemuConfig, ends: &[GvnicEndpoint]) -> Vec<String> {
     cfg.more_gvnics
         .iter()
-        .zip(endpoints)
+        .zip(ends)
         .enumerate()
-        .flat_map(|(i, (g, e))| {
+        .flat_map(|(i, (g, end))| {
             let slot = g.slot.unwrap_or(6 + i as u8);
             [
                 "-device".to_string(),
-                gvnic_device_arg(&format!("gve{}", i + 1), slot, e),
+                end.device(&format!("gve{}", i + 1), slot),
             ]
         })
         .collect()
-}
-
-/// One of [`QemuConfig::more_gvnics`] while QEMU runs.
-struct MoreGvnic {
-    thread: Option<JoinHandle<Result<()>>>,
-    state: crate::gvnic::FinalState,
-    /// vfio-user: the model's socket (to end a model still waiting for QEMU).
-    socket: Option<PathBuf>,
 }
 
 /// A running QEMU. Killed (and reaped) on drop; it also dies with this process.
@@ -367,10 +368,10 @@ pub struct QemuProcess {
     gvnic_thread: Option<JoinHandle<Result<()>>>,
     /// Where the gVNIC model thread leaves its final state.
     gvnic_state: Option<crate::gvnic::FinalState>,
-    /// The threads, final states and vfio-user sockets of [`QemuConfig::more_gvnics`].
-    more_gvnics: Vec<MoreGvnic>,
-    /// vfio-user: the model's socket (to end a model still waiting for QEMU).
-    gvnic_socket: Option<PathBuf>,
+    /// The threads and final states of [`QemuConfig::more_gvnics`].
+    more_gvnics: Vec<(Option<JoinHandle<Result<()>>>, crate::gvnic::FinalState)>,
+    /// vfio-user: the models' sockets (to end a model still waiting for QEMU).
+    gvnic_sockets: Vec<PathBuf>,
     pub(crate) started: Instant,
 }
 
@@ -391,56 +392,46 @@ impl QemuProcess {
         if cfg.bios_serial_console && !cfg.uefi {
             std::fs::write(sercon_file(&files), SERCON_COM1)?;
         }
+        let transport = cfg.resolved_gvnic_transport();
+        let socket = |i: usize| dir.path().join(format!("gvnic{i}.sock"));
         let mut gvnic = match &cfg.gvnic {
-            Some(opts) => Some(crate::gvnic::attach(
-                opts,
-                cfg.resolved_gvnic_transport(),
-                dir.path(),
-            )?),
+            Some(opts) => Some(crate::gvnic::attach(opts, transport, &socket(0))?),
             None => None,
         };
-        let fd = gvnic
-            .as_ref()
-            .and_then(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()));
-        let endpoint = match (fd, gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone())) {
-            (Some(fd), _) => Some(GvnicEndpoint::ProxyFd(fd)),
-            (None, Some(path)) => Some(GvnicEndpoint::VfioUser(path)),
-            (None, None) => None,
-        };
-        // Each further model listens in its own directory (vfio-user names its socket).
-        let mut more: Vec<crate::gvnic::Attachment> = Vec::new();
-        for (i, opts) in cfg.more_gvnics.iter().enumerate() {
-            let sub = dir.path().join(format!("gve{}", i + 1));
-            std::fs::create_dir_all(&sub)?;
-            more.push(crate::gvnic::attach(
-                opts,
-                cfg.resolved_gvnic_transport(),
-                &sub,
-            )?);
-        }
-        let more_endpoints: Vec<GvnicEndpoint> = more
+        let mut more: Vec<crate::gvnic::Attachment> = cfg
+            .more_gvnics
             .iter()
-            .filter_map(|g| match (&g.qemu_end, &g.vfio_user_socket) {
-                (Some(s), _) => Some(GvnicEndpoint::ProxyFd(s.as_raw_fd())),
-                (None, Some(path)) => Some(GvnicEndpoint::VfioUser(path.clone())),
-                (None, None) => None,
+            .enumerate()
+            .map(|(i, opts)| crate::gvnic::attach(opts, transport, &socket(i + 1)))
+            .collect::<Result<_>>()?;
+        let end = gvnic.as_ref().and_then(GvnicEndpoint::of);
+        let more_ends: Vec<GvnicEndpoint> = more.iter().filter_map(GvnicEndpoint::of).collect();
+        let mut args = qemu_args(cfg, &files, end.as_ref());
+        args.extend(more_gvnic_args(cfg, &more_ends));
+        let gvnic_sockets: Vec<PathBuf> = gvnic
+            .iter()
+            .chain(&more)
+            .filter_map(|g| g.vfio_user_socket.clone())
+            .collect();
+        // The proxy's sockets are inherited by QEMU (vfio-user's are connected to by path).
+        let fd = match end {
+            Some(GvnicEndpoint::ProxyFd(fd)) => Some(fd),
+            _ => None,
+        };
+        let more_fds: Vec<i32> = more_ends
+            .iter()
+            .filter_map(|e| match e {
+                GvnicEndpoint::ProxyFd(fd) => Some(*fd),
+                GvnicEndpoint::VfioUser(_) => None,
             })
             .collect();
-        let mut args = qemu_args(cfg, &files, endpoint.as_ref());
-        args.extend(more_gvnic_args(cfg, &more_endpoints));
         let mut command = Command::new(&cfg.qemu_binary);
         command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let inherit: Vec<i32> = fd
-            .into_iter()
-            .chain(more_endpoints.iter().filter_map(|e| match e {
-                GvnicEndpoint::ProxyFd(fd) => Some(*fd),
-                GvnicEndpoint::VfioUser(_) => None,
-            }))
-            .collect();
+        let inherit: Vec<i32> = fd.into_iter().chain(more_fds.iter().copied()).collect();
         // SAFETY: only async-signal-safe libc calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
@@ -468,16 +459,11 @@ impl QemuProcess {
             g.close_qemu_end();
             g.thread.take()
         });
-        let gvnic_socket = gvnic.as_ref().and_then(|g| g.vfio_user_socket.clone());
         let more_gvnics = more
             .iter_mut()
             .map(|g| {
                 g.close_qemu_end();
-                MoreGvnic {
-                    thread: g.thread.take(),
-                    state: g.final_state.clone(),
-                    socket: g.vfio_user_socket.clone(),
-                }
+                (g.thread.take(), g.final_state.clone())
             })
             .collect();
         Ok(QemuProcess {
@@ -487,8 +473,8 @@ impl QemuProcess {
             stderr_tail,
             gvnic_thread: gvnic_thread.flatten(),
             gvnic_state,
-            gvnic_socket,
             more_gvnics,
+            gvnic_sockets,
             started,
         })
     }
@@ -546,13 +532,11 @@ impl QemuProcess {
     pub fn shutdown(&mut self) -> Option<Result<()>> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let (Some(path), Some(_)) = (&self.gvnic_socket, &self.gvnic_thread) {
-            // QEMU may have died before connecting: the model would wait in accept forever.
-            // A connection of ours that closes at once ends it (harmless after QEMU connected).
-            let _ = UnixStream::connect(path);
-        }
-        for m in &self.more_gvnics {
-            if let (Some(path), Some(_)) = (&m.socket, &m.thread) {
+        if self.gvnic_thread.is_some() || self.more_gvnics.iter().any(|(t, _)| t.is_some()) {
+            // QEMU may have died before connecting: a vfio-user model would wait in accept
+            // forever. A connection of ours that closes at once ends it (harmless after
+            // QEMU connected: the server accepts one connection).
+            for path in &self.gvnic_sockets {
                 let _ = UnixStream::connect(path);
             }
         }
@@ -561,8 +545,8 @@ impl QemuProcess {
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
         };
         let mut more_served = Ok(());
-        for m in &mut self.more_gvnics {
-            if let Some(Err(e)) = m.thread.take().map(join) {
+        for (t, _) in &mut self.more_gvnics {
+            if let Some(Err(e)) = t.take().map(join) {
                 more_served = Err(e);
             }
         }
@@ -583,7 +567,7 @@ impl QemuProcess {
     pub fn more_gvnic_model_states(&self) -> Vec<Option<crate::gvnic::ModelState>> {
         self.more_gvnics
             .iter()
-            .map(|m| m.state.lock().ok().and_then(|s| s.clone()))
+            .map(|(_, s)| s.lock().ok().and_then(|s| s.clone()))
             .collect()
     }
 }
@@ -769,21 +753,31 @@ mod tests {
     fn vfio_user_device_is_json_with_a_unix_socket_and_shared_memfd_ram() {
         let cfg = QemuConfig {
             gvnic: Some(GvnicOptions::default()),
+            more_gvnics: vec![GvnicOptions::default()],
             ..Default::default()
         };
-        let end = GvnicEndpoint::VfioUser("/run/x/gvnic.sock".into());
+        let end = GvnicEndpoint::VfioUser("/run/x/gvnic0.sock".into());
         let a = qemu_args(&cfg, &files(), Some(&end));
         let devices = value_after(&a, "-device");
         let dev: serde_json::Value = serde_json::from_str(devices[0]).expect("JSON -device");
         assert_eq!(dev["driver"], "vfio-user-pci");
         assert_eq!(dev["addr"], "05.0");
         assert_eq!(dev["socket"]["type"], "unix");
-        assert_eq!(dev["socket"]["path"], "/run/x/gvnic.sock");
+        assert_eq!(dev["socket"]["path"], "/run/x/gvnic0.sock");
         assert_eq!(
             value_after(&a, "-object"),
             ["memory-backend-memfd,id=mem,size=512M,share=on"]
         );
         assert!(!a.iter().any(|x| x.contains("x-pci-proxy-dev")));
+        let more = more_gvnic_args(
+            &cfg,
+            &[GvnicEndpoint::VfioUser("/run/x/gvnic1.sock".into())],
+        );
+        let dev: serde_json::Value = serde_json::from_str(&more[1]).unwrap();
+        assert_eq!(
+            (dev["id"].as_str(), dev["addr"].as_str()),
+            (Some("gve1"), Some("06.0"))
+        );
     }
 
     #[test]

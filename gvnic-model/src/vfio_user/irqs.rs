@@ -16,8 +16,6 @@ use crate::Interrupts;
 struct Vectors {
     fds: Vec<Option<File>>,
     pending: Vec<bool>,
-    /// Signals written (for tracing and tests).
-    raised: u64,
 }
 
 /// The per-vector eventfds, shared between the protocol loop (SET_IRQS) and the device (raise).
@@ -29,7 +27,6 @@ impl Eventfds {
         let v = Vectors {
             fds: (0..vectors).map(|_| None).collect(),
             pending: vec![false; usize::from(vectors)],
-            raised: 0,
         };
         Eventfds(Arc::new(Mutex::new(v)))
     }
@@ -43,7 +40,6 @@ impl Eventfds {
         *slot = fd;
         if g.pending[v as usize] && signal(g.fds[v as usize].as_ref()) {
             g.pending[v as usize] = false;
-            g.raised += 1;
         }
     }
 
@@ -53,17 +49,10 @@ impl Eventfds {
         g.fds.iter_mut().for_each(|f| *f = None);
     }
 
-    /// Vectors that have an eventfd.
-    pub fn installed(&self) -> Vec<u16> {
-        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        (0..g.fds.len() as u16)
-            .filter(|&v| g.fds[usize::from(v)].is_some())
-            .collect()
-    }
-
-    /// Signals written so far.
-    pub fn raised(&self) -> u64 {
-        self.0.lock().map(|g| g.raised).unwrap_or(0)
+    /// A device reset: nothing stays pending (the eventfds are QEMU's to keep or drop).
+    pub fn reset(&self) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.pending.iter_mut().for_each(|p| *p = false);
     }
 }
 
@@ -82,9 +71,7 @@ impl Interrupts for Eventfds {
         if v >= g.fds.len() {
             return false;
         }
-        if signal(g.fds[v].as_ref()) {
-            g.raised += 1;
-        } else {
+        if !signal(g.fds[v].as_ref()) {
             g.pending[v] = true;
         }
         true

@@ -149,7 +149,15 @@ impl ServerBackend for Backend {
             );
         }
         let writable = flags.contains(DmaMapFlags::WRITE);
-        self.lock().mem.map(address, size, fd, offset, writable)
+        let mut g = self.lock();
+        g.mem.map(address, size, fd, offset, writable)?;
+        if self.trace {
+            eprintln!(
+                "gvnic-model: DMA ranges (iova, size, fd) {:x?}",
+                g.mem.ranges()
+            );
+        }
+        Ok(())
     }
 
     fn dma_unmap(&mut self, _flags: DmaUnmapFlags, address: u64, size: u64) -> std::io::Result<()> {
@@ -165,6 +173,7 @@ impl ServerBackend for Backend {
             eprintln!("gvnic-model: reset");
         }
         self.lock().dev.pci_reset();
+        self.irqs.reset();
         Ok(())
     }
 

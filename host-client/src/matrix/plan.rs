@@ -447,6 +447,35 @@ mod tests {
     }
 
     #[test]
+    fn the_gvnic_transport_axis_multiplies_names_and_reaches_the_qemu_config() {
+        let cells = LocalAxes {
+            gvnic_transport: vec![GvnicTransport::Proxy, GvnicTransport::VfioUser],
+            memory_mib: 512,
+            ..LocalAxes::default()
+        }
+        .cells()
+        .unwrap();
+        assert_eq!(
+            ids(&cells),
+            [
+                "bios-pc-tcg-gqi-qpl-rev0-proxy",
+                "bios-pc-tcg-gqi-qpl-rev0-vfio-user"
+            ]
+        );
+        let CellKind::Local(t) = &cells[1].kind else {
+            panic!("local")
+        };
+        let cfg = t.qemu_config(None, None);
+        assert!(cfg.gvnic.is_some(), "the transport axis implies the model");
+        assert_eq!(cfg.gvnic_transport, Some(GvnicTransport::VfioUser));
+        let text = "[[target]]\ngvnic_transport = \"vfio-user\"\n";
+        let cells = targets_from_toml(text, Path::new("."), 512).unwrap();
+        assert!(cells[0].id.ends_with("-vfio-user"), "{}", cells[0].id);
+        let bad = "[[target]]\ngvnic_transport = \"pigeon\"\n";
+        assert!(targets_from_toml(bad, Path::new("."), 512).is_err());
+    }
+
+    #[test]
     fn the_gvnic_profile_axis_multiplies_and_reaches_the_model() {
         use gvnic_model::Profile;
         let cells = LocalAxes {
