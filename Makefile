@@ -4,7 +4,7 @@
 #                    (an NVMe disk and the gVNIC model attached; escape key printed at start)
 #   make test        unit, driver and QEMU system tests (SeaBIOS and OVMF)
 #   make bench       bringup against U-Boot on the same QEMU and disk (docs/PERFORMANCE.md)
-#   make fuzz        fuzz the shell and the frame decoder (cargo-fuzz, nightly; FUZZ_SECONDS each)
+#   make fuzz        fuzz the shell, the frame decoder and the gVNIC option parser (cargo-fuzz, nightly; FUZZ_SECONDS each)
 #   make image       target/bringup.img (hybrid BIOS+UEFI GPT disk)
 #   make gce-image   target/gce/bringup-gce.tar.gz (disk.raw for `gcloud compute images create`)
 #   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
@@ -42,8 +42,10 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 # Bench: u-boot-qemu (the monitor we measure against). python3: zlib.crc32, the reference
 # CRC-32 the digest tests compare with, and the metadata HTTP server of the network tests.
 # Network tests: dnsmasq-base (a real DHCP server, no service), iproute2 (namespaces, TAP).
+# make qemu11: binutils (readelf: the DT_NEEDED closure of QEMU 11.1 against trixie's libraries).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base xz-utils
+	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base xz-utils \
+	binutils
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -118,7 +120,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in shell frame_decode; do \
+	cd fuzz && for t in shell frame_decode gvnic_options; do \
 	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 \
 	    $$( [ $$t = shell ] && echo -dict=dict/shell.dict ) || exit 1; \
 	done

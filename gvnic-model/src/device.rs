@@ -89,8 +89,8 @@ impl Gvnic {
             tx_packets: 0,
             interrupts: None,
         };
-        // Power-on: the device holds nothing; a revision-1 device reports DEVICE_IS_RESET.
-        g.regs.device_is_reset = true;
+        // Power-on: the device holds nothing; DEVICE_IS_RESET as configured (reset.rs).
+        g.power_on_reset_bit();
         g
     }
 

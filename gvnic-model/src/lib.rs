@@ -51,6 +51,7 @@ pub use format::gqi_tx as tx;
 
 pub use config::{
     DeviceIsReset, Family, Faults, Formats, Latencies, ModelConfig, QueueFormat, Responder,
+    REDUNDANT_RESET_DELAY_TICKS,
 };
 pub use device::{Gvnic, TICK_US};
 pub use interrupts::Interrupts;

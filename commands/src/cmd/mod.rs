@@ -8,14 +8,15 @@
 pub mod acpi;
 pub mod config;
 pub mod cpu;
+pub mod gvnic;
 pub mod io;
 pub mod irq;
 pub mod mem;
 pub mod memtypes;
 pub mod net;
 pub mod net_text;
-pub mod windows;
 pub mod nvme;
+pub mod windows;
 
 use alloc::string::String;
 use alloc::vec::Vec;
