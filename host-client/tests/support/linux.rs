@@ -8,9 +8,8 @@
 //! newest kernel a suite has is resolved from its `linux-image-amd64` meta package when the
 //! cache is empty; later runs use what was unpacked, offline (delete
 //! target/linux-cache/kernel-NAME to move to a newer kernel). The packages are deleted once
-//! unpacked. A lock file serialises the
-//! fetch between test processes (cargo runs test binaries one after another, but a developer
-//! may run two at once).
+//! unpacked. A lock file serialises the fetch between test processes (cargo runs test
+//! binaries one after another, but a developer may run two at once).
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::fs::File;
