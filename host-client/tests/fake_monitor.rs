@@ -113,6 +113,9 @@ fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
         boot_us: 1,
         confidential: "none".into(),
         sha256_path: String::new(),
+        tsc_hz: 2_000_000_000,
+        tsc_source: "acpi-pm-timer".into(),
+        tsc_disagreement_ppm: 0,
     }));
     let _ = write!(fake.out, "bringup> ");
     let mut line = Vec::new();

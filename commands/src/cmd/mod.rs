@@ -13,6 +13,7 @@ pub mod irq;
 pub mod mem;
 pub mod net;
 pub mod net_text;
+pub mod tsc_text;
 
 use alloc::string::String;
 use alloc::vec::Vec;

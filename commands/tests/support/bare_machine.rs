@@ -240,6 +240,7 @@ pub fn system_info(dma_bytes: u64) -> SystemInfo {
         boot_us: 1234,
         confidential: drivers::cpu::confidential::ConfidentialKind::None,
         tsc_hz: 2_400_000_000,
+        tsc: drivers::clock::Calibration::default(),
         sha256_path: drivers::digest::Sha256Path::Portable,
     }
 }
