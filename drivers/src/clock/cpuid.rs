@@ -99,3 +99,112 @@ pub fn has_kvmclock(cpu: &dyn Cpu) -> bool {
 pub fn declared(cpu: &dyn Cpu) -> Vec<Reading> {
     alloc::vec![leaf_15h(cpu), hypervisor_leaf(cpu), leaf_16h(cpu)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{CpuidResult, MsrError};
+
+    /// A CPU answering from a table of (leaf, eax, ebx, ecx, edx); other leaves read 0.
+    struct TableCpu(&'static [(u32, u32, u32, u32, u32)]);
+
+    impl Cpu for TableCpu {
+        fn cpuid(&self, leaf: u32, _subleaf: u32) -> CpuidResult {
+            self.0
+                .iter()
+                .find(|r| r.0 == leaf)
+                .map_or(CpuidResult::default(), |r| CpuidResult {
+                    eax: r.1,
+                    ebx: r.2,
+                    ecx: r.3,
+                    edx: r.4,
+                })
+        }
+        fn read_msr(&self, _: u32) -> Result<u64, MsrError> {
+            Err(MsrError::GeneralProtection)
+        }
+        fn write_msr(&self, _: u32, _: u64) -> Result<(), MsrError> {
+            Err(MsrError::GeneralProtection)
+        }
+    }
+
+    /// Captured from QEMU 7.2 TCG, `-machine pc`, default CPU (`cpuid` command).
+    const QEMU_TCG: TableCpu = TableCpu(&[
+        (0, 0x0000_000d, 0x6874_7541, 0x444d_4163, 0x6974_6e65),
+        (1, 0x0006_0fb1, 0x0000_0800, 0x8000_2001, 0x078b_fbfd),
+        (
+            0x4000_0000,
+            0x4000_0001,
+            0x5447_4354,
+            0x4354_4743,
+            0x4743_5447,
+        ),
+        (0x4000_0001, 0, 0, 0, 0),
+    ]);
+
+    /// A KVM guest on an Intel host (values after Linux's cpuid.rst and the SDM: the
+    /// KVM signature, CLOCKSOURCE2 among the features, the timing leaf, 0x15 and 0x16).
+    const KVM_INTEL: TableCpu = TableCpu(&[
+        (0, 0x0000_001b, 0x756e_6547, 0x6c65_746e, 0x4965_6e69),
+        (1, 0x0005_0657, 0x0000_0800, 0x80ba_2203, 0x0f8b_fbff),
+        (0x15, 2, 176, 25_000_000, 0),
+        (0x16, 2_200, 2_200, 100, 0),
+        (
+            0x4000_0000,
+            0x4000_0010,
+            0x4b4d_564b,
+            0x564b_4d56,
+            0x0000_004d,
+        ),
+        (0x4000_0001, 0x0100_7afb, 0, 0, 0),
+        (0x4000_0010, 2_199_998, 1_000_000, 0, 0),
+    ]);
+
+    #[test]
+    fn qemu_tcg_declares_nothing() {
+        let r = declared(&QEMU_TCG);
+        assert!(
+            r.iter().all(|r| r.result == Err(Rejection::Absent)),
+            "{r:?}"
+        );
+        assert!(!has_kvmclock(&QEMU_TCG), "TCG's signature is not KVM's");
+    }
+
+    #[test]
+    fn a_kvm_guest_declares_three_rates_and_a_pvclock() {
+        let r = declared(&KVM_INTEL);
+        assert_eq!(r[0].source, Source::Cpuid15);
+        assert_eq!(r[0].result, Ok(2_200_000_000));
+        assert_eq!(r[1].source, Source::HypervisorLeaf);
+        assert_eq!(r[1].result, Ok(2_199_998_000));
+        assert_eq!(r[2].source, Source::Cpuid16);
+        assert_eq!(r[2].result, Ok(2_200_000_000));
+        assert!(has_kvmclock(&KVM_INTEL));
+    }
+
+    #[test]
+    fn hypervisor_leaves_need_the_hypervisor_bit() {
+        // Bare metal: CPUID.1:ECX bit 31 clear, leaf 0x4000_0000 answers garbage.
+        let bare = TableCpu(&[
+            (0, 0x16, 0, 0, 0),
+            (1, 0x0005_0657, 0, 0x0000_0001, 0),
+            (0x15, 2, 176, 0, 0),
+            (
+                0x4000_0000,
+                0x4000_0010,
+                0x4b4d_564b,
+                0x564b_4d56,
+                0x0000_004d,
+            ),
+            (0x4000_0010, 2_199_998, 0, 0, 0),
+        ]);
+        let r = declared(&bare);
+        assert_eq!(
+            r[0].result,
+            Err(Rejection::NoAnswer),
+            "0x15 without a crystal"
+        );
+        assert_eq!(r[1].result, Err(Rejection::Absent));
+        assert!(!has_kvmclock(&bare));
+    }
+}

@@ -452,6 +452,27 @@ mod tests {
         assert!(c.summary().contains("no source gave a plausible rate"));
     }
 
+    /// Captured from QEMU 7.2 TCG, `-machine pc` with SeaBIOS (`cpu` after boot): the
+    /// three counters of one shared window.
+    #[test]
+    fn qemu_tcg_window_agrees_within_a_permille() {
+        let c = Calibration::choose(vec![
+            counted(Source::PmTimer, 35_795, rates::PM_TIMER_HZ, 24_449_028),
+            counted(Source::Hpet, 995_936, 100_000_000, 24_361_857),
+            counted(Source::Pit, 11_867, rates::PIT_HZ, 24_299_933),
+        ]);
+        assert_eq!(c.chosen, Some(Source::PmTimer));
+        assert_eq!(c.hz, 2_444_933_536);
+        assert_eq!(
+            c.deviations(),
+            vec![(Source::Hpet, 488), (Source::Pit, -681)]
+        );
+        assert_eq!(
+            c.summary(),
+            "tsc 2444.933 MHz from acpi-pm-timer (hpet +488 ppm, pit -681 ppm)"
+        );
+    }
+
     #[test]
     fn ppm_text_switches_to_percent() {
         assert_eq!(ppm_text(12), "+12 ppm");

@@ -50,7 +50,10 @@ pub fn read(cpu: &dyn Cpu) -> Reading {
     unsafe { (*AREA.0.get()) = [0; 8] };
     // Identity mapped image: the static's address is its physical address.
     let phys = AREA.0.get() as u64;
-    if cpu.write_msr(MSR_KVM_SYSTEM_TIME_NEW, phys | ENABLE).is_err() {
+    if cpu
+        .write_msr(MSR_KVM_SYSTEM_TIME_NEW, phys | ENABLE)
+        .is_err()
+    {
         return Reading::rejected(Source::KvmClock, Rejection::NoAnswer);
     }
     let mut scale = None;

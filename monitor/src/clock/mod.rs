@@ -28,6 +28,8 @@ const WINDOW_US: u64 = 10_000;
 const NO_MOTION_POLLS: u32 = 1_000;
 /// Upper bound on polls: a counter that stops mid-window must not hang the boot.
 const MAX_POLLS: u32 = 2_000_000;
+/// Samples taken at each end of the window, the tightest kept (policy).
+const PRECISE_SAMPLES: u32 = 5;
 
 fn rdtsc() -> u64 {
     // SAFETY: RDTSC exists on every x86_64 CPU and has no memory effects.
@@ -147,11 +149,26 @@ struct Track {
 }
 
 /// A TSC value paired with a counter value: the TSC midway between reads around it.
-fn sample(counter: &mut dyn Counter) -> (u64, u64) {
+/// Returns the bracket's width too (how long the counter read took).
+fn sample(counter: &mut dyn Counter) -> (u64, u64, u64) {
     let before = rdtsc();
     let value = counter.read();
     let after = rdtsc();
-    (before + (after.wrapping_sub(before) / 2), value)
+    let width = after.wrapping_sub(before);
+    (before + width / 2, value, width)
+}
+
+/// The tightest of `PRECISE_SAMPLES` samples: a read the CPU was interrupted or (in a VM)
+/// descheduled in has a wide bracket and would skew the window's ends by that much.
+fn precise_sample(counter: &mut dyn Counter) -> (u64, u64) {
+    let mut best = sample(counter);
+    for _ in 1..PRECISE_SAMPLES {
+        let next = sample(counter);
+        if next.2 < best.2 {
+            best = next;
+        }
+    }
+    (best.0, best.1)
 }
 
 /// Times every counter over one window of `WINDOW_US`, measured by the first counter
@@ -160,7 +177,7 @@ fn count_window(counters: &mut [&mut dyn Counter]) -> Vec<(Source, Evidence)> {
     let mut tracks: Vec<Track> = counters
         .iter_mut()
         .map(|c| {
-            let (tsc, value) = sample(&mut **c);
+            let (tsc, value) = precise_sample(&mut **c);
             Track {
                 start_tsc: tsc,
                 end_tsc: tsc,
@@ -175,10 +192,9 @@ fn count_window(counters: &mut [&mut dyn Counter]) -> Vec<(Source, Evidence)> {
     let mut timer: Option<usize> = None;
     for poll in 0..MAX_POLLS {
         for (counter, track) in counters.iter_mut().zip(tracks.iter_mut()) {
-            let (tsc, value) = sample(&mut **counter);
+            let value = counter.read();
             track.ticks += rates::wrapping_ticks(track.last, value, counter.mask());
             track.last = value;
-            track.end_tsc = tsc;
         }
         if timer.is_none() {
             timer = tracks.iter().position(|t| t.ticks > 0);
@@ -193,6 +209,13 @@ fn count_window(counters: &mut [&mut dyn Counter]) -> Vec<(Source, Evidence)> {
             None if poll >= NO_MOTION_POLLS => break,
             None => {}
         }
+    }
+    // The window's end: one precise sample per counter (it also counts the last ticks).
+    for (counter, track) in counters.iter_mut().zip(tracks.iter_mut()) {
+        let (tsc, value) = precise_sample(&mut **counter);
+        track.ticks += rates::wrapping_ticks(track.last, value, counter.mask());
+        track.last = value;
+        track.end_tsc = tsc;
     }
     counters
         .iter()
