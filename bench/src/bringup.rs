@@ -102,7 +102,14 @@ pub fn run_once(
             run.insert(format!("{key}_frame_MiBps"), mib as f64 / frame);
         }
     }
-    Ok(())
+    crate::writes::bringup(
+        &mut |line, timeout| {
+            let r = command(&mut con, line, timeout)?;
+            Ok((r.wall_s, String::new()))
+        },
+        plan,
+        run,
+    )
 }
 
 /// One half of the SHA-256 pair: a CPU model and the engine the monitor must pick on it.

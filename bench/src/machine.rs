@@ -102,8 +102,10 @@ pub fn qemu_on(
             c.args(["-drive", &boot_drive(image)]);
         }
     }
+    // Writable: the write half of the bench (writes.rs) writes the disk's second half only,
+    // which no read digest covers.
     c.arg("-drive").arg(format!(
-        "file={},if=none,format=raw,id=d0,readonly=on",
+        "file={},if=none,format=raw,id=d0",
         nvme_disk.display()
     ));
     c.args(["-device", "nvme,serial=bench,drive=d0"]);

@@ -9,6 +9,7 @@ mod machine;
 mod report;
 mod stats;
 mod uboot;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -211,6 +211,9 @@ pub fn rows(sizes_mib: &[u64]) -> Vec<(String, String, Unit)> {
             }
         }
     }
+    for (label, key) in crate::writes::rows(sizes_mib) {
+        add(&label, &key, Unit::MiBps);
+    }
     add(
         "host: 1-min load average before each run",
         "host.loadavg_1m",
@@ -288,6 +291,7 @@ pub fn ratio_rows(sizes_mib: &[u64]) -> Vec<(String, String, String)> {
             ));
         }
     }
+    r.extend(crate::writes::ratio_rows(sizes_mib));
     if let Some(&m) = sizes_mib.last() {
         for (how, suffix) in [("wall", "_MiBps"), ("frame", "_frame_MiBps")] {
             r.push((

@@ -82,7 +82,11 @@ pub fn run_once(
         run.insert(format!("uboot.crc32_{mib}MiB_s"), t);
         run.insert(format!("uboot.bytes.crc32_{mib}MiB"), text.len() as f64);
     }
-    Ok(())
+    crate::writes::uboot(
+        &mut |line, timeout| command(&mut con, line, timeout),
+        plan,
+        run,
+    )
 }
 
 /// Sends one command line; returns (seconds from send to the next prompt, everything printed).

@@ -14,7 +14,8 @@ mod core_cmds;
 pub mod digest;
 pub mod fmt;
 pub mod gvnic;
-pub mod nvme;
+/// The `nvme` commands live in `cmd/nvme/`; the old path stays.
+pub use cmd::nvme;
 mod nvme_wait;
 pub mod output;
 pub mod pci;

@@ -33,18 +33,34 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bar map",
-        usage: "bar map <bdf> <bar>",
-        summary: "map a memory BAR uncached and show its window",
+        usage: "bar map <bdf> <bar> [offset len]",
+        summary: "map a memory BAR (or part of it) uncached and show its window",
         details: "Sizes BAR <bar> (0..5) of <bdf>, enables memory decode, and maps it uncached into the \
-                  monitor's MMIO window (64-bit BARs above 4 GiB included). Prints the physical base, size, \
+                  monitor's MMIO window (64-bit BARs above 4 GiB included). With offset and len only that \
+                  part (whole 4 KiB pages inside the BAR: 'bar-part-unaligned', 'bar-part-outside'): a \
+                  GPU's BAR of many GiB need not be mapped whole. Prints the physical base, size, \
                   virtual window and attributes; read registers with 'peek <window>'. Mapping the same BAR \
-                  again returns the same window. I/O BARs, unassigned BARs and the upper half of a 64-bit BAR \
-                  are refused with the reason. Emits a bar.map frame.",
-        examples: &["bar map 00:04.0 0", "bar map 03:00.0 0"],
+                  (part) again returns the same window. I/O BARs, unassigned BARs and the upper half of a \
+                  64-bit BAR are refused with the reason. 'bar unmap' releases it. Emits a bar.map frame.",
+        examples: &["bar map 00:04.0 0", "bar map 03:00.0 0", "bar map 00:05.0 2 0x40000000 0x200000"],
         min_args: 2,
-        max_args: 2,
+        max_args: 4,
         flags: &[],
         run: bar_map,
+    },
+    CommandSpec {
+        name: "bar unmap",
+        usage: "bar unmap <bdf> <bar> [offset len]",
+        summary: "release a window 'bar map' made",
+        details: "Releases one 'bar map' of exactly this BAR (part) (refused with 'not-user-mapped' if you \
+                  have none). The window's pages and virtual space go when nothing else uses it: a driver \
+                  bound to the device keeps its own mapping. Memory decode is left on. Emits a mem.unmap \
+                  frame.",
+        examples: &["bar unmap 00:04.0 0", "bar unmap 00:05.0 2 0x40000000 0x200000"],
+        min_args: 2,
+        max_args: 4,
+        flags: &[],
+        run: bar_unmap,
     },
 ];
 
@@ -254,7 +270,11 @@ fn frame_of(info: &PciFunctionInfo) -> evidence::PciFunction {
     }
 }
 
-fn bar_map(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
+/// A BAR, and the part of it (offset, len) when not all of it.
+type BarPart = (drivers::platform::Bdf, u8, Option<(u64, u64)>);
+
+/// `<bdf> <bar> [offset len]` of `bar map` / `bar unmap`.
+fn bar_args(args: &Args) -> Result<BarPart, CmdError> {
     let bdf = parse_bdf(args.get(0).unwrap_or(""))?;
     let bar = parse_number("bar", args.get(1).unwrap_or(""))?;
     if bar > 5 {
@@ -263,8 +283,41 @@ fn bar_map(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
             alloc::format!("bar must be 0..5, got {bar}"),
         ));
     }
-    let (mapping, info) = pci::map_bar(ctx.hw, bdf, bar as u8, false)
-        .map_err(|err| CmdError::new(err.code(), alloc::format!("{err}")))?;
+    let part = match (args.get(2), args.get(3)) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(CmdError::new(
+                "usage",
+                "give both offset and len; usage: bar map <bdf> <bar> [offset len]",
+            ))
+        }
+        (Some(offset), Some(len)) => {
+            Some((parse_number("offset", offset)?, parse_number("len", len)?))
+        }
+    };
+    Ok((bdf, bar as u8, part))
+}
+
+fn pci_error(err: pci::PciError) -> CmdError {
+    CmdError::new(err.code(), alloc::format!("{err}"))
+}
+
+fn bar_map(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
+    let (bdf, bar, part) = bar_args(args)?;
+    let (mapping, info, range) =
+        pci::map_bar_part(ctx.hw, bdf, bar, part, false).map_err(pci_error)?;
+    ctx.devices
+        .windows
+        .mapped(range.start, range.end - range.start);
+    let (offset, len) = (range.start - info.address, range.end - range.start);
+    if part.is_some() {
+        let _ = writeln!(
+            ctx.out,
+            "{bdf} BAR{bar} part: offset {offset:#x}, {} ({len:#x}) at phys {:#x}",
+            human_size(len),
+            range.start
+        );
+    }
     let _ = writeln!(
         ctx.out,
         "{bdf} BAR{bar}: phys {:#x}, size {} ({:#x}), {}{}, uncached\n  window {:#x}{}",
@@ -293,13 +346,26 @@ fn bar_map(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         bus: bdf.bus,
         device: bdf.device,
         function: bdf.function,
-        bar: bar as u8,
+        bar,
         phys: info.address,
         size: info.size,
         window: mapping.window,
         prefetchable: info.prefetchable,
         is_64bit: info.is_64bit(),
         newly_mapped: mapping.newly_mapped,
+        offset,
+        len,
     }));
     Ok(())
+}
+
+fn bar_unmap(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
+    let (bdf, bar, part) = bar_args(args)?;
+    let info = pci::select_bar(ctx.hw.config, bdf, bar).map_err(pci_error)?;
+    let range = pci::bar_part(bdf, &info, part).map_err(pci_error)?;
+    let what = match part {
+        Some((offset, len)) => alloc::format!("bar map {bdf} {bar} {offset:#x} {len:#x}"),
+        None => alloc::format!("bar map {bdf} {bar}"),
+    };
+    crate::cmd::mem::release_user_window(ctx, range.start, range.end - range.start, &what)
 }

@@ -96,6 +96,8 @@ pub struct DeviceState {
     pub gvnic: crate::gvnic::GvnicState,
     /// The lease of `gvnic dhcp` (cmd/net.rs).
     pub net: crate::cmd::net::NetState,
+    /// The user's own `mem map` / `bar map` windows (cmd/windows.rs).
+    pub windows: crate::cmd::windows::UserWindows,
 }
 
 /// Platform events that happen between or during commands (an NMI, a machine check),

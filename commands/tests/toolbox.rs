@@ -523,6 +523,60 @@ fn mem_map_refuses_ram_and_reports_a_failed_mapping() {
     assert_eq!(r.code(4), "bad-argument");
 }
 
+fn mem_types(r: &Run, cmd: u32) -> evidence::MemTypes {
+    r.bodies(cmd)
+        .into_iter()
+        .find_map(|b| match b {
+            Body::MemTypes(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a mem.types frame")
+}
+
+/// The identity map decides, not the firmware's "usable": SeaBIOS's BIOS area (reserved)
+/// is identity mapped write-back, so an uncached window of it would alias it.
+#[test]
+fn identity_mapped_ranges_are_served_there_or_refused_never_aliased() {
+    let r = run(&[
+        "mem map 0xf0000 0x1000",
+        "mem map 0xef000 0x2000",
+        "peek 0xf0000 4 --phys",
+        "peek 0xef800 0x1000 --phys",
+        "poke 0xf0000 1 --phys",
+        "mem types",
+        "mem types 0xf0000 0x10",
+        "mem unmap 0xfee00000 0x1000",
+        "mem types 0xf0000",
+    ]);
+    assert_eq!(r.code(1), "range-is-identity-mapped", "{}", r.text);
+    assert!(r.text.contains("identity mapped WB"), "{}", r.text);
+    assert_eq!(r.code(2), "range-is-identity-mapped", "partly: {}", r.text);
+    assert_eq!(r.code(3), "ok", "{}", r.text);
+    assert!(
+        r.text
+            .contains("phys 0xf0000: through the identity map (WB)"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.reads(3)[0].address, 0xf_0000, "read at its own address");
+    assert_eq!(r.code(4), "range-partly-identity-mapped");
+    assert_eq!(r.code(5), "read-only-address", "the fake maps it read-only");
+    assert_eq!(r.code(6), "ok", "no alias: {}", r.text);
+    let all = mem_types(&r, 6);
+    assert_eq!(all.runs.len(), 4, "{all:?}");
+    assert!(all.aliases.is_empty());
+    assert!(all.runs[3].mem_type == "UC" && !all.runs[3].identity);
+    let bios = mem_types(&r, 7);
+    assert_eq!(bios.runs.len(), 1);
+    assert!(bios.runs[0].identity && bios.runs[0].mem_type == "WB");
+    assert_eq!(
+        r.code(8),
+        "not-user-mapped",
+        "nothing of the user's to release"
+    );
+    assert_eq!(r.code(9), "usage");
+}
+
 #[test]
 fn msix_and_irq_test_refuse_what_they_cannot_do() {
     let r = run(&[

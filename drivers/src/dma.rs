@@ -379,6 +379,26 @@ impl DmaPool {
         Ok(unsafe { core::slice::from_raw_parts(src, len) })
     }
 
+    /// A mutable view of `len` bytes of `buf` at `offset`, for filling data in place before
+    /// it is handed to a device (the caller knows the device does not own these bytes yet).
+    /// The trailing fence in [`DmaPool::fence`] orders the fill before the doorbell.
+    pub fn slice_mut(
+        &mut self,
+        buf: &DmaBuf,
+        offset: usize,
+        len: usize,
+    ) -> Result<&mut [u8], DmaError> {
+        let dst = self.checked_ptr(buf, offset, len)?;
+        // SAFETY: bounds checked; the borrow of `self` keeps any other view of pool memory
+        // from existing meanwhile, and the device does not own the range (caller's contract).
+        Ok(unsafe { core::slice::from_raw_parts_mut(dst, len) })
+    }
+
+    /// A full fence: writes through `slice_mut` are visible before what follows (a doorbell).
+    pub fn fence(&self) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Volatile little-endian u32 load (for fields a device updates while we poll).
     pub fn read_u32(&self, buf: &DmaBuf, offset: usize) -> Result<u32, DmaError> {
         let src = self.checked_ptr(buf, offset, 4)?;

@@ -10,6 +10,8 @@
 //! - `pci`: config-space decoding, enumeration behind bridges, BAR sizing.
 //! - `nvme`, `gvnic`: the two device drivers.
 //! - [`digest`]: SHA-256 (portable or SHA-NI) and CRC-32 over data read from devices.
+//! - [`pattern`]: what `nvme write` writes and `nvme verify` expects (byte or seeded stream).
+//! - [`gpt`]: the GPT header's disk GUID, to recognise the boot disk.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -19,8 +21,10 @@ pub mod clock;
 pub mod cpu;
 pub mod digest;
 pub mod dma;
+pub mod gpt;
 pub mod gvnic;
 pub mod net;
 pub mod nvme;
+pub mod pattern;
 pub mod pci;
 pub mod platform;

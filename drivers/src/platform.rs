@@ -9,11 +9,15 @@ use core::fmt;
 
 mod firmware;
 mod irq;
+mod mapping;
 mod memory;
 mod width;
 
 pub use firmware::{FirmwareTables, MemoryRegion, NoFirmware, Placement, RegionKind};
 pub use irq::{Delivery, Interrupts, IrqError, MsiMessage, NoInterrupts};
+pub use mapping::{
+    identity_cover, type_aliases, Alias, IdentityCover, MappedRange, MemType, IDENTITY_LIMIT,
+};
 pub use memory::{canonical, check_access, MemError, MemKind, MemoryAccess, NoMemory};
 pub use width::Width;
 

@@ -28,16 +28,55 @@ impl Cpu for HostCpu {
     }
 }
 
+/// Set to `1` to let a CI run pass on a host without SHA-NI (the SHA-NI path then is not
+/// tested at all; the machines CI runs on have it).
+const ALLOW_SKIP_VAR: &str = "BRINGUP_ALLOW_NO_SHA_NI";
+
+/// Whether the SHA-NI path can be tested here. Without SHA-NI: a warning that passing tests
+/// cannot hide, and in CI (`CI` set and not `false`/`0`) a failure unless [`ALLOW_SKIP_VAR`]
+/// allows the skip.
 fn host_has_sha_ni() -> bool {
     let has = std::is_x86_feature_detected!("sha")
         && std::is_x86_feature_detected!("ssse3")
         && std::is_x86_feature_detected!("sse4.1");
-    if !has {
-        eprintln!(
-            "\n*** WARNING: this host CPU has no SHA-NI: the SHA-NI assembly is NOT tested here ***\n"
-        );
+    let ci = std::env::var("CI").ok();
+    let allow = std::env::var(ALLOW_SKIP_VAR).ok();
+    match sha_ni_verdict(has, ci.as_deref(), allow.as_deref()) {
+        Ok(true) => true,
+        Ok(false) => {
+            // Straight to fd 2: the test harness captures eprintln! of passing tests.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** WARNING: this host CPU has no SHA-NI: the SHA-NI assembly is NOT tested here ***\n"
+            );
+            false
+        }
+        Err(why) => panic!("{why}"),
     }
-    has
+}
+
+/// The decision of [`host_has_sha_ni`], pure: `Ok(false)` = skip the SHA-NI path.
+fn sha_ni_verdict(has: bool, ci: Option<&str>, allow: Option<&str>) -> Result<bool, String> {
+    let in_ci = ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    match (has, in_ci, allow == Some("1")) {
+        (true, _, _) => Ok(true),
+        (false, true, false) => Err(format!(
+            "CI is set and this host has no SHA-NI, so the SHA-NI SHA-256 path would go untested \
+             while the tests pass; run CI on a SHA-NI machine or set {ALLOW_SKIP_VAR}=1"
+        )),
+        (false, _, _) => Ok(false),
+    }
+}
+
+#[test]
+fn a_ci_run_without_sha_ni_fails_unless_the_skip_is_allowed() {
+    assert_eq!(sha_ni_verdict(true, Some("true"), None), Ok(true));
+    assert_eq!(sha_ni_verdict(false, None, None), Ok(false));
+    assert_eq!(sha_ni_verdict(false, Some("false"), None), Ok(false));
+    let err = sha_ni_verdict(false, Some("true"), None).unwrap_err();
+    assert!(err.contains(ALLOW_SKIP_VAR), "{err}");
+    assert_eq!(sha_ni_verdict(false, Some("true"), Some("1")), Ok(false));
 }
 
 /// Deterministic, non-repeating test bytes.

@@ -4,139 +4,14 @@
 mod nvme_fake;
 mod pci_fake;
 
-use drivers::platform::NoMemory;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
-use drivers::dma::{testing::leaked_pool, DmaPool};
 use drivers::nvme::{Controller, NvmeError, State, Wait};
-use drivers::platform::{Bdf, ConfigSpace, Hw};
-use nvme_fake::{random_bytes, Dev, Faults, Mapper, Namespace, SimClock, BAR0, BAR0_SIZE};
-use pci_fake::{FakeConfig, FakeFunction};
-
-const BDF: Bdf = Bdf::new(0, 4, 0);
-const POOL_BASE: u64 = 0x4000_0000;
-const POOL_BYTES: usize = 4 << 20;
-
-struct Bench {
-    config: FakeConfig,
-    mapper: Mapper,
-    clock: SimClock,
-    pool: DmaPool,
-    /// The pool's memory, to check that no device wrote a page after it was freed.
-    host: *const u8,
-    dev: Rc<RefCell<Dev>>,
-}
-
-impl Bench {
-    fn new(faults: Faults) -> Bench {
-        let ns1 = Namespace::new(1, 9, random_bytes(5000 * 512, 1));
-        let ns2 = Namespace::new(2, 12, random_bytes(300 * 4096, 2));
-        Bench::with(faults, vec![ns1, ns2])
-    }
-
-    fn with(faults: Faults, namespaces: Vec<Namespace>) -> Bench {
-        let (pool, host) = leaked_pool(POOL_BASE, POOL_BYTES);
-        let dev = nvme_fake::new_dev(host, POOL_BASE, POOL_BYTES as u64, namespaces);
-        // A phantom namespace (listed active, size 0), as GCE reports.
-        dev.borrow_mut().active.push(7);
-        dev.borrow_mut().faults = faults;
-        let config = FakeConfig::default();
-        config.add(
-            BDF,
-            FakeFunction::new(0x1b36, 0x0010, 0x010802, 2, 0).mem64_bar(0, BAR0, BAR0_SIZE, false),
-        );
-        Bench {
-            config,
-            mapper: Mapper {
-                dev: dev.clone(),
-                mapped: vec![],
-                unmapped: vec![],
-            },
-            clock: SimClock::new(dev.clone()),
-            pool,
-            host,
-            dev,
-        }
-    }
-
-    fn hw(&mut self) -> Hw<'_> {
-        Hw {
-            config: &self.config,
-            mmio: &mut self.mapper,
-            clock: &self.clock,
-            dma: &mut self.pool,
-            memory: &NoMemory,
-            cpu: &drivers::platform::NullCpu,
-            ports: &drivers::platform::NullPorts,
-            firmware: &drivers::platform::NoFirmware,
-            irq: &drivers::platform::NoInterrupts,
-        }
-    }
-
-    fn bind(&mut self) -> Result<Controller, NvmeError> {
-        Controller::bind(&mut self.hw(), BDF)
-    }
-
-    fn read(
-        &mut self,
-        c: &mut Controller,
-        nsid: u32,
-        lba: u64,
-        count: u64,
-    ) -> Result<Vec<u8>, NvmeError> {
-        let mut out = Vec::new();
-        let mut next = lba;
-        c.read(&mut self.hw(), nsid, lba, count, &mut |at, data| {
-            assert_eq!(at, next, "sink must see the data in LBA order");
-            out.extend_from_slice(data);
-            next += (data.len() / if nsid == 2 { 4096 } else { 512 }) as u64;
-        })?;
-        Ok(out)
-    }
-
-    fn disk(&self, nsid: u32, lba: u64, count: u64) -> Vec<u8> {
-        let dev = self.dev.borrow();
-        let ns = dev.namespaces.iter().find(|n| n.nsid == nsid).unwrap();
-        let bs = 1usize << ns.lbads;
-        ns.data[lba as usize * bs..(lba + count) as usize * bs].to_vec()
-    }
-
-    /// Free pages are zeroed when freed; a non-zero one was written by the device after the
-    /// driver let go of it.
-    fn assert_free_pages_untouched(&self) {
-        let pages = POOL_BYTES / 4096;
-        for page in 0..pages {
-            let phys = POOL_BASE + (page * 4096) as u64;
-            let allocated = self
-                .pool
-                .ledger()
-                .iter()
-                .any(|e| (e.phys..e.phys + e.pages as u64 * 4096).contains(&phys));
-            if allocated {
-                continue;
-            }
-            // SAFETY: inside the leaked pool memory, which lives for the whole test.
-            let bytes = unsafe { std::slice::from_raw_parts(self.host.add(page * 4096), 4096) };
-            assert!(
-                bytes.iter().all(|b| *b == 0),
-                "free page {phys:#x} was written after it was freed"
-            );
-        }
-    }
-
-    fn assert_no_violations(&self) {
-        assert_eq!(self.dev.borrow().violations, Vec::<String>::new());
-    }
-
-    fn ledger_is_empty(&self) -> bool {
-        self.pool.ledger().is_empty() && self.pool.usage().quarantined_pages == 0
-    }
-
-    fn ledger_all_quarantined(&self) -> bool {
-        !self.pool.ledger().is_empty() && self.pool.ledger().iter().all(|e| e.quarantine.is_some())
-    }
-}
+use drivers::platform::{Bdf, ConfigSpace};
+use nvme_fake::bench::{Bench, BDF};
+use nvme_fake::{random_bytes, Dev, Faults, Namespace, BAR0, BAR0_SIZE};
+use pci_fake::FakeFunction;
 
 #[test]
 fn identify_reports_what_the_device_holds() {

@@ -2,6 +2,7 @@
 //! the fake controller's independent PRP walker.
 
 mod nvme_fake;
+mod pci_fake;
 
 use drivers::dma::testing::leaked_pool;
 use drivers::nvme::prp::{self, PrpError, Prps, ENTRIES_PER_LIST_PAGE};

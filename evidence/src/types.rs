@@ -57,6 +57,18 @@ pub enum Body {
     NetLease(NetLease),
     NetPing(NetPing),
     NetHttp(NetHttp),
+    /// `mem types`: the live page tables' memory types, and any physical page mapped with two.
+    MemTypes(MemTypes),
+    /// `mem unmap` / `bar unmap`: one user mapping released.
+    MemUnmap(MemUnmap),
+    /// `nvme write`: what was written where, how fast, and its digest.
+    NvmeWrite(NvmeWrite),
+    /// `nvme verify`: ok, or the first mismatching block and byte.
+    NvmeVerify(NvmeVerify),
+    /// `nvme flush`: one FLUSH completed.
+    NvmeFlush(NvmeFlush),
+    /// `nvme list`: one namespace of one controller (every NVMe function listed).
+    NvmeDisk(NvmeDisk),
 }
 
 impl Body {
@@ -97,6 +109,12 @@ impl Body {
             Body::NetLease(_) => "net.lease",
             Body::NetPing(_) => "net.ping",
             Body::NetHttp(_) => "net.http",
+            Body::MemTypes(_) => "mem.types",
+            Body::MemUnmap(_) => "mem.unmap",
+            Body::NvmeWrite(_) => "nvme.write",
+            Body::NvmeVerify(_) => "nvme.verify",
+            Body::NvmeFlush(_) => "nvme.flush",
+            Body::NvmeDisk(_) => "nvme.disk",
         }
     }
 }
@@ -206,6 +224,9 @@ pub struct BarMapping {
     pub is_64bit: bool,
     /// false when this call returned an existing mapping.
     pub newly_mapped: bool,
+    /// The part mapped: offset into the BAR and length (the whole BAR: 0 and its size).
+    pub offset: u64,
+    pub len: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +298,10 @@ pub struct NvmeRead {
     /// IEEE CRC-32 of the data read, as U-Boot's `crc32` and zlib print it (0 unless
     /// `digest` is "crc32").
     pub crc32: u32,
+    /// The controller read (appended with `nvme read --bdf`, issue 23).
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -731,4 +756,132 @@ pub struct NetHttp {
     /// 0 if no byte came.
     pub first_byte_us: u64,
     pub total_us: u64,
+}
+
+/// One run of the live page tables (`mem types`): `len` bytes at virtual `virt` map
+/// physical `phys..` with one memory type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemTypeRun {
+    pub virt: u64,
+    pub phys: u64,
+    pub len: u64,
+    /// "WB", "UC", "WC", "WT", "WP", "UC-" or "reserved" (the PAT type the entry selects).
+    pub mem_type: String,
+    pub writable: bool,
+    /// virt == phys below 4 GiB.
+    pub identity: bool,
+}
+
+/// Physical bytes mapped twice with different memory types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemTypeAlias {
+    pub phys: u64,
+    pub len: u64,
+    pub first_virt: u64,
+    pub first_type: String,
+    pub second_virt: u64,
+    pub second_type: String,
+}
+
+/// `mem types [phys len]`: the mappings (of the physical range, or all), and the aliases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemTypes {
+    /// The physical range asked about (0..u64::MAX for all).
+    pub phys: u64,
+    pub len: u64,
+    pub runs: Vec<MemTypeRun>,
+    /// Runs not in `runs` because the frame has a cap.
+    pub runs_left_off: u32,
+    pub aliases: Vec<MemTypeAlias>,
+}
+
+/// `mem unmap` / `bar unmap`: the user's mapping of `[phys, phys+len)` released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemUnmap {
+    pub phys: u64,
+    pub len: u64,
+    /// The user's mappings of exactly this range still outstanding.
+    pub still_mapped: u32,
+}
+
+/// `nvme write`. The data is `pattern` ("byte": every byte is `pattern_value`; "seed": the
+/// SplitMix64 stream of drivers::pattern from seed `pattern_value`, addressed by namespace
+/// byte offset), so the host can recompute every byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeWrite {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub nsid: u32,
+    pub lba: u64,
+    pub count: u64,
+    pub bytes: u64,
+    pub elapsed_us: u64,
+    pub commands: u64,
+    pub pattern: String,
+    pub pattern_value: u64,
+    /// Force Unit Access on every WRITE.
+    pub fua: bool,
+    /// Digest of the data written, as for `nvme.read` ("sha256", "crc32" or "none").
+    pub digest: String,
+    pub digest_engine: String,
+    pub sha256: [u8; 32],
+    pub crc32: u32,
+    /// The boot-disk guard was overridden (`--force-boot-disk`).
+    pub forced_boot_disk: bool,
+}
+
+/// `nvme verify`: the range read back and compared with the pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeVerify {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub nsid: u32,
+    pub lba: u64,
+    pub count: u64,
+    pub pattern: String,
+    pub pattern_value: u64,
+    pub elapsed_us: u64,
+    /// Every byte matched.
+    pub ok: bool,
+    /// The first mismatch (all 0 when `ok`): block, byte in the block, and the two values.
+    pub mismatch_lba: u64,
+    pub mismatch_offset: u32,
+    pub expected: u8,
+    pub found: u8,
+}
+
+/// `nvme flush`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeFlush {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub nsid: u32,
+    pub elapsed_us: u64,
+}
+
+/// `nvme list`: one namespace of one NVMe controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NvmeDisk {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub vendor_id: u16,
+    pub device_id: u16,
+    pub model: String,
+    pub serial: String,
+    pub nsid: u32,
+    pub blocks: u64,
+    pub block_size: u32,
+    /// Separate metadata bytes per block of the format in use.
+    pub metadata_size: u16,
+    /// The LBA format index in use (FLBAS).
+    pub lba_format: u8,
+    pub capacity_bytes: u64,
+    /// GCE's disk name from Identify Namespace (empty if absent).
+    pub gce_device_name: String,
+    /// LBA 1 carries the GPT disk GUID the image recorded: the disk the monitor booted from.
+    pub boot_disk: bool,
 }

@@ -1,44 +1,11 @@
 //! The admin queue: 64-byte commands, a free-running doorbell/event counter pair, a BE32
-//! status per command (facts §2.3), and dispatch to the command handlers.
+//! status per command (facts §2.3), and dispatch to the command handlers. The opcode and
+//! status tables live in codes.rs.
 
-use crate::optional::opcode as optional;
 use crate::record::{CommandRecord, ViolationKind};
 use crate::{be32, GuestMemory, Gvnic};
 
-/// Admin opcodes (facts §2.3).
-pub mod opcode {
-    pub const DESCRIBE_DEVICE: u32 = 0x01;
-    pub const CONFIGURE_DEVICE_RESOURCES: u32 = 0x02;
-    pub const REGISTER_PAGE_LIST: u32 = 0x03;
-    pub const UNREGISTER_PAGE_LIST: u32 = 0x04;
-    pub const CREATE_TX_QUEUE: u32 = 0x05;
-    pub const CREATE_RX_QUEUE: u32 = 0x06;
-    pub const DESTROY_TX_QUEUE: u32 = 0x07;
-    pub const DESTROY_RX_QUEUE: u32 = 0x08;
-    pub const DECONFIGURE_DEVICE_RESOURCES: u32 = 0x09;
-}
-
-/// Status words written at cmd+4 (facts §2.3).
-pub mod status {
-    pub const UNSET: u32 = 0x0000_0000;
-    pub const PASSED: u32 = 0x0000_0001;
-    pub const ABORTED: u32 = 0xFFFF_FFF0;
-    pub const ALREADY_EXISTS: u32 = 0xFFFF_FFF1;
-    pub const CANCELLED: u32 = 0xFFFF_FFF2;
-    pub const DATALOSS: u32 = 0xFFFF_FFF3;
-    pub const DEADLINE_EXCEEDED: u32 = 0xFFFF_FFF4;
-    pub const FAILED_PRECONDITION: u32 = 0xFFFF_FFF5;
-    pub const INTERNAL_ERROR: u32 = 0xFFFF_FFF6;
-    pub const INVALID_ARGUMENT: u32 = 0xFFFF_FFF7;
-    pub const NOT_FOUND: u32 = 0xFFFF_FFF8;
-    pub const OUT_OF_RANGE: u32 = 0xFFFF_FFF9;
-    pub const PERMISSION_DENIED: u32 = 0xFFFF_FFFA;
-    pub const UNAUTHENTICATED: u32 = 0xFFFF_FFFB;
-    pub const RESOURCE_EXHAUSTED: u32 = 0xFFFF_FFFC;
-    pub const UNAVAILABLE: u32 = 0xFFFF_FFFD;
-    pub const UNIMPLEMENTED: u32 = 0xFFFF_FFFE;
-    pub const UNKNOWN_ERROR: u32 = 0xFFFF_FFFF;
-}
+pub use crate::codes::{opcode, status};
 
 /// Bytes per admin command.
 pub const COMMAND_SIZE: u64 = 64;
@@ -117,6 +84,7 @@ impl Gvnic {
                 index,
                 opcode: op,
                 status: st,
+                inner_opcode: (op == opcode::EXTENDED_COMMAND).then(|| be32(&cmd, 8)),
             });
             self.regs.event_counter = index.wrapping_add(1);
             self.commands_completed += 1;
@@ -139,20 +107,19 @@ impl Gvnic {
             opcode::DESTROY_TX_QUEUE => self.cmd_destroy_tx(cmd),
             opcode::DESTROY_RX_QUEUE => self.cmd_destroy_rx(cmd),
             opcode::DECONFIGURE_DEVICE_RESOURCES => self.cmd_deconfigure(),
-            optional::SET_DRIVER_PARAMETER => self.cmd_set_driver_parameter(cmd),
-            optional::REPORT_STATS => self.cmd_report_stats(cmd, mem),
-            optional::REPORT_LINK_SPEED => self.cmd_report_link_speed(cmd, mem),
-            optional::GET_PTYPE_MAP => self.cmd_get_ptype_map(cmd, mem),
-            optional::VERIFY_DRIVER_COMPATIBILITY => self.cmd_verify_driver_compatibility(cmd, mem),
-            _ => {
-                // RSS, flow rules, timestamps, extended commands are not modelled; Linux
-                // treats UNIMPLEMENTED (EOPNOTSUPP) for them as optional.
-                self.record.violation(
-                    ViolationKind::Unmodelled,
-                    format!("admin opcode {op:#x} is not implemented by the model (UNIMPLEMENTED)"),
-                );
-                status::UNIMPLEMENTED
-            }
+            opcode::SET_DRIVER_PARAMETER => self.cmd_set_driver_parameter(cmd),
+            opcode::REPORT_STATS => self.cmd_report_stats(cmd, mem),
+            opcode::REPORT_LINK_SPEED => self.cmd_report_link_speed(cmd, mem),
+            opcode::GET_PTYPE_MAP => self.cmd_get_ptype_map(cmd, mem),
+            opcode::VERIFY_DRIVER_COMPATIBILITY => self.cmd_verify_driver_compatibility(cmd, mem),
+            opcode::CONFIGURE_RSS => self.cmd_configure_rss(cmd, mem),
+            opcode::QUERY_RSS => self.cmd_query_rss(cmd, mem),
+            opcode::QUERY_FLOW_RULES => self.cmd_query_flow_rules(cmd, mem),
+            opcode::EXTENDED_COMMAND => self.cmd_extended(cmd, mem),
+            opcode::REPORT_NIC_TIMESTAMP => self.cmd_report_nic_timestamp(cmd, mem),
+            // An opcode the device does not know. Linux does not always treat UNIMPLEMENTED
+            // (EOPNOTSUPP) as optional (issue 19: CONFIGURE_RSS fails probe).
+            _ => self.unimplemented(op),
         }
     }
 

@@ -1,54 +1,27 @@
-//! DESCRIBE_DEVICE (facts §3.1): the 40-byte descriptor followed by the device options.
+//! DESCRIBE_DEVICE (facts §3.1): the 40-byte descriptor followed by the device options
+//! (options/, chosen by the profile and the formats).
 
 use crate::adminq::status;
 use crate::record::ViolationKind;
 use crate::{be32, be64, GuestMemory, Gvnic};
 
-/// Device option ids (facts §3.1).
-pub mod option_id {
-    pub const GQI_RDA: u16 = 0x2;
-    pub const GQI_QPL: u16 = 0x3;
-    pub const DQO_RDA: u16 = 0x4;
-    pub const DQO_QPL: u16 = 0x7;
-}
+/// Device option ids (facts §3.1), kept here under their old path.
+pub use crate::options::id as option_id;
 
 /// The only descriptor version (cmd+16 must be 1).
 pub const DESCRIPTOR_VERSION: u32 = 1;
 pub const DESCRIPTOR_HEADER_LEN: usize = 40;
+/// Bytes of each option's header (id, length, required_features_mask).
+pub const OPTION_HEADER_LEN: usize = 8;
 
 impl Gvnic {
-    /// The descriptor bytes this device reports.
-    pub(crate) fn descriptor_bytes(&self) -> Vec<u8> {
+    /// The descriptor as written into a buffer of `avail` bytes (at least the 40-byte
+    /// header): the header, then the whole options that fit, in order; num_device_options and
+    /// total_length count only what was written, so a driver that walks the options stays
+    /// inside its buffer. Also returns how many options were left out.
+    pub(crate) fn descriptor_fitting(&self, avail: usize) -> (Vec<u8>, usize) {
         let c = &self.cfg;
-        let mut opts: Vec<(u16, Vec<u8>)> = Vec::new();
-        if !c.formats.none {
-            // required_features_mask is 0 in every option (facts §3.1); bodies carry a
-            // supported_features_mask of 0 (no optional features modelled).
-            if c.formats.gqi_rda {
-                opts.push((option_id::GQI_RDA, 0u32.to_be_bytes().to_vec()));
-            }
-            if c.formats.gqi_qpl {
-                opts.push((option_id::GQI_QPL, 0u32.to_be_bytes().to_vec()));
-            }
-            if c.formats.dqo_rda {
-                // mask, then 4 bytes Linux >= 6.8 calls reserved but Linux 6.1 and DPDK read
-                // as tx_comp_ring_entries and rx_buff_ring_entries (gvnic-dqo.md §1.1): the
-                // described ring sizes, which both readings then agree on.
-                let mut b = 0u32.to_be_bytes().to_vec();
-                b.extend_from_slice(&c.tx_queue_entries.to_be_bytes());
-                b.extend_from_slice(&c.rx_queue_entries.to_be_bytes());
-                opts.push((option_id::DQO_RDA, b));
-            }
-            if c.formats.dqo_qpl {
-                // mask, tx_pages_per_qpl, rx_pages_per_qpl (0 would mean defaults 512/2048).
-                let mut b = 0u32.to_be_bytes().to_vec();
-                b.extend_from_slice(&c.tx_pages_per_qpl.to_be_bytes());
-                b.extend_from_slice(&c.rx_pages_per_qpl.to_be_bytes());
-                opts.push((option_id::DQO_QPL, b));
-            }
-        }
-        let total: usize =
-            DESCRIPTOR_HEADER_LEN + opts.iter().map(|(_, b)| 8 + b.len()).sum::<usize>();
+        let opts = crate::options::list(c);
         let mut d = vec![0u8; DESCRIPTOR_HEADER_LEN];
         d[0..8].copy_from_slice(&c.max_registered_pages.to_be_bytes());
         d[10..12].copy_from_slice(&c.tx_queue_entries.to_be_bytes());
@@ -59,15 +32,22 @@ impl Gvnic {
         d[20..22].copy_from_slice(&c.tx_pages_per_qpl.to_be_bytes());
         d[22..24].copy_from_slice(&c.rx_pages_per_qpl.to_be_bytes());
         d[24..30].copy_from_slice(&c.mac);
-        d[30..32].copy_from_slice(&(opts.len() as u16).to_be_bytes());
-        d[32..34].copy_from_slice(&(total as u16).to_be_bytes());
-        for (id, body) in opts {
-            d.extend_from_slice(&id.to_be_bytes());
-            d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        let mut written = 0u16;
+        for o in &opts {
+            if d.len() + OPTION_HEADER_LEN + o.body.len() > avail {
+                break;
+            }
+            d.extend_from_slice(&o.id.to_be_bytes());
+            d.extend_from_slice(&(o.body.len() as u16).to_be_bytes());
+            // required_features_mask: 0 for every option (Linux ignores others).
             d.extend_from_slice(&0u32.to_be_bytes());
-            d.extend_from_slice(&body);
+            d.extend_from_slice(&o.body);
+            written += 1;
         }
-        d
+        let total = d.len() as u16;
+        d[30..32].copy_from_slice(&written.to_be_bytes());
+        d[32..34].copy_from_slice(&total.to_be_bytes());
+        (d, opts.len() - usize::from(written))
     }
 
     pub(crate) fn cmd_describe(&mut self, cmd: &[u8; 64], mem: &dyn GuestMemory) -> u32 {
@@ -83,14 +63,23 @@ impl Gvnic {
                 format!("DESCRIBE_DEVICE version {version}, expected 1"),
             );
         }
-        let desc = self.descriptor_bytes();
-        if avail < desc.len() {
+        // The buffer must hold the 40-byte header (iPXE gives exactly that: it parses no
+        // options). Options that do not fit are left out whole (see descriptor_fitting).
+        if avail < DESCRIPTOR_HEADER_LEN {
             return self.refuse(
                 ViolationKind::BadCommand,
                 status::INVALID_ARGUMENT,
                 format!(
-                    "DESCRIBE_DEVICE available_length {avail} < descriptor length {}",
-                    desc.len()
+                    "DESCRIBE_DEVICE available_length {avail} < the {DESCRIPTOR_HEADER_LEN}-byte descriptor"
+                ),
+            );
+        }
+        let (desc, dropped) = self.descriptor_fitting(avail);
+        if dropped > 0 {
+            self.record.violation(
+                ViolationKind::Tolerated,
+                format!(
+                    "DESCRIBE_DEVICE available_length {avail}: {dropped} device option(s) did not fit and were left out"
                 ),
             );
         }

@@ -94,6 +94,20 @@ impl Gvnic {
         &self.cfg
     }
 
+    /// The optional options this device describes (its profile's generation).
+    pub(crate) fn generation(&self) -> &'static crate::profile::Generation {
+        self.cfg.profile.generation()
+    }
+
+    /// The largest MTU the device carries: JUMBO_FRAMES' max_mtu when it offers that
+    /// option, else the descriptor's MTU.
+    pub fn max_mtu(&self) -> u16 {
+        self.generation()
+            .max_mtu
+            .unwrap_or(self.cfg.mtu)
+            .max(self.cfg.mtu)
+    }
+
     /// A BAR access. `bar`: 0 registers, 1 MSI-X table, 2 doorbells; `offset` within that
     /// BAR; `size` 1, 2 or 4. Values are as a little-endian bus carries them.
     pub fn bar_read(&mut self, bar: u8, offset: u64, size: u8, mem: &dyn GuestMemory) -> u64 {

@@ -11,26 +11,33 @@
 
 mod addressing;
 pub mod adminq;
+pub mod codes;
 pub mod config;
 pub mod describe;
 pub mod device;
 mod dma;
+pub mod flow;
 pub mod format;
 pub mod layout;
 pub mod msix;
 pub mod notify;
 pub mod optional;
+pub mod options;
 pub mod pci;
+pub mod profile;
 pub mod proxy;
 pub mod ptype;
 pub mod qpl;
 pub mod queues;
 pub mod record;
+pub mod record_file;
 pub mod regs;
 mod reset;
 pub mod resources;
 pub mod responder;
+pub mod rss;
 pub mod tap;
+pub mod timestamp;
 pub mod wire;
 
 /// GQI data paths under their old names.
@@ -41,6 +48,7 @@ pub use config::{
     DeviceIsReset, Family, Faults, Formats, Latencies, ModelConfig, QueueFormat, Responder,
 };
 pub use device::{Gvnic, TICK_US};
+pub use profile::Profile;
 pub use record::{
     CommandRecord, DriverInfo, InterruptRecord, Record, ResetCause, ResetRecord, Violation,
     ViolationKind,

@@ -34,12 +34,20 @@ struct Args {
     /// dqo-qpl, or `none` (no format option: an old device, drivers fall back to GQI-QPL).
     #[arg(long, default_value = "gqi-qpl")]
     formats: Formats,
+    /// Device generation: 2024 (queue-format options only) or 2026 (also MODIFY_RING,
+    /// JUMBO_FRAMES, BUFFER_SIZES, FLOW_STEERING, NIC_TIMESTAMP, RSS_CONFIG).
+    #[arg(long, default_value = "2026")]
+    profile: gvnic_model::Profile,
     /// When DEVICE_IS_RESET (revision 1) clears: at RUN, only at the next reset request, or never.
     #[arg(long, value_enum, default_value_t = ResetBit::Run)]
     reset_bit_clears_on: ResetBit,
     /// No built-in DHCP/ARP responder.
     #[arg(long)]
     no_responder: bool,
+    /// Write the record (admin commands with statuses, violations, resets, MSI-X messages,
+    /// final device state) to FILE as JSON when QEMU closes the socket or on SIGTERM.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
     /// Exchange frames with Linux TAP interface IFNAME (created if missing) instead of the
     /// built-in responder.
     #[arg(long, value_name = "IFNAME")]
@@ -75,6 +83,7 @@ fn main() -> Result<()> {
         config.mac = mac;
     }
     config.formats = args.formats;
+    config.profile = args.profile;
     config.device_is_reset = match args.reset_bit_clears_on {
         ResetBit::Run => DeviceIsReset::ClearedByRun,
         ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,
@@ -109,5 +118,42 @@ fn main() -> Result<()> {
             gvnic_model::tap::Tap::open(name).with_context(|| format!("opening TAP {name}"))?;
         dev.set_peer(gvnic_model::wire::Peer::Tap(tap))?;
     }
-    gvnic_model::proxy::serve_device(stream, &mut dev)
+    stop_on_sigterm(&stream)?;
+    let served = gvnic_model::proxy::serve_device(stream, &mut dev);
+    if let Some(path) = &args.record {
+        gvnic_model::record_file::write_record(&dev, path)
+            .with_context(|| format!("writing the record to {}", path.display()))?;
+    }
+    served
+}
+
+/// SIGTERM ends serving the way QEMU closing the socket does (our end is shut down), so the
+/// record is still written. SIGTERM is blocked in every thread and taken by a watcher.
+fn stop_on_sigterm(stream: &UnixStream) -> Result<()> {
+    let watch = stream.try_clone().context("cloning the QEMU socket")?;
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; blocking
+    // SIGTERM in this thread (and the threads it spawns) has no memory effects.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: sigwait reads the initialised set and writes the signal number into a
+            // local; SIGTERM is blocked, so it is delivered here only.
+            while unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                if sig == libc::SIGTERM {
+                    eprintln!("gvnic-model: SIGTERM, stopping");
+                    let _ = watch.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        })
+        .context("starting the SIGTERM watcher")?;
+    Ok(())
 }

@@ -10,19 +10,12 @@
 //! RX_NO_BUFFERS_POSTED (66), RX_DROPS_PACKET_OVER_MRU (67), RX_DROPS_INVALID_CHECKSUM (68)
 //! (Linux gve_adminq.h, gve_ethtool.c). A length and address of 0 detach the report.
 
-use crate::adminq::status;
+use crate::codes::status;
 use crate::layout::LenAddr;
 use crate::record::{DriverInfo, ViolationKind};
 use crate::{be32, be64, GuestMemory, Gvnic};
 
-/// Opcodes (facts §2.3).
-pub mod opcode {
-    pub const SET_DRIVER_PARAMETER: u32 = 0x0B;
-    pub const REPORT_STATS: u32 = 0x0C;
-    pub const REPORT_LINK_SPEED: u32 = 0x0D;
-    pub const GET_PTYPE_MAP: u32 = 0x0E;
-    pub const VERIFY_DRIVER_COMPATIBILITY: u32 = 0x0F;
-}
+pub use crate::codes::opcode;
 
 /// NIC statistics names (Linux `enum gve_stat_names`).
 pub mod stat {
@@ -131,15 +124,15 @@ impl Gvnic {
                 format!("SET_DRIVER_PARAMETER type {kind} (only 1 = MTU exists)"),
             );
         }
-        // Linux rejects an MTU below 68 (facts §3.1); above the described one the device
-        // cannot carry it (guess: refused).
-        if !(68..=u64::from(self.cfg.mtu)).contains(&value) {
+        // Linux rejects an MTU below 68 (facts §3.1); above the largest the device carries
+        // (JUMBO_FRAMES' max_mtu, else the described one) it cannot (guess: refused).
+        if !(68..=u64::from(self.max_mtu())).contains(&value) {
             return self.refuse(
                 ViolationKind::BadCommand,
                 status::INVALID_ARGUMENT,
                 format!(
                     "SET_DRIVER_PARAMETER MTU {value}: the device carries 68..={}",
-                    self.cfg.mtu
+                    self.max_mtu()
                 ),
             );
         }

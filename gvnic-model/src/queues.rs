@@ -90,6 +90,23 @@ fn pow2_in(v: u32, lo: u32, hi: u32) -> bool {
 }
 
 impl Gvnic {
+    /// The largest ring the device takes: MODIFY_RING's maximum when it offers that option,
+    /// else the described size. Smaller rings down to `DQO_MIN_RING` are taken even below
+    /// MODIFY_RING's minimum (guess: a minimum the device states is not known to be enforced).
+    fn max_ring(&self, described: u32, rx: bool) -> u32 {
+        let lim = self.generation().modify_ring;
+        lim.map_or(described, |l| {
+            u32::from(if rx { l.max_rx } else { l.max_tx })
+        })
+        .max(described)
+    }
+
+    /// A GQI ring: the described size, or with MODIFY_RING a power of two up to `max`.
+    fn gqi_ring_ok(&self, size: u32, described: u32, max: u32) -> bool {
+        size == described
+            || (self.generation().modify_ring.is_some() && pow2_in(size, DQO_MIN_RING, max))
+    }
+
     /// Counter index for a queue. The device chooses among all its described counters
     /// (facts §3.2); the model takes them from the top (TX q: counters-2-2q, RX q:
     /// counters-1-2q), so an array shorter than described is caught deterministically
@@ -204,6 +221,27 @@ impl Gvnic {
         self.dma_write(mem, addr, &res, "queue resources")
     }
 
+    /// A new GQI queue's event counter reads 0 before the create completes: the queue has
+    /// completed nothing yet, and iPXE's gve (written on GCE hardware) asserts exactly that
+    /// without zeroing the array itself (gve.c `assert ( queue->event->count == 0 )`), so a
+    /// stale count from the previous open would send its poll loop round 2^32 times (issue
+    /// 19). DQO queues report through completion rings, not counters: nothing to write.
+    fn zero_event_counter(
+        &mut self,
+        format: QueueFormat,
+        counter: u32,
+        mem: &dyn GuestMemory,
+    ) -> bool {
+        let Some(conf) = self.configured.as_ref() else {
+            return false;
+        };
+        if format.family() != Family::Gqi {
+            return true;
+        }
+        let at = conf.counter_array + u64::from(counter) * 4;
+        self.dma_write(mem, at, &0u32.to_be_bytes(), "event counter")
+    }
+
     fn bad(&mut self, detail: String) -> u32 {
         self.refuse(ViolationKind::BadCommand, status::INVALID_ARGUMENT, detail)
     }
@@ -229,26 +267,31 @@ impl Gvnic {
             Err(st) => return st,
         };
         let entries = u32::from(self.cfg.tx_queue_entries);
+        let max = self.max_ring(entries, false);
         let ring_size = u32::from(c.ring_size);
         let (ring_size, compl) = match format.family() {
             Family::Gqi => {
-                // 0 worked on GCE for iPXE 2024 and nanos (facts §3.4); anything else must match.
-                if ring_size != 0 && ring_size != entries {
+                // 0 worked on GCE for iPXE 2024 and nanos (facts §3.4) and means the
+                // described size; anything else must be the described size or, with
+                // MODIFY_RING, a power of two up to its maximum.
+                let size = if ring_size == 0 { entries } else { ring_size };
+                if !self.gqi_ring_ok(size, entries, max) {
                     return self.bad(format!(
-                        "CREATE_TX_QUEUE tx_ring_size {ring_size}, device has {entries}"
+                        "CREATE_TX_QUEUE tx_ring_size {ring_size}, device has {entries} (max {max})"
                     ));
                 }
-                (entries, None)
+                (size, None)
             }
             Family::Dqo => {
-                // Power-of-two rings (gvnic-dqo.md §1.12), at most the described size; the
-                // completion ring may be larger (DPDK: 4x) (guess: up to 4x the described).
+                // Power-of-two rings (gvnic-dqo.md §1.12), at most the described size or
+                // MODIFY_RING's maximum; the completion ring may be larger (DPDK: 4x)
+                // (guess: up to 4x that).
                 let comp = u32::from(c.comp_ring_size);
-                if !pow2_in(ring_size, DQO_MIN_RING, entries) {
-                    return self.bad(format!("CREATE_TX_QUEUE DQO tx_ring_size {ring_size}: a power of two in {DQO_MIN_RING}..={entries}"));
+                if !pow2_in(ring_size, DQO_MIN_RING, max) {
+                    return self.bad(format!("CREATE_TX_QUEUE DQO tx_ring_size {ring_size}: a power of two in {DQO_MIN_RING}..={max}"));
                 }
-                if !pow2_in(comp, DQO_MIN_RING, 4 * entries) {
-                    return self.bad(format!("CREATE_TX_QUEUE DQO tx_comp_ring_size {comp}: a power of two in {DQO_MIN_RING}..={}", 4 * entries));
+                if !pow2_in(comp, DQO_MIN_RING, 4 * max) {
+                    return self.bad(format!("CREATE_TX_QUEUE DQO tx_comp_ring_size {comp}: a power of two in {DQO_MIN_RING}..={}", 4 * max));
                 }
                 if !self.check_region(
                     mem,
@@ -275,7 +318,9 @@ impl Gvnic {
             Err(st) => return st,
         };
         let db = TX_DOORBELL_BASE + 2 * qid;
-        if !self.write_resources(mem, c.resources, db, counter) {
+        if !self.write_resources(mem, c.resources, db, counter)
+            || !self.zero_event_counter(format, counter, mem)
+        {
             return status::INTERNAL_ERROR;
         }
         self.tx.insert(
@@ -317,18 +362,20 @@ impl Gvnic {
             Err(st) => return st,
         };
         let entries = u32::from(self.cfg.rx_queue_entries);
+        let max = self.max_ring(entries, true);
         let ring_size = u32::from(c.ring_size);
         let buf_size = c.packet_buffer_size;
         let q = match format.family() {
             Family::Gqi => {
+                let size = if ring_size == 0 { entries } else { ring_size };
                 let bad = if c.index != qid {
                     Some(format!(
                         "CREATE_RX_QUEUE index {} != queue_id {qid} (GQI)",
                         c.index
                     ))
-                } else if ring_size != 0 && ring_size != entries {
+                } else if !self.gqi_ring_ok(size, entries, max) {
                     Some(format!(
-                        "CREATE_RX_QUEUE rx_ring_size {ring_size}, device has {entries}"
+                        "CREATE_RX_QUEUE rx_ring_size {ring_size}, device has {entries} (max {max})"
                     ))
                 } else if buf_size != 0 && buf_size != RX_BUFFER_SIZE {
                     Some(format!(
@@ -340,6 +387,7 @@ impl Gvnic {
                 if let Some(detail) = bad {
                     return self.bad(detail);
                 }
+                let entries = size;
                 if !self.check_region(
                     mem,
                     c.desc_ring,
@@ -367,21 +415,39 @@ impl Gvnic {
             }
             Family::Dqo => {
                 let buff = u32::from(c.buff_ring_size);
-                let bad = if !pow2_in(ring_size, DQO_MIN_RING, 4 * entries) {
-                    Some(format!("CREATE_RX_QUEUE DQO rx_ring_size {ring_size}: a power of two in {DQO_MIN_RING}..={}", 4 * entries))
-                } else if !pow2_in(buff, DQO_MIN_RING, entries) {
-                    Some(format!("CREATE_RX_QUEUE DQO rx_buff_ring_size {buff}: a power of two in {DQO_MIN_RING}..={entries}"))
-                } else if buf_size != RX_BUFFER_SIZE {
-                    // Without the BUFFER_SIZES option the device uses 2048 (gvnic-dqo.md §1.12).
-                    Some(format!("CREATE_RX_QUEUE DQO packet_buffer_size {buf_size}: the device offers 2048 only"))
-                } else if c.header_buffer_size != 0 {
+                let sizes = self.generation().buffer_sizes;
+                // 2048 always; with BUFFER_SIZES any power of two up to its packet size
+                // (gvnic-dqo.md §1.12: Linux uses 2048..=4096).
+                let buf_ok = buf_size == RX_BUFFER_SIZE
+                    || sizes.is_some_and(|s| {
+                        buf_size.is_power_of_two()
+                            && (RX_BUFFER_SIZE..=s.packet).contains(&buf_size)
+                    });
+                let hdr = c.header_buffer_size;
+                let hdr_ok = hdr == 0 || sizes.is_some_and(|s| hdr == s.header);
+                let bad = if !pow2_in(ring_size, DQO_MIN_RING, 4 * max) {
+                    Some(format!("CREATE_RX_QUEUE DQO rx_ring_size {ring_size}: a power of two in {DQO_MIN_RING}..={}", 4 * max))
+                } else if !pow2_in(buff, DQO_MIN_RING, max) {
+                    Some(format!("CREATE_RX_QUEUE DQO rx_buff_ring_size {buff}: a power of two in {DQO_MIN_RING}..={max}"))
+                } else if !buf_ok {
+                    Some(format!("CREATE_RX_QUEUE DQO packet_buffer_size {buf_size}: the device takes 2048{}", sizes.map_or(String::new(), |s| format!("..={} (powers of two)", s.packet))))
+                } else if !hdr_ok {
                     Some(format!(
-                        "CREATE_RX_QUEUE DQO header_buffer_size {}: header split is not offered",
-                        c.header_buffer_size
+                        "CREATE_RX_QUEUE DQO header_buffer_size {hdr}: {}",
+                        sizes.map_or("header split is not offered".into(), |s| format!(
+                            "the device's header buffers are {} bytes",
+                            s.header
+                        ))
                     ))
                 } else {
                     None
                 };
+                if hdr != 0 && bad.is_none() {
+                    self.record.violation(
+                        ViolationKind::Unmodelled,
+                        format!("CREATE_RX_QUEUE {qid} asks for header split ({hdr}-byte header buffers): the model writes whole frames into the packet buffers"),
+                    );
+                }
                 if let Some(detail) = bad {
                     return self.bad(detail);
                 }
@@ -428,7 +494,9 @@ impl Gvnic {
             Err(st) => return st,
         };
         let db = TX_DOORBELL_BASE + 2 * qid + 1;
-        if !self.write_resources(mem, c.resources, db, counter) {
+        if !self.write_resources(mem, c.resources, db, counter)
+            || !self.zero_event_counter(format, counter, mem)
+        {
             return status::INTERNAL_ERROR;
         }
         self.rx.insert(
@@ -489,6 +557,10 @@ impl Gvnic {
                 Family::Dqo => self.dqo_rx_doorbell(q, bus, mem),
             },
             Some(Doorbell::Irq(k)) => self.irq_doorbell(k, bus, mem),
+            // The device reset itself (host reset) and asks for recovery: a driver keeps
+            // ringing until it notices (iPXE through a 1 s watchdog, Linux from its service
+            // task), which it cannot do sooner. Counted, not a violation (issue 19).
+            None if self.regs.reset_requested => self.record.after_reset_doorbells += 1,
             None => self.record.violation(
                 ViolationKind::UnknownDoorbell,
                 format!("doorbell {index} (BAR2+{:#x}) written {bus:#x} (as the bus carries it): no queue or block owns it (ignored)", index * 4),

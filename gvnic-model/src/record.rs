@@ -1,17 +1,22 @@
 //! What the model saw: admin commands with their statuses, strictness violations, resets.
-//! Tests read it through `Gvnic::record()`.
+//! Tests read it through `Gvnic::record()`; `record_file.rs` writes it as JSON (serde).
+
+use serde::{Deserialize, Serialize};
 
 /// One executed (or fault-answered) admin command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRecord {
     /// Free-running AQ index of the command.
     pub index: u32,
     pub opcode: u32,
     pub status: u32,
+    /// EXTENDED_COMMAND's inner opcode (e.g. CONFIGURE_FLOW_RULE), when the command was one.
+    #[serde(default)]
+    pub inner_opcode: Option<u32>,
 }
 
 /// Classes of driver mistakes the model detects (each also carries a human detail string).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ViolationKind {
     /// A DMA address that the device needs page aligned is not.
     NotPageAligned,
@@ -46,14 +51,14 @@ pub enum ViolationKind {
     Unmodelled,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     pub kind: ViolationKind,
     pub detail: String,
 }
 
 /// Why the device reset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResetCause {
     /// Revision 0 style: ADMINQ_PFN written with 0.
     PfnZero,
@@ -65,7 +70,7 @@ pub enum ResetCause {
     Pci,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResetRecord {
     pub cause: ResetCause,
     /// The device was already reset (no AQ) when the driver asked (facts §2.2 iPXE quirk).
@@ -75,7 +80,7 @@ pub struct ResetRecord {
 }
 
 /// Everything observed so far.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub commands: Vec<CommandRecord>,
     pub violations: Vec<Violation>,
@@ -89,10 +94,16 @@ pub struct Record {
     pub interrupts: Vec<InterruptRecord>,
     /// Every VERIFY_DRIVER_COMPATIBILITY's driver info.
     pub driver_infos: Vec<DriverInfo>,
+    /// The queue format of every CONFIGURE_DEVICE_RESOURCES accepted, in order (what a
+    /// driver chose among the offered formats).
+    pub configured_formats: Vec<crate::config::QueueFormat>,
+    /// Doorbell writes to indexes nobody owns while the device, reset by the host, waits
+    /// for the driver to notice (DEVICE_STATUS.RESET raised): expected, so not violations.
+    pub after_reset_doorbells: u64,
 }
 
 /// One MSI-X message: a DMA write of `data` (LE32) to `address`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterruptRecord {
     pub vector: u16,
     pub address: u64,
@@ -104,7 +115,7 @@ pub struct InterruptRecord {
 }
 
 /// The driver info of VERIFY_DRIVER_COMPATIBILITY (facts §3.8).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriverInfo {
     /// 1 = Linux.
     pub os_type: u8,

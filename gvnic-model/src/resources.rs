@@ -32,6 +32,10 @@ pub(crate) struct Configured {
     pub msix_base: u32,
     /// Notification blocks (interrupt state), one per IRQ doorbell.
     pub blocks: Vec<Block>,
+    /// The RSS key, types and table (rss.rs): they live as long as the resources do.
+    pub rss: crate::rss::RssConfig,
+    /// The flow rules (flow.rs), also dropped with the resources.
+    pub flow_rules: crate::flow::FlowRules,
 }
 
 impl Gvnic {
@@ -148,6 +152,7 @@ impl Gvnic {
         // Guess: GQI blocks start masked and DQO blocks unarmed, until the driver's first
         // IRQ doorbell write (Linux unmasks/arms at turn-up, iPXE masks GQI).
         let blocks = vec![Block::default(); num_irq_dbs as usize];
+        self.record.configured_formats.push(format);
         self.configured = Some(Configured {
             counter_array,
             num_counters,
@@ -155,6 +160,8 @@ impl Gvnic {
             format,
             msix_base,
             blocks,
+            rss: crate::rss::RssConfig::initial(self.cfg.max_rx_queues),
+            flow_rules: Default::default(),
         });
         status::PASSED
     }

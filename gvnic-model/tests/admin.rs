@@ -120,13 +120,17 @@ fn describe_reports_the_configured_descriptor() {
     let cfg = ModelConfig {
         mac: [2, 0, 0, 0, 0, 7],
         mtu: 1500,
+        profile: gvnic_model::Profile::Y2024,
         ..Default::default()
     };
     let mut h = H::new(cfg);
     h.start_aq();
     assert_eq!(h.describe(), status::PASSED);
     let d = h.mem_read(DESC, 64);
-    assert_eq!(u64::from_be_bytes(d[0..8].try_into().unwrap()), 8192);
+    assert_eq!(
+        u64::from_be_bytes(d[0..8].try_into().unwrap()),
+        gvnic_model::config::MAX_REGISTERED_PAGES
+    );
     assert_eq!(u16::from_be_bytes([d[10], d[11]]), 1024);
     assert_eq!(u16::from_be_bytes([d[12], d[13]]), 1024);
     assert_eq!(u16::from_be_bytes([d[14], d[15]]), 4);
@@ -142,9 +146,11 @@ fn describe_reports_the_configured_descriptor() {
     assert_eq!(&d[40..44], &[0, 3, 0, 4], "option id 3, length 4");
 }
 
+/// The 2024 device: format options only (profile 2026's are in tests/options.rs).
 fn options_of(formats: Formats) -> (Vec<u16>, u16) {
     let mut h = H::new(ModelConfig {
         formats,
+        profile: gvnic_model::Profile::Y2024,
         ..Default::default()
     });
     h.start_aq();
@@ -196,7 +202,7 @@ fn describe_rejects_bad_version_short_buffer_and_misalignment() {
     put32(&mut c, 20, 4096);
     assert_eq!(h.submit(c), status::INVALID_ARGUMENT);
     put32(&mut c, 16, 1);
-    put32(&mut c, 20, 40);
+    put32(&mut c, 20, 39);
     assert_eq!(h.submit(c), status::INVALID_ARGUMENT);
     put32(&mut c, 20, 256);
     put64(&mut c, 8, DESC + 8);
@@ -315,7 +321,11 @@ fn page_lists_register_unregister_and_limits() {
 
 #[test]
 fn queues_create_destroy_and_their_errors() {
-    let mut h = H::rev(0);
+    // The 2024 device: no MODIFY_RING, so the ring size is the described one.
+    let mut h = H::new(ModelConfig {
+        profile: gvnic_model::Profile::Y2024,
+        ..Default::default()
+    });
     h.start_aq();
     assert_eq!(
         h.submit(h.create_tx_cmd(0, TX_QPL_ID)),
@@ -426,7 +436,11 @@ fn dqo_queues_need_their_completion_rings() {
 
 #[test]
 fn unknown_opcode_is_unimplemented_and_statuses_are_recorded() {
-    let mut h = H::rev(0);
+    // The 2024 device has no flow steering: QUERY_FLOW_RULES is UNIMPLEMENTED there.
+    let mut h = H::new(ModelConfig {
+        profile: gvnic_model::Profile::Y2024,
+        ..Default::default()
+    });
     h.start_aq();
     assert_eq!(h.submit(be_cmd(0x10)), status::UNIMPLEMENTED);
     assert_eq!(h.submit(be_cmd(0x77)), status::UNIMPLEMENTED);
@@ -577,4 +591,86 @@ fn driver_version_register_collects_lines() {
         h.dev.record().driver_versions,
         vec!["GVE-1.0".to_string(), "bringup".to_string()]
     );
+}
+
+/// Linux 6.12 in DQO-QPL registers tx_pages_per_qpl (512) per TX queue and 2 x the RX ring
+/// (2 x 1024) per RX queue: 4 x 512 + 4 x 2048 = 10 240 pages, which the device's budget
+/// must allow (issue 19: the old 8192 made `ip link set up` fail with EINVAL).
+#[test]
+fn linux_6_12_dqo_qpl_queues_fit_the_page_budget() {
+    let mut h = H::new(ModelConfig {
+        formats: gvnic_model::Formats::only(&[gvnic_model::QueueFormat::DqoQpl]),
+        ..Default::default()
+    });
+    h.start_aq();
+    assert_eq!(h.describe(), status::PASSED);
+    let budget = u64::from_be_bytes(h.mem_read(DESC, 8).try_into().unwrap());
+    assert!(budget >= 10_240, "described budget {budget}");
+    let n = u32::from(h.dev.config().counters);
+    assert_eq!(h.submit(h.configure_cmd(n, 4)), status::PASSED);
+    // The pages themselves may repeat here: only the count matters to the budget.
+    let register = |h: &mut H, id: u32, pages: u32| {
+        let list: Vec<u8> = (0..u64::from(pages))
+            .flat_map(|i| (TX_QPL_BASE + (i % 16) * 4096).to_be_bytes())
+            .collect();
+        gvnic_model::GuestMemory::write(&h.mem, PAGE_LIST, &list).unwrap();
+        let mut c = be_cmd(opcode::REGISTER_PAGE_LIST);
+        put32(&mut c, 8, id);
+        put32(&mut c, 12, pages);
+        put64(&mut c, 16, PAGE_LIST);
+        put64(&mut c, 24, 4096);
+        h.submit(c)
+    };
+    for q in 0..4 {
+        assert_eq!(register(&mut h, q, 512), status::PASSED, "TX QPL {q}");
+    }
+    for q in 0..4 {
+        assert_eq!(register(&mut h, 4 + q, 2048), status::PASSED, "RX QPL {q}");
+    }
+    assert_eq!(h.dev.registered_pages(), 10_240);
+}
+
+fn describe_with(h: &mut H, avail: u32) -> u32 {
+    let mut c = be_cmd(opcode::DESCRIBE_DEVICE);
+    put64(&mut c, 8, DESC);
+    put32(&mut c, 16, 1);
+    put32(&mut c, 20, avail);
+    h.submit(c)
+}
+
+/// iPXE (Debian trixie) gives DESCRIBE_DEVICE a 40-byte buffer: the descriptor without
+/// options, which it does not parse. The device writes the header and no option, with
+/// counts that describe what it wrote, and never a byte past the buffer (issue 19).
+#[test]
+fn describe_into_the_40_byte_buffer_ipxe_gives() {
+    let mut h = H::new(ModelConfig {
+        formats: "gqi-qpl,dqo-rda".parse().unwrap(),
+        ..Default::default()
+    });
+    h.start_aq();
+    gvnic_model::GuestMemory::write(&h.mem, DESC, &[0xEE; 256]).unwrap();
+    assert_eq!(describe_with(&mut h, 40), status::PASSED);
+    let d = h.mem_read(DESC, 64);
+    assert_eq!(&d[24..30], &h.dev.config().mac);
+    assert_eq!(u16::from_be_bytes([d[30], d[31]]), 0, "num_device_options");
+    assert_eq!(u16::from_be_bytes([d[32], d[33]]), 40, "total_length");
+    assert_eq!(&d[40..64], &[0xEE; 24], "nothing past the buffer");
+    assert!(h
+        .dev
+        .record()
+        .violations
+        .iter()
+        .all(|v| v.kind == ViolationKind::Tolerated));
+
+    // Room for the first option (GQI_QPL: 8 + 4 bytes) but not the second: only whole
+    // options are written.
+    gvnic_model::GuestMemory::write(&h.mem, DESC, &[0xEE; 256]).unwrap();
+    assert_eq!(describe_with(&mut h, 40 + 12 + 4), status::PASSED);
+    let d = h.mem_read(DESC, 64);
+    assert_eq!(u16::from_be_bytes([d[30], d[31]]), 1);
+    assert_eq!(u16::from_be_bytes([d[32], d[33]]), 52);
+    assert_eq!(u16::from_be_bytes([d[40], d[41]]), 0x3, "GQI_QPL first");
+    assert_eq!(&d[52..64], &[0xEE; 12]);
+
+    assert_eq!(describe_with(&mut h, 39), status::INVALID_ARGUMENT);
 }

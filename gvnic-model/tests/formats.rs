@@ -125,9 +125,11 @@ fn formats_parse_and_print_like_the_cli() {
     assert_eq!(none.to_string(), "none");
     assert!("gqi-qpl,bogus".parse::<Formats>().is_err());
     assert!("dqo-qpl,dqo-qpl".parse::<Formats>().is_err());
-    // DESCRIBE lists exactly the offered options (ids 3 and 4 here).
+    // DESCRIBE lists exactly the offered options (ids 3 and 4 here; the 2024 device sends
+    // no other option).
     let mut h = H::new(ModelConfig {
         formats: f,
+        profile: gvnic_model::Profile::Y2024,
         ..Default::default()
     });
     h.start_aq();
@@ -204,7 +206,8 @@ fn report_stats_gets_nic_entries_after_the_drivers_and_detaches() {
     let names: Vec<u32> = (0..4).map(|i| h.mem_be32(at + i * 16)).collect();
     assert_eq!(names, [65, 66, 67, 68]);
     // An oversized frame is dropped and counted at the next report.
-    h.dev.inject_rx(&vec![0u8; 2000]);
+    h.dev
+        .inject_rx(&vec![0u8; usize::from(h.dev.max_mtu()) + 19]);
     h.run_us(25_000);
     let over = u64::from_be_bytes(h.mem_read(at + 2 * 16 + 8, 8).try_into().unwrap());
     assert_eq!(over, 1);

@@ -155,6 +155,11 @@ pub struct QemuOpts {
     /// DHCP/ARP responder (implies --gvnic; created if missing; needs CAP_NET_ADMIN).
     #[arg(long, value_name = "IFNAME")]
     pub gvnic_tap: Option<String>,
+    /// The gVNIC device generation (implies --gvnic): 2024 (queue-format options only) or
+    /// 2026 (also MODIFY_RING, JUMBO_FRAMES, BUFFER_SIZES, FLOW_STEERING, NIC_TIMESTAMP,
+    /// RSS_CONFIG) [default: 2026].
+    #[arg(long, value_name = "YEAR")]
+    pub gvnic_profile: Option<gvnic_model::Profile>,
     /// Accelerator: tcg (portable) or kvm.
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     pub accel: Accel,
@@ -278,7 +283,7 @@ pub struct MatrixCmd {
     pub report: PathBuf,
     /// Local targets from a TOML file (`[[target]]` tables, each with its own NVMe disks)
     /// instead of the axes.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic", "gvnic_formats", "gvnic_revision", "nvme", "gce"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic", "gvnic_formats", "gvnic_revision", "gvnic_profile", "nvme", "gce"])]
     pub targets: Option<PathBuf>,
     /// Firmware axis: bios, uefi (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "gce")]
@@ -298,6 +303,9 @@ pub struct MatrixCmd {
     /// gVNIC PCI revision axis: 0, 1.
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=1), conflicts_with = "gce")]
     pub gvnic_revision: Vec<u8>,
+    /// gVNIC device generation axis: 2024, 2026.
+    #[arg(long, value_delimiter = ',', conflicts_with = "gce")]
+    pub gvnic_profile: Vec<gvnic_model::Profile>,
     /// A raw NVMe disk attached to every local target (repeatable).
     #[arg(long, value_name = "FILE", conflicts_with = "gce")]
     pub nvme: Vec<PathBuf>,

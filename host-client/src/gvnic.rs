@@ -31,6 +31,11 @@ pub struct ModelState {
     pub resets: Vec<ResetRecord>,
     /// Every MSI-X message the device sent (recorded only: the proxy has no interrupt path).
     pub interrupts: Vec<InterruptRecord>,
+    /// The whole record as `gvnic-model --record FILE` writes it (summary, names, final
+    /// state): what `bringup run`/`matrix` hold a run to (crate::model_verdict).
+    pub record: gvnic_model::record_file::RecordFile,
+    /// The queue format of every CONFIGURE_DEVICE_RESOURCES the device accepted, in order.
+    pub configured_formats: Vec<gvnic_model::QueueFormat>,
 }
 
 impl ModelState {
@@ -43,6 +48,8 @@ impl ModelState {
             admin_commands: record.commands.clone(),
             resets: record.resets.clone(),
             interrupts: record.interrupts.clone(),
+            record: dev.record_file(),
+            configured_formats: record.configured_formats.clone(),
         }
     }
 }
@@ -116,6 +123,9 @@ fn model_config(opts: &GvnicOptions) -> gvnic_model::ModelConfig {
     }
     if let Some(formats) = &opts.formats {
         config.formats = formats.clone();
+    }
+    if let Some(profile) = opts.profile {
+        config.profile = profile;
     }
     // The real network behind the TAP answers; two DHCP servers would race.
     if opts.tap.is_some() {

@@ -36,11 +36,13 @@
 
 pub mod console;
 pub mod decode;
+pub mod disk_view;
 pub mod frames;
 pub mod gce;
 pub mod gvnic;
 pub mod json;
 pub mod matrix;
+pub mod model_verdict;
 pub mod outcome;
 pub mod qemu;
 pub mod qmp;
@@ -50,8 +52,10 @@ pub mod runner;
 pub mod script;
 pub mod serial;
 pub mod session;
+pub mod start_line;
 pub mod target;
 pub mod transport;
+pub mod unaccounted;
 
 pub use frames::{DamagedFrame, FrameLog, SeqGap};
 pub use outcome::CommandOutcome;

@@ -213,6 +213,18 @@ mod tests {
     }
 
     #[test]
+    fn gvnic_profile_reaches_the_model_and_is_a_matrix_axis() {
+        use gvnic_model::Profile;
+        let cli = Cli::try_parse_from(["bringup", "qemu", "--gvnic-profile", "2024"]).unwrap();
+        let Cmd::Qemu(q) = cli.cmd else { panic!() };
+        let g = cmd::qemu::config(&q.qemu).gvnic.expect("implies --gvnic");
+        assert_eq!(g.profile, Some(Profile::Y2024));
+        assert!(Cli::try_parse_from(["bringup", "qemu", "--gvnic-profile", "2025"]).is_err());
+        let m = matrix(&["--gvnic-profile", "2024,2026"]).unwrap();
+        assert_eq!(m.gvnic_profile, [Profile::Y2024, Profile::Y2026]);
+    }
+
+    #[test]
     fn gvnic_formats_reach_the_model_and_imply_gvnic() {
         let cli = Cli::try_parse_from([
             "bringup",

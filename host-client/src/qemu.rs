@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::disk_view::DiskView;
 use anyhow::{bail, Context, Result};
 
 /// OVMF firmware code (read-only pflash).
@@ -67,6 +68,9 @@ pub struct GvnicOptions {
     /// Exchange frames with this Linux TAP interface (opened by the model thread, created if
     /// missing) instead of the built-in responder, which is then off.
     pub tap: Option<String>,
+    /// The device generation (`--gvnic-profile`); None keeps the base configuration's (2026
+    /// by default).
+    pub profile: Option<gvnic_model::Profile>,
 }
 
 /// Boot a Linux kernel directly (`-kernel/-initrd/-append`) instead of the boot disk: used to
@@ -99,6 +103,16 @@ pub struct QemuConfig {
     pub qemu_binary: String,
     /// A kernel and initramfs to boot instead of `image`.
     pub direct_boot: Option<DirectBoot>,
+    /// Further gVNIC models beside `gvnic` (which must be set), each its own
+    /// x-pci-proxy-dev and model thread: one boot of a Linux guest meets several device
+    /// configurations (host-client/tests/linux_gve.rs). Give each its own `slot`.
+    pub more_gvnics: Vec<GvnicOptions>,
+    /// SeaBIOS's serial console on COM1 (`etc/sercon-port` 0x3f8): what a boot loader
+    /// prints through the BIOS (Debian's ipxe.lkrn) reaches the serial socket, and serial
+    /// input reaches it as keys. Off by default (the monitor drives COM1 itself).
+    pub bios_serial_console: bool,
+    /// How the NVMe disk files are opened (see [`crate::disk_view`]).
+    pub nvme_view: DiskView,
 }
 
 impl Default for QemuConfig {
@@ -115,6 +129,9 @@ impl Default for QemuConfig {
             extra_args: Vec::new(),
             qemu_binary: "qemu-system-x86_64".into(),
             direct_boot: None,
+            more_gvnics: Vec::new(),
+            bios_serial_console: false,
+            nvme_view: DiskView::default(),
         }
     }
 }
@@ -208,6 +225,13 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
                 files.ovmf_vars.display()
             ),
         ]);
+    } else if cfg.bios_serial_console {
+        // fw_cfg wants the port as a little-endian integer file; `string=` is not read as
+        // a number by SeaBIOS (reference qemu11-vfio-user.md §4). Written by `spawn`.
+        push(&[
+            "-fw_cfg",
+            &format!("name=etc/sercon-port,file={}", sercon_file(files).display()),
+        ]);
     } else {
         // Keep SeaBIOS's serial VGA emulation off COM1 (no display adapter).
         push(&["-fw_cfg", "name=etc/sercon-port,string=0"]);
@@ -229,7 +253,11 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
     for (i, d) in cfg.nvme.iter().enumerate() {
         push(&[
             "-drive",
-            &format!("file={},if=none,format=raw,id=nvme{i}", d.path.display()),
+            &format!(
+                "file={},if=none,format=raw,id=nvme{i}{}",
+                d.path.display(),
+                cfg.nvme_view.drive_options()
+            ),
         ]);
         push(&[
             "-device",
@@ -255,6 +283,30 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
     a
 }
 
+/// Where the run keeps SeaBIOS's sercon-port value (beside the serial socket).
+fn sercon_file(files: &RunFiles) -> PathBuf {
+    files.serial.with_file_name("sercon-port")
+}
+
+/// COM1's I/O port as SeaBIOS reads `etc/sercon-port`: a little-endian 64-bit integer.
+const SERCON_COM1: [u8; 8] = 0x3f8u64.to_le_bytes();
+
+/// `-device x-pci-proxy-dev` for each of [`QemuConfig::more_gvnics`] and its inherited fd.
+fn more_gvnic_args(cfg: &QemuConfig, fds: &[i32]) -> Vec<String> {
+    cfg.more_gvnics
+        .iter()
+        .zip(fds)
+        .enumerate()
+        .flat_map(|(i, (g, fd))| {
+            let slot = g.slot.unwrap_or(6 + i as u8);
+            [
+                "-device".to_string(),
+                format!("x-pci-proxy-dev,id=gve{},fd={fd},addr={slot:#x}", i + 1),
+            ]
+        })
+        .collect()
+}
+
 /// A running QEMU. Killed (and reaped) on drop; it also dies with this process.
 pub struct QemuProcess {
     child: Child,
@@ -264,6 +316,8 @@ pub struct QemuProcess {
     gvnic_thread: Option<JoinHandle<Result<()>>>,
     /// Where the gVNIC model thread leaves its final state.
     gvnic_state: Option<crate::gvnic::FinalState>,
+    /// The threads and final states of [`QemuConfig::more_gvnics`].
+    more_gvnics: Vec<(Option<JoinHandle<Result<()>>>, crate::gvnic::FinalState)>,
     pub(crate) started: Instant,
 }
 
@@ -281,6 +335,9 @@ impl QemuProcess {
             std::fs::copy(OVMF_VARS, &files.ovmf_vars)
                 .context("cannot copy the OVMF variable store (is the ovmf package installed?)")?;
         }
+        if cfg.bios_serial_console && !cfg.uefi {
+            std::fs::write(sercon_file(&files), SERCON_COM1)?;
+        }
         let mut gvnic = match &cfg.gvnic {
             Some(opts) => Some(crate::gvnic::attach(opts)?),
             None => None,
@@ -288,20 +345,30 @@ impl QemuProcess {
         let fd = gvnic
             .as_ref()
             .and_then(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()));
-        let args = qemu_args(cfg, &files, fd);
+        let mut more: Vec<crate::gvnic::Attachment> = cfg
+            .more_gvnics
+            .iter()
+            .map(crate::gvnic::attach)
+            .collect::<Result<_>>()?;
+        let more_fds: Vec<i32> = more
+            .iter()
+            .filter_map(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()))
+            .collect();
+        let mut args = qemu_args(cfg, &files, fd);
+        args.extend(more_gvnic_args(cfg, &more_fds));
         let mut command = Command::new(&cfg.qemu_binary);
         command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let inherit = fd;
+        let inherit: Vec<i32> = fd.into_iter().chain(more_fds.iter().copied()).collect();
         // SAFETY: only async-signal-safe libc calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 // Die with the test or tool that started us: no leaked QEMUs.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if let Some(fd) = inherit {
+                for &fd in &inherit {
                     let flags = libc::fcntl(fd, libc::F_GETFD);
                     libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
                 }
@@ -323,6 +390,13 @@ impl QemuProcess {
             g.close_qemu_end();
             g.thread.take()
         });
+        let more_gvnics = more
+            .iter_mut()
+            .map(|g| {
+                g.close_qemu_end();
+                (g.thread.take(), g.final_state.clone())
+            })
+            .collect();
         Ok(QemuProcess {
             child,
             dir,
@@ -330,6 +404,7 @@ impl QemuProcess {
             stderr_tail,
             gvnic_thread: gvnic_thread.flatten(),
             gvnic_state,
+            more_gvnics,
             started,
         })
     }
@@ -387,10 +462,17 @@ impl QemuProcess {
     pub fn shutdown(&mut self) -> Option<Result<()>> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.gvnic_thread.take().map(|t| {
+        let join = |t: JoinHandle<Result<()>>| {
             t.join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
-        })
+        };
+        let mut more_served = Ok(());
+        for (t, _) in &mut self.more_gvnics {
+            if let Some(Err(e)) = t.take().map(join) {
+                more_served = Err(e);
+            }
+        }
+        self.gvnic_thread.take().map(|t| join(t).and(more_served))
     }
 }
 
@@ -401,6 +483,14 @@ impl QemuProcess {
         self.gvnic_state
             .as_ref()
             .and_then(|s| s.lock().ok().and_then(|s| s.clone()))
+    }
+
+    /// The final states of [`QemuConfig::more_gvnics`], in order (None while serving).
+    pub fn more_gvnic_model_states(&self) -> Vec<Option<crate::gvnic::ModelState>> {
+        self.more_gvnics
+            .iter()
+            .map(|(_, s)| s.lock().ok().and_then(|s| s.clone()))
+            .collect()
     }
 }
 
@@ -497,6 +587,43 @@ mod tests {
         assert!(value_after(&a, "-chardev")[0].contains("path=/run/x/serial.sock,server=on"));
         assert!(!a.iter().any(|x| x.contains("pflash")));
         assert!(value_after(&a, "-drive")[0].starts_with("file=/img/bringup.img,format=raw"));
+    }
+
+    #[test]
+    fn bios_serial_console_points_sercon_at_a_com1_file() {
+        let cfg = QemuConfig {
+            bios_serial_console: true,
+            ..Default::default()
+        };
+        let a = qemu_args(&cfg, &files(), None);
+        assert_eq!(
+            value_after(&a, "-fw_cfg"),
+            ["name=etc/sercon-port,file=/run/x/sercon-port"]
+        );
+        assert_eq!(SERCON_COM1, [0xf8, 0x03, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn more_gvnics_are_proxies_of_their_own_at_their_slots() {
+        let cfg = QemuConfig {
+            gvnic: Some(GvnicOptions::default()),
+            more_gvnics: vec![
+                GvnicOptions {
+                    slot: Some(9),
+                    ..Default::default()
+                },
+                GvnicOptions::default(),
+            ],
+            ..Default::default()
+        };
+        let a = more_gvnic_args(&cfg, &[11, 12]);
+        assert_eq!(
+            value_after(&a, "-device"),
+            [
+                "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9",
+                "x-pci-proxy-dev,id=gve2,fd=12,addr=0x7"
+            ]
+        );
     }
 
     #[test]

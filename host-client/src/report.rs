@@ -11,7 +11,7 @@ use crate::BootInfo;
 /// Bumped when a field changes meaning or disappears (adding fields does not bump it).
 pub const SCHEMA: &str = "bringup.report/1";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub schema: &'static str,
     pub tool_version: &'static str,
@@ -34,6 +34,8 @@ pub struct Report {
     pub damaged_frames: Vec<DamagedFrame>,
     pub foreign_frames: Vec<ForeignFrame>,
     pub transcript: String,
+    /// The gVNIC model's record summary and verdict (None without the model in process).
+    pub gvnic_model: Option<crate::model_verdict::ModelReport>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

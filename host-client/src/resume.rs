@@ -9,6 +9,12 @@
 //! - the replay shows another boot: `vm-rebooted`;
 //! - anything else (the replay does not reach back, other commands ran): `outcome-unknown`.
 //!
+//! What belongs to this run is decided by boot id and sequence number, never by text: the
+//! replay's bytes after the last frame we saw (the anchor) are new, the rest is old; without
+//! an anchor (the line dropped before any frame was seen, e.g. the first command after
+//! attaching without `--replay-lines`) nothing places the replay's frames before or after our
+//! send, so a start frame of the same line there may be an earlier run's: `outcome-unknown`.
+//!
 //! An outcome is never inferred: no result frame seen, no outcome reported. This module knows
 //! the frame stream and the session, not ssh or the gateway.
 
@@ -19,7 +25,8 @@ use evidence::{Body, Frame};
 
 use crate::outcome::CommandOutcome;
 use crate::serial::SerialLog;
-use crate::session::{Session, SessionError};
+use crate::session::{Session, SessionError, CTRL_U};
+use crate::start_line::is_line_sent;
 
 /// Policy: lines of replay asked for on a reconnect. One command's output is a few hundred
 /// lines at most (guess); the gateway keeps far more (platform-notes §6: 1 MB per port).
@@ -28,8 +35,6 @@ pub const RESUME_REPLAY_LINES: u32 = 1000;
 pub const MAX_REDIALS: u32 = 3;
 /// Policy: quiet time after the reconnect before deciding that nothing more is coming.
 const QUIET: Duration = Duration::from_millis(500);
-/// ASCII NAK, Ctrl-U: the monitor's editor drops the line being typed (monitor/src/input.rs).
-const CTRL_U: u8 = 0x15;
 
 /// Why a command's outcome could not be recovered. `code()` is stable kebab-case.
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +108,14 @@ pub struct Anchor {
 /// whatever arrived while settling.
 pub fn standing(line: &str, ours: &[Frame], anchor: Option<Anchor>, replay: &[Frame]) -> Standing {
     let is_our_start =
-        |f: &Frame| matches!(&f.body, Body::CommandStart(s) if starts_as_sent(&s.line, line));
+        |f: &Frame| matches!(&f.body, Body::CommandStart(s) if is_line_sent(&s.line, line));
     let Some(anchor) = anchor else {
-        return match replay.iter().any(is_our_start) {
-            true => Standing::Started,
-            false => Standing::Unknown(
-                "no frame had been seen before it, so the replay cannot show whether it ran".into(),
-            ),
-        };
+        // Nothing to place the replay's frames by: a start frame of this line there may be
+        // an earlier run's (same text, older seq), so it is not credited.
+        return Standing::Unknown(
+            "no frame had been seen before it, so nothing tells this run's frames in the replay from an earlier run's"
+                .into(),
+        );
     };
     if let Some(last) = replay.last() {
         if last.boot_id != anchor.boot_id {
@@ -146,70 +151,48 @@ pub fn standing(line: &str, ours: &[Frame], anchor: Option<Anchor>, replay: &[Fr
     }
 }
 
-/// The monitor echoes the line trimmed and may shorten it (as in `Session::command`).
-fn starts_as_sent(framed: &str, sent: &str) -> bool {
-    !framed.is_empty() && sent.trim().starts_with(framed)
+/// Where the new part of `replay` starts, by frames: after the last line holding the
+/// anchor frame; else at the first frame line after the anchor (same boot, later seq, or
+/// another boot); else nowhere (`replay.len()`: nothing in it is known to be new). Without
+/// an anchor nothing is.
+pub fn new_from(replay: &[u8], anchor: Option<Anchor>) -> usize {
+    let Some(anchor) = anchor else {
+        return replay.len();
+    };
+    let mut after_anchor = None;
+    let mut first_later = None;
+    let mut start = 0;
+    while start < replay.len() {
+        let end = replay[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(replay.len(), |p| start + p + 1);
+        if let Some(f) = frame_of_line(&replay[start..end]) {
+            if f.boot_id == anchor.boot_id && f.seq == anchor.seq {
+                after_anchor = Some(end);
+                first_later = None;
+            } else if first_later.is_none() && (f.boot_id != anchor.boot_id || f.seq > anchor.seq) {
+                first_later = Some(start);
+            }
+        }
+        start = end;
+    }
+    after_anchor.or(first_later).unwrap_or(replay.len())
 }
 
-/// Policy: how much of our transcript's end is looked for inside a replay. Long enough to
-/// hold frames (unique by seq and CRC), so the match is not a coincidence.
-const TAIL_BYTES: usize = 4096;
-
-/// How many leading bytes of `replay` we already have. The replay is the tail of the VM's
-/// output and ours ends somewhere inside it: when the replay reaches back past our last
-/// [`TAIL_BYTES`], everything up to the last place they occur is old; otherwise the longest
-/// prefix of `replay` that is a suffix of `have` is.
-pub fn already_have(have: &[u8], replay: &[u8]) -> usize {
-    let tail = &have[have.len().saturating_sub(TAIL_BYTES)..];
-    if !tail.is_empty() && tail.len() <= replay.len() {
-        if let Some(end) = last_match_end(replay, tail) {
-            return end;
-        }
-    }
-    overlap(have, replay)
-}
-
-/// The longest prefix of `replay` that is a suffix of `have`.
-pub fn overlap(have: &[u8], replay: &[u8]) -> usize {
-    let tail = &have[have.len().saturating_sub(replay.len())..];
-    kmp(replay, tail).1
-}
-
-/// Where the last occurrence of `needle` in `hay` ends.
-fn last_match_end(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    kmp(needle, hay).0
-}
-
-/// Knuth-Morris-Pratt of `pattern` over `text` (linear time): the end of the last full match,
-/// and the length of the longest prefix of `pattern` that is a suffix of `text`.
-fn kmp(pattern: &[u8], text: &[u8]) -> (Option<usize>, usize) {
-    if pattern.is_empty() {
-        return (None, 0);
-    }
-    let mut fail = vec![0usize; pattern.len()];
-    let mut k = 0;
-    for i in 1..pattern.len() {
-        while k > 0 && pattern[i] != pattern[k] {
-            k = fail[k - 1];
-        }
-        if pattern[i] == pattern[k] {
-            k += 1;
-        }
-        fail[i] = k;
-    }
-    let (mut last, mut k) = (None, 0);
-    for (i, &b) in text.iter().enumerate() {
-        while k > 0 && (k == pattern.len() || b != pattern[k]) {
-            k = fail[k - 1];
-        }
-        if b == pattern[k] {
-            k += 1;
-        }
-        if k == pattern.len() {
-            last = Some(i + 1);
-        }
-    }
-    (last, k)
+/// The frame on one line of raw console bytes, if it holds a whole, valid one.
+fn frame_of_line(line: &[u8]) -> Option<Frame> {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches(['\r', '\n']);
+    let mut log = crate::frames::FrameLog::new();
+    log.push_line(
+        text,
+        crate::frames::Span {
+            start: 0,
+            end: text.len(),
+        },
+    );
+    log.frames().first().cloned()
 }
 
 /// Whether `err` means the serial line itself dropped (not a timeout or a bad line).
@@ -259,8 +242,16 @@ pub fn resume(session: &mut Session, timeout: Duration) -> Result<Resumed> {
         let mut parsed = SerialLog::new();
         parsed.push(&replay);
         parsed.push(b"\n"); // completes a last frame line that ends without a newline
-        let new = already_have(session.transcript().as_bytes(), &replay);
-        session.push_received(&replay[new..]);
+        let mut new = &replay[new_from(&replay, anchor)..];
+        // The line being received when it dropped continues in the replay: join it there.
+        let partial = session.current_line().as_bytes().to_vec();
+        if !partial.is_empty() {
+            match new.strip_prefix(partial.as_slice()) {
+                Some(rest) if !new.is_empty() => new = rest,
+                _ => session.push_received(b"\r\n"),
+            }
+        }
+        session.push_received(new);
         let merged = session.frames().len();
         let quiet = session.drain_idle(QUIET, Instant::now() + timeout);
         // What the replay showed, then what arrived live until the line went quiet.
@@ -420,37 +411,53 @@ mod tests {
     }
 
     #[test]
-    fn no_anchor_needs_the_start_itself() {
+    fn without_an_anchor_a_start_of_the_same_line_is_not_credited() {
         assert!(matches!(
             standing("version", &[], None, &[]),
             Standing::Unknown(_)
         ));
-        let replay = [start(7, 0, 1, "version")];
-        assert_eq!(standing("version", &[], None, &replay), Standing::Started);
+        // An earlier run's `version` (or ours: nothing tells them apart).
+        let replay = [start(7, 0, 1, "version"), result(7, 1, 1)];
+        assert!(matches!(
+            standing("version", &[], None, &replay),
+            Standing::Unknown(why) if why.contains("earlier run")
+        ));
+    }
+
+    fn line(f: &Frame) -> Vec<u8> {
+        format!("{}\r\n", evidence::encode_line(f)).into_bytes()
     }
 
     #[test]
-    fn a_replay_reaching_back_past_our_start_is_old_up_to_our_end() {
-        // The replay starts at boot, ours at the first connect; then more came.
-        let have = b"bringup> help\r\n@@BU1 x 1\r\nbringup> ";
-        let replay = b"SeaBIOS\r\n@@BU1 banner\r\nbringup> help\r\n@@BU1 x 1\r\nbringup> lspci\r\n";
-        let n = already_have(have, replay);
-        assert_eq!(&replay[n..], b"lspci\r\n");
-        // A replay that starts inside our tail falls back to the prefix overlap.
-        assert_eq!(already_have(b"abc bringup> ", b"bringup> ls"), 9);
-        assert_eq!(already_have(b"", b"abc"), 0);
-    }
-
-    #[test]
-    fn overlap_finds_what_we_already_have() {
-        assert_eq!(overlap(b"abc bringup> ", b"bringup> version\r\n"), 9);
-        assert_eq!(overlap(b"xyz", b"abc"), 0);
-        assert_eq!(overlap(b"", b"abc"), 0);
-        assert_eq!(overlap(b"abcabc", b""), 0);
-        // The whole replay is old.
-        assert_eq!(overlap(b"0123abcab", b"abcab"), 5);
-        // Periodic text: the longest match wins.
-        assert_eq!(overlap(b"aaaa", b"aaab"), 3);
-        assert_eq!(overlap(b"abab", b"ababx"), 4);
+    fn what_is_new_in_a_replay_is_decided_by_seq_not_text() {
+        // Our transcript ended with the prompt after command 3; the replay repeats an older
+        // run of the same `version` (seq 10), the anchor (seq 11), then command 4's frames.
+        let mut replay = b"bringup> ".to_vec();
+        replay.extend(line(&start(7, 10, 3, "version")));
+        replay.extend(line(&result(7, 11, 3)));
+        let after_anchor = replay.len();
+        replay.extend(b"bringup> version\r\n");
+        replay.extend(line(&start(7, 12, 4, "version")));
+        replay.extend(line(&result(7, 13, 4)));
+        replay.extend(b"bringup> ");
+        assert_eq!(new_from(&replay, Some(A)), after_anchor);
+        // A replay that does not reach back: new from the first later frame.
+        let short = &replay[after_anchor..];
+        let first = b"bringup> version\r\n".len();
+        assert_eq!(new_from(short, Some(A)), first);
+        // Nothing after the anchor is known: nothing is new.
+        let old = &replay[..after_anchor];
+        assert_eq!(
+            new_from(
+                old,
+                Some(Anchor {
+                    boot_id: 7,
+                    seq: 40
+                })
+            ),
+            old.len()
+        );
+        // No anchor: nothing in it can be placed.
+        assert_eq!(new_from(&replay, None), replay.len());
     }
 }

@@ -10,6 +10,7 @@ use crate::report::{
 };
 use crate::resume::{self, ResumeError};
 use crate::script::{evaluate, Script, Step};
+use crate::unaccounted::{unaccounted_starts, RunMark};
 use crate::{Session, SessionError};
 
 #[derive(Debug, Clone)]
@@ -117,8 +118,11 @@ pub fn run_script(
         damaged_frames: Vec::new(),
         foreign_frames: Vec::new(),
         transcript: String::new(),
+        gvnic_model: None,
     };
     let total = script.steps.len();
+    let mark = RunMark::of(session.frames());
+    let mut credited: Vec<(u64, u32)> = Vec::new();
     let boot = if opts.fresh_boot {
         progress.phase("booting");
         session.wait_for_prompt(opts.boot_timeout).map(Some)
@@ -143,7 +147,8 @@ pub fn run_script(
             continue;
         }
         progress.command_started(index, total, &step.command);
-        let (entry, keep_going) = run_step(session, step, timeout);
+        let (entry, keep_going, ran) = run_step(session, step, timeout);
+        credited.extend(ran);
         progress.command_done(index, entry.verdict);
         if !keep_going && report.error.is_none() {
             report.error = Some(format!(
@@ -154,6 +159,13 @@ pub fn run_script(
         alive = keep_going;
         report.commands.push(entry);
     }
+    let stray = unaccounted_starts(session.frames(), mark, &credited);
+    if !stray.is_empty() && report.error.is_none() {
+        report.error = Some(format!(
+            "unaccounted-command: {} ran, but no line of the script sent it; the proof does not hold for a console others type into",
+            stray.join(", ")
+        ));
+    }
     report.finish(
         session.frame_log(),
         session.transcript(),
@@ -163,7 +175,13 @@ pub fn run_script(
     report
 }
 
-fn run_step(session: &mut Session, step: &Step, timeout: Duration) -> (CommandReport, bool) {
+/// Runs one step: its report entry, whether the run can go on, and the (boot id, command
+/// number) the monitor ran it as.
+fn run_step(
+    session: &mut Session,
+    step: &Step,
+    timeout: Duration,
+) -> (CommandReport, bool, Option<(u64, u32)>) {
     let mut entry = not_run(step, timeout);
     let attempt = match session.command(&step.command, timeout) {
         // The line dropped (GCE): reconnect and finish from what the frames show.
@@ -181,7 +199,7 @@ fn run_step(session: &mut Session, step: &Step, timeout: Duration) -> (CommandRe
             entry.reason = format!("{e:#}");
             if let Some(named) = e.downcast_ref::<ResumeError>() {
                 entry.error_code = Some(named.code().to_string());
-                return (entry, false);
+                return (entry, false, None);
             }
             let timed_out = matches!(
                 e.downcast_ref::<SessionError>(),
@@ -191,7 +209,7 @@ fn run_step(session: &mut Session, step: &Step, timeout: Duration) -> (CommandRe
             let recovered = timed_out
                 && session.interrupt().is_ok()
                 && session.resync(Duration::from_secs(15)).is_ok();
-            return (entry, recovered);
+            return (entry, recovered, None);
         }
     };
     entry.started_line = Some(outcome.started_line.clone());
@@ -237,7 +255,8 @@ fn run_step(session: &mut Session, step: &Step, timeout: Duration) -> (CommandRe
             entry.reason = why;
         }
     }
-    (entry, true)
+    let ran = outcome.frames.first().map(|f| (f.boot_id, f.cmd));
+    (entry, true, ran)
 }
 
 fn not_run(step: &Step, timeout: Duration) -> CommandReport {

@@ -85,6 +85,11 @@ impl SerialLog {
     }
 
     /// Transcript offset of the first prompt at or after `from`, if one arrived.
+    /// The line being received (after the last newline; empty right after one).
+    pub fn current_line(&self) -> &str {
+        &self.transcript[self.line_start..]
+    }
+
     pub fn prompt_after(&self, from: usize) -> Option<usize> {
         let from = from.min(self.transcript.len());
         // `from` may sit inside a multi-byte char when computed from frame spans; they never

@@ -12,7 +12,14 @@ use crate::outcome::CommandOutcome;
 use crate::qemu::{QemuConfig, QemuProcess};
 use crate::qmp::Qmp;
 use crate::serial::{human_text, SerialLog, PROMPT};
+use crate::start_line::is_line_sent;
 use crate::transport::{Connection, Recv, Redial, Transport};
+
+/// ASCII NAK, Ctrl-U: the monitor's editor drops the line being typed (monitor/src/input.rs).
+pub(crate) const CTRL_U: u8 = 0x15;
+
+/// Policy: how long [`Session::qemu_failure`] waits for a QEMU whose line closed to exit.
+const QEMU_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// How fast input is written: `chunk_bytes` at a time with `pause` between chunks. QEMU
 /// applies back-pressure, the GCE gateway does not, and a 16550 FIFO holds 16 bytes.
@@ -252,12 +259,14 @@ impl Session {
         })
     }
 
-    /// For a monitor that booted long ago (GCE, sockets): sends an empty line and waits for
-    /// the prompt it brings. Returns the boot info when the banner was replayed.
+    /// For a monitor that booted long ago (GCE, sockets): drops whatever half line the
+    /// monitor holds (Ctrl-U: a run that died mid-send may have left `reset` typed), sends an
+    /// empty line and waits for the prompt it brings. Returns the boot info when the banner
+    /// was replayed.
     pub fn sync_prompt(&mut self, timeout: Duration) -> Result<Option<BootInfo>> {
         let begin = Instant::now();
         let from = self.log.transcript().len();
-        self.send_raw(b"\r")?;
+        self.send_raw(&[CTRL_U, b'\r'])?;
         self.wait_until(begin + timeout, begin, "a prompt", |log| {
             log.prompt_after(from)
         })?;
@@ -299,7 +308,8 @@ impl Session {
         self.drain_idle(Duration::from_millis(300), deadline)?;
         while Instant::now() < deadline {
             let from = self.log.transcript().len();
-            self.send_raw(b"\r")?;
+            // Ctrl-U first: garbage may have left a half line that Enter would run.
+            self.send_raw(&[CTRL_U, b'\r'])?;
             let begin = Instant::now();
             self.wait_until(deadline, begin, "a prompt", |log| log.prompt_after(from))?;
             self.drain_idle(Duration::from_millis(500), deadline)?;
@@ -359,7 +369,7 @@ impl Session {
                 .iter()
                 .position(|f| {
                     later(f)
-                        && matches!(&f.body, Body::CommandStart(s) if starts_as_sent(&s.line, sent))
+                        && matches!(&f.body, Body::CommandStart(s) if is_line_sent(&s.line, sent))
                 })
                 .map(|p| p + frames_before)
         })?;
@@ -442,6 +452,11 @@ impl Session {
         self.log.push(bytes);
     }
 
+    /// The line being received when the connection dropped (unterminated).
+    pub(crate) fn current_line(&self) -> &str {
+        self.log.current_line()
+    }
+
     /// Writes bytes as they are, paced per [`Pacing`].
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
         let chunks: Vec<&[u8]> = bytes.chunks(self.pacing.chunk_bytes).collect();
@@ -507,6 +522,36 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// When this session's QEMU has exited: its status and its own error lines (QEMU's
+    /// `info:` chatter left out, paths redacted). `None` while it runs, or without QEMU.
+    pub fn qemu_failure(&mut self) -> Option<String> {
+        let q = self.qemu.as_mut()?;
+        // The serial line closes as QEMU exits; its exit may take a moment to be seen.
+        let until = Instant::now() + QEMU_EXIT_WAIT;
+        let status = loop {
+            match q.exit_status() {
+                Some(status) => break status,
+                None if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+                None => return None,
+            }
+        };
+        let words: Vec<String> = q
+            .stderr_tail()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.contains(": info: "))
+            .map(str::to_string)
+            .collect();
+        Some(redact_paths(&format!(
+            "QEMU exited ({status}): {}",
+            if words.is_empty() {
+                "it printed nothing".to_string()
+            } else {
+                words.join(" / ")
+            }
+        )))
+    }
+
     /// Time since the session started (QEMU spawn or connect).
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
@@ -518,6 +563,16 @@ impl Session {
             Some(r) => r,
             None => Ok(()),
         }
+    }
+
+    /// Like [`Self::close`], and also returns the gVNIC model's final state, even when the
+    /// model thread ended with an error (`bringup run`/`matrix` judge the record either way).
+    pub fn close_keeping_model(mut self) -> (Result<()>, Option<crate::gvnic::ModelState>) {
+        let Some(qemu) = self.qemu.as_mut() else {
+            return (Ok(()), None);
+        };
+        let served = qemu.shutdown().unwrap_or(Ok(()));
+        (served, qemu.gvnic_model_state())
     }
 
     /// Like [`Self::close`], and returns the gVNIC model's own view of the device as the
@@ -540,12 +595,6 @@ fn short(line: &str) -> String {
     } else {
         line.to_string()
     }
-}
-
-/// Whether a start frame's `line` is the line we sent: the monitor echoes it trimmed and
-/// may shorten it (frames stay small), so the frame's text must be a non-empty prefix.
-fn starts_as_sent(framed: &str, sent: &str) -> bool {
-    !framed.is_empty() && sent.starts_with(framed)
 }
 
 /// QEMU and ssh name files by absolute path in their errors (`-drive file=/home/u/...`,

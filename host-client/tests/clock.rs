@@ -33,7 +33,10 @@ fn boot_and_check(uefi: bool, machine: &str, expect: Expect) {
         cfg.image.is_file(),
         "target/bringup.img is missing: run `make image`"
     );
-    let what = format!("{} -machine {machine}", if uefi { "OVMF" } else { "SeaBIOS" });
+    let what = format!(
+        "{} -machine {machine}",
+        if uefi { "OVMF" } else { "SeaBIOS" }
+    );
     let mut s = Session::start_qemu(&cfg).unwrap();
     let boot = s
         .wait_for_prompt(Duration::from_secs(240))

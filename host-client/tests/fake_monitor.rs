@@ -21,6 +21,17 @@ struct Fake {
     lose_seq: Option<u32>,
 }
 
+/// How the stand-in misbehaves.
+#[derive(Default, Clone, Copy)]
+struct Quirks {
+    /// Drop the frame with this seq on the floor (to provoke a gap).
+    lose_seq: Option<u32>,
+    /// Keep only this many bytes of each input line: a line whose tail the gateway dropped.
+    cut_line: Option<usize>,
+    /// Input typed before the host attached (a run that died mid-send left it).
+    half_typed: &'static str,
+}
+
 impl Fake {
     fn frame(&mut self, body: Body) {
         let f = Frame {
@@ -92,13 +103,13 @@ impl Fake {
 }
 
 /// Serves one connection: banner, prompt, then a line editor that echoes.
-fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
+fn serve(mut stream: UnixStream, quirks: Quirks) {
     let mut fake = Fake {
         out: stream.try_clone().unwrap(),
         boot_id: 0xb007,
         seq: 0,
         cmd: 0,
-        lose_seq,
+        lose_seq: quirks.lose_seq,
     };
     let _ = write!(fake.out, "bringup monitor\r\n");
     fake.frame(Body::Banner(Banner {
@@ -117,13 +128,14 @@ fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
         tsc_source: "acpi-pm-timer".into(),
         tsc_disagreement_ppm: 0,
     }));
-    let _ = write!(fake.out, "bringup> ");
-    let mut line = Vec::new();
+    let _ = write!(fake.out, "bringup> {}", quirks.half_typed);
+    let mut line = quirks.half_typed.as_bytes().to_vec();
     let mut b = [0u8; 1];
     while stream.read(&mut b).map(|n| n == 1).unwrap_or(false) {
         match b[0] {
             b'\r' => {
                 let _ = write!(fake.out, "\r\n");
+                line.truncate(quirks.cut_line.unwrap_or(usize::MAX));
                 let text = String::from_utf8_lossy(&line).trim().to_string();
                 line.clear();
                 if text.is_empty() {
@@ -136,6 +148,11 @@ fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
                 line.clear();
                 let _ = write!(fake.out, "^C\r\nbringup> ");
             }
+            // Ctrl-U, as monitor/src/input.rs: the line being typed is dropped.
+            0x15 => {
+                line.clear();
+                let _ = write!(fake.out, "\r\x1b[Kbringup> ");
+            }
             c => {
                 line.push(c);
                 let _ = fake.out.write_all(&[c]);
@@ -145,12 +162,19 @@ fn serve(mut stream: UnixStream, lose_seq: Option<u32>) {
 }
 
 fn start_fake(lose_seq: Option<u32>) -> (tempfile::TempDir, Transport) {
+    start_quirky(Quirks {
+        lose_seq,
+        ..Quirks::default()
+    })
+}
+
+fn start_quirky(quirks: Quirks) -> (tempfile::TempDir, Transport) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("serial.sock");
     let listener = UnixListener::bind(&path).unwrap();
     thread::spawn(move || {
         if let Ok((s, _)) = listener.accept() {
-            serve(s, lose_seq);
+            serve(s, quirks);
         }
     });
     (dir, Transport::Unix(path))
@@ -315,4 +339,63 @@ fn typed_ahead_output_is_not_credited_to_the_next_command() {
         "the typed-ahead error must not become this command's result"
     );
     assert_eq!(out.bodies_of_kind("nvme.identify").len(), 1);
+}
+
+#[test]
+fn a_line_whose_tail_was_lost_is_not_credited_as_the_line_sent() {
+    // `lsppci x` arrives as `lsppci`: a different command ran, whose result is not ours.
+    let (_dir, transport) = start_quirky(Quirks {
+        cut_line: Some(6),
+        ..Quirks::default()
+    });
+    let mut s = Session::connect(transport).unwrap();
+    s.wait_for_prompt(Duration::from_secs(5)).unwrap();
+    let err = s.command("lsppci x", Duration::from_secs(1)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("timed out"),
+        "the truncated line was credited: {err:#}"
+    );
+}
+
+#[test]
+fn attaching_clears_a_half_typed_line_before_the_enter() {
+    let (_dir, transport) = start_quirky(Quirks {
+        half_typed: "lsppci",
+        ..Quirks::default()
+    });
+    let mut s = Session::connect(transport).unwrap();
+    let script = parse_script("version\n").unwrap();
+    let mut o = opts(true);
+    o.fresh_boot = false;
+    let report = run_script(&mut s, &script, &o, &mut NoProgress);
+    let starts = s
+        .frames()
+        .iter()
+        .filter(|f| matches!(f.body, Body::CommandStart(_)))
+        .count();
+    assert_eq!(starts, 1, "the half-typed line ran: {}", s.transcript());
+    assert!(report.passed, "{:?}", report.error);
+}
+
+#[test]
+fn a_command_no_script_line_sent_fails_the_run() {
+    let (_dir, transport) = start_fake(None);
+    let mut s = Session::connect(transport).unwrap();
+    // A script whose `version` is followed by a stray line typed by someone else.
+    let script = parse_script("version\nversion\n").unwrap();
+    s.wait_for_prompt(Duration::from_secs(5)).unwrap();
+    s.send_raw(b"lsppci\r").unwrap();
+    let mut o = opts(false);
+    o.fresh_boot = false;
+    let report = run_script(&mut s, &script, &o, &mut NoProgress);
+    assert!(report
+        .commands
+        .iter()
+        .all(|c| c.verdict == StepVerdict::Pass));
+    assert!(!report.passed, "a stray command passed");
+    let why = report.error.unwrap_or_default();
+    assert!(
+        why.contains("lsppci") && why.contains("no line of the script"),
+        "{why}"
+    );
 }

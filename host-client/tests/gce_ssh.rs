@@ -429,14 +429,42 @@ fn dry_run_prints_the_exact_ssh_command() {
         "ssh -T -e none -p 9600 -i /home/alice/.ssh/google_compute_engine \
          -o UserKnownHostsFile=/home/alice/.ssh/google_compute_known_hosts \
          -o StrictHostKeyChecking=yes -o HostKeyAlgorithms=+ssh-rsa -o IdentitiesOnly=yes \
-         -o CheckHostIP=no -o ControlPath=none -o PasswordAuthentication=no -o ServerAliveInterval=30 \
+         -o CheckHostIP=no -o ControlPath=none -o PasswordAuthentication=no -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
          proj.us-central1-a.bu-vm.alice.port=1.replay-lines=100@us-central1-ssh-serialport.googleapis.com"
     );
     assert!(dry(&["--global-gateway"]).ends_with(
         "proj.us-central1-a.bu-vm.alice.port=1.replay-lines=100@ssh-serialport.googleapis.com"
     ));
     assert!(
-        dry(&["--region", "europe-west4"]).ends_with("@europe-west4-ssh-serialport.googleapis.com")
+        dry(&["--region", "us-central1"]).ends_with("@us-central1-ssh-serialport.googleapis.com")
+    );
+    // Another region's gateway does not know this zone's VM, and its host key is not the one
+    // to fetch: the mismatch is refused before anything connects.
+    let out = Command::new(env!("CARGO_BIN_EXE_bringup"))
+        .args([
+            "gce",
+            "connect",
+            "--project",
+            "proj",
+            "--zone",
+            "us-central1-a",
+        ])
+        .args([
+            "--instance",
+            "bu-vm",
+            "--user",
+            "alice",
+            "--region",
+            "europe-west4",
+        ])
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a mismatched --region was accepted");
+    assert!(
+        err.contains("--region europe-west4 does not hold --zone us-central1-a"),
+        "{err}"
     );
 }
 
@@ -476,4 +504,58 @@ fn a_user_name_the_gateway_would_misread_names_user() {
     }
     let (code, err) = connect(Some("jane_doe"), "Jane.Doe");
     assert_eq!(code, Some(0), "--user overrides a bad $USER: {err}");
+}
+
+#[test]
+fn a_line_that_goes_silent_is_redialled_within_the_command_timeout() {
+    let gw = gce_standin::start(false);
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 2,
+            forward: Forward::All,
+        }),
+        // Half-open: no notice, no close, nothing passes; only ssh's keepalives can tell.
+        silent: true,
+        ..Plan::default()
+    });
+    let script = gw.script(
+        "silent.bringup",
+        "version\nhelp\nexpect-text \"lspci\"\nversion\n",
+    );
+    let (code, stderr, report) = gw.run(
+        &script,
+        "known_hosts",
+        &["--settle", "300ms", "--timeout", "30s"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let sessions = gw.hub.sessions();
+    assert!(sessions[0].cut);
+    assert_eq!(sessions.len(), 2, "redialled once: {sessions:?}");
+    let cmds = report["commands"].as_array().unwrap();
+    assert_eq!(cmds[1]["resumed"], "replay", "{:#}", cmds[1]);
+    assert_eq!(cmds[1]["expectations"][0]["passed"], true);
+    assert_clean_frames(&report, 3);
+}
+
+#[test]
+fn a_drop_before_any_frame_was_seen_credits_no_earlier_run() {
+    let gw = gce_standin::start(false);
+    let script = gw.script("again.bringup", "version\nversion\n");
+    // An earlier run: its `version` frames are in the VM's history.
+    let (code, stderr, _) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // This run attaches without replay (it sees no frame), and its first `version` only
+    // half reaches the VM: the replay's `version` is the earlier run's.
+    gw.hub.set_plan(Plan {
+        cut: Some(Cut {
+            line: 1,
+            forward: Forward::Half,
+        }),
+        ..Plan::default()
+    });
+    let (code, stderr, report) = gw.run(&script, "known_hosts", &["--settle", "300ms"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let first = &report["commands"][0];
+    assert_eq!(first["error_code"], "outcome-unknown", "{first:#}");
+    assert!(first["outcome"].is_null(), "no outcome credited: {first:#}");
 }

@@ -1,7 +1,9 @@
 //! `bringup matrix --gce` against stand-ins on a private PATH: a fake `gcloud` that keeps its
 //! VMs as files, answers like gcloud (JSON for `list`, ERROR lines and exit 1 for quota and
-//! not-found), takes time like gcloud (create 1 s, delete and list 0.2 s) and logs every
-//! call with timestamps; and a fake `ssh` that prints the serial gateway's
+//! not-found), takes time like gcloud (create 1 s, delete and list 0.2 s), runs each create
+//! as an insert operation in its own session that finishes even after gcloud was killed
+//! (as GCE does; `operations list` shows it RUNNING, then DONE) and logs every call with
+//! timestamps; and a fake `ssh` that prints the serial gateway's
 //! `serialport: Connected` banner and then either boots the real monitor image in QEMU on
 //! its stdio (a VM's serial console) or stays silent (a VM that never shows a prompt).
 //! The tests prove: creation in parallel, quota and permission errors named per target, deletion after a
@@ -27,23 +29,46 @@ mkdir -p "$d/vms"
 case "$1 $2 $3" in
 "compute instances create")
   name=$4; mt=$(get machine-type "$@"); zone=$(get zone "$@"); labels=$(get labels "$@")
-  sleep "${FAKE_GCLOUD_CREATE_SECS:-1}"
+  project=$(get project "$@")
   if [ -n "$FAKE_GCLOUD_QUOTA_TYPE" ] && [ "$mt" = "$FAKE_GCLOUD_QUOTA_TYPE" ]; then
+    sleep "${FAKE_GCLOUD_CREATE_SECS:-1}"   # the API refuses the insert itself: no operation
     echo "ERROR: (gcloud.compute.instances.create) Could not fetch resource:" >&2
     echo " - Quota 'NVIDIA_H100_GPUS' exceeded.  Limit: 0.0 in region us-central1." >&2
     finish 1
   fi
   if [ -n "$FAKE_GCLOUD_DENY_TYPE" ] && [ "$mt" = "$FAKE_GCLOUD_DENY_TYPE" ]; then
+    sleep "${FAKE_GCLOUD_CREATE_SECS:-1}"
     echo "ERROR: (gcloud.compute.instances.create) Could not fetch resource:" >&2
-    echo " - Required 'compute.instances.create' permission for 'projects/$(get project "$@")/zones/$zone/instances/$name'" >&2
+    echo " - Required 'compute.instances.create' permission for 'projects/$project/zones/$zone/instances/$name'" >&2
     finish 1
   fi
-  printf '{"name":"%s","zone":"https://www.googleapis.com/compute/v1/projects/%s/zones/%s","status":"RUNNING","labels":{"%s":"%s"}}' \
-    "$name" "$(get project "$@")" "$zone" "${labels%%=*}" "${labels#*=}" > "$d/vms/$name"
+  # GCE's insert operation: it runs to the end whether or not this client still waits
+  # (its own session, so killing gcloud's process group does not stop it).
+  mkdir -p "$d/ops"
+  t0=$(date +%s%3N)
+  op() { printf '{"name":"operation-%s","operationType":"insert","status":"%s","insertTime":"%s","targetLink":"https://www.googleapis.com/compute/v1/projects/%s/zones/%s/instances/%s"}' "$t0" "$1" "$t0" "$project" "$zone" "$name"; }
+  op RUNNING > "$d/ops/$name"
+  vm=$(printf '{"name":"%s","zone":"https://www.googleapis.com/compute/v1/projects/%s/zones/%s","status":"RUNNING","labels":{"%s":"%s"}}' \
+    "$name" "$project" "$zone" "${labels%%=*}" "${labels#*=}")
+  setsid bash -c 'sleep "$1"; printf "%s" "$2" > "$3.tmp" && mv "$3.tmp" "$3"
+    echo "made $(date +%s%3N) $6" >> "$7"
+    printf "%s" "$4" > "$5.tmp" && mv "$5.tmp" "$5"' _ "${FAKE_GCLOUD_CREATE_SECS:-1}" "$vm" \
+    "$d/vms/$name" "$(op DONE)" "$d/ops/$name" "$name" "$d/log" </dev/null >/dev/null 2>&1 &
+  until grep -q '"DONE"' "$d/ops/$name" 2>/dev/null; do sleep 0.05; done
   echo "Created [https://www.googleapis.com/compute/v1/projects/p/zones/$zone/instances/$name]." >&2
+  finish 0;;
+"compute operations list")
+  sleep 0.2
+  filter=$(get filter "$@"); name=${filter##*/instances/}; name=${name%\$}
+  printf '['; [ -f "$d/ops/$name" ] && cat "$d/ops/$name"; printf ']\n'
   finish 0;;
 "compute instances delete")
   name=$4; sleep 0.2
+  if [ -n "$FAKE_GCLOUD_DELETE_FAIL" ]; then
+    echo "ERROR: (gcloud.compute.instances.delete) Could not fetch resource:" >&2
+    echo " - Internal error. Please try again or contact Google Support." >&2
+    finish 1
+  fi
   if [ ! -f "$d/vms/$name" ]; then
     echo "ERROR: (gcloud.compute.instances.delete) Could not fetch resource:" >&2
     echo " - The resource 'projects/p/zones/z/instances/$name' was not found" >&2
@@ -54,7 +79,7 @@ case "$1 $2 $3" in
 "compute instances list")
   sleep 0.2
   filter=$(get filter "$@"); want=""
-  case "$filter" in labels.*=*) kv=${filter#labels.}; want="\"${kv%%=*}\":\"${kv#*=}\"";; labels.*:\*) k=${filter#labels.}; want="\"${k%%:*}\":";; esac
+  case "$filter" in name=*) want="\"name\":\"${filter#name=}\"";; labels.*=*) kv=${filter#labels.}; want="\"${kv%%=*}\":\"${kv#*=}\"";; labels.*:\*) k=${filter#labels.}; want="\"${k%%:*}\":";; esac
   first=1; printf '['
   for f in "$d"/vms/*; do
     [ -f "$f" ] || continue; grep -q -- "$want" "$f" || continue
@@ -459,37 +484,77 @@ fn keep_leaves_the_vm_and_says_how_to_clean_up() {
 }
 
 #[test]
-fn a_create_that_hangs_is_killed_and_followed_by_a_delete() {
-    let fakes = Fakes::new(&[("FAKE_GCLOUD_CREATE_SECS", "30")]);
+fn a_create_that_finishes_after_gcloud_gave_up_is_found_and_deleted() {
+    // gcloud is killed after 1 s; GCE finishes the insert 4 s in.
+    let fakes = Fakes::new(&[("FAKE_GCLOUD_CREATE_SECS", "4")]);
     let script = fakes.script("version\n");
     let report = fakes.report_dir().display().to_string();
     let mut args = gce_args(&script, &report, "c3-standard-4");
     args.extend(["--gcloud-timeout", "1s"]);
-    let started = Instant::now();
     let out = fakes.command(&args).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the create was not killed"
-    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     let m = fakes.matrix_json();
     let t = &m["targets"][0];
     assert_eq!(t["outcome"], "error");
     assert_eq!(t["error_code"], "gcloud-timeout", "{t:#}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("appeared after gcloud gave up"),
+        "{t:#}"
+    );
     let vm = vm_name(t);
     let calls = fakes.calls();
     let create_ended = calls
         .iter()
         .any(|c| c.kind == "end" && c.args.starts_with("compute instances create"));
-    assert!(!create_ended, "the create was killed, not finished");
-    // The create might have made the VM server-side: a delete follows (here: not found).
+    assert!(!create_ended, "gcloud's create was killed, not finished");
+    let made = calls
+        .iter()
+        .find(|c| c.kind == "made" && c.args == vm)
+        .unwrap_or_else(|| panic!("GCE never finished the insert: {calls:?}"))
+        .ms;
+    let deleted = fakes
+        .span("compute instances delete", &vm)
+        .unwrap_or_else(|| panic!("{vm} was never deleted: {calls:?}"));
     assert!(
-        calls.iter().any(|c| c.kind == "begin"
-            && c.args.starts_with("compute instances delete")
-            && c.args.contains(&vm)),
-        "{calls:?}"
+        made <= deleted.0,
+        "deleted before it existed: {made} {deleted:?}"
     );
-    assert!(fakes.vms().is_empty());
+    assert!(fakes.vms().is_empty(), "left running: {:?}", fakes.vms());
+    assert!(!err.contains("vm-not-deleted"), "{err}");
+}
+
+#[test]
+fn a_vm_that_cannot_be_deleted_ends_the_run_vm_not_deleted() {
+    let fakes = Fakes::new(&[
+        ("FAKE_GCLOUD_DELETE_FAIL", "1"),
+        ("FAKE_SSH_STALL", "bu-m-"),
+    ]);
+    let script = fakes.script("version\n");
+    let report = fakes.report_dir().display().to_string();
+    let mut args = gce_args(&script, &report, "c3-standard-4");
+    args.extend(["--boot-timeout", "2s", "--settle", "0"]);
+    let out = fakes.command(&args).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let m = fakes.matrix_json();
+    let t = &m["targets"][0];
+    let vm = vm_name(t);
+    assert_eq!(fakes.vms(), std::slice::from_ref(&vm), "the fake kept it");
+    assert_eq!(t["error_code"], "vm-not-deleted", "{t:#}");
+    assert_eq!(t["vm"]["deleted"], false);
+    let why = t["error"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("gcloud compute instances delete {vm}")),
+        "names the cleanup command: {why}"
+    );
+    assert!(
+        err.contains("error vm-not-deleted") && err.contains(&vm),
+        "the run ends naming the VM: {err}"
+    );
 }
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {

@@ -214,3 +214,106 @@ fn a_dqo_only_model_fails_its_target_with_the_reason_and_the_exit_status() {
         "{row}"
     );
 }
+
+/// A 1 MiB NVMe disk whose first block is not all zeros, and its SHA-256.
+fn shared_disk(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    use sha2::Digest as _;
+    let disk = dir.join("shared.raw");
+    let mut bytes = vec![0u8; 1 << 20];
+    bytes[..12].copy_from_slice(b"shared disk!");
+    std::fs::write(&disk, &bytes).unwrap();
+    (disk, sha2::Sha256::digest(&bytes).to_vec())
+}
+
+const NVME_PROOF: &str = "\
+nvme identify
+expect nvme.identify.namespaces >= 1
+nvme read 0
+expect nvme.read.bytes >= 512
+";
+
+#[test]
+fn targets_sharing_one_nvme_disk_both_pass_and_leave_it_untouched() {
+    need_image();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nvme.bringup");
+    std::fs::write(&script, NVME_PROOF).unwrap();
+    let (disk, sha) = shared_disk(dir.path());
+    let report_dir = dir.path().join("m");
+    let out = bringup(&[
+        "matrix",
+        script.to_str().unwrap(),
+        "--machine",
+        "pc,q35",
+        "--nvme",
+        disk.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--boot-timeout",
+        "240s",
+        "--timeout",
+        "120s",
+        "--report",
+        report_dir.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "both targets pass: {err}");
+    let m = read_json(&report_dir.join("matrix.json"));
+    for t in m["targets"].as_array().unwrap() {
+        assert_eq!(t["outcome"], "passed", "{t:#}");
+    }
+    use sha2::Digest as _;
+    let after = sha2::Sha256::digest(std::fs::read(&disk).unwrap()).to_vec();
+    assert_eq!(after, sha, "a matrix target changed the shared disk file");
+}
+
+#[test]
+fn a_qemu_that_cannot_start_is_qemu_failed_with_its_words() {
+    need_image();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nvme.bringup");
+    std::fs::write(&script, NVME_PROOF).unwrap();
+    let (disk, _) = shared_disk(dir.path());
+    // Another QEMU (paused, never runs a guest) has the disk open for writing: QEMU takes
+    // its locks once the serial line is connected, and then gives up.
+    let mut writer = std::process::Command::new("qemu-system-x86_64")
+        .args(["-S", "-nodefaults", "-display", "none", "-machine", "pc"])
+        .args([
+            "-drive",
+            &format!("file={},format=raw,if=none,id=d", disk.display()),
+        ])
+        .args(["-device", "nvme,serial=holder,drive=d"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let report_dir = dir.path().join("m");
+    let out = bringup(&[
+        "matrix",
+        script.to_str().unwrap(),
+        "--nvme",
+        disk.to_str().unwrap(),
+        "--boot-timeout",
+        "60s",
+        "--report",
+        report_dir.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let m = read_json(&report_dir.join("matrix.json"));
+    let t = &m["targets"][0];
+    assert_eq!(t["outcome"], "error", "{t:#}");
+    assert_eq!(t["error_code"], "qemu-failed", "{t:#}");
+    let why = t["error"].as_str().unwrap();
+    assert!(
+        why.contains("QEMU exited") && why.contains("lock"),
+        "QEMU's own words: {why}"
+    );
+    assert!(!why.contains(": info: "), "{why}");
+}

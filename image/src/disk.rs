@@ -48,14 +48,56 @@ impl Layout {
     }
 }
 
-/// Writes the whole disk to `out`.
-pub fn assemble(out: &Path, layout: &Layout, core_img: &Path, esp: &Path) -> Result<()> {
+/// A random (version 4, RFC 9562 §5.4) GUID in text form, upper case as sgdisk prints it:
+/// the disk GUID GPT expects to be unique per disk.
+pub fn random_guid() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the disk GUID")?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
+}
+
+/// `guid` if it is `8-4-4-4-12` hex digits (upper-cased), else a clear error.
+pub fn check_guid(guid: &str) -> Result<String> {
+    let groups: Vec<&str> = guid.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    let ok = groups.len() == 5
+        && groups
+            .iter()
+            .zip(lens)
+            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()));
+    if !ok {
+        bail!("disk GUID {guid:?} is not of the form XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX");
+    }
+    Ok(guid.to_ascii_uppercase())
+}
+
+/// Writes the whole disk to `out`, with `disk_guid` as the GPT disk GUID.
+pub fn assemble(
+    out: &Path,
+    layout: &Layout,
+    disk_guid: &str,
+    core_img: &Path,
+    esp: &Path,
+) -> Result<()> {
     let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     file.set_len(layout.disk_bytes)?;
     drop(file);
 
     let mut gpt = Command::new("sgdisk");
     gpt.args(["-Z", "-a", "1"])
+        .arg(format!("-U={disk_guid}"))
         .arg(format!("-n=1:{BIOS_BOOT_FIRST_LBA}:{BIOS_BOOT_LAST_LBA}"))
         .args(["-t=1:EF02", "-c=1:BIOS boot"])
         .arg(format!(

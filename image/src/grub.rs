@@ -41,6 +41,7 @@ pub fn menu_config(cmdline: &str) -> String {
         "\
 # bringup boot menu. The kernel command line is the text after monitor.elf:
 #   dma=<size>   size of the DMA bounce pool, e.g. dma=16M (default 64M)
+#   bootdisk=<GUID>  this disk's GPT disk GUID (set at build): `nvme write` refuses it
 set timeout=0
 serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1
 terminal_input serial

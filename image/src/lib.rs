@@ -40,8 +40,11 @@ pub struct ImageSpec {
     /// Output disk image.
     pub output: PathBuf,
     pub disk_bytes: u64,
-    /// Kernel command line written into grub.cfg.
+    /// Kernel command line written into grub.cfg (`bootdisk=<GUID>` is appended).
     pub cmdline: String,
+    /// The GPT disk GUID (text form); None: a fresh random one. It goes on the kernel
+    /// command line as `bootdisk=<GUID>`, so the monitor refuses `nvme write` to this disk.
+    pub disk_guid: Option<String>,
 }
 
 impl ImageSpec {
@@ -51,6 +54,7 @@ impl ImageSpec {
             output: output.into(),
             disk_bytes: DEFAULT_DISK_BYTES,
             cmdline: DEFAULT_CMDLINE.to_string(),
+            disk_guid: None,
         }
     }
 }
@@ -69,7 +73,11 @@ pub fn build(spec: &ImageSpec) -> Result<()> {
 }
 
 fn build_in(spec: &ImageSpec, work: &Path) -> Result<()> {
-    let menu = grub::menu_config(&spec.cmdline);
+    let guid = match &spec.disk_guid {
+        Some(guid) => disk::check_guid(guid)?,
+        None => disk::random_guid()?,
+    };
+    let menu = grub::menu_config(&boot_cmdline(&spec.cmdline, &guid));
     let embedded = work.join("embedded.cfg");
     std::fs::write(&embedded, grub::EMBEDDED_CONFIG).context("writing the embedded GRUB config")?;
     let core_img = work.join("core.img");
@@ -92,10 +100,20 @@ fn build_in(spec: &ImageSpec, work: &Path) -> Result<()> {
     )?;
 
     let partial = spec.output.with_extension("img.partial");
-    disk::assemble(&partial, &layout, &core_img, &esp)?;
+    disk::assemble(&partial, &layout, &guid, &core_img, &esp)?;
     std::fs::rename(&partial, &spec.output)
         .with_context(|| format!("renaming {} into place", partial.display()))?;
     Ok(())
+}
+
+/// The command line the monitor boots with: the user's, plus the boot disk's identity.
+pub fn boot_cmdline(cmdline: &str, disk_guid: &str) -> String {
+    let user = cmdline.trim();
+    if user.is_empty() {
+        format!("bootdisk={disk_guid}")
+    } else {
+        format!("{user} bootdisk={disk_guid}")
+    }
 }
 
 /// A scratch directory next to the output (same filesystem, cleaned up by the caller).

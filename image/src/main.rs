@@ -55,6 +55,7 @@ fn main() -> Result<()> {
                     .checked_mul(image::MIB)
                     .ok_or_else(|| anyhow::anyhow!("--size-mib {size_mib} is too large"))?,
                 cmdline,
+                disk_guid: None,
             };
             image::build(&spec)?;
             println!("wrote {}", output.display());

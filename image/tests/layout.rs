@@ -178,8 +178,49 @@ fn hybrid_disk_layout() {
     let cfg = String::from_utf8(esp_file(&built.disk, "boot/grub/grub.cfg")).unwrap();
     assert!(cfg.contains("set timeout=0"));
     assert!(cfg.contains("--speed=115200"));
-    assert!(cfg.contains("set bringup_cmdline=\"dma=16M\""));
+    assert!(cfg.contains("set bringup_cmdline=\"dma=16M bootdisk="));
     assert!(cfg.contains("multiboot2 /boot/monitor.elf $bringup_cmdline"));
+}
+
+/// The disk GUID sgdisk wrote into the GPT header is the one on the kernel command line, as
+/// the monitor parses both (drivers::gpt): `nvme write` recognises the boot disk by it.
+#[test]
+fn the_boot_disk_guid_is_on_the_command_line() {
+    let built = build("dma=16M");
+    let bytes = std::fs::read(&built.disk).unwrap();
+    let lba1 = &bytes[SECTOR as usize..2 * SECTOR as usize];
+    let on_disk = drivers::gpt::disk_guid(lba1).expect("LBA 1 is a GPT header");
+    let cfg = String::from_utf8(esp_file(&built.disk, "boot/grub/grub.cfg")).unwrap();
+    let line = cfg
+        .lines()
+        .find(|l| l.starts_with("set bringup_cmdline="))
+        .unwrap();
+    let on_cmdline = drivers::gpt::boot_disk_from_cmdline(line.trim_end_matches('"'))
+        .expect("bootdisk= on the command line");
+    assert_eq!(on_disk, on_cmdline, "{line}");
+    // A second build gets its own GUID: two disks from two builds are told apart.
+    let other = build("dma=16M");
+    let other_bytes = std::fs::read(&other.disk).unwrap();
+    let other_guid = drivers::gpt::disk_guid(&other_bytes[512..1024]).unwrap();
+    assert_ne!(other_guid, on_disk);
+    // A chosen GUID is used as given.
+    let dir = tempfile::tempdir().unwrap();
+    let elf = dir.path().join("m.elf");
+    std::fs::write(&elf, vec![1u8; 4096]).unwrap();
+    let disk = dir.path().join("d.img");
+    let mut spec = ImageSpec::new(&elf, &disk);
+    spec.disk_guid = Some("6b1c2e4a-0d3f-4e5a-9b8c-7d6e5f4a3b2c".into());
+    image::build(&spec).unwrap();
+    let chosen = std::fs::read(&disk).unwrap();
+    assert_eq!(
+        drivers::gpt::disk_guid(&chosen[512..1024]).unwrap().text(),
+        "6B1C2E4A-0D3F-4E5A-9B8C-7D6E5F4A3B2C"
+    );
+    spec.disk_guid = Some("not-a-guid".into());
+    assert!(image::build(&spec)
+        .unwrap_err()
+        .to_string()
+        .contains("not of the form"));
 }
 
 #[test]

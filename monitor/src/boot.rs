@@ -281,7 +281,8 @@ fn identity_flags(caching: Caching) -> PageTableFlags {
 /// Call once, after the heap exists (mixed 2 MiB pages get 4 KiB tables from it) and
 /// before anything maps MMIO. The 2 MiB pages the running code, its stack, the page tables
 /// and the heap live in are RAM the plan keeps whole (or, for the stack guard, already a
-/// 4 KiB table), so no translation in use changes.
+/// 4 KiB table, whose entries get the plan too: the first MiB and the VGA aperture sit in
+/// it when the image is loaded below 2 MiB), so no translation in use changes.
 pub fn restrict_identity_map(plan: Plan) {
     let plan = IDENTITY.call_once(|| plan);
     let (pml4_frame, _) = Cr3::read();
@@ -299,11 +300,17 @@ pub fn restrict_identity_map(plan: Plan) {
         {
             let pd = &mut *(pdpte.addr().as_u64() as *mut PageTable);
             for (index, pde) in pd.iter_mut().enumerate() {
-                if !pde.flags().contains(PageTableFlags::HUGE_PAGE) {
-                    // The stack guard's 4 KiB table (inside the image, which the plan keeps).
+                let base = ((gib as u64) << 30) + index as u64 * LARGE;
+                if !pde.flags().contains(PageTableFlags::PRESENT) {
                     continue;
                 }
-                let base = ((gib as u64) << 30) + index as u64 * LARGE;
+                if !pde.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    // Already split (the stack guard's 4 KiB table, which also maps the
+                    // first MiB and the VGA aperture): apply the plan page by page.
+                    let table = &mut *(pde.addr().as_u64() as *mut PageTable);
+                    apply_to_split_table(plan, base, table);
+                    continue;
+                }
                 match plan.large_page(base) {
                     LargePage::Whole(caching) => pde.set_addr(
                         PhysAddr::new(base),
@@ -324,6 +331,27 @@ pub fn restrict_identity_map(plan: Plan) {
         }
     }
     tlb::flush_all();
+    // Pages that became uncached (VGA) may still have write-back lines in the caches from
+    // before; changing a page's type needs the TLBs and then the caches flushed (SDM vol. 3A
+    // §12.12.4). Once, at boot.
+    // SAFETY: WBINVD writes back and invalidates the caches; no memory changes meaning.
+    unsafe { core::arch::asm!("wbinvd", options(nostack, preserves_flags)) };
+}
+
+/// Rewrites the 4 KiB entries of an existing table for the 2 MiB at `base` per `plan`.
+/// An entry that is not present stays so: that is the stack guard (inside the image, which
+/// the plan keeps), and mapping it would undo the guard.
+fn apply_to_split_table(plan: &Plan, base: u64, table: &mut PageTable) {
+    for (i, entry) in table.iter_mut().enumerate() {
+        if !entry.flags().contains(PageTableFlags::PRESENT) {
+            continue;
+        }
+        let addr = base + i as u64 * PAGE_4K;
+        match plan.page(addr) {
+            Some(caching) => entry.set_addr(PhysAddr::new(addr), identity_flags(caching)),
+            None => entry.set_unused(),
+        }
+    }
 }
 
 /// A fresh 4 KiB page table for the 2 MiB at `base`, per `plan`; its physical address.

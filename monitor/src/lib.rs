@@ -12,3 +12,4 @@ pub mod identity;
 pub mod input;
 pub mod layout;
 pub mod mmio_book;
+pub mod paging;

@@ -2,8 +2,15 @@
 //! first, so an unmapped address is an error, never a page fault (`read_unchecked` is the
 //! exception, on purpose). Uncached pages (PCD set: the MMIO window) are device memory.
 
-use drivers::platform::{check_access, MemError, MemKind, MemoryAccess, Width};
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use drivers::platform::{check_access, Cpu, MappedRange, MemError, MemKind, MemoryAccess, Width};
+use monitor::paging::{self, PAT_POWER_ON};
 use x86_64::registers::control::Cr3;
+
+/// IA32_PAT (SDM vol. 4): the monitor never writes it, but firmware may have.
+const IA32_PAT: u32 = 0x277;
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -111,6 +118,19 @@ impl MemoryAccess for Peek {
             }
         }
         Ok(())
+    }
+
+    fn mappings(&self, virt: Range<u64>) -> Vec<MappedRange> {
+        let pat = crate::cpu::BareCpu
+            .read_msr(IA32_PAT)
+            .unwrap_or(PAT_POWER_ON);
+        let (frame, _) = Cr3::read();
+        let read = |at: u64| {
+            // SAFETY: `at` is an entry of a live page table (from CR3 or a present entry),
+            // identity mapped; reading it has no side effect.
+            unsafe { (at as *const u64).read_volatile() }
+        };
+        paging::mappings(frame.start_address().as_u64(), pat, virt, &read)
     }
 
     fn read_unchecked(&self, addr: u64) -> Result<u8, MemError> {

@@ -135,7 +135,7 @@ pub fn msix_text(s: &MsixState) -> String {
 
 fn irq_test(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let bdf = bdf_or_bound(ctx, args)?;
-    let Some(controller) = ctx.devices.nvme.controller_mut().filter(|c| c.bdf == bdf) else {
+    let Some(controller) = ctx.devices.nvme.controller_at_mut(bdf) else {
         return Err(CmdError::new(
             "nvme-not-bound",
             alloc::format!("no NVMe controller is bound at {bdf}: run 'nvme identify {bdf}' first"),

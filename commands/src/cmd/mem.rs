@@ -1,11 +1,12 @@
-//! `peek`, `poke` (virtual memory at any width) and `mem map` (any physical MMIO range).
+//! `peek`, `poke` (virtual memory at any width), `mem map` and `mem unmap` (any physical
+//! MMIO range the identity map does not cover).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use drivers::platform::{MemError, MemKind, RegionKind, Width};
-use evidence::{Body, MemWindow};
+use drivers::platform::{identity_cover, IdentityCover, MemError, MemKind, RegionKind, Width};
+use evidence::{Body, MemUnmap, MemWindow};
 
 use super::{read_frame, write_frame, write_text, WriteRecord};
 use crate::args::{check_aligned, check_fits, Args, WIDTH_FLAG};
@@ -32,9 +33,12 @@ pub static COMMANDS: &[CommandSpec] = &[
                   an unmapped address is an 'unmapped-address' error, not a page fault. --no-check reads \
                   bytes without that check, so an unmapped address page-faults and the monitor's fault \
                   path aborts the command (the proof that it recovers). --phys takes addr as a physical \
-                  address: RAM below 4 GiB through the identity map, anything else through its uncached \
-                  window (mapped now if 'bar map'/'mem map' did not already). Emits a reg.read frame (the \
-                  first 16 values; target names the physical address with --phys).",
+                  address: whatever the identity map covers (RAM, firmware-owned RAM, the first MiB, the \
+                  uncached VGA aperture) is read there, and the output says so (never through a second \
+                  mapping of another memory type); anything else through an uncached window (the one \
+                  'bar map'/'mem map' made, or one made for this read and released after it). A range \
+                  only partly identity mapped is refused ('range-partly-identity-mapped'). Emits a \
+                  reg.read frame (the first 16 values; target names the physical address with --phys).",
         examples: &[
             "peek 0x100000",
             "peek 0x400000000008 --width 4",
@@ -71,13 +75,28 @@ pub static COMMANDS: &[CommandSpec] = &[
         details: "Maps [phys, phys+len) uncached (PCD|PWT, no-execute) into the MMIO window, like 'bar map' \
                   does for a BAR: for registers that are not a BAR, e.g. the local APIC at 0xfee00000, the \
                   IOAPIC at 0xfec00000 or the HPET. The same range twice gives the same window. Usable RAM \
-                  is refused (an uncached alias of cached RAM is undefined behaviour on real CPUs; peek RAM \
-                  directly). Up to 256 MiB. Emits a mem.map frame.",
+                  is refused ('range-is-ram'), and so is anything the identity map covers \
+                  ('range-is-identity-mapped': firmware-owned RAM, the BIOS area, the VGA aperture): a \
+                  second mapping with another memory type is undefined behaviour on real CPUs; peek it at \
+                  its own address. Up to 256 MiB. 'mem unmap' releases it. Emits a mem.map frame.",
         examples: &["mem map 0xfee00000 0x1000", "mem map 0xfec00000 0x20"],
         min_args: 2,
         max_args: 2,
         flags: &[],
         run: mem_map,
+    },
+    CommandSpec {
+        name: "mem unmap",
+        usage: "mem unmap <phys> <len>",
+        summary: "release a window 'mem map' made",
+        details: "Releases one 'mem map <phys> <len>' of exactly this range (refused with 'not-user-mapped' \
+                  if you have none). The window's pages and virtual space go when nothing else uses it; a \
+                  driver's mapping of the same registers is never touched. Emits a mem.unmap frame.",
+        examples: &["mem unmap 0xfee00000 0x1000"],
+        min_args: 2,
+        max_args: 2,
+        flags: &[],
+        run: mem_unmap,
     },
 ];
 
@@ -86,26 +105,77 @@ const PHYS_FLAG: Flag = Flag {
     takes_value: false,
     help: "addr is physical (RAM via the identity map, else its uncached window)",
 };
-/// The boot identity map ends here.
-const IDENTITY_LIMIT: u64 = 1 << 32;
+/// A physical range resolved to a virtual address for one `peek`/`poke --phys`.
+struct Resolved {
+    addr: u64,
+    target: String,
+    /// A window use taken for this access, released after it.
+    window_use: Option<(u64, u64)>,
+}
 
-/// The virtual address of physical `[phys, phys+len)`, and the frame target naming it.
-fn resolve_phys(ctx: &mut Ctx, phys: u64, len: u64) -> Result<(u64, String), CmdError> {
+impl Resolved {
+    fn release(self, ctx: &mut Ctx) {
+        if let Some((phys, len)) = self.window_use {
+            ctx.hw.mmio.unmap(phys, len);
+        }
+    }
+}
+
+/// How the live identity map covers `[phys, end)`.
+fn identity(ctx: &Ctx, phys: u64, end: u64) -> IdentityCover {
+    identity_cover(&ctx.hw.memory.mappings(phys..end), phys..end)
+}
+
+/// The usable RAM region of the firmware's map overlapping `[phys, end)`.
+fn usable_overlap(ctx: &Ctx, phys: u64, end: u64) -> Option<(u64, u64)> {
+    ctx.hw
+        .firmware
+        .memory_map()
+        .iter()
+        .find(|r| {
+            r.kind == RegionKind::Usable && r.start < end && phys < r.start.saturating_add(r.len)
+        })
+        .map(|r| (r.start, r.start.saturating_add(r.len)))
+}
+
+fn partly_identity(phys: u64, end: u64, at: u64) -> CmdError {
+    CmdError::new(
+        "range-partly-identity-mapped",
+        alloc::format!(
+            "{phys:#x}..{end:#x} is only partly identity mapped (the mapping changes at {at:#x}): \
+             split it there"
+        ),
+    )
+}
+
+/// The virtual address of physical `[phys, phys+len)`: the identity map where it covers the
+/// range (so no second mapping of another type is ever made), else an uncached window.
+fn resolve_phys(ctx: &mut Ctx, phys: u64, len: u64) -> Result<Resolved, CmdError> {
     let end = phys
         .checked_add(len)
         .ok_or_else(|| CmdError::new("bad-address", "addr + len overflows"))?;
     let target = alloc::format!("phys {phys:#x}");
-    let ram = ctx.hw.firmware.memory_map().iter().any(|r| {
-        r.kind == RegionKind::Usable && r.start < end && phys < r.start.saturating_add(r.len)
-    });
-    if ram {
-        if end > IDENTITY_LIMIT {
-            return Err(CmdError::new(
-                "unmapped-address",
-                alloc::format!("{phys:#x} is RAM above 4 GiB, which the monitor does not map"),
-            ));
+    match identity(ctx, phys, end) {
+        IdentityCover::All(mem_type) => {
+            let _ = writeln!(
+                ctx.out,
+                "phys {phys:#x}: through the identity map ({})",
+                mem_type.name()
+            );
+            return Ok(Resolved {
+                addr: phys,
+                target,
+                window_use: None,
+            });
         }
-        return Ok((phys, target));
+        IdentityCover::Partly { at } => return Err(partly_identity(phys, end, at)),
+        IdentityCover::None => {}
+    }
+    if usable_overlap(ctx, phys, end).is_some() {
+        return Err(CmdError::new(
+            "unmapped-address",
+            alloc::format!("{phys:#x} is RAM the monitor does not map (above 4 GiB)"),
+        ));
     }
     let mapping = ctx.hw.mmio.map(phys, len).map_err(|err| {
         CmdError::new(
@@ -113,7 +183,11 @@ fn resolve_phys(ctx: &mut Ctx, phys: u64, len: u64) -> Result<(u64, String), Cmd
             alloc::format!("cannot map {phys:#x}+{len:#x}: {err:?}"),
         )
     })?;
-    Ok((mapping.window, target))
+    Ok(Resolved {
+        addr: mapping.window,
+        target,
+        window_use: Some((phys, len)),
+    })
 }
 
 fn mem_error(err: MemError) -> CmdError {
@@ -132,11 +206,23 @@ fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     if args.flag("--no-check") {
         return peek_unchecked(ctx, addr, len.unwrap_or(PEEK_RAM_DEFAULT_BYTES));
     }
-    let (addr, target) = if args.flag("--phys") {
-        resolve_phys(ctx, addr, len.unwrap_or(8))?
-    } else {
-        (addr, String::new())
-    };
+    if args.flag("--phys") {
+        let resolved = resolve_phys(ctx, addr, len.unwrap_or(8))?;
+        let result = peek_at(ctx, args, resolved.addr, resolved.target.clone(), len);
+        resolved.release(ctx);
+        return result;
+    }
+    peek_at(ctx, args, addr, String::new(), len)
+}
+
+/// `peek` of the virtual address `addr` (`target` names the physical one with --phys).
+fn peek_at(
+    ctx: &mut Ctx,
+    args: &Args,
+    addr: u64,
+    target: String,
+    len: Option<u64>,
+) -> Result<(), CmdError> {
     // The kind decides the defaults, so probe one byte before knowing the length.
     let kind = ctx.hw.memory.probe(addr, 1, false).map_err(mem_error)?;
     let width = args.width(
@@ -153,7 +239,7 @@ fn peek(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     } else {
         PEEK_RAM_DEFAULT_BYTES
     });
-    if len % width.bytes() != 0 {
+    if !len.is_multiple_of(width.bytes()) {
         return Err(CmdError::new(
             "bad-argument",
             alloc::format!("len {len} is not a multiple of the width {width}"),
@@ -203,13 +289,25 @@ fn poke(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let value = args.number(1, "value")?;
     let width = args.width(&Width::ALL, Width::W4)?;
     check_aligned("unaligned-address", "address", addr, width)?;
-    let (addr, target) = if args.flag("--phys") {
-        resolve_phys(ctx, addr, width.bytes())?
-    } else {
-        (addr, String::new())
-    };
-    check_aligned("unaligned-address", "address", addr, width)?;
     check_fits(value, width)?;
+    if args.flag("--phys") {
+        let resolved = resolve_phys(ctx, addr, width.bytes())?;
+        let result = poke_at(ctx, resolved.addr, resolved.target.clone(), width, value);
+        resolved.release(ctx);
+        return result;
+    }
+    poke_at(ctx, addr, String::new(), width, value)
+}
+
+/// `poke` of the virtual address `addr` (`target` names the physical one with --phys).
+fn poke_at(
+    ctx: &mut Ctx,
+    addr: u64,
+    target: String,
+    width: Width,
+    value: u64,
+) -> Result<(), CmdError> {
+    check_aligned("unaligned-address", "address", addr, width)?;
     ctx.hw
         .memory
         .probe(addr, width.bytes(), true)
@@ -246,19 +344,27 @@ fn mem_map(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let end = phys
         .checked_add(len)
         .ok_or_else(|| CmdError::new("bad-address", "phys + len overflows"))?;
-    if let Some(ram) = ctx
-        .hw
-        .firmware
-        .memory_map()
-        .iter()
-        .find(|r| r.kind == RegionKind::Usable && r.start < end && phys < r.start + r.len)
-    {
+    if let Some((start, ram_end)) = usable_overlap(ctx, phys, end) {
         return Err(CmdError::new(
             "range-is-ram",
             alloc::format!(
-                "{phys:#x}..{end:#x} overlaps usable RAM {:#x}..{:#x}: peek it at its identity address",
-                ram.start,
-                ram.start + ram.len
+                "{phys:#x}..{end:#x} overlaps usable RAM {start:#x}..{ram_end:#x}: peek it at its identity address"
+            ),
+        ));
+    }
+    let covered = match identity(ctx, phys, end) {
+        IdentityCover::None => None,
+        IdentityCover::All(mem_type) => Some(alloc::format!("identity mapped {}", mem_type.name())),
+        IdentityCover::Partly { at } => Some(alloc::format!(
+            "partly identity mapped (the mapping changes at {at:#x})"
+        )),
+    };
+    if let Some(covered) = covered {
+        return Err(CmdError::new(
+            "range-is-identity-mapped",
+            alloc::format!(
+                "{phys:#x}..{end:#x} is {covered}: peek {phys:#x} reads it there; a second, \
+                 uncached mapping would alias it with another memory type"
             ),
         ));
     }
@@ -279,11 +385,58 @@ fn mem_map(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         },
         mapping.window
     );
+    ctx.devices.windows.mapped(phys, len);
     ctx.out.frame(Body::MemWindow(MemWindow {
         phys,
         len,
         window: mapping.window,
         newly_mapped: mapping.newly_mapped,
+    }));
+    Ok(())
+}
+
+fn mem_unmap(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
+    let phys = args.number(0, "phys")?;
+    let len = args.number(1, "len")?;
+    release_user_window(
+        ctx,
+        phys,
+        len,
+        &alloc::format!("mem map {phys:#x} {len:#x}"),
+    )
+}
+
+/// Releases one of the user's own maps of exactly `[phys, phys+len)` (`what` names the
+/// command that made it, for the refusal).
+pub(crate) fn release_user_window(
+    ctx: &mut Ctx,
+    phys: u64,
+    len: u64,
+    what: &str,
+) -> Result<(), CmdError> {
+    let Some(still_mapped) = ctx.devices.windows.take(phys, len) else {
+        let mut yours = String::new();
+        for (p, l) in ctx.devices.windows.ranges() {
+            let _ = write!(yours, " {p:#x}+{l:#x}");
+        }
+        return Err(CmdError::new(
+            "not-user-mapped",
+            alloc::format!(
+                "no '{what}' of yours to release (your windows:{})",
+                if yours.is_empty() { " none" } else { &yours }
+            ),
+        ));
+    };
+    ctx.hw.mmio.unmap(phys, len);
+    let _ = writeln!(
+        ctx.out,
+        "phys {phys:#x}+{len:#x}: your mapping released ({still_mapped} more of yours; the window \
+         stays while a driver or another map uses it)"
+    );
+    ctx.out.frame(Body::MemUnmap(MemUnmap {
+        phys,
+        len,
+        still_mapped,
     }));
     Ok(())
 }

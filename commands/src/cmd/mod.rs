@@ -11,9 +11,12 @@ pub mod cpu;
 pub mod io;
 pub mod irq;
 pub mod mem;
+pub mod memtypes;
 pub mod net;
 pub mod net_text;
+pub mod nvme;
 pub mod tsc_text;
+pub mod windows;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -5,8 +5,8 @@
 
 use commands::{Console, SystemInfo};
 use drivers::platform::{
-    canonical, check_access, Bdf, Clock, ConfigSpace, Cpu, CpuidResult, MapError, Mapping,
-    MemError, MemKind, MemoryAccess, MmioMapper, MsrError, PortIo, Width,
+    canonical, check_access, Bdf, Clock, ConfigSpace, Cpu, CpuidResult, MapError, MappedRange,
+    Mapping, MemError, MemKind, MemType, MemoryAccess, MmioMapper, MsrError, PortIo, Width,
 };
 use evidence::Firmware;
 use std::cell::{Cell, RefCell};
@@ -48,8 +48,13 @@ impl Clock for StepClock {
 
 /// Where the fake device registers sit (like a `bar map` window).
 pub const DEVICE_WINDOW: u64 = 0x4000_0000_0000;
+/// Firmware-owned, identity mapped write-back (SeaBIOS's BIOS area).
+pub const BIOS_AREA: std::ops::Range<u64> = 0xf_0000..0x10_0000;
+/// The physical address the device window maps.
+pub const DEVICE_PHYS: u64 = 0xfebf_0000;
 
-/// 256 bytes of RAM at 0x1000 (byte i holds its address's low byte until written) and
+/// 256 bytes of RAM at 0x1000 (byte i holds its address's low byte until written), the
+/// BIOS area 0xf0000..0x100000 identity mapped read-only (reads zeros), and
 /// 256 bytes of device registers at [`DEVICE_WINDOW`]: VS (0x00010400) at +8, and a
 /// read-to-clear status at +0x10 that counts its reads; a read of any width is one access.
 pub struct SmallMemory {
@@ -78,6 +83,13 @@ impl MemoryAccess for SmallMemory {
         if addr >= DEVICE_WINDOW && end <= DEVICE_WINDOW + 0x100 {
             return Ok(MemKind::Device);
         }
+        if addr >= BIOS_AREA.start && end <= BIOS_AREA.end {
+            return if write {
+                Err(MemError::ReadOnly(addr))
+            } else {
+                Ok(MemKind::Ram)
+            };
+        }
         // The first page below RAM is mapped read-only.
         if addr >= 0x0f00 && end <= 0x1000 {
             return if write {
@@ -97,7 +109,7 @@ impl MemoryAccess for SmallMemory {
     fn read(&self, addr: u64, width: Width) -> Result<u64, MemError> {
         check_access(addr, width)?;
         match self.probe(addr, width.bytes(), false)? {
-            MemKind::Ram if addr >= 0x1000 => {
+            MemKind::Ram if (0x1000..0x1100).contains(&addr) => {
                 let at = (addr - 0x1000) as usize;
                 let ram = self.ram.borrow();
                 let mut bytes = [0u8; 8];
@@ -128,6 +140,36 @@ impl MemoryAccess for SmallMemory {
             self.ram.borrow_mut()[at..at + n].copy_from_slice(&value.to_le_bytes()[..n]);
         }
         Ok(())
+    }
+    fn mappings(&self, virt: std::ops::Range<u64>) -> Vec<MappedRange> {
+        // What `probe` answers, as the page tables would say it: the read-only page and RAM
+        // identity mapped write-back, the device window uncached.
+        let all = [
+            (0x0f00, 0x0f00, 0x100, MemType::WriteBack, false),
+            (0x1000, 0x1000, 0x100, MemType::WriteBack, true),
+            (0xf_0000, 0xf_0000, 0x1_0000, MemType::WriteBack, false),
+            (
+                DEVICE_WINDOW,
+                DEVICE_PHYS,
+                0x100,
+                MemType::Uncacheable,
+                true,
+            ),
+        ];
+        all.iter()
+            .filter(|r| r.0 < virt.end && virt.start < r.0 + r.2)
+            .map(|&(v, p, len, mem_type, writable)| {
+                let start = v.max(virt.start);
+                let end = (v + len).min(virt.end);
+                MappedRange {
+                    virt: start,
+                    phys: p + (start - v),
+                    len: end - start,
+                    mem_type,
+                    writable,
+                }
+            })
+            .collect()
     }
 }
 

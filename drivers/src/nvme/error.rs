@@ -20,6 +20,10 @@ pub enum Wait {
     Admin(&'static str),
     /// Completion of a READ.
     Read,
+    /// Completion of a WRITE.
+    Write,
+    /// Completion of a FLUSH.
+    Flush,
 }
 
 impl fmt::Display for Wait {
@@ -30,6 +34,8 @@ impl fmt::Display for Wait {
             Wait::Shutdown => write!(f, "shutdown complete (CSTS.SHST)"),
             Wait::Admin(name) => write!(f, "completion of admin command {name}"),
             Wait::Read => write!(f, "completion of READ"),
+            Wait::Write => write!(f, "completion of WRITE"),
+            Wait::Flush => write!(f, "completion of FLUSH"),
         }
     }
 }
@@ -74,6 +80,12 @@ pub enum NvmeError {
         wanted: &'static str,
     },
     Prp(PrpError),
+    /// A write to the namespace the monitor booted from (its GPT disk GUID is the one the
+    /// image recorded), refused unless forced.
+    BootDisk {
+        nsid: u32,
+        guid: crate::gpt::Guid,
+    },
 }
 
 impl NvmeError {
@@ -93,6 +105,7 @@ impl NvmeError {
             NvmeError::OutOfRange { .. } => "nvme-out-of-range",
             NvmeError::WrongState { .. } => "nvme-wrong-state",
             NvmeError::Prp(_) => "nvme-prp-error",
+            NvmeError::BootDisk { .. } => "boot-disk",
         }
     }
 
@@ -158,6 +171,11 @@ impl fmt::Display for NvmeError {
                 write!(f, "controller is {state}; {wanted}")
             }
             NvmeError::Prp(err) => write!(f, "PRP construction failed: {err:?}"),
+            NvmeError::BootDisk { nsid, guid } => write!(
+                f,
+                "namespace {nsid} is the boot disk (GPT disk GUID {guid}, as the image \
+                 recorded): writes refused; --force-boot-disk overrides"
+            ),
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct NamespaceIdentity {
     /// Metadata bytes per block in the format in use.
     pub metadata_size: u16,
     pub extended_lba: bool,
+    /// The LBA format in use (FLBAS index into LBAF).
+    pub lba_format: u8,
     /// GCE: `device_name` from the JSON at byte 384 (empty if absent).
     pub gce_device_name: String,
 }
@@ -135,6 +137,7 @@ impl NamespaceIdentity {
             block_size: 1 << lbads,
             metadata_size: lbaf as u16,
             extended_lba: raw.flbas & FLBAS_EXTENDED != 0,
+            lba_format: index as u8,
             gce_device_name: gce_device_name(&raw.vendor),
         })
     }
@@ -236,6 +239,7 @@ mod tests {
         data[132..136].copy_from_slice(&(12u32 << 16).to_le_bytes());
         let ns = NamespaceIdentity::parse(3, &data).unwrap();
         assert_eq!((ns.nsid, ns.blocks, ns.block_size), (3, 1000, 4096));
+        assert_eq!(ns.lba_format, 1);
         assert_eq!(ns.capacity_bytes(), 4_096_000);
         data[132..136].copy_from_slice(&0u32.to_le_bytes());
         assert!(

@@ -6,7 +6,8 @@
 //! - [`identify`]: Identify Controller/Namespace/active list;
 //! - [`status`]: completion status names;
 //! - [`controller`]: the state machine (bind, admin commands, teardown);
-//! - `read`: pipelined READ.
+//! - `transfer`: pipelined READ and WRITE (one loop that knows its direction);
+//! - `write`: WRITE with the boot-disk guard, FLUSH.
 
 pub mod controller;
 pub mod error;
@@ -15,9 +16,10 @@ mod irq_test;
 mod ping;
 pub mod prp;
 pub mod queue;
-mod read;
 pub mod regs;
 pub mod status;
+mod transfer;
+mod write;
 
 pub use controller::{
     Controller, QuarantineRelease, State, TeardownReport, IO_TIMEOUT_US, NVME_CLASS_CODE,
@@ -25,4 +27,5 @@ pub use controller::{
 pub use error::{NvmeError, Wait};
 pub use identify::{ControllerIdentity, NamespaceIdentity};
 pub use irq_test::{irq_test, IrqReport, IrqTestError};
-pub use read::ReadSummary;
+pub use transfer::{Direction, ReadSummary, TransferSummary};
+pub use write::{FlushSummary, WriteOptions};

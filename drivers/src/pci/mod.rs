@@ -10,6 +10,7 @@ pub mod regs;
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::ops::Range;
 
 pub use bar::{bars_of, probe_bars, BarInfo, BarKind, BarSlot};
 pub use caps::{
@@ -65,6 +66,21 @@ pub enum PciError {
         address: u64,
     },
     Map(MapError),
+    /// `offset`/`len` of a partial mapping are not whole pages.
+    PartUnaligned {
+        bdf: Bdf,
+        bar: u8,
+        offset: u64,
+        len: u64,
+    },
+    /// `offset`/`len` of a partial mapping are empty or reach past the BAR's `size`.
+    PartOutside {
+        bdf: Bdf,
+        bar: u8,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
 }
 
 impl fmt::Display for PciError {
@@ -100,6 +116,25 @@ impl fmt::Display for PciError {
             ),
             PciError::Map(MapError::WindowFull) => write!(f, "the monitor's MMIO window is full"),
             PciError::Map(MapError::BadRange) => write!(f, "the BAR's range cannot be mapped"),
+            PciError::PartUnaligned {
+                bdf,
+                bar,
+                offset,
+                len,
+            } => write!(
+                f,
+                "{bdf} BAR {bar}: offset {offset:#x} and length {len:#x} must be multiples of {PAGE_SIZE:#x} (whole pages)"
+            ),
+            PciError::PartOutside {
+                bdf,
+                bar,
+                offset,
+                len,
+                size,
+            } => write!(
+                f,
+                "{bdf} BAR {bar}: {offset:#x}+{len:#x} is not a non-empty part of the BAR's {size:#x} bytes"
+            ),
         }
     }
 }
@@ -117,6 +152,8 @@ impl PciError {
             PciError::Unassigned { .. } => "bar-unassigned",
             PciError::Unaligned { .. } => "bar-unaligned",
             PciError::Map(_) => "map-failed",
+            PciError::PartUnaligned { .. } => "bar-part-unaligned",
+            PciError::PartOutside { .. } => "bar-part-outside",
         }
     }
 }
@@ -130,7 +167,17 @@ pub fn map_bar(
     bar: u8,
     bus_master: bool,
 ) -> Result<(Mapping, BarInfo), PciError> {
-    let info = select_bar(hw.config, bdf, bar)?;
+    map_bar_part(hw, bdf, bar, None, bus_master).map(|(mapping, info, _)| (mapping, info))
+}
+
+/// The physical range of `part` (`(offset, len)`, or all of it) of a BAR: whole pages
+/// inside the BAR. A BAR smaller than a page maps its page.
+pub fn bar_part(
+    bdf: Bdf,
+    info: &BarInfo,
+    part: Option<(u64, u64)>,
+) -> Result<Range<u64>, PciError> {
+    let bar = info.index;
     if info.address & (PAGE_SIZE as u64 - 1) != 0 {
         return Err(PciError::Unaligned {
             bdf,
@@ -138,9 +185,46 @@ pub fn map_bar(
             address: info.address,
         });
     }
-    let len = info.size.max(PAGE_SIZE as u64);
+    let Some((offset, len)) = part else {
+        return Ok(info.address..info.address + info.size.max(PAGE_SIZE as u64));
+    };
+    let page = PAGE_SIZE as u64;
+    if offset % page != 0 || len % page != 0 {
+        return Err(PciError::PartUnaligned {
+            bdf,
+            bar,
+            offset,
+            len,
+        });
+    }
+    if len == 0 || offset.checked_add(len).is_none_or(|end| end > info.size) {
+        return Err(PciError::PartOutside {
+            bdf,
+            bar,
+            offset,
+            len,
+            size: info.size,
+        });
+    }
+    Ok(info.address + offset..info.address + offset + len)
+}
+
+/// [`map_bar`] of a part of the BAR (see [`bar_part`]); also returns the physical range
+/// mapped (an `unmap` of it releases this mapping).
+pub fn map_bar_part(
+    hw: &mut Hw,
+    bdf: Bdf,
+    bar: u8,
+    part: Option<(u64, u64)>,
+    bus_master: bool,
+) -> Result<(Mapping, BarInfo, Range<u64>), PciError> {
+    let info = select_bar(hw.config, bdf, bar)?;
+    let range = bar_part(bdf, &info, part)?;
     // Map before enabling decode: if mapping fails, the device is left as it was.
-    let mapping = hw.mmio.map(info.address, len).map_err(PciError::Map)?;
+    let mapping = hw
+        .mmio
+        .map(range.start, range.end - range.start)
+        .map_err(PciError::Map)?;
     let command = Command::from_bits_retain(hw.config.read16(bdf, regs::COMMAND));
     let mut wanted = command | Command::MEMORY_SPACE;
     if bus_master {
@@ -149,7 +233,7 @@ pub fn map_bar(
     if wanted != command {
         hw.config.write16(bdf, regs::COMMAND, wanted.bits());
     }
-    Ok((mapping, info))
+    Ok((mapping, info, range))
 }
 
 /// Decodes and sizes BAR `bar` of `bdf`, with a named error for every unusable case.
@@ -201,4 +285,45 @@ pub fn set_intx_disabled(
         config.write16(bdf, regs::COMMAND, wanted.bits());
     }
     was
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn big_bar() -> BarInfo {
+        BarInfo {
+            index: 2,
+            kind: BarKind::Memory64,
+            prefetchable: true,
+            address: 0x80_0000_0000,
+            size: 1 << 33,
+        }
+    }
+
+    #[test]
+    fn a_part_of_a_bar_is_whole_pages_inside_it() {
+        let bdf = Bdf::new(0, 4, 0);
+        let info = big_bar();
+        assert_eq!(
+            bar_part(bdf, &info, None).unwrap(),
+            0x80_0000_0000..0x82_0000_0000
+        );
+        assert_eq!(
+            bar_part(bdf, &info, Some((0x1_0000_0000, 0x20_0000))).unwrap(),
+            0x81_0000_0000..0x81_0020_0000
+        );
+        let last_page = (1 << 33) - 0x1000;
+        assert!(bar_part(bdf, &info, Some((last_page, 0x1000))).is_ok());
+        for (part, code) in [
+            ((0x800, 0x1000), "bar-part-unaligned"),
+            ((0x1000, 0x10), "bar-part-unaligned"),
+            ((0, 0), "bar-part-outside"),
+            ((last_page, 0x2000), "bar-part-outside"),
+            ((!0xfff, 0x1000), "bar-part-outside"),
+        ] {
+            let err = bar_part(bdf, &info, Some(part)).unwrap_err();
+            assert_eq!(err.code(), code, "{part:x?}: {err}");
+        }
+    }
 }

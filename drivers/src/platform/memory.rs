@@ -1,6 +1,9 @@
 //! Raw virtual memory for `peek`/`poke`: RAM, and the MMIO windows `bar map`/`mem map` made.
 
-use super::Width;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use super::{MappedRange, Width};
 
 /// What backs a mapped address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,11 @@ pub trait MemoryAccess {
     fn probe(&self, addr: u64, len: u64, write: bool) -> Result<MemKind, MemError>;
     fn read(&self, addr: u64, width: Width) -> Result<u64, MemError>;
     fn write(&self, addr: u64, width: Width, value: u64) -> Result<(), MemError>;
+    /// The live mappings of the virtual range `virt`, as the page tables say (nothing is
+    /// touched): sorted by virtual address, contiguous pages of one type merged, clipped
+    /// to `virt`. The identity map is the part with virtual = physical below
+    /// [`super::IDENTITY_LIMIT`].
+    fn mappings(&self, virt: Range<u64>) -> Vec<MappedRange>;
     /// One byte, without the page-table check (see the trait doc).
     fn read_unchecked(&self, addr: u64) -> Result<u8, MemError> {
         self.read(addr, Width::W1).map(|v| v as u8)
@@ -100,5 +108,8 @@ impl MemoryAccess for NoMemory {
     }
     fn write(&self, addr: u64, _width: Width, _value: u64) -> Result<(), MemError> {
         Err(MemError::Unmapped(addr))
+    }
+    fn mappings(&self, _virt: Range<u64>) -> Vec<MappedRange> {
+        Vec::new()
     }
 }

@@ -10,6 +10,8 @@
 //! may complete (and write their buffers) until CSTS.RDY reads 0; then they are gone.
 #![allow(dead_code)]
 
+pub mod bench;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -68,6 +70,12 @@ pub struct Faults {
     pub cfs_on_read: bool,
     /// Extra time the next this-many READs take (a stalled Persistent Disk): (count, µs).
     pub stall_reads: Option<(u32, u64)>,
+    /// Extra time the next this-many WRITEs take: (count, µs).
+    pub stall_writes: Option<(u32, u64)>,
+    /// (SCT, SC) returned for every WRITE that reaches this LBA (nothing is written).
+    pub write_status_from_lba: Option<(u64, u8, u8)>,
+    /// Namespaces that refuse writes with Namespace is Write Protected (SCT 0, SC 20h).
+    pub write_protected: Vec<u32>,
 }
 
 pub struct Namespace {
@@ -145,6 +153,11 @@ pub struct Dev {
     /// Most commands seen waiting in one I/O SQ at once.
     pub max_io_outstanding: u32,
     pub reads: u32,
+    pub writes: u32,
+    /// WRITEs that carried FUA (CDW12 bit 30).
+    pub fua_writes: u32,
+    /// FLUSH commands executed, by NSID.
+    pub flushes: Vec<u32>,
     pub latencies: Latencies,
     /// The device's time (the simulated clock's, updated on every poll).
     pub now: u64,
@@ -405,7 +418,7 @@ impl Dev {
             .map(|(_, sq)| (sq.tail + sq.entries - sq.head) % sq.entries)
             .sum();
         let running = self.running.iter().filter(|r| r.sqid != 0).count() as u32;
-        self.reads + running + waiting
+        self.reads + self.writes + self.flushes.len() as u32 + running + waiting
     }
 
     /// Fetches every submitted command; each completes after its latency (`advance`).
@@ -438,6 +451,12 @@ impl Dev {
                     if let Some((count, extra)) = self.faults.stall_reads {
                         latency += extra;
                         self.faults.stall_reads = (count > 1).then_some((count - 1, extra));
+                    }
+                }
+                if qid != 0 && sqe[0] == 0x01 {
+                    if let Some((count, extra)) = self.faults.stall_writes {
+                        latency += extra;
+                        self.faults.stall_writes = (count > 1).then_some((count - 1, extra));
                     }
                 }
                 self.running.push(Running {
@@ -628,6 +647,18 @@ impl Dev {
         if self.faults.swallow_io_opcode == Some(opcode) {
             return None;
         }
+        if opcode == 0x00 {
+            // FLUSH: nothing volatile here; only the NSID must exist.
+            let nsid = dw(1);
+            if !self.namespaces.iter().any(|n| n.nsid == nsid) {
+                return Some((0x0b, 0));
+            }
+            self.flushes.push(nsid);
+            return Some((0, 0));
+        }
+        if opcode == 0x01 {
+            return self.write(sqe);
+        }
         if opcode != 0x02 {
             return Some((0x01, 0));
         }
@@ -681,6 +712,55 @@ impl Dev {
                 return Some((0x04, 0));
             }
         }
+        Some((0, 0))
+    }
+
+    /// WRITE: the data is taken from host memory when the command executes (as a device
+    /// DMAs it), so a driver that reuses a buffer before the completion writes garbage.
+    fn write(&mut self, sqe: &[u8; 64]) -> Option<(u16, u32)> {
+        let dw = |i: usize| u32::from_le_bytes(sqe[4 * i..4 * i + 4].try_into().unwrap());
+        self.writes += 1;
+        let nsid = dw(1);
+        let slba = dw(10) as u64 | (dw(11) as u64) << 32;
+        let nlb = (dw(12) & 0xffff) as u64 + 1;
+        if dw(12) & 1 << 30 != 0 {
+            self.fua_writes += 1;
+        }
+        let prp1 = dw(6) as u64 | (dw(7) as u64) << 32;
+        let prp2 = dw(8) as u64 | (dw(9) as u64) << 32;
+        let Some(index) = self.namespaces.iter().position(|n| n.nsid == nsid) else {
+            return Some((0x0b, 0));
+        };
+        if self.faults.write_protected.contains(&nsid) {
+            return Some((0x20, 0));
+        }
+        let lbads = self.namespaces[index].lbads;
+        let blocks = self.namespaces[index].data.len() as u64 >> lbads;
+        if slba + nlb > blocks {
+            return Some((0x80 | 1 << 14, 0));
+        }
+        if let Some((from, sct, sc)) = self.faults.write_status_from_lba {
+            if slba + nlb > from {
+                return Some((sc as u16 | (sct as u16) << 8, 0));
+            }
+        }
+        let len = nlb << lbads;
+        if self.mdts != 0 && len > PAGE << self.mdts {
+            return Some((0x02, 0));
+        }
+        let Some(segments) = self.walk_prps(prp1, prp2, len) else {
+            return Some((0x13, 0));
+        };
+        let mut data = vec![0u8; len as usize];
+        let mut at = 0usize;
+        for (addr, seg_len) in segments {
+            if !self.read_mem(addr, &mut data[at..at + seg_len]) {
+                return Some((0x04, 0));
+            }
+            at += seg_len;
+        }
+        let start = (slba << lbads) as usize;
+        self.namespaces[index].data[start..start + len as usize].copy_from_slice(&data);
         Some((0, 0))
     }
 
@@ -896,6 +976,9 @@ pub fn new_dev(
         violations: Vec::new(),
         max_io_outstanding: 0,
         reads: 0,
+        writes: 0,
+        fua_writes: 0,
+        flushes: Vec::new(),
         latencies: Latencies::default(),
         now: 0,
         ready_at: None,

@@ -167,12 +167,12 @@ impl Gvnic {
             );
         }
         let len: usize = data.iter().map(|d| usize::from(d.buf_size)).sum();
-        if !(ETH_HLEN..=ETH_HLEN + usize::from(self.cfg.mtu) + 4).contains(&len) {
+        if !(ETH_HLEN..=ETH_HLEN + usize::from(self.max_mtu()) + 4).contains(&len) {
             self.record.violation(
                 BadDescriptor,
                 format!(
                     "DQO TX{qid} packet at {at}: {len} bytes, MTU {} (dropped)",
-                    self.cfg.mtu
+                    self.max_mtu()
                 ),
             );
             return descs.last().copied();

@@ -73,6 +73,7 @@ impl Gvnic {
                 q.head = head;
             }
             self.complete_tx_later(qid, TxDoneKind::GqiCounter(head), mem);
+            self.count_tx_packet();
         }
     }
 
@@ -146,12 +147,13 @@ impl Gvnic {
             );
         }
         let total: usize = segs.iter().map(|s| s.0).sum();
-        if total != len || len < ETH_HLEN || len > ETH_HLEN + usize::from(self.cfg.mtu) + 4 {
+        if total != len || len < ETH_HLEN || len > ETH_HLEN + usize::from(self.max_mtu()) + 4 {
             self.record.violation(
                 BadDescriptor,
                 format!(
                     "TX{qid} packet at {}: len {len}, segments sum to {total}, MTU {} (dropped)",
-                    q.head, self.cfg.mtu
+                    q.head,
+                    self.max_mtu()
                 ),
             );
             return Some(cnt);

@@ -50,7 +50,7 @@ impl Gvnic {
             let family = q.format.family();
             let frame_len = self.wire.pending_rx.front().map_or(0, |(_, f)| f.len());
             // Ethernet header + one VLAN tag + a payload of at most the MTU.
-            if frame_len > usize::from(self.cfg.mtu) + 18 {
+            if frame_len > usize::from(self.max_mtu()) + 18 {
                 let (_, frame) = self.wire.pending_rx.pop_front().unwrap_or_default();
                 self.nic_counters.over_mru += 1;
                 self.wire

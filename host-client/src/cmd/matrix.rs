@@ -70,11 +70,20 @@ pub fn exec(m: MatrixCmd) -> Result<ExitCode> {
     if let Some(g) = &settings.gce {
         let left = g.fleet.remaining();
         if !left.is_empty() {
-            eprintln!(
-                "still running: {} (`bringup gce vm cleanup --project {} --run-id {run_id}`)",
-                left.join(", "),
+            let cleanup = format!(
+                "bringup gce vm cleanup --project {} --run-id {run_id}",
                 g.project
             );
+            if g.fleet.keeps() {
+                eprintln!("still running: {} (`{cleanup}`)", left.join(", "));
+            } else {
+                // Never a pass: a VM this run made may be running (and billing) on.
+                eprintln!(
+                    "error vm-not-deleted: {} may still be running; delete with `{cleanup}`",
+                    left.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     Ok(if report.passed {
@@ -102,6 +111,7 @@ fn cells(m: &MatrixCmd, run_id: &str) -> Result<Vec<Cell>> {
         gvnic: m.gvnic,
         gvnic_formats: m.gvnic_formats.clone(),
         gvnic_revision: m.gvnic_revision.clone(),
+        gvnic_profile: m.gvnic_profile.clone(),
         nvme: m.nvme.clone(),
         memory_mib: m.memory,
     }

@@ -36,12 +36,14 @@ pub fn config(q: &QemuOpts) -> QemuConfig {
         || q.gvnic_revision.is_some()
         || q.gvnic_formats.is_some()
         || q.gvnic_tap.is_some()
+        || q.gvnic_profile.is_some()
     {
         cfg.gvnic = Some(GvnicOptions {
             pcap: q.gvnic_pcap.clone(),
             revision: q.gvnic_revision.unwrap_or(0),
             formats: q.gvnic_formats.clone(),
             tap: q.gvnic_tap.clone(),
+            profile: q.gvnic_profile,
             ..GvnicOptions::default()
         });
     }

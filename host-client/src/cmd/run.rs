@@ -9,6 +9,7 @@ use indicatif::ProgressBar;
 
 use crate::cli::RunCmd;
 use crate::cmd;
+use host_client::model_verdict;
 use host_client::report::{Report, StepVerdict};
 use host_client::runner::{run_script, BarProgress, RunOptions};
 use host_client::script::{parse_script, Script};
@@ -33,9 +34,12 @@ pub fn exec(r: RunCmd) -> Result<ExitCode> {
         ProgressBar::hidden()
     };
     let mut progress = BarProgress::new(bar, script.steps.len());
-    let report = run_script(&mut opened.session, &script, &opts, &mut progress);
+    let mut report = run_script(&mut opened.session, &script, &opts, &mut progress);
     drop(progress);
-    let model = opened.session.close();
+    let (model, state) = opened.session.close_keeping_model();
+    if let Some(state) = &state {
+        model_verdict::judge(&mut report, &state.record, script.allow_model_violations);
+    }
     eprint!("{}", verdicts(&report));
     if let Err(e) = model {
         eprintln!("note: the gVNIC model ended with an error: {e:#}");
@@ -99,6 +103,11 @@ fn verdicts(report: &Report) -> String {
     }
     if let Some(err) = &report.error {
         out.push_str(&format!("error: {err}\n"));
+    }
+    if let Some(m) = &report.gvnic_model {
+        if m.verdict != "clean" {
+            out.push_str(&format!("gVNIC model: {}: {}\n", m.verdict, m.words));
+        }
     }
     let s = &report.summary;
     out.push_str(&format!(

@@ -227,29 +227,130 @@ pub struct GcloudError {
     pub message: String,
 }
 
-/// Names a failure from what gcloud printed (its ERROR lines carry the API's reason).
+/// Names a failure from what gcloud printed. Only the API's own words count: the message
+/// lines of gcloud's `ERROR:` report (the line itself and the ` - ` lines under it), with
+/// every quoted string, bracketed name and resource path removed first, so a project id or
+/// VM name (`lab-4031`, `bu-m-m1404beef-c3`) can never decide it. An HTTP status counts only
+/// where gcloud states one as a field (`HTTPError 404`, `Error 403`, `"code": 400`,
+/// `httpErrorStatusCode: 404`). Anything else is `gcloud-failed`: unknown, so callers must
+/// not assume that nothing was made.
 pub fn classify(stderr: &str) -> &'static str {
-    let lower = stderr.to_lowercase();
-    if lower.contains("quota") && (lower.contains("exceeded") || lower.contains("quota_exceeded")) {
-        "gce-quota"
-    } else if lower.contains("zone_resource_pool_exhausted")
-        || lower.contains("does not have enough resources")
-    {
-        "gce-resources"
-    } else if lower.contains("permission")
-        || lower.contains("forbidden")
-        || lower.contains("403")
-        || lower.contains("not authorized")
-    {
+    let message = api_message(stderr);
+    let lower = message.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    if has(&["quota_exceeded"]) || (lower.contains("quota") && lower.contains("exceeded")) {
+        return "gce-quota";
+    }
+    if has(&[
+        "zone_resource_pool_exhausted",
+        "does not have enough resources",
+    ]) {
+        return "gce-resources";
+    }
+    match http_status(&message) {
+        Some(403) => return "gce-permission",
+        Some(404) => return "gce-not-found",
+        Some(400) => return "gce-bad-request",
+        Some(_) => return "gcloud-failed",
+        None => {}
+    }
+    if has(&[
+        "permission",
+        "forbidden",
+        "not authorized",
+        "permission_denied",
+    ]) {
         "gce-permission"
-    } else if lower.contains("was not found") || lower.contains("notfound") || lower.contains("404")
-    {
+    } else if has(&["was not found", "notfound", "not_found"]) {
         "gce-not-found"
-    } else if lower.contains("invalid value") || lower.contains("400") {
+    } else if has(&["invalid value", "invalid_argument", "badrequest"]) {
         "gce-bad-request"
     } else {
         "gcloud-failed"
     }
+}
+
+/// The message part of gcloud's error report with names taken out (see [`classify`]).
+fn api_message(stderr: &str) -> String {
+    let mut lines = Vec::new();
+    let mut in_error = false;
+    for line in stderr.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("ERROR:") {
+            in_error = true;
+            // `(gcloud.compute.instances.create)`: the command, not the API's words.
+            let rest = rest.trim_start();
+            let rest = match rest.strip_prefix('(') {
+                Some(r) => r.split_once(')').map_or("", |(_, after)| after),
+                None => rest,
+            };
+            lines.push(rest.to_string());
+        } else if in_error && (t.starts_with("- ") || t.starts_with("-\t")) {
+            lines.push(t[1..].to_string());
+        } else if in_error && !t.is_empty() && line.starts_with(char::is_whitespace) {
+            lines.push(t.to_string());
+        } else {
+            in_error = false;
+        }
+    }
+    // gcloud without an ERROR: line (an old version, a wrapper): the whole text.
+    let text = if lines.is_empty() {
+        stderr.to_string()
+    } else {
+        lines.join("\n")
+    };
+    strip_names(&text)
+}
+
+/// Removes quoted strings, bracketed names and words holding a `/` (resource paths).
+fn strip_names(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let close = match c {
+            '\'' => Some('\''),
+            '"' => Some('"'),
+            '[' => Some(']'),
+            _ => None,
+        };
+        match close {
+            // `"code": 404` keeps its key: a quoted word followed by `:` is a field name.
+            Some(end) => {
+                let inner: String = chars.by_ref().take_while(|&x| x != end).collect();
+                if chars.peek() == Some(&':') && !inner.contains(['/', ' ']) {
+                    out.push_str(&inner);
+                } else {
+                    out.push(' ');
+                }
+            }
+            None => out.push(c),
+        }
+    }
+    out.split(' ')
+        .filter(|w| !w.contains('/'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An HTTP status gcloud states as a field: `HTTPError 404`, `Error 404`, `code: 404`,
+/// `httpErrorStatusCode: 404`.
+fn http_status(message: &str) -> Option<u16> {
+    let words: Vec<&str> = message
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.windows(2).find_map(|pair| {
+        let key = pair[0].trim_end_matches(':').to_ascii_lowercase();
+        let is_key = matches!(
+            key.as_str(),
+            "httperror" | "error" | "code" | "httperrorstatuscode"
+        );
+        let value = pair[1].trim_end_matches([':', '.']);
+        (is_key && value.len() == 3)
+            .then(|| value.parse().ok())
+            .flatten()
+            .filter(|s| (100..600).contains(s))
+    })
 }
 
 /// Policy: the longest one gcloud call may take before it is killed (a create usually
@@ -507,6 +608,33 @@ mod tests {
             "gce-bad-request"
         );
         assert_eq!(classify("something odd"), "gcloud-failed");
+    }
+
+    #[test]
+    fn digits_in_names_and_projects_never_name_a_failure() {
+        // A transient error about a VM and a project whose names hold 404 and 403.
+        let transient = "ERROR: (gcloud.compute.instances.delete) Could not fetch resource:\n - Internal error. Please try again. Resource 'projects/lab-4031/zones/us-central1-a/instances/bu-m-m1404beef-c3-standard-4'\n";
+        assert_eq!(classify(transient), "gcloud-failed");
+        let unquoted = "ERROR: (gcloud.compute.instances.create) Could not fetch resource:\n - Backend error on projects/lab-4031/zones/z/instances/bu-m-m1400beef\n";
+        assert_eq!(classify(unquoted), "gcloud-failed");
+        // The real not-found of that VM is still named.
+        let gone = "ERROR: (gcloud.compute.instances.delete) Could not fetch resource:\n - The resource 'projects/lab-4031/zones/z/instances/bu-m-m1404beef' was not found\n";
+        assert_eq!(classify(gone), "gce-not-found");
+        // An HTTP status stated as a field counts.
+        assert_eq!(
+            classify("ERROR: (gcloud.storage.cp) HTTPError 403: caller does not have storage.objects.create access"),
+            "gce-permission"
+        );
+        assert_eq!(
+            classify(
+                "ERROR: (gcloud.compute.images.describe) {\"code\": 404, \"message\": \"gone\"}"
+            ),
+            "gce-not-found"
+        );
+        assert_eq!(
+            classify("ERROR: (gcloud.compute.instances.list) HTTPError 503: backend unavailable"),
+            "gcloud-failed"
+        );
     }
 
     #[test]

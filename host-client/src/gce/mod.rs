@@ -4,6 +4,7 @@
 
 pub mod banner;
 pub mod connect;
+pub mod follow;
 pub mod gcloud;
 pub mod ssh;
 

@@ -129,6 +129,15 @@ impl GceTarget {
             {
                 bail!("--region {region:?} is not a region name like us-central1");
             }
+            // The regional gateway only knows its own region's VMs, and its host key is that
+            // region's: a mismatch would connect elsewhere and then name the wrong key.
+            // (A zone not named REGION-X is taken as given: then --region is how to say it.)
+            if let Some(of_zone) = region_of_zone(&self.zone).ok().filter(|r| r != region) {
+                bail!(
+                    "--region {region} does not hold --zone {} (its region is {of_zone}): drop --region, it is derived from the zone",
+                    self.zone
+                );
+            }
         }
         if self.gateway.is_none() {
             self.gateway_host()?;
@@ -221,7 +230,12 @@ impl GceTarget {
             "CheckHostIP=no".into(),
             "ControlPath=none".into(),
             "PasswordAuthentication=no".into(),
-            "ServerAliveInterval=30".into(),
+            // A connection that goes silent (half-open TCP: the gateway or a NAT on the
+            // way dropped it without a word) must end well within a command's timeout (30 s
+            // by default), so the run reconnects and resumes as for a drop; ssh's usual 30 s
+            // x 3 would turn it into a plain command timeout.
+            format!("ServerAliveInterval={}", KEEPALIVE_INTERVAL.as_secs()),
+            format!("ServerAliveCountMax={KEEPALIVE_COUNT}"),
         ] {
             argv.extend(["-o".into(), opt]);
         }
@@ -233,6 +247,12 @@ impl GceTarget {
         Ok(argv)
     }
 }
+
+/// Policy: seconds between ssh's keepalive requests to the gateway, and how many may go
+/// unanswered before ssh gives up: a silent line is found within 15 s, half the default
+/// command timeout, for a few bytes every 5 s.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+pub const KEEPALIVE_COUNT: u32 = 3;
 
 /// `us-central1-a` -> `us-central1`: a zone is its region plus `-` and one letter.
 pub fn region_of_zone(zone: &str) -> Result<String> {
@@ -511,10 +531,13 @@ mod tests {
         t.port = 2;
         t.replay_lines = Some(1000);
         t.region = Some("europe-west4".into());
+        let err = t.ssh_argv().unwrap_err().to_string();
+        assert!(err.contains("does not hold --zone us-central1-a"), "{err}");
+        t.zone = "europe-west4-b".into();
         let argv = t.ssh_argv().unwrap();
         assert_eq!(
             argv.last().unwrap(),
-            "proj.us-central1-a.vm1.alice.port=2.replay-lines=1000@europe-west4-ssh-serialport.googleapis.com"
+            "proj.europe-west4-b.vm1.alice.port=2.replay-lines=1000@europe-west4-ssh-serialport.googleapis.com"
         );
         t.gateway = Some("127.0.0.1:2222".into());
         let argv = t.ssh_argv().unwrap();

@@ -16,6 +16,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::fleet::{Fleet, VmRecord};
 use super::plan::{Cell, CellKind, GceCell, LocalTarget};
 use super::report::{report_code, MatrixReport, TargetOutcome, TargetResult};
+use crate::disk_view::DiskView;
 use crate::gce::gcloud::{self, VmCreate, MATRIX_LABEL};
 use crate::gce::{shell_line, GceTarget};
 use crate::runner::{run_script, BarProgress, Progress, RunOptions};
@@ -288,7 +289,10 @@ fn unix_ms() -> u64 {
 fn run_local(cell: &Cell, t: &LocalTarget, s: &Settings, progress: &mut dyn Progress) -> Ended {
     let dir = s.report_dir.join(&cell.id);
     let pcap = t.gvnic.as_ref().map(|_| dir.join("gvnic.pcap"));
-    let spec = TargetSpec::Qemu(t.qemu_config(s.boot_image.as_deref(), pcap));
+    let mut cfg = t.qemu_config(s.boot_image.as_deref(), pcap);
+    // Targets may share a disk file: none gets the file itself (see disk_view).
+    cfg.nvme_view = DiskView::for_script(&s.script);
+    let spec = TargetSpec::Qemu(cfg);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         let why = format!("cannot create the report directory for {}: {e}", cell.id);
         return Ended::error(&spec.label(), "report-dir", &why);
@@ -315,8 +319,19 @@ fn run_proof(cell: &Cell, opened: Opened, s: &Settings, progress: &mut dyn Progr
         script_name: s.script_name.clone(),
         transport: label.clone(),
     };
-    let report = run_script(&mut session, &s.script, &opts, progress);
-    let model = session.close();
+    let mut report = run_script(&mut session, &s.script, &opts, progress);
+    if report.boot.is_none() {
+        // No prompt because QEMU itself gave up (a locked disk, a bad option): its words,
+        // not a boot timeout.
+        if let Some(why) = session.qemu_failure() {
+            let _ = session.close();
+            return Ended::error(&label, "qemu-failed", &why);
+        }
+    }
+    let (model, state) = session.close_keeping_model();
+    if let Some(state) = &state {
+        crate::model_verdict::judge(&mut report, &state.record, s.script.allow_model_violations);
+    }
     let file = format!("{}/report.json", cell.id);
     let written = serde_json::to_string_pretty(&report)
         .map_err(anyhow::Error::from)
@@ -345,7 +360,9 @@ fn run_proof(cell: &Cell, opened: Opened, s: &Settings, progress: &mut dyn Progr
             TargetOutcome::Failed
         },
         error_code: report_code(&report),
-        error: error.or(failed_reason),
+        error: error
+            .or_else(|| crate::model_verdict::failure(&report))
+            .or(failed_reason),
         report_file: written.is_ok().then_some(file),
         vm: None,
         report: Some(report),
@@ -418,8 +435,8 @@ fn run_gce(
         ended.outcome = TargetOutcome::Error;
         ended.error_code = Some("vm-not-deleted".into());
         ended.error = Some(format!(
-            "{} was not deleted ({why}); `bringup gce vm cleanup --project {}` finds it",
-            vm.name, gce.project
+            "{why} (`bringup gce vm cleanup --project {} --run-id {}` finds it too)",
+            gce.project, s.run_id
         ));
     }
     ended.vm = Some(vm);

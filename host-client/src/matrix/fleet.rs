@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::gce::follow::{self, Fate};
 use crate::gce::gcloud::{self, GcloudError, VmCreate};
+use crate::gce::shell_line;
 
 /// Policy: how long an interrupt waits for creates in flight, at most (each create is
 /// killed after its own gcloud timeout anyway).
@@ -33,6 +35,9 @@ enum VmState {
     Deleting,
     /// Deleted, or never created.
     Gone,
+    /// May exist and this run could not delete it (the delete failed, or a create's fate
+    /// stayed unknown): listed by [`Fleet::remaining`], reported `vm-not-deleted`.
+    Stranded,
 }
 
 /// What happened to one VM, for the matrix report.
@@ -56,6 +61,25 @@ pub struct Fleet {
     vms: Mutex<BTreeMap<String, VmState>>,
     changed: Condvar,
     interrupted: AtomicBool,
+    follow: FollowPolicy,
+}
+
+/// How long a create whose outcome is unknown is followed ([`follow`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FollowPolicy {
+    /// How long an insert operation may take to be listed.
+    pub grace: Duration,
+    /// The whole follow-up, at most.
+    pub budget: Duration,
+}
+
+impl Default for FollowPolicy {
+    fn default() -> Self {
+        FollowPolicy {
+            grace: follow::NO_OPERATION_GRACE,
+            budget: follow::FOLLOW_BUDGET,
+        }
+    }
 }
 
 impl Fleet {
@@ -70,7 +94,29 @@ impl Fleet {
             vms: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             interrupted: AtomicBool::new(false),
+            follow: FollowPolicy::default(),
         })
+    }
+
+    /// [`Self::new`] with another follow-up policy (tests, and `--gcloud-timeout` runs that
+    /// want an answer sooner).
+    pub fn with_follow(
+        project: &str,
+        zone: &str,
+        keep: bool,
+        gcloud_timeout: Duration,
+        follow: FollowPolicy,
+    ) -> Arc<Fleet> {
+        let mut fleet = Fleet::new(project, zone, keep, gcloud_timeout);
+        if let Some(f) = Arc::get_mut(&mut fleet) {
+            f.follow = follow;
+        }
+        fleet
+    }
+
+    /// Whether this run keeps its VMs (`--keep`).
+    pub fn keeps(&self) -> bool {
+        self.keep
     }
 
     /// Set once Ctrl-C arrived: targets not yet created are not created.
@@ -96,9 +142,10 @@ impl Fleet {
         }
     }
 
-    /// Creates the VM. On success the guard owns its deletion. A create that failed for a
-    /// named reason (quota, permission, bad machine type, no capacity) made nothing; any
-    /// other failure may have left a VM, so it is deleted at once.
+    /// Creates the VM. On success the guard owns its deletion. On failure the VM may still
+    /// appear (GCE finishes an insert whose client went away): the create is followed from
+    /// gcloud's JSON ([`follow`]) until the VM provably exists (then it is deleted here) or
+    /// provably never will. Only a missing gcloud made nothing for certain.
     pub fn create(self: &Arc<Self>, op: &VmCreate) -> Result<VmGuard, GcloudError> {
         let name = op.name.clone();
         let argv = op
@@ -133,28 +180,78 @@ impl Fleet {
                     done: false,
                 })
             }
-            Err(e) => {
-                let made_nothing = matches!(
-                    e.code,
-                    "gce-quota"
-                        | "gce-permission"
-                        | "gce-bad-request"
-                        | "gce-resources"
-                        | "gcloud-missing"
-                );
-                if made_nothing {
-                    self.set(&name, VmState::Gone);
-                } else {
-                    self.set(&name, VmState::Up);
-                    let _ = self.delete(&name);
-                }
+            Err(e) if e.code == "gcloud-missing" => {
+                self.set(&name, VmState::Gone);
                 Err(e)
+            }
+            Err(e) => Err(self.after_failed_create(&name, e)),
+        }
+    }
+
+    /// Follows a failed create to its end: deletes the VM if it exists after all, and says
+    /// so in the error; a VM that could not be deleted (or whose fate stayed unknown) turns
+    /// the error into `vm-not-deleted`.
+    fn after_failed_create(&self, name: &str, e: GcloudError) -> GcloudError {
+        // gcloud said the API refused the insert itself: no operation will appear.
+        let refused = matches!(
+            e.code,
+            "gce-quota" | "gce-permission" | "gce-bad-request" | "gce-resources"
+        );
+        let fate = follow::follow(&follow::Follow {
+            project: &self.project,
+            zone: &self.zone,
+            name,
+            gcloud_timeout: self.gcloud_timeout,
+            grace: if refused {
+                Duration::ZERO
+            } else {
+                self.follow.grace
+            },
+            budget: self.follow.budget,
+        });
+        match fate {
+            Fate::NeverWill(_) => {
+                self.set(name, VmState::Gone);
+                e
+            }
+            Fate::Exists => {
+                self.set(name, VmState::Up);
+                match self.delete(name) {
+                    Some(Err(not_deleted)) => not_deleted,
+                    _ => GcloudError {
+                        code: e.code,
+                        message: format!(
+                            "{}; the VM appeared after gcloud gave up on it and was deleted",
+                            e.message
+                        ),
+                    },
+                }
+            }
+            Fate::Unknown(why) => {
+                self.set(name, VmState::Stranded);
+                self.not_deleted(
+                    name,
+                    &format!("{}; whether the VM exists is unknown {why}", e.message),
+                )
             }
         }
     }
 
+    /// The `vm-not-deleted` error for `name`, with the command that deletes it.
+    fn not_deleted(&self, name: &str, why: &str) -> GcloudError {
+        let cleanup = gcloud::vm_delete(&self.project, &self.zone, name)
+            .map(|c| shell_line(&c[0]))
+            .unwrap_or_default();
+        GcloudError {
+            code: "vm-not-deleted",
+            message: format!("{name} may still be running ({why}); delete it: {cleanup}"),
+        }
+    }
+
     /// Deletes `name` if it is up and nobody else is deleting it. `None` when there was
-    /// nothing to do for this caller (kept, gone, or taken by someone else).
+    /// nothing to do for this caller (kept, gone, or taken by someone else). A failed delete
+    /// is checked against gcloud's list: a VM still listed (or that cannot be listed) stays
+    /// [`Self::remaining`] and the error is `vm-not-deleted`.
     pub fn delete(&self, name: &str) -> Option<Result<(), GcloudError>> {
         if self.keep || !self.take(name) {
             return None;
@@ -167,9 +264,26 @@ impl Fleet {
             .and_then(|mut cmds| {
                 gcloud::run_captured_within(&cmds.remove(0), self.gcloud_timeout).map(|_| ())
             });
-        // A failed delete is not retried here: the VM stays labelled for `cleanup`.
-        self.set(name, VmState::Gone);
-        Some(result)
+        let Err(e) = result else {
+            self.set(name, VmState::Gone);
+            return Some(Ok(()));
+        };
+        match follow::is_listed(&self.project, &self.zone, name, self.gcloud_timeout) {
+            Ok(false) => {
+                // Not there (deleted meanwhile, or never made): nothing is left behind.
+                self.set(name, VmState::Gone);
+                Some(Ok(()))
+            }
+            Ok(true) => {
+                self.set(name, VmState::Stranded);
+                Some(Err(self.not_deleted(name, &e.to_string())))
+            }
+            Err(list) => {
+                self.set(name, VmState::Stranded);
+                let why = format!("{e}; and listing it failed: {list:#}");
+                Some(Err(self.not_deleted(name, &why)))
+            }
+        }
     }
 
     /// Ctrl-C: no new creates; waits for creates in flight, deletes every VM that is up
@@ -218,11 +332,12 @@ impl Fleet {
         }
     }
 
-    /// VMs that exist and will not be deleted by this run (`--keep`, or failed deletes).
+    /// VMs that exist (or may) and will not be deleted by this run (`--keep`, failed
+    /// deletes, creates whose fate stayed unknown).
     pub fn remaining(&self) -> Vec<String> {
         let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
         vms.iter()
-            .filter(|(_, s)| **s == VmState::Up)
+            .filter(|(_, s)| matches!(**s, VmState::Up | VmState::Stranded))
             .map(|(n, _)| n.clone())
             .collect()
     }

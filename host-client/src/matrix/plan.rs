@@ -70,6 +70,16 @@ impl Serialize for FormatSet {
 pub struct GvnicCell {
     pub formats: FormatSet,
     pub revision: u8,
+    /// The device generation (`--gvnic-profile` axis).
+    #[serde(serialize_with = "profile_name")]
+    pub profile: gvnic_model::Profile,
+}
+
+fn profile_name<S: serde::Serializer>(
+    p: &gvnic_model::Profile,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(p)
 }
 
 /// One local QEMU target.
@@ -107,6 +117,10 @@ impl LocalTarget {
         );
         if let Some(g) = &self.gvnic {
             id.push_str(&format!("-{}-rev{}", g.formats, g.revision));
+            // The default generation keeps the ids the matrix always had.
+            if g.profile != gvnic_model::Profile::default() {
+                id.push_str(&format!("-{}", g.profile));
+            }
         }
         id
     }
@@ -128,6 +142,7 @@ impl LocalTarget {
             pcap,
             revision: g.revision,
             formats: Some(g.formats.0.clone()),
+            profile: Some(g.profile),
             ..GvnicOptions::default()
         });
         cfg
@@ -168,6 +183,7 @@ pub struct LocalAxes {
     pub gvnic: bool,
     pub gvnic_formats: Vec<FormatSet>,
     pub gvnic_revision: Vec<u8>,
+    pub gvnic_profile: Vec<gvnic_model::Profile>,
     pub nvme: Vec<PathBuf>,
     pub memory_mib: u32,
 }
@@ -183,25 +199,30 @@ fn or_default<T: Clone>(axis: &[T], default: T) -> Vec<T> {
 impl LocalAxes {
     /// The product of the axes, in the order given (firmware outermost).
     pub fn cells(&self) -> Result<Vec<Cell>> {
-        let with_gvnic =
-            self.gvnic || !self.gvnic_formats.is_empty() || !self.gvnic_revision.is_empty();
+        let with_gvnic = self.gvnic
+            || !self.gvnic_formats.is_empty()
+            || !self.gvnic_revision.is_empty()
+            || !self.gvnic_profile.is_empty();
         let gvnic: Vec<Option<GvnicCell>> = if with_gvnic {
             let formats = or_default(
                 &self.gvnic_formats,
                 "gqi-qpl".parse().expect("a known format"),
             );
             let revisions = or_default(&self.gvnic_revision, 0);
-            formats
-                .iter()
-                .flat_map(|f| {
-                    revisions.iter().map(|r| {
-                        Some(GvnicCell {
+            let profiles = or_default(&self.gvnic_profile, gvnic_model::Profile::default());
+            let mut cells = Vec::new();
+            for f in &formats {
+                for r in &revisions {
+                    for p in &profiles {
+                        cells.push(Some(GvnicCell {
                             formats: f.clone(),
                             revision: *r,
-                        })
-                    })
-                })
-                .collect()
+                            profile: *p,
+                        }));
+                    }
+                }
+            }
+            cells
         } else {
             vec![None]
         };
@@ -241,6 +262,7 @@ impl LocalAxes {
 /// machine = "pc"
 /// gvnic_formats = "gqi-qpl+dqo-rda"
 /// gvnic_revision = 1
+/// gvnic_profile = "2024"
 /// nvme = ["disk.raw"]
 /// ```
 #[derive(Debug, Deserialize)]
@@ -259,6 +281,7 @@ struct TargetEntry {
     gvnic: Option<bool>,
     gvnic_formats: Option<String>,
     gvnic_revision: Option<u8>,
+    gvnic_profile: Option<String>,
     #[serde(default)]
     nvme: Vec<PathBuf>,
     memory: Option<u32>,
@@ -280,8 +303,10 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
         if e.gvnic_revision.is_some_and(|r| r > 1) {
             bail!("target {}: gvnic_revision must be 0 or 1", i + 1);
         }
-        let with_gvnic =
-            e.gvnic.unwrap_or(false) || e.gvnic_formats.is_some() || e.gvnic_revision.is_some();
+        let with_gvnic = e.gvnic.unwrap_or(false)
+            || e.gvnic_formats.is_some()
+            || e.gvnic_revision.is_some()
+            || e.gvnic_profile.is_some();
         let gvnic = if with_gvnic {
             let formats = e.gvnic_formats.as_deref().unwrap_or("gqi-qpl");
             Some(GvnicCell {
@@ -289,6 +314,12 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
                     .parse()
                     .with_context(|| format!("target {}", i + 1))?,
                 revision: e.gvnic_revision.unwrap_or(0),
+                profile: match e.gvnic_profile.as_deref() {
+                    Some(p) => p
+                        .parse()
+                        .map_err(|m: String| anyhow::anyhow!("target {}: {m}", i + 1))?,
+                    None => gvnic_model::Profile::default(),
+                },
             })
         } else {
             None
@@ -373,6 +404,35 @@ mod tests {
 
     fn ids(cells: &[Cell]) -> Vec<&str> {
         cells.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_gvnic_profile_axis_multiplies_and_reaches_the_model() {
+        use gvnic_model::Profile;
+        let cells = LocalAxes {
+            gvnic_profile: vec![Profile::Y2024, Profile::Y2026],
+            memory_mib: 512,
+            ..LocalAxes::default()
+        }
+        .cells()
+        .unwrap();
+        assert_eq!(
+            ids(&cells),
+            ["bios-pc-tcg-gqi-qpl-rev0-2024", "bios-pc-tcg-gqi-qpl-rev0"]
+        );
+        let CellKind::Local(t) = &cells[0].kind else {
+            panic!("local")
+        };
+        let g = t
+            .qemu_config(None, None)
+            .gvnic
+            .expect("the profile axis implies the model");
+        assert_eq!(g.profile, Some(Profile::Y2024));
+        let text = "[[target]]\ngvnic_profile = \"2024\"\n[[target]]\nname = \"x\"\ngvnic_profile = \"2025\"\n";
+        assert!(targets_from_toml(text, Path::new("."), 512).is_err());
+        let text = "[[target]]\ngvnic_profile = \"2024\"\n";
+        let cells = targets_from_toml(text, Path::new("."), 512).unwrap();
+        assert!(cells[0].id.ends_with("-2024"), "{}", cells[0].id);
     }
 
     #[test]

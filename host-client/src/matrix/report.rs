@@ -149,6 +149,10 @@ pub fn report_code(r: &Report) -> Option<String> {
     if r.passed {
         return None;
     }
+    // The device saw the driver do something wrong: the root cause of what followed.
+    if crate::model_verdict::failure(r).is_some() {
+        return Some(crate::model_verdict::MODEL_VIOLATION.into());
+    }
     if let Some(c) = r.commands.iter().find(|c| c.verdict == StepVerdict::Fail) {
         return Some(step_code(c));
     }

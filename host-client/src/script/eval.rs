@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Check, Expectation, Literal, Op};
+use super::{Check, Expectation, Literal, Op, Quantifier};
 use crate::json::body_json;
 use crate::CommandOutcome;
 
@@ -49,14 +49,19 @@ pub fn evaluate(exp: &Expectation, outcome: &CommandOutcome) -> Verdict {
                 Verdict::fail(d)
             }
         }
-        Check::Field { path, cmp } => eval_field(path, cmp.as_ref(), outcome),
+        Check::Field { path, cmp, quant } => eval_field(path, cmp.as_ref(), *quant, outcome),
     }
 }
 
-fn eval_field(path: &str, cmp: Option<&(Op, Literal)>, outcome: &CommandOutcome) -> Verdict {
+fn eval_field(
+    path: &str,
+    cmp: Option<&(Op, Literal)>,
+    quant: Quantifier,
+    outcome: &CommandOutcome,
+) -> Verdict {
     let mut kinds_seen: Vec<&str> = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
-    let mut matched_kind = false;
+    // Each frame of the kind: its value at the path (None: the field is absent there).
+    let mut of_kind: Vec<Option<Value>> = Vec::new();
     for frame in &outcome.frames {
         let kind = frame.body.kind();
         if !kinds_seen.contains(&kind) {
@@ -69,43 +74,68 @@ fn eval_field(path: &str, cmp: Option<&(Op, Literal)>, outcome: &CommandOutcome)
         } else {
             continue;
         };
-        matched_kind = true;
-        let body = body_json(&frame.body);
-        let Some(value) = lookup(&body, rest) else {
-            continue;
-        };
-        match cmp {
-            None => return Verdict::pass(format!("{path} present")),
-            Some((op, lit)) => match check(value, *op, lit) {
-                Ok(true) => return Verdict::pass(format!("{path} = {}", short(value))),
-                Ok(false) => values.push(value.clone()),
-                Err(why) => return Verdict::fail(format!("{path}: {why}")),
-            },
-        }
+        of_kind.push(lookup(&body_json(&frame.body), rest).cloned());
     }
-    if !matched_kind {
+    if of_kind.is_empty() {
         return Verdict::fail(format!(
             "no frame of kind {:?} from this command (it sent: {})",
             path.split('.').take(2).collect::<Vec<_>>().join("."),
             kinds_seen.join(", ")
         ));
     }
-    match cmp {
-        None => Verdict::fail(format!("no field {path} in the frames of that kind")),
-        Some((op, lit)) if values.is_empty() => {
-            let _ = (op, lit);
+    let frames = of_kind.len();
+    let Some((op, lit)) = cmp else {
+        let present = of_kind.iter().filter(|v| v.is_some()).count();
+        return match (quant, present) {
+            (_, 0) => Verdict::fail(format!("no field {path} in the frames of that kind")),
+            (Quantifier::All, n) if n < frames => Verdict::fail(format!(
+                "{path} present in {n} of {frames} frames, expected all"
+            )),
+            _ => Verdict::pass(format!("{path} present")),
+        };
+    };
+    let mut passed = Vec::new();
+    let mut failed = Vec::new();
+    let mut absent = 0;
+    for value in &of_kind {
+        let Some(value) = value else {
+            absent += 1;
+            continue;
+        };
+        match check(value, *op, lit) {
+            Ok(true) => passed.push(value),
+            Ok(false) => failed.push(value),
+            Err(why) => return Verdict::fail(format!("{path}: {why}")),
+        }
+    }
+    let expected = format!("{} {}", op.symbol(), literal_text(lit));
+    let list = |vs: &[&Value]| {
+        vs.iter()
+            .take(3)
+            .map(|v| short(v))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    match quant {
+        Quantifier::Any if !passed.is_empty() => {
+            Verdict::pass(format!("{path} = {}", short(passed[0])))
+        }
+        Quantifier::Any if failed.is_empty() => {
             Verdict::fail(format!("no field {path} in the frames of that kind"))
         }
-        Some((op, lit)) => Verdict::fail(format!(
-            "{path} is {}, expected {} {}",
-            values
-                .iter()
-                .take(3)
-                .map(short)
-                .collect::<Vec<_>>()
-                .join(" / "),
-            op.symbol(),
-            literal_text(lit)
+        Quantifier::Any => {
+            Verdict::fail(format!("{path} is {}, expected {expected}", list(&failed)))
+        }
+        Quantifier::All if failed.is_empty() && absent == 0 => {
+            Verdict::pass(format!("{path} {expected} in all {frames} frame(s)"))
+        }
+        Quantifier::All if failed.is_empty() => Verdict::fail(format!(
+            "no field {path} in {absent} of {frames} frames of that kind, expected all {expected}"
+        )),
+        Quantifier::All => Verdict::fail(format!(
+            "{path} is {} in {} of {frames} frame(s), expected all {expected}",
+            list(&failed),
+            failed.len()
         )),
     }
 }
@@ -303,7 +333,6 @@ mod tests {
             "expect nvme.identify.model == \"QEMU\"\n\
              expect nvme.read.sha256 == 0\n\
              expect nvme.namespace.blocks > 4096\n\
-             expect nvme.identify.nosuch\n\
              expect nvme.identify.model >= 3\n\
              expect-count pci.function >= 1\n",
         );
@@ -320,8 +349,67 @@ mod tests {
             v[1].detail
         );
         assert!(v[2].detail.contains("2048"), "{}", v[2].detail);
-        assert!(v[3].detail.contains("no field"), "{}", v[3].detail);
-        assert!(v[4].detail.contains("not a number"), "{}", v[4].detail);
-        assert!(v[5].detail.contains("0 pci.function"), "{}", v[5].detail);
+        assert!(v[3].detail.contains("not a number"), "{}", v[3].detail);
+        assert!(v[4].detail.contains("0 pci.function"), "{}", v[4].detail);
+    }
+
+    fn teardown_outcome() -> CommandOutcome {
+        let step = |seq, name: &str, ok| {
+            frame(
+                seq,
+                Body::TeardownStep(TeardownStep {
+                    device: "gvnic".into(),
+                    step: name.into(),
+                    ok,
+                    detail: String::new(),
+                }),
+            )
+        };
+        let result = CommandResult {
+            outcome: Outcome::Ok,
+            elapsed_us: 9,
+        };
+        CommandOutcome {
+            line: "teardown all".into(),
+            started_line: "teardown all".into(),
+            cmd: 4,
+            text: String::new(),
+            frames: vec![
+                frame(
+                    1,
+                    Body::CommandStart(CommandStart {
+                        line: "teardown all".into(),
+                    }),
+                ),
+                step(2, "reset", true),
+                step(3, "msix-disable", false),
+                frame(4, Body::CommandResult(result.clone())),
+            ],
+            result,
+            elapsed: Duration::from_millis(3),
+        }
+    }
+
+    #[test]
+    fn an_equality_holds_for_every_frame_of_the_kind_unless_any_is_asked() {
+        let s = parse_script(
+            "teardown all\n\
+             expect teardown.step.ok == true\n\
+             expect any teardown.step.ok == true\n\
+             expect teardown.step.step ~ \"msix\"\n\
+             expect teardown.step.detail !~ \"x\"\n\
+             expect all teardown.step.step ~ \"e\"\n",
+        )
+        .unwrap();
+        let v: Vec<Verdict> = s.steps[0]
+            .expectations
+            .iter()
+            .map(|e| evaluate(e, &teardown_outcome()))
+            .collect();
+        assert!(!v[0].passed, "one step said ok: false: {}", v[0].detail);
+        assert!(v[0].detail.contains("1 of 2"), "{}", v[0].detail);
+        for (i, v) in v.iter().enumerate().skip(1) {
+            assert!(v.passed, "expectation {i}: {}", v.detail);
+        }
     }
 }

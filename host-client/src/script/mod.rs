@@ -3,6 +3,7 @@
 
 mod eval;
 mod parse;
+pub mod vocabulary;
 
 pub use eval::{evaluate, Verdict};
 pub use parse::{parse_duration, parse_script};
@@ -13,6 +14,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Script {
     pub steps: Vec<Step>,
+    /// `allow-model-violations`: the gVNIC model's violations and refused commands are
+    /// reported but do not fail the run (crate::model_verdict).
+    pub allow_model_violations: bool,
 }
 
 /// One monitor command with what is expected of it.
@@ -39,16 +43,45 @@ pub struct Expectation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    /// `expect <kind>[.<field path>] [<op> <value>]`: some frame of the command whose kind
-    /// prefixes the path satisfies it. Without an operator: such a frame (and field) exists.
+    /// `expect [all|any] <kind>[.<field path>] [<op> <value>]`: every frame (`all`) or some
+    /// frame (`any`) of the command whose kind prefixes the path has the field and satisfies
+    /// it; `all` needs at least one such frame. Without an operator: such a frame (and field)
+    /// exists. The quantifier defaults per [`Quantifier::default_for`].
     Field {
         path: String,
         cmp: Option<(Op, Literal)>,
+        quant: Quantifier,
     },
     /// `expect-count <kind> <op> <n>`: how many frames of that kind the command emitted.
     Count { kind: String, op: Op, n: i128 },
     /// `expect-text "substring"`: the command's human text contains it.
     Text { needle: String },
+}
+
+/// Which frames of a kind an `expect` must hold for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    All,
+    Any,
+}
+
+impl Quantifier {
+    /// `all` for `==`, `!=` and `!~` (a claim about the command's frames must not pass while
+    /// another frame of the kind says otherwise, e.g. one teardown step with `ok: false`);
+    /// `any` for `~`, the orderings and a bare presence check.
+    pub fn default_for(op: Option<Op>) -> Quantifier {
+        match op {
+            Some(Op::Eq | Op::Ne | Op::NotContains) => Quantifier::All,
+            _ => Quantifier::Any,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Quantifier::All => "all",
+            Quantifier::Any => "any",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

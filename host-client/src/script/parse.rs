@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{Check, Expectation, Literal, Op, Script, Step};
+use super::vocabulary::{check_field, kinds, split_kind};
+use super::{Check, Expectation, Literal, Op, Quantifier, Script, Step};
 
 /// Parses `30s`, `500ms`, `2m`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration> {
@@ -34,6 +35,7 @@ pub fn parse_script(text: &str) -> Result<Script> {
     let mut pending_timeout: Option<(usize, Duration)> = None;
     let mut pending_fail: Option<(usize, String)> = None;
     let mut default_timeout: Option<Duration> = None;
+    let mut allow_model_violations = false;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -48,6 +50,12 @@ pub fn parse_script(text: &str) -> Result<Script> {
                 pending_timeout = Some((line_no, parse_duration(rest).map_err(at)?));
             }
             "default-timeout" => default_timeout = Some(parse_duration(rest).map_err(at)?),
+            "allow-model-violations" => {
+                if !rest.is_empty() {
+                    return Err(at(anyhow!("allow-model-violations takes no argument")));
+                }
+                allow_model_violations = true;
+            }
             "expect-fail" => {
                 if rest.is_empty() || rest.contains(char::is_whitespace) {
                     return Err(at(anyhow!("expect-fail takes one error code (or *), e.g. `expect-fail unknown-command`")));
@@ -90,7 +98,10 @@ pub fn parse_script(text: &str) -> Result<Script> {
     if steps.is_empty() {
         bail!("the script has no commands");
     }
-    Ok(Script { steps })
+    Ok(Script {
+        steps,
+        allow_model_violations,
+    })
 }
 
 fn parse_check(word: &str, rest: &str) -> Result<Check> {
@@ -119,6 +130,10 @@ fn parse_check(word: &str, rest: &str) -> Result<Check> {
             let Literal::Int(n) = parse_literal(n)?.0 else {
                 bail!("expect-count needs a number, got {n:?}");
             };
+            match split_kind(kind) {
+                Some((k, "")) if k.name == kind => {}
+                _ => bail!("{}", unknown_kind(kind)),
+            }
             Ok(Check::Count {
                 kind: kind.to_string(),
                 op,
@@ -126,6 +141,11 @@ fn parse_check(word: &str, rest: &str) -> Result<Check> {
             })
         }
         _ => {
+            let (quant, rest) = match rest.split_once(char::is_whitespace) {
+                Some(("all", r)) => (Some(Quantifier::All), r.trim_start()),
+                Some(("any", r)) => (Some(Quantifier::Any), r.trim_start()),
+                _ => (None, rest),
+            };
             let (path, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
             if path.is_empty()
                 || !path
@@ -134,11 +154,15 @@ fn parse_check(word: &str, rest: &str) -> Result<Check> {
             {
                 bail!("expect needs `<kind>.<field> <op> <value>`, e.g. expect nvme.identify.model ~ \"nvme_card\"");
             }
+            let (kind, field) =
+                split_kind(path).ok_or_else(|| anyhow!("{}", unknown_kind(path)))?;
+            check_field(kind, field).map_err(|e| anyhow!("{e}"))?;
             let tail = tail.trim();
             if tail.is_empty() {
                 return Ok(Check::Field {
                     path: path.to_string(),
                     cmp: None,
+                    quant: quant.unwrap_or(Quantifier::default_for(None)),
                 });
             }
             let (op, value) = tail.split_once(char::is_whitespace).unwrap_or((tail, ""));
@@ -150,9 +174,21 @@ fn parse_check(word: &str, rest: &str) -> Result<Check> {
             Ok(Check::Field {
                 path: path.to_string(),
                 cmp: Some((op, lit)),
+                quant: quant.unwrap_or(Quantifier::default_for(Some(op))),
             })
         }
     }
+}
+
+/// A kind that is not in the frame vocabulary, with the known ones (an expectation on a
+/// kind no frame ever has would count zero frames and could pass checking nothing).
+fn unknown_kind(path: &str) -> String {
+    let names: Vec<&str> = kinds().iter().map(|k| k.name).collect();
+    format!(
+        "no frame kind is called {:?} (known: {})",
+        path.split('.').take(2).collect::<Vec<_>>().join("."),
+        names.join(", ")
+    )
 }
 
 fn parse_op(op: &str) -> Result<Op> {
@@ -253,7 +289,8 @@ expect-text "did you mean"
             s.steps[0].expectations[0].check,
             Check::Field {
                 path: "banner".into(),
-                cmp: None
+                cmp: None,
+                quant: Quantifier::Any,
             }
         );
         let identify = &s.steps[1];
@@ -262,14 +299,16 @@ expect-text "did you mean"
             identify.expectations[0].check,
             Check::Field {
                 path: "nvme.identify.model".into(),
-                cmp: Some((Op::Contains, Literal::Str("nvme_card".into())))
+                cmp: Some((Op::Contains, Literal::Str("nvme_card".into()))),
+                quant: Quantifier::Any,
             }
         );
         assert_eq!(
             identify.expectations[1].check,
             Check::Field {
                 path: "nvme.namespace.blocks".into(),
-                cmp: Some((Op::Ge, Literal::Int(16)))
+                cmp: Some((Op::Ge, Literal::Int(16))),
+                quant: Quantifier::Any,
             }
         );
         assert_eq!(
@@ -295,15 +334,63 @@ expect-text "did you mean"
     }
 
     #[test]
+    fn quantifiers_are_explicit_or_default_by_operator() {
+        let s = parse_script(
+            "teardown all\n\
+             expect teardown.step.ok == true\n\
+             expect any teardown.step.ok == false\n\
+             expect all pci.function.vendor_id >= 1\n\
+             expect teardown.step.step ~ \"reset\"\n\
+             expect teardown.step.detail !~ \"timeout\"\n",
+        )
+        .unwrap();
+        let quants: Vec<Quantifier> = s.steps[0]
+            .expectations
+            .iter()
+            .map(|e| match &e.check {
+                Check::Field { quant, .. } => *quant,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use Quantifier::*;
+        assert_eq!(quants, [All, Any, All, Any, All]);
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let cases = [
             ("expect banner\n", "line 1", "there is none"),
             ("version\ntimeout 5s\n", "line 2", "not followed"),
-            ("version\nexpect a.b ?? 3\n", "line 2", "unknown operator"),
-            ("timeout 5 parsecs\nversion\n", "line 1", "duration"),
-            ("version\nexpect a.b == \"open\n", "line 2", "unterminated"),
             (
-                "version\nexpect-count x ~ 2\n",
+                "version\nexpect banner.version ?? 3\n",
+                "line 2",
+                "unknown operator",
+            ),
+            ("timeout 5 parsecs\nversion\n", "line 1", "duration"),
+            (
+                "version\nexpect banner.version == \"open\n",
+                "line 2",
+                "unterminated",
+            ),
+            // The frame vocabulary is known: a misspelt kind or field is a script error.
+            (
+                "version\nexpect-count machine_check == 0\n",
+                "line 2",
+                "no frame kind is called \"machine_check\"",
+            ),
+            ("version\nexpect nvme.idnetify\n", "line 2", "no frame kind"),
+            (
+                "version\nexpect teardown.step.okay == true\n",
+                "line 2",
+                "no field \"okay\"",
+            ),
+            (
+                "version\nexpect every teardown.step.ok == true\n",
+                "line 2",
+                "no frame kind",
+            ),
+            (
+                "version\nexpect-count banner ~ 2\n",
                 "line 2",
                 "compares numbers",
             ),

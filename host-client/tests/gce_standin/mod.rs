@@ -59,6 +59,9 @@ pub struct Plan {
     /// The cut's notice comes on stdout and the ssh session stays open (until the client
     /// leaves): the client must see the notice itself.
     pub notice_on_stdout: bool,
+    /// At the cut the line goes silent instead: the TCP connection stays open but nothing
+    /// passes in either direction (a half-open connection; ssh's keepalives go unanswered).
+    pub silent: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +118,8 @@ fn hang_up(live: &mut Live) {
 
 #[derive(Default)]
 struct HubState {
+    /// Client ports of TCP connections the [`relay`] keeps open but passes nothing on.
+    silenced: Arc<Mutex<Vec<u16>>>,
     history: Vec<u8>,
     live: Option<Live>,
     sessions: Vec<SessionRecord>,
@@ -394,6 +399,18 @@ fn serve(conn: UnixStream, state: Arc<Mutex<HubState>>, vm: Arc<Mutex<UnixStream
                         continue;
                     }
                     let mut live = s.live.take();
+                    if plan.silent {
+                        // The relay's port for this session: sshd saw it as SSH_CLIENT.
+                        let client = std::fs::read_to_string(dir.join(format!("client.{pid}")))
+                            .unwrap_or_default();
+                        let port: Option<u16> = client
+                            .split_whitespace()
+                            .nth(1)
+                            .and_then(|p| p.parse().ok());
+                        s.silenced.lock().unwrap().extend(port);
+                        // No notice, no hang-up: the session just ends on our side.
+                        live = None;
+                    }
                     drop(s);
                     match c.forward {
                         Forward::Half => {
@@ -596,6 +613,7 @@ fn start_with(deny_first: bool, cfg: QemuConfig) -> Gateway {
         "bridge.sh",
         format!(
             "#!/bin/sh\nd={dir}\nmkfifo $d/err.$$\nprintf '%s\\n' \"$USER\" > $d/user.$$\n\
+             printf '%s\\n' \"$SSH_CLIENT\" > $d/client.$$\n\
              cat $d/err.$$ >&2 &\nexec socat - UNIX-CONNECT:$d/hub.sock\n",
             dir = d.display()
         ),
@@ -616,7 +634,7 @@ fn start_with(deny_first: bool, cfg: QemuConfig) -> Gateway {
     std::fs::write(
         d.join("sshd_config"),
         format!(
-            "ListenAddress 127.0.0.1\nPort 9600\nHostKey {dir}/host_rsa\nHostKeyAlgorithms ssh-rsa\n\
+            "ListenAddress 127.0.0.1\nPort {SSHD_PORT}\nHostKey {dir}/host_rsa\nHostKeyAlgorithms ssh-rsa\n\
              PidFile {dir}/sshd.pid\nAuthorizedKeysFile none\n\
              AuthorizedKeysCommand {dir}/akc.sh\nAuthorizedKeysCommandUser root\n\
              StrictModes no\nUsePAM no\nPasswordAuthentication no\n\
@@ -656,7 +674,71 @@ fn start_with(deny_first: bool, cfg: QemuConfig) -> Gateway {
         );
         thread::sleep(Duration::from_millis(50));
     }
+    let silenced = gw.hub.state.lock().unwrap().silenced.clone();
+    relay(gw.sshd.id(), silenced);
     gw
+}
+
+/// sshd's port; the gateway's 9600 is the [`relay`] in front of it.
+const SSHD_PORT: u16 = 9601;
+
+/// A TCP hop on 127.0.0.1:9600 in the namespace, in front of sshd, that can make one
+/// connection go silent (its client port in `silenced`): bytes in either direction are read
+/// and dropped, and nothing is closed towards the client, like a connection whose path died
+/// without a reset. ssh notices only by its keepalives going unanswered.
+fn relay(ns_pid: u32, silenced: Arc<Mutex<Vec<u16>>>) {
+    let (ready, wait) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{ns_pid}/ns/net")).unwrap();
+        // SAFETY: setns(2) with a namespace fd we hold; it moves only this thread (and the
+        // threads it starts), whose sockets then live in the gateway's namespace.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 9600)).unwrap();
+        let _ = ready.send(());
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", SSHD_PORT)) else {
+                continue;
+            };
+            let port = up.local_addr().unwrap().port();
+            for (from, to) in [
+                (client.try_clone().unwrap(), up.try_clone().unwrap()),
+                (up, client),
+            ] {
+                let silenced = silenced.clone();
+                thread::spawn(move || pump(from, to, port, &silenced));
+            }
+        }
+    });
+    wait.recv_timeout(Duration::from_secs(10))
+        .expect("the relay did not start");
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    port: u16,
+    silenced: &Mutex<Vec<u16>>,
+) {
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if silenced.lock().unwrap().contains(&port) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    if !silenced.lock().unwrap().contains(&port) {
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl Gateway {

@@ -1,17 +1,27 @@
-//! READ: split by MDTS, several commands in flight, data handed to the caller's sink in
-//! LBA order straight out of the bounce buffers.
+//! READ and WRITE: one pipelined transfer that knows its direction. Split by MDTS and by
+//! what the bounce pool holds, several commands in flight; a read hands each chunk to the
+//! caller's sink in LBA order straight out of the bounce buffers, a write has the caller's
+//! source fill a buffer in place just before its command goes to the device.
 //!
 //! A command that does not complete within the per-command deadline (or a Ctrl-C whose
-//! outstanding commands do not drain) ends the read with the error and recovers the
-//! controller (`Controller::recover`): the read's buffers stay allocated until the reset is
-//! confirmed, since a late completion may still write them, and are freed right after.
-//! Separate metadata (LBAF.MS != 0, FLBAS bit 4 = 0) goes to a pool buffer named by MPTR.
+//! outstanding commands do not drain) ends the transfer with the error and recovers the
+//! controller (`Controller::recover`): the buffers stay allocated until the reset is
+//! confirmed, since a late completion may still write them (or, for a write, the device may
+//! still be reading them), and are freed right after.
+//! Separate metadata (LBAF.MS != 0, FLBAS bit 4 = 0) goes to a pool buffer named by MPTR
+//! (a write sends zeros there).
 //!
-//! Hashing overlaps the transfer: the read keeps one data buffer more than it has commands
+//! Hashing overlaps the transfer: a read keeps one data buffer more than it has commands
 //! in flight, and refills the device before handing a completed chunk to the sink, so while
 //! the sink hashes chunk n the device works on the next `MAX_IN_FLIGHT` commands. On
 //! hardware (where a digest with SHA-NI outruns a Persistent Disk) the digest then hides
-//! behind the I/O instead of adding to it.
+//! behind the I/O instead of adding to it. A write fills the next buffer while the earlier
+//! commands are at the device, which overlaps the same way.
+//!
+//! Buffers are sized by the request and the pool (issue 22): a chunk is never larger than
+//! the request, and when the pool cannot hold the buffers the transfer first keeps fewer
+//! commands in flight, then uses smaller chunks, down to one block; only when not even one
+//! block's buffer fits does it fail (`DmaError::Exhausted`).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -25,19 +35,44 @@ use super::status::CommandStatus;
 use crate::dma::{DmaBuf, DmaError, DmaPool, PAGE_SIZE};
 use crate::platform::Hw;
 
-const OPC_READ: u8 = 0x02;
+pub(crate) const OPC_WRITE: u8 = 0x01;
+pub(crate) const OPC_READ: u8 = 0x02;
+/// CDW12 bit 30 of READ/WRITE: Force Unit Access (NVMe 1.4 §6.15/§6.9: the data is on
+/// non-volatile media before the command completes).
+const CDW12_FUA: u32 = 1 << 30;
 /// Commands in flight at most: enough to keep QEMU's and a real controller's pipeline busy
 /// while bounding the bounce memory (8 x 1 MiB at worst).
 const MAX_IN_FLIGHT: usize = 8;
 
-/// How long an interrupted read waits (ignoring Ctrl-C) for the commands already at the
-/// device before it resets the controller instead. Policy: healthy controllers finish in
-/// microseconds to milliseconds; a stalled one is better reset than waited for.
+/// How long an interrupted transfer waits (ignoring Ctrl-C) for the commands already at
+/// the device before it resets the controller instead. Policy: healthy controllers finish
+/// in microseconds to milliseconds; a stalled one is better reset than waited for.
 const DRAIN_GRACE_US: u64 = 1_000_000;
 
-/// What a finished read measured.
+/// Which way the data goes, and who produces or consumes it.
+pub enum Direction<'a> {
+    /// `sink(lba, data)` sees the data in LBA order while it still sits in the bounce pool.
+    Read(&'a mut dyn FnMut(u64, &[u8])),
+    /// `source(lba, buffer)` fills the blocks from `lba` just before their WRITE is issued.
+    /// `fua`: Force Unit Access on every command.
+    Write {
+        source: &'a mut dyn FnMut(u64, &mut [u8]),
+        fua: bool,
+    },
+}
+
+impl Direction<'_> {
+    fn wait(&self) -> Wait {
+        match self {
+            Direction::Read(_) => Wait::Read,
+            Direction::Write { .. } => Wait::Write,
+        }
+    }
+}
+
+/// What a finished transfer measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadSummary {
+pub struct TransferSummary {
     pub bytes: u64,
     pub elapsed_us: u64,
     pub commands: u64,
@@ -45,19 +80,25 @@ pub struct ReadSummary {
     pub depth: usize,
     /// Separate metadata bytes per block (0: the format has none).
     pub metadata_size: u16,
-    /// The first block's metadata as the controller wrote it to MPTR (up to 16 bytes).
+    /// The first block's metadata as the controller wrote it to MPTR (up to 16 bytes; reads).
     pub first_metadata: [u8; 16],
+    /// Bytes per command at most (MDTS, the request, or what the pool held).
+    pub chunk_bytes: u64,
 }
 
-struct InFlight {
-    slot: usize,
-    cid: u16,
-    lba: u64,
-    blocks: u64,
-    done: Option<Result<(), CommandStatus>>,
+/// The summary of a read (kept under its old name).
+pub type ReadSummary = TransferSummary;
+
+/// One command at the device (shared with `write::flush`).
+pub(crate) struct InFlight {
+    pub(crate) slot: usize,
+    pub(crate) cid: u16,
+    pub(crate) lba: u64,
+    pub(crate) blocks: u64,
+    pub(crate) done: Option<Result<(), CommandStatus>>,
 }
 
-/// The bounce memory for one read: per-slot data buffers, PRP list pages and metadata.
+/// The bounce memory for one transfer: per-slot data buffers, PRP list pages and metadata.
 struct Buffers {
     data: DmaBuf,
     lists: Option<DmaBuf>,
@@ -65,7 +106,10 @@ struct Buffers {
     /// buffer per command).
     metadata: Option<DmaBuf>,
     slots: usize,
+    /// Data bytes a slot may carry (whole blocks).
     chunk: usize,
+    /// Bytes between slots: `chunk` rounded up to a page, so every slot starts page aligned.
+    stride: usize,
     list_pages_per_slot: usize,
     meta_chunk: usize,
 }
@@ -80,6 +124,16 @@ impl Buffers {
     }
 }
 
+/// The shape of every command of one transfer.
+#[derive(Clone, Copy)]
+struct Shape {
+    nsid: u32,
+    opcode: u8,
+    fua: bool,
+    block_size: u64,
+    metadata_size: u64,
+}
+
 impl Controller {
     /// Reads `count` blocks of namespace `nsid` from `lba`; `sink(lba, data)` sees the data
     /// in order, chunk by chunk, while it still sits in the bounce pool.
@@ -91,6 +145,18 @@ impl Controller {
         count: u64,
         sink: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<ReadSummary, NvmeError> {
+        self.transfer(hw, nsid, lba, count, Direction::Read(sink))
+    }
+
+    /// READ or WRITE `count` blocks of namespace `nsid` from `lba` (see the module doc).
+    pub fn transfer(
+        &mut self,
+        hw: &mut Hw,
+        nsid: u32,
+        lba: u64,
+        count: u64,
+        direction: Direction,
+    ) -> Result<TransferSummary, NvmeError> {
         self.require_usable()?;
         let ns = self
             .namespace(nsid)
@@ -118,25 +184,52 @@ impl Controller {
                 "a block larger than the maximum transfer",
             ));
         }
-        let blocks_per_command = max_transfer / block_size;
+        let wait = direction.wait();
+        let (mut sink, mut source, opcode, fua) = match direction {
+            Direction::Read(sink) => (Some(sink), None, OPC_READ, false),
+            Direction::Write { source, fua } => (None, Some(source), OPC_WRITE, fua),
+        };
+        // Never a buffer larger than the request (a one-block read needs one block).
+        let blocks_per_command = (max_transfer / block_size).min(count);
         let commands = count.div_ceil(blocks_per_command);
         let depth = self.io.as_ref().map_or(1, |q| q.entries as usize - 1);
         let in_flight_cap = MAX_IN_FLIGHT.min(depth).min(commands as usize).max(1);
-        // One buffer more than commands in flight: the one the sink is reading.
-        let wanted_slots = if (commands as usize) > in_flight_cap {
+        // One buffer more than commands in flight for a read: the one the sink is reading.
+        let wanted_slots = if sink.is_some() && (commands as usize) > in_flight_cap {
             in_flight_cap + 1
         } else {
             in_flight_cap
         };
-        let chunk = (blocks_per_command * block_size) as usize;
         let metadata_size = ns.metadata_size as u64;
-        let meta_chunk = (blocks_per_command * metadata_size).next_multiple_of(4) as usize;
-        let buffers = self.alloc_buffers(hw.dma, wanted_slots, chunk, meta_chunk)?;
-        // A short pool gave fewer buffers: still keep one for the sink when there are two.
+        let purposes = if sink.is_some() {
+            ("read-data", "read-metadata")
+        } else {
+            ("write-data", "write-metadata")
+        };
+        let buffers = self.alloc_buffers(
+            hw.dma,
+            purposes,
+            wanted_slots,
+            blocks_per_command,
+            block_size,
+            metadata_size,
+        )?;
+        // The chunk the pool allowed may be smaller than MDTS.
+        let blocks_per_command = (buffers.chunk as u64) / block_size;
+        // A short pool gave fewer buffers: a read still keeps one for the sink when it can.
         let in_flight_cap = if buffers.slots >= wanted_slots {
             in_flight_cap
-        } else {
+        } else if sink.is_some() {
             buffers.slots.saturating_sub(1).max(1)
+        } else {
+            buffers.slots
+        };
+        let shape = Shape {
+            nsid,
+            opcode,
+            fua,
+            block_size,
+            metadata_size,
         };
 
         let clock = hw.clock;
@@ -147,10 +240,11 @@ impl Controller {
         let mut failure: Option<NvmeError> = None;
         let mut issued = 0u64;
         // Ctrl-C seen: nothing more is issued; what is already at the device is drained
-        // below, so a read on a healthy controller can be stopped without losing it.
+        // below, so a transfer on a healthy controller can be stopped without losing it.
         let mut draining = false;
         let mut first_metadata = [0u8; 16];
-        // Submits into free buffers until `in_flight_cap` commands are at the device.
+        // Submits into free buffers until `in_flight_cap` commands are at the device. A
+        // write's data is produced into the slot first: the device does not own it yet.
         let mut fill = |this: &mut Controller,
                         pool: &mut DmaPool,
                         inflight: &mut VecDeque<InFlight>,
@@ -162,8 +256,19 @@ impl Controller {
                     free_slots.push(slot);
                     break;
                 };
-                let shape = (block_size, metadata_size);
-                match this.submit_read(pool, &buffers, slot, nsid, lba, blocks, shape) {
+                if let Some(source) = source.as_mut() {
+                    let len = (blocks * block_size) as usize;
+                    match pool.slice_mut(&buffers.data, slot * buffers.stride, len) {
+                        Ok(data) => source(lba, data),
+                        Err(err) => {
+                            free_slots.push(slot);
+                            *failure = Some(err.into());
+                            break;
+                        }
+                    }
+                    pool.fence();
+                }
+                match this.submit_io(pool, &buffers, slot, lba, blocks, shape) {
                     Ok(cid) => {
                         issued += 1;
                         inflight.push_back(InFlight {
@@ -184,7 +289,7 @@ impl Controller {
         loop {
             if !draining && clock.interrupted() {
                 draining = true;
-                failure.get_or_insert(NvmeError::Interrupted { wait: Wait::Read });
+                failure.get_or_insert(NvmeError::Interrupted { wait });
             }
             fill(self, hw.dma, &mut inflight, &mut free_slots, &mut failure);
             if inflight.is_empty() {
@@ -200,13 +305,13 @@ impl Controller {
                 }
                 regs::csts(&*self.regs)
                     .contains(Csts::CFS)
-                    .then_some(Err(NvmeError::ControllerFatal { during: Wait::Read }))
+                    .then_some(Err(NvmeError::ControllerFatal { during: wait }))
             };
             let waited = if draining {
                 // The Ctrl-C that stopped us is still pending: draining is a recovery wait.
-                bounded_recovery(clock, DRAIN_GRACE_US, Wait::Read, head_done)
+                bounded_recovery(clock, DRAIN_GRACE_US, wait, head_done)
             } else {
-                bounded(clock, io_timeout_us, Wait::Read, head_done)
+                bounded(clock, io_timeout_us, wait, head_done)
             };
             if let Err(NvmeError::Interrupted { wait }) = waited {
                 // Ctrl-C while waiting: stop issuing and drain what is at the device.
@@ -216,8 +321,8 @@ impl Controller {
             }
             if let Err(err) = waited {
                 // Commands are still outstanding and late completions would be taken for a
-                // later read's: reset the controller. Their buffers stay allocated until the
-                // reset is confirmed (the device may write them), and are freed right after.
+                // later transfer's: reset the controller. Their buffers stay allocated until
+                // the reset is confirmed (the device may still use them), then are freed.
                 let err = match (failure, err) {
                     (Some(first @ NvmeError::Interrupted { .. }), NvmeError::Timeout { .. }) => {
                         first
@@ -241,30 +346,32 @@ impl Controller {
             };
             match head.done {
                 Some(Ok(())) if failure.is_none() => {
-                    // Keep the device busy while the sink works on this chunk.
-                    fill(self, hw.dma, &mut inflight, &mut free_slots, &mut failure);
-                    if let (Some(metadata), true) = (&buffers.metadata, head.lba == lba) {
-                        let len = (metadata_size as usize).min(first_metadata.len());
-                        let offset = head.slot * buffers.meta_chunk;
-                        // Inside our own allocation by construction: it cannot fail.
-                        let _ = hw.dma.read(metadata, offset, &mut first_metadata[..len]);
-                    }
-                    let offset = head.slot * buffers.chunk;
-                    let len = (head.blocks * block_size) as usize;
-                    match hw.dma.slice(&buffers.data, offset, len) {
-                        Ok(data) => sink(head.lba, data),
-                        Err(err) => {
-                            let err = NvmeError::from(err);
-                            if !inflight.is_empty() {
-                                self.fail_with_commands_outstanding(&err);
+                    if let Some(sink) = sink.as_mut() {
+                        // Keep the device busy while the sink works on this chunk.
+                        fill(self, hw.dma, &mut inflight, &mut free_slots, &mut failure);
+                        if let (Some(metadata), true) = (&buffers.metadata, head.lba == lba) {
+                            let len = (metadata_size as usize).min(first_metadata.len());
+                            let offset = head.slot * buffers.meta_chunk;
+                            // Inside our own allocation by construction: it cannot fail.
+                            let _ = hw.dma.read(metadata, offset, &mut first_metadata[..len]);
+                        }
+                        let offset = head.slot * buffers.stride;
+                        let len = (head.blocks * block_size) as usize;
+                        match hw.dma.slice(&buffers.data, offset, len) {
+                            Ok(data) => sink(head.lba, data),
+                            Err(err) => {
+                                let err = NvmeError::from(err);
+                                if !inflight.is_empty() {
+                                    self.fail_with_commands_outstanding(&err);
+                                }
+                                return Err(err);
                             }
-                            return Err(err);
                         }
                     }
                 }
                 Some(Err(status)) if failure.is_none() => {
                     failure = Some(NvmeError::CommandFailed {
-                        command: "READ",
+                        command: if opcode == OPC_WRITE { "WRITE" } else { "READ" },
                         status,
                     });
                 }
@@ -273,102 +380,121 @@ impl Controller {
             free_slots.push(head.slot);
         }
         // Every command completed: the device owns none of these pages any more.
+        let chunk_bytes = buffers.chunk as u64;
         buffers.free(hw.dma)?;
         if let Some(err) = failure {
             return Err(err);
         }
-        Ok(ReadSummary {
+        Ok(TransferSummary {
             bytes: count * block_size,
             elapsed_us: clock.now_us().saturating_sub(started),
             commands: issued,
             depth: in_flight_cap,
             metadata_size: metadata_size as u16,
             first_metadata,
+            chunk_bytes,
         })
     }
 
-    /// Data and list buffers for up to `slots` commands; fewer when the pool is short.
+    /// Data and list buffers for up to `slots` commands of up to `blocks` blocks each;
+    /// fewer slots when the pool is short, then smaller chunks, down to one block.
     fn alloc_buffers(
         &self,
         pool: &mut DmaPool,
+        purposes: (&'static str, &'static str),
         mut slots: usize,
-        chunk: usize,
-        meta_chunk: usize,
+        mut blocks: u64,
+        block_size: u64,
+        metadata_size: u64,
     ) -> Result<Buffers, NvmeError> {
-        let list_pages_per_slot = prp::list_pages_needed(0, chunk);
         loop {
-            let data = pool.alloc(&self.owner, "read-data", slots * chunk);
-            let data = match data {
-                Ok(data) => data,
-                Err(DmaError::Exhausted { .. }) if slots > 1 => {
-                    slots /= 2;
-                    continue;
-                }
-                Err(err) => return Err(err.into()),
-            };
-            let lists = if list_pages_per_slot == 0 {
-                None
-            } else {
-                match pool.alloc(
-                    &self.owner,
-                    "prp-lists",
-                    slots * list_pages_per_slot * PAGE_SIZE,
-                ) {
-                    Ok(lists) => Some(lists),
-                    Err(err) => {
-                        pool.free(data)?;
-                        if slots > 1 && matches!(err, DmaError::Exhausted { .. }) {
-                            slots /= 2;
-                            continue;
-                        }
-                        return Err(err.into());
+            let chunk = (blocks * block_size) as usize;
+            let meta = blocks * metadata_size;
+            match self.try_alloc_buffers(pool, purposes, slots, chunk, meta) {
+                Err(NvmeError::Dma(DmaError::Exhausted { .. })) if slots > 1 => slots /= 2,
+                Err(NvmeError::Dma(DmaError::Exhausted { .. })) if blocks > 1 => {
+                    blocks /= 2;
+                    // Keep a chunk of a page or more a whole number of pages, so a PRP list
+                    // covers it exactly (block sizes are powers of two).
+                    if blocks * block_size > PAGE_SIZE as u64 {
+                        let per_page = (PAGE_SIZE as u64 / block_size).max(1);
+                        blocks -= blocks % per_page;
                     }
                 }
-            };
-            let metadata = if meta_chunk == 0 {
-                None
-            } else {
-                match pool.alloc(&self.owner, "read-metadata", slots * meta_chunk) {
-                    Ok(metadata) => Some(metadata),
-                    Err(err) => {
-                        pool.free(data)?;
-                        if let Some(lists) = lists {
-                            pool.free(lists)?;
-                        }
-                        if slots > 1 && matches!(err, DmaError::Exhausted { .. }) {
-                            slots /= 2;
-                            continue;
-                        }
-                        return Err(err.into());
-                    }
-                }
-            };
-            return Ok(Buffers {
-                data,
-                lists,
-                metadata,
-                slots,
-                chunk,
-                list_pages_per_slot,
-                meta_chunk,
-            });
+                other => return other,
+            }
         }
     }
 
-    /// `shape` is (block size, separate metadata bytes per block).
-    #[allow(clippy::too_many_arguments)]
-    fn submit_read(
+    fn try_alloc_buffers(
+        &self,
+        pool: &mut DmaPool,
+        (data_purpose, meta_purpose): (&'static str, &'static str),
+        slots: usize,
+        chunk: usize,
+        meta_bytes: u64,
+    ) -> Result<Buffers, NvmeError> {
+        let stride = chunk.next_multiple_of(PAGE_SIZE);
+        let list_pages_per_slot = prp::list_pages_needed(0, chunk);
+        let meta_chunk = meta_bytes.next_multiple_of(4) as usize;
+        let data = pool.alloc(&self.owner, data_purpose, slots * stride)?;
+        let lists = if list_pages_per_slot == 0 {
+            None
+        } else {
+            let bytes = slots * list_pages_per_slot * PAGE_SIZE;
+            match pool.alloc(&self.owner, "prp-lists", bytes) {
+                Ok(lists) => Some(lists),
+                Err(err) => {
+                    pool.free(data)?;
+                    return Err(err.into());
+                }
+            }
+        };
+        let metadata = if meta_chunk == 0 {
+            None
+        } else {
+            match pool.alloc(&self.owner, meta_purpose, slots * meta_chunk) {
+                Ok(metadata) => Some(metadata),
+                Err(err) => {
+                    pool.free(data)?;
+                    if let Some(lists) = lists {
+                        pool.free(lists)?;
+                    }
+                    return Err(err.into());
+                }
+            }
+        };
+        Ok(Buffers {
+            data,
+            lists,
+            metadata,
+            slots,
+            chunk,
+            stride,
+            list_pages_per_slot,
+            meta_chunk,
+        })
+    }
+
+    /// One READ or WRITE of `blocks` blocks from `lba` through buffer slot `slot`.
+    fn submit_io(
         &mut self,
         pool: &mut DmaPool,
         buffers: &Buffers,
         slot: usize,
-        nsid: u32,
         lba: u64,
         blocks: u64,
-        (block_size, metadata_size): (u64, u64),
+        shape: Shape,
     ) -> Result<u16, NvmeError> {
+        let Shape {
+            nsid,
+            opcode,
+            fua,
+            block_size,
+            metadata_size,
+        } = shape;
         let len = (blocks * block_size) as usize;
-        let data_phys = pool.device_addr(&buffers.data, slot * buffers.chunk)?;
+        let data_phys = pool.device_addr(&buffers.data, slot * buffers.stride)?;
         pool.check_device_range(data_phys, len as u64)?;
         let mut entries = Vec::new();
         let (list_phys, list_offset) = match &buffers.lists {
@@ -410,14 +536,16 @@ impl Controller {
             None => 0,
         };
         let cid = self.next_cid();
-        let mut entry = SubmissionEntry::new(OPC_READ, cid, nsid);
+        let mut entry = SubmissionEntry::new(opcode, cid, nsid);
         entry.mptr.set(mptr);
         entry.prp1.set(prps.prp1);
         entry.prp2.set(prps.prp2);
         entry.cdw10.set(lba as u32);
         entry.cdw11.set((lba >> 32) as u32);
         // NLB is 0-based.
-        entry.cdw12.set((blocks - 1) as u32);
+        entry
+            .cdw12
+            .set((blocks - 1) as u32 | if fua { CDW12_FUA } else { 0 });
         let queue = self
             .io
             .as_mut()
@@ -430,7 +558,11 @@ impl Controller {
     }
 
     /// Takes every completion the controller has posted and marks its command done.
-    fn reap(&mut self, pool: &DmaPool, inflight: &mut VecDeque<InFlight>) -> Result<(), NvmeError> {
+    pub(crate) fn reap(
+        &mut self,
+        pool: &DmaPool,
+        inflight: &mut VecDeque<InFlight>,
+    ) -> Result<(), NvmeError> {
         let queue = self
             .io
             .as_mut()
