@@ -10,6 +10,7 @@
 
 pub mod cpuid;
 pub mod rates;
+pub mod window;
 
 use alloc::string::String;
 use alloc::vec::Vec;

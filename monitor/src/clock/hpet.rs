@@ -8,7 +8,7 @@ use alloc::boxed::Box;
 use drivers::clock::{rates, Rejection, Source};
 use drivers::platform::{FirmwareTables, MmioMapper, RegisterWindow};
 
-use super::Counter;
+use drivers::clock::window::Counter;
 
 /// The register block is 1 KiB.
 const BLOCK_BYTES: u64 = 0x400;

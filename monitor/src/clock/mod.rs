@@ -15,35 +15,15 @@ mod pmtimer;
 use alloc::vec::Vec;
 use core::arch::x86_64::_rdtsc;
 
-use drivers::clock::{rates, Calibration, Evidence, Reading, Rejection, Source};
+use drivers::clock::window::{count_window, Counter};
+use drivers::clock::{Calibration, Evidence, Reading, Rejection, Source};
 use drivers::platform::{Clock, Cpu, FirmwareTables, MmioMapper, PortIo};
 
 use crate::serial;
 
-/// The counted window (policy: 10 ms keeps the error of every counter under 0.1 % and is
-/// what the boot spent on the PIT before).
-const WINDOW_US: u64 = 10_000;
-/// If no counter has moved after this many polls, none counts (the slowest, the PIT,
-/// ticks every 0.84 us; a poll reads every counter, a few hundred ns at the least).
-const NO_MOTION_POLLS: u32 = 1_000;
-/// Upper bound on polls: a counter that stops mid-window must not hang the boot.
-const MAX_POLLS: u32 = 2_000_000;
-/// Samples taken at each end of the window, the tightest kept (policy).
-const PRECISE_SAMPLES: u32 = 5;
-
 fn rdtsc() -> u64 {
     // SAFETY: RDTSC exists on every x86_64 CPU and has no memory effects.
     unsafe { _rdtsc() }
-}
-
-/// A reference counter of known rate that the TSC is timed against.
-trait Counter {
-    fn source(&self) -> Source;
-    fn hz(&self) -> u64;
-    /// The counter wraps at `mask + 1`.
-    fn mask(&self) -> u64;
-    /// The current count (counting up).
-    fn read(&mut self) -> u64;
 }
 
 /// What the hardware the clock may use is reached through.
@@ -98,7 +78,7 @@ fn readings(p: Platform) -> Vec<Reading> {
     if let Some(pit) = pit.as_mut() {
         counters.push(pit);
     }
-    let counted = count_window(&mut counters);
+    let counted = count_window(&mut counters, &mut rdtsc);
     drop(counters);
     let evidence_of = |source: Source| counted.iter().find(|(s, _)| *s == source).map(|c| c.1);
 
@@ -138,99 +118,6 @@ fn counted_reading(source: Source, evidence: Option<Evidence>) -> Reading {
         Some(evidence) => Reading::from_evidence(source, evidence),
         None => Reading::rejected(source, Rejection::NotCounting),
     }
-}
-
-/// One counter's progress through the window.
-struct Track {
-    start_tsc: u64,
-    end_tsc: u64,
-    last: u64,
-    ticks: u64,
-}
-
-/// A TSC value paired with a counter value: the TSC midway between reads around it.
-/// Returns the bracket's width too (how long the counter read took).
-fn sample(counter: &mut dyn Counter) -> (u64, u64, u64) {
-    let before = rdtsc();
-    let value = counter.read();
-    let after = rdtsc();
-    let width = after.wrapping_sub(before);
-    (before + width / 2, value, width)
-}
-
-/// The tightest of `PRECISE_SAMPLES` samples: a read the CPU was interrupted or (in a VM)
-/// descheduled in has a wide bracket and would skew the window's ends by that much.
-fn precise_sample(counter: &mut dyn Counter) -> (u64, u64) {
-    let mut best = sample(counter);
-    for _ in 1..PRECISE_SAMPLES {
-        let next = sample(counter);
-        if next.2 < best.2 {
-            best = next;
-        }
-    }
-    (best.0, best.1)
-}
-
-/// Times every counter over one window of `WINDOW_US`, measured by the first counter
-/// (in list order) that is seen to move.
-fn count_window(counters: &mut [&mut dyn Counter]) -> Vec<(Source, Evidence)> {
-    let mut tracks: Vec<Track> = counters
-        .iter_mut()
-        .map(|c| {
-            let (tsc, value) = precise_sample(&mut **c);
-            Track {
-                start_tsc: tsc,
-                end_tsc: tsc,
-                last: value,
-                ticks: 0,
-            }
-        })
-        .collect();
-    if tracks.is_empty() {
-        return Vec::new();
-    }
-    let mut timer: Option<usize> = None;
-    for poll in 0..MAX_POLLS {
-        for (counter, track) in counters.iter_mut().zip(tracks.iter_mut()) {
-            let value = counter.read();
-            track.ticks += rates::wrapping_ticks(track.last, value, counter.mask());
-            track.last = value;
-        }
-        if timer.is_none() {
-            timer = tracks.iter().position(|t| t.ticks > 0);
-        }
-        match timer {
-            Some(i) => {
-                let window_ticks = counters[i].hz() * WINDOW_US / 1_000_000;
-                if tracks[i].ticks >= window_ticks {
-                    break;
-                }
-            }
-            None if poll >= NO_MOTION_POLLS => break,
-            None => {}
-        }
-    }
-    // The window's end: one precise sample per counter (it also counts the last ticks).
-    for (counter, track) in counters.iter_mut().zip(tracks.iter_mut()) {
-        let (tsc, value) = precise_sample(&mut **counter);
-        track.ticks += rates::wrapping_ticks(track.last, value, counter.mask());
-        track.last = value;
-        track.end_tsc = tsc;
-    }
-    counters
-        .iter()
-        .zip(tracks.iter())
-        .map(|(counter, t)| {
-            (
-                counter.source(),
-                Evidence::Counted {
-                    ticks: t.ticks,
-                    counter_hz: counter.hz(),
-                    tsc_ticks: t.end_tsc.wrapping_sub(t.start_tsc),
-                },
-            )
-        })
-        .collect()
 }
 
 impl Clock for TscClock {

@@ -6,7 +6,7 @@
 use drivers::clock::{rates, Source};
 use drivers::platform::PortIo;
 
-use super::Counter;
+use drivers::clock::window::Counter;
 
 const PIT_CHANNEL2_DATA: u16 = 0x42;
 const PIT_COMMAND: u16 = 0x43;

@@ -4,7 +4,7 @@
 use drivers::clock::{rates, Rejection, Source};
 use drivers::platform::{FirmwareTables, PortIo};
 
-use super::Counter;
+use drivers::clock::window::Counter;
 
 /// ACPI generic address space id of system I/O (ACPI 6.5 §5.2.3.2).
 const SPACE_IO: u8 = 1;
