@@ -20,11 +20,8 @@ pub fn find<'a>(
     firmware: &dyn FirmwareTables,
     ports: &'a dyn PortIo,
 ) -> Result<PmTimer<'a>, Rejection> {
-    let fadt = drivers::acpi::fadt(firmware).map_err(|_| Rejection::Absent)?;
-    let (space, address) = fadt.pm_timer;
-    if address == 0 {
-        return Err(Rejection::Absent);
-    }
+    let block = drivers::acpi::pm_timer(firmware).map_err(|_| Rejection::Absent)?;
+    let (space, address) = (block.space, block.address);
     // A memory-mapped PM timer (allowed by ACPI, not seen on PCs) is not supported.
     let port = u16::try_from(address)
         .ok()
@@ -33,11 +30,7 @@ pub fn find<'a>(
     Ok(PmTimer {
         ports,
         port,
-        mask: if fadt.pm_timer_32bit {
-            0xffff_ffff
-        } else {
-            0xff_ffff
-        },
+        mask: if block.bits32 { 0xffff_ffff } else { 0xff_ffff },
     })
 }
 
