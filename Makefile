@@ -4,7 +4,7 @@
 #                    (an NVMe disk and the gVNIC model attached; escape key printed at start)
 #   make test        unit, driver and QEMU system tests (SeaBIOS and OVMF)
 #   make bench       bringup against U-Boot on the same QEMU and disk (docs/PERFORMANCE.md)
-#   make fuzz        fuzz the shell and the frame decoder (cargo-fuzz, nightly; FUZZ_SECONDS each)
+#   make fuzz        fuzz the shell, the frame decoder and the gVNIC option parser (cargo-fuzz, nightly; FUZZ_SECONDS each)
 #   make image       target/bringup.img (hybrid BIOS+UEFI GPT disk)
 #   make gce-image   target/gce/bringup-gce.tar.gz (disk.raw for `gcloud compute images create`)
 #   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
@@ -107,7 +107,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in shell frame_decode; do \
+	cd fuzz && for t in shell frame_decode gvnic_options; do \
 	  $(CARGO) +nightly fuzz run $$t -O -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -detect_leaks=0 \
 	    $$( [ $$t = shell ] && echo -dict=dict/shell.dict ) || exit 1; \
 	done

@@ -13,7 +13,7 @@ pub mod cmd;
 mod core_cmds;
 pub mod digest;
 pub mod fmt;
-pub mod gvnic;
+pub use cmd::gvnic;
 /// The `nvme` commands live in `cmd/nvme/`; the old path stays.
 pub use cmd::nvme;
 mod nvme_wait;

@@ -1330,3 +1330,23 @@ fn gvnic_network_commands_through_the_shell() {
     // Up again after teardown, with the kept lease.
     bench.run("gvnic ping 10.128.0.1 --count 1").assert_ok();
 }
+
+#[test]
+fn irq_test_on_a_gvnic_without_an_interrupt_controller_is_named_and_restores_everything() {
+    // The bench has no local APIC (NoInterrupts): `irq test <gvnic>` binds, brings the
+    // queues up, fails with a named error before touching MSI-X, and the NIC still works.
+    let mut bench = GvnicBench::new(0, Faults::default());
+    let irq = bench.run("irq test 00:04.0");
+    assert_eq!(irq.code(), "no-interrupts", "{}", irq.text);
+    let msix_off = bench.run("msix 00:04.0");
+    msix_off.assert_ok();
+    assert!(
+        msix_off.text.contains("MSI-X disabled"),
+        "{}",
+        msix_off.text
+    );
+    bench.run("gvnic txdhcp --timeout 500").assert_ok();
+    // Without a bdf, `irq test` takes the bound gVNIC.
+    assert_eq!(bench.run("irq test").code(), "no-interrupts");
+    bench.assert_recovers("irq test without an APIC");
+}

@@ -644,7 +644,7 @@ fn help_lists_the_toolbox_in_one_summary_column() {
     for line in [
         "  peek <addr> [len] [--width 1|2|4|8] [--phys] [--no-check]\r\n                                     read memory or registers",
         "  memmap                             the firmware's memory map",
-        "  irq test [bdf]                     prove an NVMe controller's MSI-X interrupt",
+        "  irq test [bdf]                     prove an NVMe's or gVNIC's MSI-X interrupt",
         "  msr read <index>                   read a model-specific register",
     ] {
         assert!(r.text.contains(line), "missing {line:?} in\n{}", r.text);

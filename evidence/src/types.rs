@@ -332,6 +332,15 @@ pub struct GvnicDescriptor {
     pub msix_unmasked: u16,
     /// Every format the device offers ("gqi-qpl", "dqo-rda", ...), in its order.
     pub offered_formats: Vec<String>,
+    /// Every device option as the device sent it, decoded (issue 19).
+    pub device_options: Vec<GvnicOption>,
+    /// The MTU the device allows for the chosen format (JUMBO_FRAMES' when applied).
+    pub device_max_mtu: u16,
+    /// Ring sizes and RX packet buffer the driver uses inside the options' limits (0 when
+    /// no format is usable or the limits leave nothing usable).
+    pub ring_tx_entries: u16,
+    pub ring_rx_entries: u16,
+    pub packet_buffer_bytes: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -625,6 +634,12 @@ pub struct IrqTest {
     pub other: u32,
     /// The entry, the MSI-X control word and the command register read back as before.
     pub restored: bool,
+    /// "nvme" or "gvnic" (issue 20).
+    pub device_kind: String,
+    /// The vector's role: "io-cq" (NVMe), "rx-block" or "management" (gVNIC).
+    pub role: String,
+    /// What made the device raise it.
+    pub trigger: String,
 }
 
 /// `mem map`: a physical range mapped uncached for peek/poke.
@@ -756,6 +771,25 @@ pub struct NetHttp {
     /// 0 if no byte came.
     pub first_byte_us: u64,
     pub total_us: u64,
+}
+
+/// One DESCRIBE_DEVICE option in a `gvnic.describe` frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GvnicOption {
+    pub id: u16,
+    /// "MODIFY_RING", ... or "option 0x1f".
+    pub name: String,
+    /// Body length in bytes.
+    pub length: u16,
+    pub required_features_mask: u32,
+    /// The body's first BE32 (the supported-features word of known options).
+    pub features: Option<u32>,
+    /// The decoded limits in words ("ring sizes RX 512..4096, TX 256..4096").
+    pub decoded: String,
+    /// The driver applies it (well formed, and the chosen format's features carry its bit).
+    pub applied: bool,
+    /// An unknown option's body, as sent (at most 64 bytes).
+    pub raw: Vec<u8>,
 }
 
 /// One run of the live page tables (`mem types`): `len` bytes at virtual `virt` map

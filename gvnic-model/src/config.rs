@@ -40,6 +40,12 @@ pub struct ModelConfig {
     pub latencies: Latencies,
     /// When a revision >= 1 device clears DEVICE_IS_RESET (no source says; both modelled).
     pub device_is_reset: DeviceIsReset,
+    /// Whether DEVICE_IS_RESET (revision >= 1) reads set at power-on and after a PCI reset,
+    /// before any reset was requested. No source says (guess, both modelled): true was the
+    /// model's first guess; iPXE's GCE finding (a reset of a device that reads PFN 0 is
+    /// redundant and schedules a delayed reset) means a driver must not need the bit to
+    /// tell that a pristine device is reset, and `false` shows whether it does.
+    pub device_is_reset_at_power_on: bool,
     /// The BE64 REPORT_LINK_SPEED answers, in Mbit/s (guess: GCE's 4-vCPU shapes are sold
     /// with "up to 10 Gbps"; the reference gives no number).
     pub link_speed_mbps: u64,
@@ -77,6 +83,7 @@ impl Default for ModelConfig {
             responder: Responder::default(),
             latencies: Latencies::default(),
             device_is_reset: DeviceIsReset::default(),
+            device_is_reset_at_power_on: true,
             link_speed_mbps: 10_000,
         }
     }
@@ -326,6 +333,9 @@ pub enum DeviceIsReset {
     NeverCleared,
 }
 
+/// "A few seconds" (iPXE's words) as ticks: 3 s (guess within iPXE's description).
+pub const REDUNDANT_RESET_DELAY_TICKS: u32 = 30_000;
+
 /// Fault injection; all off by default.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
@@ -342,9 +352,13 @@ pub struct Faults {
     pub tx_completion_delay_ticks: u32,
     /// The AQ event counter never advances (and no command executes).
     pub admin_never_completes: bool,
-    /// iPXE's observation (facts §2.2): resetting an already-reset device schedules a delayed
-    /// reset. When set, such a redundant reset makes the device reset itself again this many
-    /// ticks later.
+    /// iPXE's observation on GCE (gve.c, gve_reset; facts §2.2): resetting an already-reset
+    /// device (it holds no admin queue: PFN reads 0) schedules a delayed reset "a few seconds
+    /// later", so a driver that answers each reset with a reset loops. When set, such a
+    /// redundant reset makes the device reset itself (as `spurious_reset_*` does: PFN 0,
+    /// DEVICE_STATUS.RESET, management vector) this many ticks (`TICK_US` = 100 µs each)
+    /// later; each further redundant reset moves it later again. [`REDUNDANT_RESET_DELAY_TICKS`]
+    /// is "a few seconds".
     pub delayed_reset_after_redundant_reset: Option<u32>,
     /// The next N inbound frames are delivered with the descriptor's ERR flag set (GQI) or
     /// the completion's rx_error bit (DQO), as a device reports a frame it received damaged;
@@ -356,8 +370,10 @@ pub struct Faults {
     /// DQO: completions are produced but never written back, not even on a full line or an
     /// interrupt (a stuck device).
     pub dqo_completions_never_written: bool,
-    /// After N transmitted packets the device resets itself (a reset under a running data
-    /// path): as `spurious_reset_after_commands`, at the next tick.
+    /// After N transmitted packets (GQI or DQO) the device resets itself (a host reset under
+    /// a running data path): as `spurious_reset_after_commands`, at the next tick. Doorbells
+    /// rung after it, until the driver resets the device, are counted in
+    /// `Record::after_reset_doorbells`, not recorded as violations.
     pub spurious_reset_after_tx_packets: Option<u32>,
 }
 

@@ -85,8 +85,8 @@ impl Gvnic {
             nic_counters: NicCounters::default(),
             tx_packets: 0,
         };
-        // Power-on: the device holds nothing; a revision-1 device reports DEVICE_IS_RESET.
-        g.regs.device_is_reset = true;
+        // Power-on: the device holds nothing; DEVICE_IS_RESET as configured (reset.rs).
+        g.power_on_reset_bit();
         g
     }
 

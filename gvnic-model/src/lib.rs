@@ -19,6 +19,7 @@ mod dma;
 pub mod flow;
 pub mod format;
 pub mod layout;
+mod limits;
 pub mod msix;
 pub mod notify;
 pub mod optional;
@@ -46,6 +47,7 @@ pub use format::gqi_tx as tx;
 
 pub use config::{
     DeviceIsReset, Family, Faults, Formats, Latencies, ModelConfig, QueueFormat, Responder,
+    REDUNDANT_RESET_DELAY_TICKS,
 };
 pub use device::{Gvnic, TICK_US};
 pub use profile::Profile;

@@ -41,6 +41,14 @@ struct Args {
     /// When DEVICE_IS_RESET (revision 1) clears: at RUN, only at the next reset request, or never.
     #[arg(long, value_enum, default_value_t = ResetBit::Run)]
     reset_bit_clears_on: ResetBit,
+    /// DEVICE_IS_RESET (revision 1) at power-on and after a PCI reset: set, or clear (a
+    /// pristine device that says nothing; PFN reading 0 is what tells it is reset).
+    #[arg(long, value_enum, default_value_t = PowerOnBit::Set)]
+    power_on_reset_bit: PowerOnBit,
+    /// Reset an already-reset device (PFN reads 0) and it resets itself again this many ms
+    /// later, as iPXE saw GCE do ("a few seconds"; 3000 is the model's guess). Off unless given.
+    #[arg(long, value_name = "MS")]
+    delayed_reset_ms: Option<u32>,
     /// No built-in DHCP/ARP responder.
     #[arg(long)]
     no_responder: bool,
@@ -52,6 +60,12 @@ struct Args {
     /// built-in responder.
     #[arg(long, value_name = "IFNAME")]
     tap: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PowerOnBit {
+    Set,
+    Clear,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -89,6 +103,12 @@ fn main() -> Result<()> {
         ResetBit::ResetRequest => DeviceIsReset::ClearedByResetRequest,
         ResetBit::Never => DeviceIsReset::NeverCleared,
     };
+    config.device_is_reset_at_power_on = args.power_on_reset_bit == PowerOnBit::Set;
+    if let Some(ms) = args.delayed_reset_ms {
+        let ticks = u64::from(ms) * 1000 / gvnic_model::TICK_US;
+        config.faults.delayed_reset_after_redundant_reset =
+            Some(u32::try_from(ticks).unwrap_or(u32::MAX));
+    }
     config.responder.enabled = !args.no_responder && args.tap.is_none();
     let stream = match (args.fd, &args.socket) {
         (Some(fd), _) => {

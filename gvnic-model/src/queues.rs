@@ -6,6 +6,7 @@ use crate::adminq::status;
 use crate::config::{Family, QueueFormat};
 use crate::format::completion::CompletionRing;
 use crate::layout::{id_at_8, CreateRx, CreateTx};
+use crate::limits::pow2_in;
 use crate::qpl::RDA_QPL_ID;
 use crate::record::ViolationKind;
 use crate::resources::IRQ_DOORBELL_BASE;
@@ -85,28 +86,7 @@ enum Doorbell {
     Irq(u32),
 }
 
-fn pow2_in(v: u32, lo: u32, hi: u32) -> bool {
-    v.is_power_of_two() && (lo..=hi).contains(&v)
-}
-
 impl Gvnic {
-    /// The largest ring the device takes: MODIFY_RING's maximum when it offers that option,
-    /// else the described size. Smaller rings down to `DQO_MIN_RING` are taken even below
-    /// MODIFY_RING's minimum (guess: a minimum the device states is not known to be enforced).
-    fn max_ring(&self, described: u32, rx: bool) -> u32 {
-        let lim = self.generation().modify_ring;
-        lim.map_or(described, |l| {
-            u32::from(if rx { l.max_rx } else { l.max_tx })
-        })
-        .max(described)
-    }
-
-    /// A GQI ring: the described size, or with MODIFY_RING a power of two up to `max`.
-    fn gqi_ring_ok(&self, size: u32, described: u32, max: u32) -> bool {
-        size == described
-            || (self.generation().modify_ring.is_some() && pow2_in(size, DQO_MIN_RING, max))
-    }
-
     /// Counter index for a queue. The device chooses among all its described counters
     /// (facts §3.2); the model takes them from the top (TX q: counters-2-2q, RX q:
     /// counters-1-2q), so an array shorter than described is caught deterministically
@@ -415,33 +395,8 @@ impl Gvnic {
             }
             Family::Dqo => {
                 let buff = u32::from(c.buff_ring_size);
-                let sizes = self.generation().buffer_sizes;
-                // 2048 always; with BUFFER_SIZES any power of two up to its packet size
-                // (gvnic-dqo.md §1.12: Linux uses 2048..=4096).
-                let buf_ok = buf_size == RX_BUFFER_SIZE
-                    || sizes.is_some_and(|s| {
-                        buf_size.is_power_of_two()
-                            && (RX_BUFFER_SIZE..=s.packet).contains(&buf_size)
-                    });
                 let hdr = c.header_buffer_size;
-                let hdr_ok = hdr == 0 || sizes.is_some_and(|s| hdr == s.header);
-                let bad = if !pow2_in(ring_size, DQO_MIN_RING, 4 * max) {
-                    Some(format!("CREATE_RX_QUEUE DQO rx_ring_size {ring_size}: a power of two in {DQO_MIN_RING}..={}", 4 * max))
-                } else if !pow2_in(buff, DQO_MIN_RING, max) {
-                    Some(format!("CREATE_RX_QUEUE DQO rx_buff_ring_size {buff}: a power of two in {DQO_MIN_RING}..={max}"))
-                } else if !buf_ok {
-                    Some(format!("CREATE_RX_QUEUE DQO packet_buffer_size {buf_size}: the device takes 2048{}", sizes.map_or(String::new(), |s| format!("..={} (powers of two)", s.packet))))
-                } else if !hdr_ok {
-                    Some(format!(
-                        "CREATE_RX_QUEUE DQO header_buffer_size {hdr}: {}",
-                        sizes.map_or("header split is not offered".into(), |s| format!(
-                            "the device's header buffers are {} bytes",
-                            s.header
-                        ))
-                    ))
-                } else {
-                    None
-                };
+                let bad = self.dqo_rx_sizes_problem(ring_size, buff, max, buf_size, hdr);
                 if hdr != 0 && bad.is_none() {
                     self.record.violation(
                         ViolationKind::Unmodelled,

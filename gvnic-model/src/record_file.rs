@@ -37,6 +37,9 @@ pub struct RecordFile {
     pub resets: Vec<ResetRecord>,
     pub interrupts: Vec<InterruptRecord>,
     pub after_reset_doorbells: u64,
+    /// Device options DESCRIBE_DEVICE left out for want of room in the driver's buffer.
+    #[serde(default)]
+    pub describe_options_left_out: u64,
     pub driver_versions: Vec<String>,
     pub driver_infos: Vec<DriverInfo>,
     pub final_state: FinalState,
@@ -176,6 +179,7 @@ impl Gvnic {
             resets: r.resets.clone(),
             interrupts: r.interrupts.clone(),
             after_reset_doorbells: r.after_reset_doorbells,
+            describe_options_left_out: r.describe_options_left_out,
             driver_versions: r.driver_versions.clone(),
             driver_infos: r.driver_infos.clone(),
             final_state: FinalState {

@@ -66,6 +66,12 @@ impl Gvnic {
         }
     }
 
+    /// DEVICE_IS_RESET as it reads at power-on and after a PCI reset, before any reset was
+    /// requested (`ModelConfig::device_is_reset_at_power_on`).
+    pub(crate) fn power_on_reset_bit(&mut self) {
+        self.regs.device_is_reset = self.cfg.device_is_reset_at_power_on;
+    }
+
     /// Drop all driver memory the device holds and return the registers to their reset values.
     pub(crate) fn release_everything(&mut self, cause: ResetCause, already: bool) {
         self.reset_due = None;
@@ -87,7 +93,7 @@ impl Gvnic {
             self.tx_packets = 0;
             self.delayed_reset_at = None;
             self.regs = Default::default();
-            self.regs.device_is_reset = true;
+            self.power_on_reset_bit();
         }
         self.record.resets.push(ResetRecord {
             cause,

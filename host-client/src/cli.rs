@@ -209,7 +209,7 @@ pub struct GceOpts {
     #[arg(long, value_name = "N")]
     pub replay_lines: Option<u32>,
     /// Region of the regional gateway REGION-ssh-serialport.googleapis.com [default: from
-    /// --zone, us-central1-a -> us-central1].
+    /// --zone, us-central1-a -> us-central1]; must be the zone's own region.
     #[arg(long, conflicts_with = "global_gateway")]
     pub region: Option<String>,
     /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.
@@ -267,6 +267,10 @@ pub struct RunCmd {
     /// Write the JSON report here (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the gVNIC model's whole record here as JSON (the format of `gvnic-model
+    /// --record`; needs the model).
+    #[arg(long, value_name = "FILE")]
+    pub gvnic_record: Option<PathBuf>,
     #[command(flatten)]
     pub tuning: RunTuning,
 }
@@ -343,7 +347,7 @@ pub struct MatrixCmd {
     /// Serial gateway user [default: $USER].
     #[arg(long, requires = "gce")]
     pub user: Option<String>,
-    /// Region of the regional gateway [default: from --zone].
+    /// Region of the regional gateway [default: from --zone]; must be the zone's own region.
     #[arg(long, requires = "gce", conflicts_with = "global_gateway")]
     pub region: Option<String>,
     /// Use the global gateway ssh-serialport.googleapis.com instead of the regional one.

@@ -10,8 +10,10 @@ use crate::report::{
 };
 use crate::resume::{self, ResumeError};
 use crate::script::{evaluate, Script, Step};
+use crate::start_line::is_line_sent;
 use crate::unaccounted::{unaccounted_starts, RunMark};
 use crate::{Session, SessionError};
+use evidence::Body;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -197,9 +199,11 @@ fn run_step(
         Err(e) => {
             entry.verdict = StepVerdict::Fail;
             entry.reason = format!("{e:#}");
+            // The line was sent: if its start frame came, that command is this step's.
+            let ran = sent_start(session, &step.command);
             if let Some(named) = e.downcast_ref::<ResumeError>() {
                 entry.error_code = Some(named.code().to_string());
-                return (entry, false, None);
+                return (entry, false, ran);
             }
             let timed_out = matches!(
                 e.downcast_ref::<SessionError>(),
@@ -209,7 +213,7 @@ fn run_step(
             let recovered = timed_out
                 && session.interrupt().is_ok()
                 && session.resync(Duration::from_secs(15)).is_ok();
-            return (entry, recovered, None);
+            return (entry, recovered, ran);
         }
     };
     entry.started_line = Some(outcome.started_line.clone());
@@ -257,6 +261,17 @@ fn run_step(
     }
     let ran = outcome.frames.first().map(|f| (f.boot_id, f.cmd));
     (entry, true, ran)
+}
+
+/// The (boot id, command number) of the start frame of `line` after it was last sent.
+fn sent_start(session: &Session, line: &str) -> Option<(u64, u32)> {
+    let flight = session.in_flight()?;
+    session
+        .frames()
+        .get(flight.frames_before..)?
+        .iter()
+        .find(|f| matches!(&f.body, Body::CommandStart(s) if is_line_sent(&s.line, line)))
+        .map(|f| (f.boot_id, f.cmd))
 }
 
 fn not_run(step: &Step, timeout: Duration) -> CommandReport {

@@ -291,6 +291,11 @@ fn runner_report_has_verdicts_frames_and_recovers_from_a_timeout() {
     assert_eq!(cmds[3]["timeout_ms"], 1000);
     assert_eq!(json["summary"]["expectations"], 3);
     assert_eq!(json["passed"], false, "a timed-out command fails the run");
+    assert!(
+        json["error"].is_null(),
+        "the timed-out `hang` was the script's own command: {}",
+        json["error"]
+    );
     let kinds: Vec<&str> = json["frames"]
         .as_array()
         .unwrap()

@@ -173,7 +173,7 @@ fn run(revision: u8) {
 
 /// The model's view after the last `teardown gvnic`: what the monitor claimed, seen from the
 /// device side.
-fn check_model_after_teardown(model: &host_client::gvnic::ModelState, revision: u8) {
+fn check_model_after_teardown(model: &host_client::gvnic::ModelState, _revision: u8) {
     assert!(
         model.is_reset,
         "the model still holds resources: {model:#?}"
@@ -214,11 +214,8 @@ fn check_model_after_teardown(model: &host_client::gvnic::ModelState, revision: 
     );
     // The device is reset because the driver reset it (once per teardown, and it completed),
     // not because of a PCI reset from QEMU: those only happen at power-on, before any command.
-    let driver_cause = if revision == 0 {
-        ResetCause::PfnZero
-    } else {
-        ResetCause::DriverStatusReset
-    };
+    // iPXE's reset on every revision (issue 22): PFN = 0.
+    let driver_cause = ResetCause::PfnZero;
     let after_boot: Vec<_> = model
         .resets
         .iter()

@@ -30,6 +30,17 @@ case "$1 $2 $3" in
 "compute instances create")
   name=$4; mt=$(get machine-type "$@"); zone=$(get zone "$@"); labels=$(get labels "$@")
   project=$(get project "$@")
+  if [ -n "$FAKE_GCLOUD_CREATE_BARRIER" ]; then
+    # Hold every create until this many are in flight (up to 60 s): a client that ran them
+    # one after the other leaves a barrier-timeout in the log, whatever the machine's load.
+    met=0
+    for _ in $(seq 1 1200); do
+      n=$(grep -c '^begin [0-9]* compute instances create' "$d/log")
+      [ "$n" -ge "$FAKE_GCLOUD_CREATE_BARRIER" ] && { met=1; break; }
+      sleep 0.05
+    done
+    [ $met = 1 ] || echo "barrier-timeout $(date +%s%3N) $name" >> "$d/log"
+  fi
   if [ -n "$FAKE_GCLOUD_QUOTA_TYPE" ] && [ "$mt" = "$FAKE_GCLOUD_QUOTA_TYPE" ]; then
     sleep "${FAKE_GCLOUD_CREATE_SECS:-1}"   # the API refuses the insert itself: no operation
     echo "ERROR: (gcloud.compute.instances.create) Could not fetch resource:" >&2
@@ -322,8 +333,9 @@ fn dry_run_prints_create_run_delete_for_every_machine_type() {
 fn parallel_creates_quota_and_permission_named_vms_deleted_after_pass_and_timeout() {
     need_image();
     let fakes = Fakes::new(&[
-        // Long enough that four creates overlap even on a loaded machine.
-        ("FAKE_GCLOUD_CREATE_SECS", "2"),
+        // The fake holds each create until all four are in flight: their overlap is the
+        // fake's own observation, not a race against the machine's load.
+        ("FAKE_GCLOUD_CREATE_BARRIER", "4"),
         ("FAKE_GCLOUD_QUOTA_TYPE", "a3-highgpu-1g"),
         ("FAKE_GCLOUD_DENY_TYPE", "c4-standard-2"),
         ("FAKE_SSH_STALL", "n2-standard-2"),
@@ -368,7 +380,12 @@ fn parallel_creates_quota_and_permission_named_vms_deleted_after_pass_and_timeou
     assert_eq!(c4["outcome"], "error");
     assert_eq!(c4["error_code"], "gce-permission", "{c4:#}");
 
-    // Four creates at once: each began before any other ended.
+    // Four creates at once: every one was in flight while the others were (the barrier).
+    let calls = fakes.calls();
+    assert!(
+        !calls.iter().any(|c| c.kind == "barrier-timeout"),
+        "creates were not all in flight at once: {calls:?}"
+    );
     let spans: Vec<(u64, u64)> = [c3, n2, a3, c4]
         .iter()
         .map(|t| fakes.span("compute instances create", &vm_name(t)).unwrap())

@@ -30,6 +30,8 @@ fn run(dir: &Path, name: &str, script: &str) -> (bool, Value, String) {
         .arg(&path)
         .arg("--report")
         .arg(&report)
+        .arg("--gvnic-record")
+        .arg(dir.join(format!("{name}-record.json")))
         .output()
         .unwrap();
     let json = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -77,6 +79,14 @@ fn a_model_violation_fails_the_run_unless_the_script_allows_it() {
         "{words}"
     );
     assert!(err.contains("gVNIC model: model-violation: "), "{err}");
+    // The whole record, as `gvnic-model --record` writes it.
+    let rec = gvnic_model::record_file::read_record(&dir.path().join("violation-record.json"))
+        .expect("--gvnic-record wrote the record");
+    assert_eq!(rec.violations.len(), 1);
+    assert_eq!(
+        rec.violations[0].kind,
+        gvnic_model::ViolationKind::UnknownDoorbell
+    );
 
     let (ok, r, err) = allowed;
     assert!(ok, "allow-model-violations keeps the run: {err}");

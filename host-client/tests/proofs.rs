@@ -52,6 +52,7 @@ fn proofs_parse_and_name_known_kinds() {
         "platform.bringup",
         "network.bringup",
         "nvme-write.bringup",
+        "gvnic-irq.bringup",
     ] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let script = parse_script(&text).unwrap_or_else(|e| panic!("{name}: {e:#}"));

@@ -8,6 +8,7 @@
 pub mod acpi;
 pub mod config;
 pub mod cpu;
+pub mod gvnic;
 pub mod io;
 pub mod irq;
 pub mod mem;

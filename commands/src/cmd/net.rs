@@ -174,6 +174,15 @@ fn take_lease(ctx: &mut Ctx, timeout_ms: u64) -> Result<Lease, CmdError> {
         &lease, mac, started, wire,
     )));
     ctx.devices.net.lease = Some(lease.clone());
+    // The lease may ask for a larger MTU (GCE VPCs may use 8896): the driver takes it as
+    // far as the device's JUMBO_FRAMES and its own data path allow.
+    let plan = crate::gvnic::nic_up(ctx).ok().and_then(|(_, nic, _)| {
+        nic.set_lease_mtu(lease.mtu);
+        nic.mtu_plan()
+    });
+    if let Some(plan) = plan {
+        let _ = writeln!(ctx.out, "  link MTU {} ({})", plan.mtu, plan.why);
+    }
     Ok(lease)
 }
 

@@ -4,7 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use zerocopy::byteorder::big_endian::{U16, U32, U64};
+use zerocopy::byteorder::big_endian::{U16, U64};
 use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use super::GvnicError;
@@ -35,57 +35,8 @@ struct RawDescriptor {
 const HEADER_BYTES: usize = 40;
 const _: () = assert!(core::mem::size_of::<RawDescriptor>() == HEADER_BYTES);
 
-/// The 8-byte header before each option body.
-#[derive(FromBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct RawOptionHeader {
-    option_id: U16,
-    option_length: U16,
-    required_features_mask: U32,
-}
-const OPTION_HEADER_BYTES: usize = 8;
-
-/// Known option ids (facts §3.1).
-pub mod option_id {
-    pub const GQI_RAW_ADDRESSING: u16 = 0x1;
-    pub const GQI_RDA: u16 = 0x2;
-    pub const GQI_QPL: u16 = 0x3;
-    pub const DQO_RDA: u16 = 0x4;
-    pub const MODIFY_RING: u16 = 0x6;
-    pub const DQO_QPL: u16 = 0x7;
-    pub const JUMBO_FRAMES: u16 = 0x8;
-    pub const BUFFER_SIZES: u16 = 0xA;
-    pub const FLOW_STEERING: u16 = 0xB;
-    pub const NIC_TIMESTAMP: u16 = 0xD;
-    pub const RSS_CONFIG: u16 = 0xE;
-}
-
-/// Name and minimum body length (Linux's checks) of a known option.
-fn option_facts(id: u16) -> Option<(&'static str, usize)> {
-    use option_id::*;
-    Some(match id {
-        GQI_RAW_ADDRESSING => ("GQI_RAW_ADDRESSING", 0),
-        GQI_RDA => ("GQI_RDA", 4),
-        GQI_QPL => ("GQI_QPL", 4),
-        DQO_RDA => ("DQO_RDA", 8),
-        MODIFY_RING => ("MODIFY_RING", 8),
-        DQO_QPL => ("DQO_QPL", 8),
-        JUMBO_FRAMES => ("JUMBO_FRAMES", 8),
-        BUFFER_SIZES => ("BUFFER_SIZES", 8),
-        FLOW_STEERING => ("FLOW_STEERING", 12),
-        NIC_TIMESTAMP => ("NIC_TIMESTAMP", 4),
-        RSS_CONFIG => ("RSS_CONFIG", 8),
-        _ => return None,
-    })
-}
-
-/// A printable name for any option id ("option 0x1f" for unknown ones).
-pub fn option_name(id: u16) -> String {
-    match option_facts(id) {
-        Some((name, _)) => String::from(name),
-        None => alloc::format!("option {id:#x}"),
-    }
-}
+use super::options::parse_options;
+pub use super::options::{option_id, option_name, DeviceLimits, DeviceOption};
 
 /// Queue formats, with the value CONFIGURE_DEVICE_RESOURCES takes (facts §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,30 +108,6 @@ impl QueueFormat {
     }
 }
 
-/// One option as the device listed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceOption {
-    pub id: u16,
-    pub length: u16,
-    pub required_features_mask: u32,
-    /// The first BE32 of the body (the supported-features mask of format options), if any.
-    pub features: Option<u32>,
-    /// Known option whose body is shorter than Linux requires: ignored for decisions.
-    pub malformed: bool,
-}
-
-impl DeviceOption {
-    pub fn name(&self) -> String {
-        option_name(self.id)
-    }
-
-    /// Usable for decisions: well formed and with no required features (every
-    /// `GVE_DEV_OPT_REQ_FEAT_MASK_*` in Linux is 0; it ignores options that demand more).
-    pub fn usable(&self) -> bool {
-        !self.malformed && self.required_features_mask == 0
-    }
-}
-
 /// What DESCRIBE_DEVICE told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceDescriptor {
@@ -214,44 +141,8 @@ impl DeviceDescriptor {
                 buf.len()
             )));
         }
-        let mut options = Vec::new();
-        let mut at = HEADER_BYTES;
-        for index in 0..raw.num_device_options.get() {
-            let header_end = at + OPTION_HEADER_BYTES;
-            if header_end > total {
-                return Err(bad(alloc::format!(
-                    "option {index} header at byte {at} runs past total_length {total}"
-                )));
-            }
-            let (header, _) = RawOptionHeader::read_from_prefix(&buf[at..header_end])
-                .map_err(|_| bad(String::from("option header")))?;
-            let length = header.option_length.get() as usize;
-            let body_end = header_end + length;
-            if body_end > total {
-                return Err(bad(alloc::format!(
-                    "option {index} ({}) body of {length} bytes runs past total_length {total}",
-                    option_name(header.option_id.get())
-                )));
-            }
-            let body = &buf[header_end..body_end];
-            let id = header.option_id.get();
-            let malformed = match option_facts(id) {
-                // The legacy raw-addressing option must have an empty body.
-                Some((_, 0)) => length != 0,
-                Some((_, min)) => length < min,
-                None => false,
-            };
-            options.push(DeviceOption {
-                id,
-                length: length as u16,
-                required_features_mask: header.required_features_mask.get(),
-                features: body
-                    .get(..4)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-                malformed,
-            });
-            at = body_end;
-        }
+        let options = parse_options(buf, HEADER_BYTES, total, raw.num_device_options.get())
+            .map_err(GvnicError::TruncatedOption)?;
         let descriptor = DeviceDescriptor {
             max_registered_pages: raw.max_registered_pages.get(),
             tx_queue_entries: raw.tx_queue_entries.get(),
@@ -323,6 +214,22 @@ impl DeviceDescriptor {
                 .find(|f| offered.contains(f))
                 .unwrap_or(QueueFormat::GqiQpl)),
         }
+    }
+
+    /// The limits the device options set for `format` (Linux's rule: an option counts
+    /// when the format option's supported-features word carries its bit).
+    pub fn limits(&self, format: QueueFormat) -> DeviceLimits {
+        let ids: Vec<u16> = [
+            option_id::GQI_RAW_ADDRESSING,
+            option_id::GQI_RDA,
+            option_id::GQI_QPL,
+            option_id::DQO_RDA,
+            option_id::DQO_QPL,
+        ]
+        .into_iter()
+        .filter(|id| QueueFormat::from_option(*id) == Some(format))
+        .collect();
+        DeviceLimits::for_format(&self.options, &ids)
     }
 
     /// The MAC as `42:01:0a:80:00:02` (one formatter for the whole crate).
@@ -427,13 +334,20 @@ mod tests {
     #[test]
     fn option_overrunning_total_length_is_rejected() {
         let buf = descriptor(&[(3, &[0, 0, 0, 0])], -2);
-        assert!(matches!(
-            DeviceDescriptor::parse(&buf),
-            Err(GvnicError::BadDescriptor(_))
-        ));
+        let err = DeviceDescriptor::parse(&buf).unwrap_err();
+        assert_eq!(err.code(), "gvnic-truncated-option");
+        assert!(
+            alloc::format!("{err}").contains(
+                "option 0 (GQI_QPL body) at byte 40 needs 12 bytes but the descriptor ends at 50"
+            ),
+            "{err}"
+        );
         let mut huge = descriptor(&[(3, &[0, 0, 0, 0])], 0);
         huge[32..34].copy_from_slice(&4000u16.to_be_bytes());
-        assert!(DeviceDescriptor::parse(&huge).is_err());
+        assert!(matches!(
+            DeviceDescriptor::parse(&huge),
+            Err(GvnicError::BadDescriptor(_))
+        ));
     }
 
     #[test]

@@ -22,8 +22,9 @@ use super::adminq::{self, AdminQueue, ConfigureDeviceResources, Opcode};
 use super::describe::{
     DeviceDescriptor, Family, QueueFormat, DESCRIPTOR_BUF_BYTES, DESCRIPTOR_VERSION,
 };
+use super::limits::{MtuPlan, RingPlan};
 use super::notify::{self, DummyMsix, MsixReport, IRQ_DB_STRIDE, NOTIFY_BLOCKS};
-use super::regs::{AqMode, DeviceStatus, Doorbells, DriverStatus, Registers};
+use super::regs::{AqMode, DeviceStatus, Doorbells, Registers};
 use super::resources::Resources;
 use super::ring::{self, QueueEnv, RxRing, TxRing};
 use super::GvnicError;
@@ -106,6 +107,10 @@ pub struct Gvnic {
     /// The format CONFIGURE_DEVICE_RESOURCES was given.
     pub(super) format: Option<QueueFormat>,
     pub(super) msix: Option<DummyMsix>,
+    /// Ring and buffer sizes inside the device's option limits, decided at CONFIGURE.
+    plan: Option<RingPlan>,
+    /// The MTU a DHCP lease asked for (option 26), for [`Gvnic::mtu_plan`].
+    lease_mtu: Option<u16>,
     /// (allocations, pages) of an earlier quarantine released by a confirmed reset, for the
     /// caller to report once.
     pub(super) released: Option<(usize, u32)>,
@@ -137,6 +142,8 @@ impl Gvnic {
             wanted: None,
             format: None,
             msix: None,
+            plan: None,
+            lease_mtu: None,
             released: None,
             last_attempts: 0,
         })
@@ -164,6 +171,29 @@ impl Gvnic {
     /// The format the queues were configured in, once configured.
     pub fn format(&self) -> Option<QueueFormat> {
         self.format
+    }
+
+    /// The ring and buffer sizes the queues were (or will be) created with, once
+    /// configured.
+    pub fn ring_plan(&self) -> Option<RingPlan> {
+        self.plan
+    }
+
+    /// Records the MTU a DHCP lease asked for (None: the lease said nothing).
+    pub fn set_lease_mtu(&mut self, mtu: Option<u16>) {
+        self.lease_mtu = mtu;
+    }
+
+    /// The MTU for the network stack: the lease's when JUMBO_FRAMES (honoured for the
+    /// running format) allows it, capped by the data path; None before DESCRIBE.
+    pub fn mtu_plan(&self) -> Option<MtuPlan> {
+        let info = self.info.as_ref()?;
+        let limits = self
+            .format
+            .or_else(|| info.format.clone().ok())
+            .map(|f| info.descriptor.limits(f))
+            .unwrap_or_default();
+        Some(MtuPlan::new(&info.descriptor, &limits, self.lease_mtu))
     }
 
     pub fn rx_dropped(&self) -> u32 {
@@ -271,7 +301,7 @@ impl Gvnic {
     pub(super) fn holds_nothing(&self) -> bool {
         match &self.aq {
             Some(aq) => aq.reads_reset(&self.regs),
-            None => self.regs.reads_reset(self.mode),
+            None => self.regs.reads_reset(),
         }
     }
 
@@ -286,7 +316,7 @@ impl Gvnic {
         }
         // Never reset a device that already reads reset: on GCE that schedules a delayed
         // second reset, and a driver that answers each reset with a reset loops forever.
-        if !self.regs.reads_reset(self.mode) {
+        if !self.regs.reads_reset() {
             self.request_reset();
             if !self.wait_reset(clock) {
                 return Err(GvnicError::ResetTimeout { quarantined: 0 });
@@ -307,19 +337,19 @@ impl Gvnic {
         }
     }
 
-    /// Revision 0: PFN = 0. Revision >= 1: DRIVER_STATUS = RESET (Linux; facts §2.2).
+    /// PFN = 0 on every revision (iPXE, proven on GCE at revision 1 too). Linux resets a
+    /// revision-1 device with DRIVER_STATUS = RESET instead; we do not write both: should
+    /// the device finish the first request at once, the second would reset an
+    /// already-reset device, which GCE answers with a delayed reset (iPXE gve.c).
     fn request_reset(&self) {
-        match self.mode {
-            AqMode::Pfn => self.regs.set_aq_pfn(0),
-            AqMode::BaseLength => self.regs.set_driver_status(DriverStatus::RESET),
-        }
+        self.regs.set_aq_pfn(0);
     }
 
     /// Polls for the reset's completion for its whole deadline: a recovery wait, which a
     /// Ctrl-C does not cut short (cutting it would quarantine a healthy NIC's memory).
     fn wait_reset(&self, clock: &dyn Clock) -> bool {
         wait_for_recovery(clock, RESET_TIMEOUT_US, || {
-            self.regs.reads_reset(self.mode).then_some(())
+            self.regs.reads_reset().then_some(())
         })
         .is_ok()
     }
@@ -351,6 +381,7 @@ impl Gvnic {
         self.tx = None;
         self.rx = None;
         self.format = None;
+        self.plan = None;
         if confirmed {
             dma.free_owner(&self.owner);
             self.release_quarantine(dma);
@@ -416,16 +447,6 @@ impl Gvnic {
         Ok(())
     }
 
-    fn descriptor(&self) -> Result<&DeviceDescriptor, GvnicError> {
-        self.info
-            .as_ref()
-            .map(|info| &info.descriptor)
-            .ok_or(GvnicError::WrongState {
-                wanted: "described",
-                state: self.state.name(),
-            })
-    }
-
     /// Described -> configured: counter array, notification blocks, IRQs quiet; MSI-X for
     /// DQO.
     fn configure(
@@ -440,6 +461,8 @@ impl Gvnic {
         })?;
         let format = info.format.clone()?;
         let descriptor = &info.descriptor;
+        // Decided before the device hears anything: a limit we cannot meet touches nothing.
+        let plan = RingPlan::new(descriptor, &descriptor.limits(format))?;
         let wanted_pages = u64::from(ring::registered_pages(format));
         if wanted_pages > descriptor.max_registered_pages {
             return Err(GvnicError::PageBudget {
@@ -482,6 +505,7 @@ impl Gvnic {
             irq_doorbells: Vec::new(),
         });
         self.format = Some(format);
+        self.plan = Some(plan);
         self.execute(clock, dma, Opcode::ConfigureDeviceResources, &command)?;
         self.state = State::Configured;
         let indexes = notify::read_irq_doorbells(dma, &irq_dbs, &self.doorbells)?;
@@ -511,7 +535,10 @@ impl Gvnic {
 
     /// Configured -> queues up: page lists, TX then RX queue, RX buffers posted.
     fn create_queues(&mut self, clock: &dyn Clock, dma: &mut DmaPool) -> Result<(), GvnicError> {
-        let descriptor = self.descriptor()?.clone();
+        let plan = self.plan.ok_or(GvnicError::WrongState {
+            wanted: "configured",
+            state: self.state.name(),
+        })?;
         let format = self.format.ok_or(GvnicError::WrongState {
             wanted: "configured",
             state: self.state.name(),
@@ -519,8 +546,8 @@ impl Gvnic {
         let counters = self.resources.as_ref().map_or(0, |r| r.num_counters);
         // Every allocation is recorded in `self` before the device hears of it, so a
         // failure part-way leaves teardown an exact list of what to undo.
-        self.tx = Some(ring::tx_ring(format, dma, &self.owner, &descriptor)?);
-        self.rx = Some(ring::rx_ring(format, dma, &self.owner, &descriptor)?);
+        self.tx = Some(ring::tx_ring(format, dma, &self.owner, &plan)?);
+        self.rx = Some(ring::rx_ring(format, dma, &self.owner, &plan)?);
         let aq = self.aq.as_mut().ok_or(GvnicError::WrongState {
             wanted: "with its admin queue up",
             state: "unbound",

@@ -30,7 +30,10 @@ pub mod adminq;
 pub mod datapath;
 pub mod describe;
 pub mod device;
+pub mod irq_test;
+pub mod limits;
 pub mod notify;
+pub mod options;
 pub mod regs;
 pub mod resources;
 pub mod ring;
@@ -140,6 +143,11 @@ pub enum GvnicError {
     },
     /// The user pressed Ctrl-C during a wait.
     Interrupted,
+    /// A device option's header or body runs past the descriptor's total_length.
+    TruncatedOption(options::TruncatedOption),
+    /// The device's option limits leave nothing this driver can use (a ring range with no
+    /// power of two, packet buffers too small for a frame).
+    OptionLimit(String),
 }
 
 impl GvnicError {
@@ -167,6 +175,8 @@ impl GvnicError {
             GvnicError::RxTimeout => "gvnic-rx-timeout",
             GvnicError::FrameTooLong { .. } => "gvnic-frame-too-long",
             GvnicError::Interrupted => "interrupted",
+            GvnicError::TruncatedOption(_) => "gvnic-truncated-option",
+            GvnicError::OptionLimit(_) => "gvnic-option-limit",
         }
     }
 
@@ -184,6 +194,7 @@ impl GvnicError {
                 | GvnicError::WrongState { .. }
                 | GvnicError::ResetTimeout { .. }
                 | GvnicError::ResetLoop { .. }
+                | GvnicError::OptionLimit(_)
         )
     }
 }
@@ -272,6 +283,8 @@ impl fmt::Display for GvnicError {
                 write!(f, "frame of {len} bytes does not fit a {max}-byte TX buffer")
             }
             GvnicError::Interrupted => write!(f, "interrupted"),
+            GvnicError::TruncatedOption(t) => write!(f, "bad device descriptor: {t}"),
+            GvnicError::OptionLimit(why) => write!(f, "device option limit: {why}"),
         }
     }
 }

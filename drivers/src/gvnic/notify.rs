@@ -98,6 +98,15 @@ impl DummyMsix {
         }
     }
 
+    pub fn bdf(&self) -> Bdf {
+        self.bdf
+    }
+
+    /// The table itself (`irq test` routes and restores entries through it).
+    pub fn table(&self) -> &OwnedMsixTable {
+        &self.table
+    }
+
     /// There is something teardown must undo.
     pub fn live(&self) -> bool {
         self.dummy.is_some() || self.enabled_by_us

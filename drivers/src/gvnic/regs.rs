@@ -78,10 +78,10 @@ pub const DQO_IRQ_REARM: u32 = DQO_IRQ_ENABLE | DQO_IRQ_ITR_NO_UPDATE;
 /// How the admin queue is handed to the device, decided by the PCI revision (facts §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AqMode {
-    /// Revision 0: ADMINQ_PFN, reset by writing PFN = 0 and polling until it reads 0.
+    /// Revision 0: ADMINQ_PFN.
     Pfn,
-    /// Revision >= 1: PFN as well (iPXE), length, base hi/lo, DRIVER_STATUS = RUN; reset
-    /// through DRIVER_STATUS = RESET, done when DEVICE_IS_RESET is set and PFN reads 0.
+    /// Revision >= 1: PFN as well (iPXE), length, base hi/lo, DRIVER_STATUS = RUN.
+    /// Either way the reset is iPXE's: PFN = 0, done when PFN reads 0.
     BaseLength,
 }
 
@@ -176,21 +176,16 @@ impl Registers {
         self.write_be32(offset::ADMINQ_BASE_ADDRESS_LO, phys as u32);
     }
 
-    /// True when the device reads as reset, i.e. it holds no driver memory (facts §2.2).
-    /// Revision 0: PFN reads 0. Revision >= 1: DEVICE_IS_RESET is set (the documented
-    /// confirmation, what Linux polls) AND PFN reads 0. The PFN half is there because no
-    /// source says what clears DEVICE_IS_RESET: a device that leaves it set from an earlier
-    /// reset would otherwise confirm a reset that has not happened. We write the PFN on
-    /// every revision as iPXE does (proven on GCE; Google's documentation, quoted by
-    /// Fuchsia: the PFN path still works on newer devices), so a device that let go of the
+    /// True when the device reads as reset, i.e. it holds no driver memory: ADMINQ_PFN
+    /// reads 0, on every revision. This is iPXE's test, proven on GCE hardware (gve.c,
+    /// gve_reset; reference qemu11-vfio-user.md §4): a pristine revision-1 device reads PFN
+    /// 0 whether or not it reports DEVICE_IS_RESET, and resetting it anyway is a redundant
+    /// reset, which GCE answers with a delayed reset a few seconds later. DEVICE_IS_RESET
+    /// is not consulted: no source says when it is set at power-on or cleared after RUN.
+    /// We write the PFN on every revision, as iPXE does, so a device that let go of our
     /// queue reads PFN 0 whatever its revision.
-    pub fn reads_reset(&self, mode: AqMode) -> bool {
-        match mode {
-            AqMode::Pfn => self.aq_pfn() == 0,
-            AqMode::BaseLength => {
-                self.device_status().contains(DeviceStatus::DEVICE_IS_RESET) && self.aq_pfn() == 0
-            }
-        }
+    pub fn reads_reset(&self) -> bool {
+        self.aq_pfn() == 0
     }
 
     /// While an admin queue we handed over is live: has the device let go of it? PFN

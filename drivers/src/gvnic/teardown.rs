@@ -85,14 +85,36 @@ impl Gvnic {
                 detail: String::from("every MSI-X vector masked"),
             });
         }
+        // The device reset itself (host reset, live migration) since our last command: it
+        // holds none of our memory, so no admin command is owed. Not a failure: say so.
+        let mut reset_itself = self.aq.is_some() && self.holds_nothing();
+        if reset_itself {
+            aq_alive = false;
+            report(TeardownStep {
+                step: "device-reset",
+                ok: true,
+                detail: String::from(
+                    "the device reset itself earlier (ADMINQ_PFN reads 0): it holds none of our \
+                     memory",
+                ),
+            });
+        }
         for Step { name, opcode, id } in steps {
             if !aq_alive {
-                report(TeardownStep {
-                    step: name,
-                    ok: false,
-                    detail: String::from(
-                        "skipped: the admin queue is not answering; the reset releases it",
-                    ),
+                report(if reset_itself {
+                    TeardownStep {
+                        step: name,
+                        ok: true,
+                        detail: String::from("not needed: the device reset itself and let go"),
+                    }
+                } else {
+                    TeardownStep {
+                        step: name,
+                        ok: false,
+                        detail: String::from(
+                            "skipped: the admin queue is not answering; the reset releases it",
+                        ),
+                    }
                 });
                 continue;
             }
@@ -113,6 +135,26 @@ impl Gvnic {
                     ok: true,
                     detail: alloc::format!("{} passed", opcode.name()),
                 }),
+                Err(GvnicError::DeviceReset { during }) => {
+                    // The device reset under this very command (or asks to be reset): the
+                    // reset below releases everything; nothing failed that matters.
+                    aq_alive = false;
+                    reset_itself = self.holds_nothing();
+                    report(TeardownStep {
+                        step: name,
+                        ok: true,
+                        detail: if reset_itself {
+                            alloc::format!(
+                                "not needed: the device reset itself during {during} and let go"
+                            )
+                        } else {
+                            alloc::format!(
+                                "not run: the device asked to be reset during {during}; the \
+                                 reset releases it"
+                            )
+                        },
+                    });
+                }
                 Err(err) => {
                     if !matches!(err, GvnicError::AdminStatus { .. }) {
                         aq_alive = false;
@@ -140,7 +182,9 @@ impl Gvnic {
                 report(TeardownStep {
                     step: "reset",
                     ok: true,
-                    detail: String::from(if already {
+                    detail: String::from(if already && reset_itself {
+                        "the device reset itself: not reset again (GCE would schedule another)"
+                    } else if already {
                         "device already reads reset (not reset again: GCE would schedule another)"
                     } else {
                         "device confirmed the reset and released the admin queue"

@@ -27,9 +27,9 @@ pub struct GvnicNic<'a> {
 impl<'a> GvnicNic<'a> {
     /// None when the NIC was never described (no MAC or MTU known yet).
     pub fn new(nic: &'a mut Gvnic, clock: &'a dyn Clock, dma: &'a mut DmaPool) -> Option<Self> {
-        let (mac, mtu) = nic
-            .info()
-            .map(|i| (i.descriptor.mac, usize::from(i.descriptor.mtu)))?;
+        // The MTU follows the lease when the device's JUMBO_FRAMES allows it.
+        let mac = nic.info()?.descriptor.mac;
+        let mtu = usize::from(nic.mtu_plan()?.mtu);
         Some(GvnicNic {
             nic,
             clock,

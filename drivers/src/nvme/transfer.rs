@@ -44,6 +44,11 @@ const CDW12_FUA: u32 = 1 << 30;
 /// while bounding the bounce memory (8 x 1 MiB at worst).
 const MAX_IN_FLIGHT: usize = 8;
 
+/// A short pool keeps two commands in flight while their chunks shrink to this size, before it
+/// falls back to one command (policy: 64 KiB is what U-Boot and iPXE-class loaders use per
+/// request; smaller chunks cost more commands than a second buffer is worth).
+const SMALL_CHUNK_BYTES: usize = 64 << 10;
+
 /// How long an interrupted transfer waits (ignoring Ctrl-C) for the commands already at
 /// the device before it resets the controller instead. Policy: healthy controllers finish
 /// in microseconds to milliseconds; a stalled one is better reset than waited for.
@@ -396,8 +401,11 @@ impl Controller {
         })
     }
 
-    /// Data and list buffers for up to `slots` commands of up to `blocks` blocks each;
-    /// fewer slots when the pool is short, then smaller chunks, down to one block.
+    /// Data and list buffers for up to `slots` commands of up to `blocks` blocks each. A
+    /// short pool gets fewer slots down to two, then smaller chunks down to
+    /// [`SMALL_CHUNK_BYTES`], then one slot, then smaller chunks down to one block: two
+    /// modest buffers keep the device busy while the other is produced or consumed, which
+    /// one large buffer cannot.
     fn alloc_buffers(
         &self,
         pool: &mut DmaPool,
@@ -410,22 +418,38 @@ impl Controller {
         loop {
             let chunk = (blocks * block_size) as usize;
             let meta = blocks * metadata_size;
-            match self.try_alloc_buffers(pool, purposes, slots, chunk, meta) {
-                Err(NvmeError::Dma(DmaError::Exhausted { .. })) if slots > 1 => slots /= 2,
-                Err(NvmeError::Dma(DmaError::Exhausted { .. })) if blocks > 1 => {
-                    blocks /= 2;
-                    // Keep a chunk of a page or more a whole number of pages, so a PRP list
-                    // covers it exactly (block sizes are powers of two).
-                    if blocks * block_size > PAGE_SIZE as u64 {
-                        let per_page = (PAGE_SIZE as u64 / block_size).max(1);
-                        blocks -= blocks % per_page;
-                    }
-                }
-                other => return other,
+            let result = self.try_alloc_buffers(pool, purposes, slots, chunk, meta);
+            if !matches!(result, Err(NvmeError::Dma(DmaError::Exhausted { .. }))) {
+                return result;
+            }
+            let can_shrink = blocks > 1;
+            if slots > 2 {
+                slots /= 2;
+            } else if slots == 2 && can_shrink && chunk > SMALL_CHUNK_BYTES {
+                blocks = smaller(blocks, block_size);
+            } else if slots > 1 {
+                slots /= 2;
+            } else if can_shrink {
+                blocks = smaller(blocks, block_size);
+            } else {
+                return result;
             }
         }
     }
+}
 
+/// Half as many blocks, a chunk of a page or more kept a whole number of pages (so a PRP list
+/// covers it exactly; block sizes are powers of two). Never 0.
+fn smaller(blocks: u64, block_size: u64) -> u64 {
+    let mut half = (blocks / 2).max(1);
+    if half * block_size > PAGE_SIZE as u64 {
+        let per_page = (PAGE_SIZE as u64 / block_size).max(1);
+        half -= half % per_page;
+    }
+    half
+}
+
+impl Controller {
     fn try_alloc_buffers(
         &self,
         pool: &mut DmaPool,

@@ -8,8 +8,9 @@ use super::{body_with_mask, feature, id, DeviceOption};
 
 pub const BODY_LEN: usize = 8;
 
-/// GCE's largest VPC MTU, 8896 bytes (cloud.google.com/vpc/docs/mtu: "1300 to 8896"). The
-/// descriptor's MTU stays the VPC's (1460 by default), which DHCP also announces.
+/// GCE's largest VPC MTU, 8896 bytes (docs.cloud.google.com/vpc/docs/mtu: "any value between
+/// 1,300 bytes and 8,896 bytes (inclusive)"). The descriptor's MTU stays the VPC's (1460 by
+/// default), which DHCP also announces.
 pub const GCE_MAX_MTU: u16 = 8896;
 
 pub fn option(max_mtu: u16) -> DeviceOption {

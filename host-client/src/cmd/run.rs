@@ -47,6 +47,14 @@ pub fn exec(r: RunCmd) -> Result<ExitCode> {
     if let Some(path) = &r.report {
         write_report(&report, path)?;
     }
+    if let Some(path) = &r.gvnic_record {
+        let Some(state) = &state else {
+            anyhow::bail!("--gvnic-record: this run had no gVNIC model");
+        };
+        let json = serde_json::to_string_pretty(&state.record)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(if report.passed {
         ExitCode::SUCCESS
     } else {

@@ -331,6 +331,11 @@ fn run_proof(cell: &Cell, opened: Opened, s: &Settings, progress: &mut dyn Progr
     let (model, state) = session.close_keeping_model();
     if let Some(state) = &state {
         crate::model_verdict::judge(&mut report, &state.record, s.script.allow_model_violations);
+        // The whole record beside the report and the pcap (a failed write only loses it).
+        if let Ok(json) = serde_json::to_string_pretty(&state.record) {
+            let _ = std::fs::create_dir_all(s.report_dir.join(&cell.id));
+            let _ = std::fs::write(s.report_dir.join(&cell.id).join("gvnic-record.json"), json);
+        }
     }
     let file = format!("{}/report.json", cell.id);
     let written = serde_json::to_string_pretty(&report)

@@ -22,7 +22,8 @@ use crate::gce::gcloud::{self, GcloudError, VmCreate};
 use crate::gce::shell_line;
 
 /// Policy: how long an interrupt waits for creates in flight, at most (each create is
-/// killed after its own gcloud timeout anyway).
+/// killed after its own gcloud timeout, then followed for up to `follow::FOLLOW_BUDGET`;
+/// one still in flight after this is listed by [`Fleet::remaining`]).
 pub const CREATE_DRAIN_TIMEOUT: Duration = Duration::from_secs(900);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,15 +217,19 @@ impl Fleet {
             }
             Fate::Exists => {
                 self.set(name, VmState::Up);
-                match self.delete(name) {
-                    Some(Err(not_deleted)) => not_deleted,
-                    _ => GcloudError {
-                        code: e.code,
-                        message: format!(
-                            "{}; the VM appeared after gcloud gave up on it and was deleted",
-                            e.message
-                        ),
-                    },
+                let what = match self.delete(name) {
+                    Some(Err(not_deleted)) => return not_deleted,
+                    Some(Ok(())) => "was deleted",
+                    None if self.keep => "is kept (--keep)",
+                    // Taken by the interrupt handler, which deletes it.
+                    None => "is being deleted",
+                };
+                GcloudError {
+                    code: e.code,
+                    message: format!(
+                        "{}; the VM appeared after gcloud gave up on it and {what}",
+                        e.message
+                    ),
                 }
             }
             Fate::Unknown(why) => {
@@ -333,11 +338,12 @@ impl Fleet {
     }
 
     /// VMs that exist (or may) and will not be deleted by this run (`--keep`, failed
-    /// deletes, creates whose fate stayed unknown).
+    /// deletes, creates whose fate stayed unknown, and creates still being followed when an
+    /// interrupt gave up waiting for them).
     pub fn remaining(&self) -> Vec<String> {
         let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
         vms.iter()
-            .filter(|(_, s)| matches!(**s, VmState::Up | VmState::Stranded))
+            .filter(|(_, s)| matches!(**s, VmState::Up | VmState::Stranded | VmState::Creating))
             .map(|(n, _)| n.clone())
             .collect()
     }

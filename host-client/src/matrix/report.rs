@@ -158,6 +158,7 @@ pub fn report_code(r: &Report) -> Option<String> {
     }
     match &r.error {
         Some(e) if e.starts_with("no prompt") => Some("no-prompt".into()),
+        Some(e) if e.starts_with("unaccounted-command") => Some("unaccounted-command".into()),
         Some(_) => Some("run-stopped".into()),
         None if r.summary.damaged_frames + r.summary.sequence_gaps + r.summary.foreign_frames
             > 0 =>

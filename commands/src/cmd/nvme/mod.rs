@@ -115,7 +115,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "nvme write",
-        usage: "nvme write <lba> [count] (--pattern BYTE | --seed N) [--ns N] [--bdf BDF] [--fua] [--force-boot-disk] [--digest sha256|crc32|none] [--timeout MS]",
+        usage: "nvme write <lba> [count] (--pattern BYTE | --seed N) [--ns N] [--bdf BDF] [--fua] [--force-boot-disk] [--digest sha256|crc32|none] [--no-digest] [--timeout MS]",
         summary: "write a byte pattern or a seeded stream through the bounce pool; digest and throughput",
         details: "Writes count blocks (default 1) from lba of namespace N: every byte BYTE (--pattern), or the \
                   SplitMix64 stream from seed N (--seed; byte k of the namespace is byte k mod 8 of word k/8, \
@@ -138,6 +138,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             Flag { name: "--fua", takes_value: false, help: "Force Unit Access on every WRITE" },
             Flag { name: "--force-boot-disk", takes_value: false, help: "write even to the disk the monitor booted from" },
             Flag { name: "--digest", takes_value: true, help: "sha256 (default), crc32 or none" },
+            Flag { name: "--no-digest", takes_value: false, help: "same as --digest none" },
             TIMEOUT_FLAG,
         ],
         run: write::run_write,
@@ -346,5 +347,53 @@ pub fn teardown(ctx: &mut Ctx) -> Result<(), CmdError> {
             "teardown-incomplete",
             alloc::format!("nvme teardown: {} failed", failed.join(", ")),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> &'static CommandSpec {
+        COMMANDS.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_controller_is_named_by_flag_or_positional_never_two() {
+        let parse = |name: &str, words: &[&str], pos| {
+            wanted_bdf(&Args::parse(spec(name), words).unwrap(), pos)
+        };
+        let bdf = Bdf::new(0, 5, 0);
+        assert_eq!(
+            parse("nvme identify", &["00:05.0"], Some(0)).unwrap(),
+            Some(bdf)
+        );
+        assert_eq!(
+            parse("nvme identify", &["--bdf", "00:05.0"], Some(0)).unwrap(),
+            Some(bdf)
+        );
+        assert_eq!(
+            parse("nvme identify", &["00:05.0", "--bdf", "00:05.0"], Some(0)).unwrap(),
+            Some(bdf)
+        );
+        let two = parse("nvme identify", &["00:04.0", "--bdf", "00:05.0"], Some(0)).unwrap_err();
+        assert_eq!(two.code, "bad-argument");
+        assert_eq!(parse("nvme read", &["0"], None).unwrap(), None);
+        let bad = parse("nvme read", &["0", "--bdf", "5"], None).unwrap_err();
+        assert_eq!(bad.code, "bad-bdf");
+        let err = ambiguous(&[Bdf::new(0, 4, 0), bdf], "bound");
+        assert_eq!(err.code, "ambiguous-controller");
+        assert!(err.message.contains("00:04.0, 00:05.0"), "{}", err.message);
+    }
+
+    #[test]
+    fn range_arguments() {
+        let range = |words: &[&str]| range_args(&Args::parse(spec("nvme write"), words).unwrap());
+        assert_eq!(range(&["0x10", "8", "--seed", "1"]).unwrap(), (16, 8));
+        assert_eq!(range(&["7", "--seed", "1"]).unwrap(), (7, 1));
+        assert_eq!(
+            range(&["7", "0", "--seed", "1"]).unwrap_err().code,
+            "bad-argument"
+        );
     }
 }

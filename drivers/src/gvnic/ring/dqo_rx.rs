@@ -20,7 +20,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
 
-use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, BUF_BYTES, RX_QPL_ID};
+use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, RX_QPL_ID};
 use super::super::adminq::{self, CreateRxQueue, Opcode};
 use super::super::regs::Doorbells;
 use super::super::resources::read_queue_resources;
@@ -38,6 +38,9 @@ pub struct DqoRx {
     pub resources: DmaBuf,
     pub bufs: Buffers,
     entries: u16,
+    /// The packet buffer size CREATE_RX_QUEUE gives the device: our 2 KiB slot, or less
+    /// when BUFFER_SIZES allows less ([`super::RingPlan`]).
+    packet_buffer: u16,
     db_index: u32,
     /// Free-running count of buffer descriptors posted (the tail).
     tail: u32,
@@ -56,6 +59,7 @@ impl DqoRx {
         dma: &mut DmaPool,
         owner: &str,
         entries: u16,
+        packet_buffer: u16,
         addressing: Addressing,
     ) -> Result<DqoRx, GvnicError> {
         Ok(DqoRx {
@@ -84,6 +88,7 @@ impl DqoRx {
                 },
             )?,
             entries,
+            packet_buffer,
             db_index: 0,
             tail: 0,
             head: 0,
@@ -164,7 +169,7 @@ impl RxRing for DqoRx {
                 rx_data_ring_addr: U64::new(env.dma.device_addr(&self.buf_queue, 0)?),
                 queue_page_list_id: U32::new(self.bufs.qpl_id()),
                 rx_ring_size: U16::new(self.entries),
-                packet_buffer_size: U16::new(BUF_BYTES as u16),
+                packet_buffer_size: U16::new(self.packet_buffer),
                 rx_buff_ring_size: U16::new(self.entries),
                 enable_rsc: 0,
                 padding1: 0,
@@ -205,7 +210,7 @@ impl RxRing for DqoRx {
         if entry.error() {
             self.partial_bad
                 .get_or_insert("device flagged the frame with rx_error");
-        } else if len > BUF_BYTES {
+        } else if len > usize::from(self.packet_buffer) {
             self.partial_bad
                 .get_or_insert("completion length outside the buffer");
         } else if self.partial_bad.is_none() {

@@ -14,7 +14,7 @@ use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use crate::dma::{DmaBuf, DmaPool, PAGE_SIZE};
 
-use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, BUF_BYTES, RX_QPL_ID};
+use super::super::addressing::{AddressKind, Addressing, BufSpec, Buffers, RX_QPL_ID};
 use super::super::adminq::{self, CreateRxQueue, Opcode};
 use super::super::regs::Doorbells;
 use super::super::resources::read_queue_resources;
@@ -81,6 +81,9 @@ pub struct GqiRx {
     pub resources: DmaBuf,
     pub bufs: Buffers,
     entries: u16,
+    /// The packet buffer size CREATE_RX_QUEUE gives the device: our 2 KiB slot, or less
+    /// when BUFFER_SIZES allows less ([`super::RingPlan`]).
+    packet_buffer: u16,
     db_index: u32,
     /// Free-running count of descriptors consumed.
     cons: u32,
@@ -103,6 +106,7 @@ impl GqiRx {
         dma: &mut DmaPool,
         owner: &str,
         entries: u16,
+        packet_buffer: u16,
         addressing: Addressing,
     ) -> Result<GqiRx, GvnicError> {
         let kind = match addressing {
@@ -133,6 +137,7 @@ impl GqiRx {
                 },
             )?,
             entries,
+            packet_buffer,
             db_index: 0,
             cons: 0,
             seq: 1,
@@ -179,7 +184,7 @@ impl RxRing for GqiRx {
                 queue_page_list_id: U32::new(self.bufs.qpl_id()),
                 rx_ring_size: U16::new(self.entries),
                 // GQI buffers are half pages; the original device assumes it anyway.
-                packet_buffer_size: U16::new(BUF_BYTES as u16),
+                packet_buffer_size: U16::new(self.packet_buffer),
                 rx_buff_ring_size: U16::new(0),
                 enable_rsc: 0,
                 padding1: 0,
@@ -230,7 +235,7 @@ impl RxRing for GqiRx {
         let mut problem = None;
         if flags.contains(RxFlags::ERR) {
             problem = Some("device flagged the frame with ERR");
-        } else if len < pad || len > BUF_BYTES {
+        } else if len < pad || len > usize::from(self.packet_buffer) {
             problem = Some("descriptor length outside the buffer");
         } else {
             let mut bytes = alloc::vec![0u8; len - pad];

@@ -19,7 +19,8 @@ use crate::dma::{DmaBuf, DmaPool};
 use crate::platform::Clock;
 
 use super::adminq::{self, AdminQueue, Opcode};
-use super::describe::{DeviceDescriptor, Family, QueueFormat};
+use super::describe::{Family, QueueFormat};
+use super::limits::RingPlan;
 use super::regs::{Doorbells, Registers};
 use super::GvnicError;
 
@@ -132,19 +133,19 @@ pub fn tx_ring(
     format: QueueFormat,
     dma: &mut DmaPool,
     owner: &str,
-    descriptor: &DeviceDescriptor,
+    plan: &RingPlan,
 ) -> Result<alloc::boxed::Box<dyn TxRing>, GvnicError> {
     Ok(match format.family() {
         Family::Gqi => alloc::boxed::Box::new(gqi_tx::GqiTx::alloc(
             dma,
             owner,
-            descriptor.tx_queue_entries,
+            plan.tx_entries,
             format.addressing(),
         )?),
         Family::Dqo => alloc::boxed::Box::new(dqo_tx::DqoTx::alloc(
             dma,
             owner,
-            descriptor.tx_queue_entries,
+            plan.tx_entries,
             format.addressing(),
         )?),
     })
@@ -155,19 +156,21 @@ pub fn rx_ring(
     format: QueueFormat,
     dma: &mut DmaPool,
     owner: &str,
-    descriptor: &DeviceDescriptor,
+    plan: &RingPlan,
 ) -> Result<alloc::boxed::Box<dyn RxRing>, GvnicError> {
     Ok(match format.family() {
         Family::Gqi => alloc::boxed::Box::new(gqi_rx::GqiRx::alloc(
             dma,
             owner,
-            descriptor.rx_queue_entries,
+            plan.rx_entries,
+            plan.packet_buffer_bytes,
             format.addressing(),
         )?),
         Family::Dqo => alloc::boxed::Box::new(dqo_rx::DqoRx::alloc(
             dma,
             owner,
-            descriptor.rx_queue_entries,
+            plan.rx_entries,
+            plan.packet_buffer_bytes,
             format.addressing(),
         )?),
     })
