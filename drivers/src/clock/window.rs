@@ -13,8 +13,12 @@ pub const WINDOW_US: u64 = 10_000;
 /// If no counter has moved after this many polls, none counts (the slowest, the PIT,
 /// ticks every 0.84 us; a poll reads every counter, a few hundred ns at the least).
 pub const NO_MOTION_POLLS: u32 = 1_000;
-/// Upper bound on polls: a counter that stops mid-window must not hang the boot.
-pub const MAX_POLLS: u32 = 2_000_000;
+/// Upper bound on polls: a counter that stops mid-window must not hang the boot (policy:
+/// a poll reads two or three counters, >= 1 us on hardware, so 20 times a 10 ms window).
+pub const MAX_POLLS: u32 = 200_000;
+/// How much longer than the first counter to complete the others may take (policy: they
+/// all run on one clock, so a healthy one is done within microseconds of the first).
+pub const LAGGARD_FACTOR: u64 = 3;
 /// Samples taken at each end of the window, the tightest kept (policy).
 pub const PRECISE_SAMPLES: u32 = 5;
 
@@ -59,8 +63,9 @@ fn precise_sample(counter: &mut dyn Counter, tsc: &mut dyn FnMut() -> u64) -> (u
     (best.0, best.1)
 }
 
-/// Times every counter over one window of `WINDOW_US`, measured by the first counter
-/// (in list order) that is seen to move; `tsc` reads the time stamp counter.
+/// Times every counter over one window: it ends when every counter that moves has counted
+/// `WINDOW_US` of its own ticks (or `LAGGARD_FACTOR` times as long as the second one to
+/// get there took); `tsc` reads the time stamp counter.
 pub fn count_window(
     counters: &mut [&mut dyn Counter],
     tsc: &mut dyn FnMut() -> u64,
@@ -80,25 +85,39 @@ pub fn count_window(
     if tracks.is_empty() {
         return Vec::new();
     }
-    let mut timer: Option<usize> = None;
+    let start_tsc = tracks[0].start_tsc;
+    // TSC when a second counter completed its window: the rest get up to `LAGGARD_FACTOR`
+    // times as long. So a counter that jumps cannot cut the window short for the others,
+    // and one that stops holds it open only that long (or, with one other, MAX_POLLS).
+    let mut first_done: Option<u64> = None;
     for poll in 0..MAX_POLLS {
         for (counter, track) in counters.iter_mut().zip(tracks.iter_mut()) {
             let value = counter.read();
             track.ticks += rates::wrapping_ticks(track.last, value, counter.mask());
             track.last = value;
         }
-        if timer.is_none() {
-            timer = tracks.iter().position(|t| t.ticks > 0);
-        }
-        match timer {
-            Some(i) => {
-                let window_ticks = counters[i].hz() * WINDOW_US / 1_000_000;
-                if tracks[i].ticks >= window_ticks {
-                    break;
-                }
+        let moving = tracks.iter().filter(|t| t.ticks > 0).count();
+        if moving == 0 {
+            if poll >= NO_MOTION_POLLS {
+                break;
             }
-            None if poll >= NO_MOTION_POLLS => break,
-            None => {}
+            continue;
+        }
+        let done = counters
+            .iter()
+            .zip(tracks.iter())
+            .filter(|(c, t)| t.ticks >= c.hz() * WINDOW_US / 1_000_000)
+            .count();
+        if done == moving {
+            break;
+        }
+        // Two that agree the window is over bound the rest (one alone may be a jumper).
+        if done >= 2 {
+            let now = tsc();
+            let first = *first_done.get_or_insert(now);
+            if now.wrapping_sub(start_tsc) > first.wrapping_sub(start_tsc) * LAGGARD_FACTOR {
+                break;
+            }
         }
     }
     // The window's end: one precise sample per counter (it also counts the last ticks).
@@ -231,6 +250,75 @@ mod tests {
     }
 
     #[test]
+    fn a_jumping_counter_does_not_cut_the_window_short_for_the_others() {
+        let m = machine();
+        // A counter whose every read claims 20 ms more: it is "done" at once.
+        struct Jumper(u64);
+        impl Counter for Jumper {
+            fn source(&self) -> Source {
+                Source::Pit
+            }
+            fn hz(&self) -> u64 {
+                rates::PIT_HZ
+            }
+            fn mask(&self) -> u64 {
+                u64::MAX
+            }
+            fn read(&mut self) -> u64 {
+                self.0 += 24_000;
+                self.0
+            }
+        }
+        let mut jumper = Jumper(0);
+        let mut pm = counter(&m, Source::PmTimer, rates::PM_TIMER_HZ, 0xff_ffff, 0);
+        let tsc_m = m.clone();
+        let out = count_window(&mut [&mut jumper, &mut pm], &mut || tsc_m.tsc());
+        let Evidence::Counted { ticks, .. } = out[1].1 else {
+            panic!()
+        };
+        assert!(
+            ticks >= 35_795,
+            "the PM timer got its full window: {}",
+            out[1].1
+        );
+        let dev = rates::deviation_ppm(hz_of(&out[1].1), m.tsc_hz);
+        assert!(dev.abs() < 300, "{}", out[1].1);
+    }
+
+    #[test]
+    fn a_counter_that_stops_mid_window_cannot_hold_it_open() {
+        let m = machine();
+        struct Stopper(Rc<Machine>);
+        impl Counter for Stopper {
+            fn source(&self) -> Source {
+                Source::Hpet
+            }
+            fn hz(&self) -> u64 {
+                100_000_000
+            }
+            fn mask(&self) -> u64 {
+                0xffff_ffff
+            }
+            fn read(&mut self) -> u64 {
+                // Counts for the first 2 ms, then never again.
+                self.0.now_ns.get().min(2_000_000) / 10
+            }
+        }
+        let mut stopper = Stopper(m.clone());
+        let mut pm = counter(&m, Source::PmTimer, rates::PM_TIMER_HZ, 0xff_ffff, 0);
+        let mut pit = counter(&m, Source::Pit, rates::PIT_HZ, 0xffff, 0);
+        let tsc_m = m.clone();
+        let out = count_window(&mut [&mut pm, &mut stopper, &mut pit], &mut || tsc_m.tsc());
+        assert!(
+            m.now_ns.get() < 40_000_000,
+            "ended {} ns in: bounded by 3x the window of the two that finished",
+            m.now_ns.get()
+        );
+        let dev = rates::deviation_ppm(hz_of(&out[0].1), m.tsc_hz);
+        assert!(dev.abs() < 300, "{}", out[0].1);
+    }
+
+    #[test]
     fn a_stall_in_an_end_sample_is_left_out() {
         let m = machine();
         let mut pm = counter(&m, Source::PmTimer, rates::PM_TIMER_HZ, 0xff_ffff, 0);
@@ -265,7 +353,7 @@ mod tests {
         let tsc_m = m.clone();
         let out = count_window(&mut [&mut pm], &mut || tsc_m.tsc());
         assert!(matches!(out[0].1, Evidence::Counted { ticks: 0, .. }));
-        // NO_MOTION_POLLS reads of 600 ns, not the 2 000 000 polls of MAX_POLLS.
+        // NO_MOTION_POLLS reads of 600 ns, not the 200 000 polls of MAX_POLLS.
         assert!(m.now_ns.get() < 1_000_000, "{} ns", m.now_ns.get());
         assert!(count_window(&mut [], &mut || 0).is_empty());
     }
