@@ -17,6 +17,7 @@ pub mod memtypes;
 pub mod net;
 pub mod net_text;
 pub mod nvme;
+pub mod tsc_text;
 pub mod windows;
 
 use alloc::string::String;
