@@ -107,6 +107,8 @@ pub struct Gvnic {
     /// The format CONFIGURE_DEVICE_RESOURCES was given.
     pub(super) format: Option<QueueFormat>,
     pub(super) msix: Option<DummyMsix>,
+    /// `--irq`: completions waited for by interrupt ([`super::irq_wait`]).
+    pub(super) irq_session: Option<super::irq_wait::IrqSession>,
     /// Ring and buffer sizes inside the device's option limits, decided at CONFIGURE.
     plan: Option<RingPlan>,
     /// The MTU a DHCP lease asked for (option 26), for [`Gvnic::mtu_plan`].
@@ -142,6 +144,7 @@ impl Gvnic {
             wanted: None,
             format: None,
             msix: None,
+            irq_session: None,
             plan: None,
             lease_mtu: None,
             released: None,
