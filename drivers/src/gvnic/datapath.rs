@@ -46,8 +46,21 @@ impl Gvnic {
         dma: &mut DmaPool,
         frame: &[u8],
     ) -> Result<TxDone, GvnicError> {
+        self.send_with(config, clock, dma, frame, None)
+    }
+
+    /// [`Self::send`], by interrupt while a `--irq` session is live (a NIC brought up
+    /// again after a reset has lost the session's routing, so its retry polls).
+    pub fn send_with(
+        &mut self,
+        config: &dyn ConfigSpace,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        frame: &[u8],
+        irq: Option<&dyn Interrupts>,
+    ) -> Result<TxDone, GvnicError> {
         self.bring_up(config, clock, dma, State::QueuesUp)?;
-        match self.transmit(clock, dma, frame) {
+        match self.transmit_with(clock, dma, frame, irq) {
             Err(GvnicError::DeviceReset { .. }) => {
                 self.bring_up(config, clock, dma, State::QueuesUp)?;
                 let done = self.transmit(clock, dma, frame)?;

@@ -374,6 +374,9 @@ impl Gvnic {
         dma: &mut DmaPool,
     ) -> Result<bool, GvnicError> {
         self.quiesce_msix(config);
+        // A `--irq` session's saved MSI-X state names DMA targets this release frees: the
+        // session ends here (its CPU side is disarmed by `end_irq_waits`).
+        self.irq_session = None;
         let already = self.holds_nothing();
         let confirmed = already || {
             self.request_reset();

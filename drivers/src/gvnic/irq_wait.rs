@@ -62,6 +62,9 @@ pub struct IrqWaitReport {
     pub interrupts: u32,
     /// Interrupts on other vectors meanwhile.
     pub other: u32,
+    /// Every MSI-X entry, the control word and the command register were put back and
+    /// read back as before (false: a reset ended the session and left nothing of ours).
+    pub restored: bool,
 }
 
 /// How an interrupt wait ended without a value.
@@ -174,18 +177,19 @@ impl Gvnic {
     ) -> Result<IrqWaitReport, GvnicError> {
         let delivery = irq.delivery();
         irq.disarm();
-        let Some(session) = self.irq_session.take() else {
-            return Err(GvnicError::WrongState {
-                wanted: "waiting by interrupt",
-                state: self.state.name(),
-            });
-        };
-        let report = IrqWaitReport {
+        let session = self.irq_session.take();
+        let mut report = IrqWaitReport {
             vector,
             message,
-            entries: session.entries,
+            entries: session.as_ref().map_or([0, 1], |s| s.entries),
             interrupts: delivery.count,
             other: delivery.other,
+            restored: false,
+        };
+        // No session: a reset released the NIC meanwhile (its MSI-X was quiesced then, and
+        // a later bring-up programmed its own); there is nothing of ours to put back.
+        let Some(session) = session else {
+            return Ok(report);
         };
         if self.state != State::QueuesUp {
             return Ok(report);
@@ -203,6 +207,7 @@ impl Gvnic {
                 super::irq_test::IrqTestError::Gvnic(err) => err,
                 _ => GvnicError::NotRestored("the MSI-X table"),
             })?;
+        report.restored = true;
         Ok(report)
     }
 
