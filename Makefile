@@ -10,6 +10,7 @@
 #   make qemu-bios / make qemu-uefi   boot the image directly in QEMU (SeaBIOS / OVMF)
 #   make deps        install missing system packages and the rustup target (idempotent)
 #   make qemu10      unpack QEMU 10 (SHA-NI under TCG) into target/qemu-10, not installed
+#   make qemu11      unpack QEMU 11.1 (vfio-user client) + its trixie runtime into target/qemu-11
 
 SHELL := /bin/bash
 # The paths below assume cargo's default target/ directory.
@@ -34,18 +35,22 @@ QEMU_COMMON := -machine q35 -accel tcg -m $(QEMU_MEM) -display none -vga none -s
 # Build and boot: qemu, ovmf, grub, mtools, gdisk, tar. Tests: tshark (decodes the gVNIC
 # model's pcap), openssh-server + socat + iproute2 (the GCE serial gateway stand-in, in its own
 # network namespace), util-linux (unshare, nsenter).
-# host-client/tests/linux_gve.rs fetches Debian's linux-image-amd64 and busybox-static once with
-# `apt-get download` into target/linux-cache/ (dpkg-deb unpacks them; no extra package needed).
+# host-client/tests/linux_gve.rs and ipxe_gve.rs fetch Debian's kernels (bookworm 6.1,
+# bookworm-backports 6.12, trixie-backports 7.x), busybox-static and trixie's ipxe once through
+# scripts/apt-private.sh into target/linux-cache/ (dpkg-deb unpacks them; xz-utils decompresses
+# the .ko.xz modules of 6.12 and 7.x).
 # Bench: u-boot-qemu (the monitor we measure against). python3: zlib.crc32, the reference
 # CRC-32 the digest tests compare with, and the metadata HTTP server of the network tests.
 # Network tests: dnsmasq-base (a real DHCP server, no service), iproute2 (namespaces, TAP).
+# make qemu11: binutils (readelf: the DT_NEEDED closure of QEMU 11.1 against trixie's libraries).
 DEB_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common mtools gdisk tar \
-	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base
+	tshark openssh-server socat iproute2 util-linux u-boot-qemu python3 dnsmasq-base xz-utils \
+	binutils
 BRINGUP := target/debug/bringup
 DEMO_DISK := target/demo-nvme.img
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps monitor image gce-image run test bench fuzz qemu-bios qemu-uefi clean-image qemu10
+.PHONY: all deps monitor image gce-image run test bench fuzz qemu-bios qemu-uefi clean-image qemu10 qemu11
 
 all: image
 
@@ -91,10 +96,18 @@ QEMU10 := target/qemu-10/bin/qemu-system-x86_64
 qemu10: deps
 	scripts/qemu10.sh target/qemu-10
 
+# QEMU 11.1 from trixie-backports, with trixie's runtime beside it (its own loader, libraries,
+# SeaBIOS), unpacked into target/qemu-11 and run through target/qemu-11/bin/qemu-system-x86_64:
+# the first QEMU here with the vfio-user client (`-device vfio-user-pci`), which delivers the
+# gVNIC model's MSI-X interrupts. Idempotent; the APT configuration is private (target/apt).
+QEMU11 := target/qemu-11/bin/qemu-system-x86_64
+qemu11: deps
+	scripts/qemu11.sh target/qemu-11
+
 # The system tests boot target/bringup.img; DEB packages come from `deps` (via image).
 # The monitor is not a default workspace member (bare-metal binary): its host-testable
 # library is tested on its own.
-test: image qemu10
+test: image qemu10 qemu11
 	$(CARGO) test --workspace --exclude monitor
 	$(CARGO) test -p monitor --lib
 

@@ -5,10 +5,9 @@
 # the SHA extensions (reference/platform-notes.md section 3), which the SHA-NI system test
 # and `make bench` need.
 #
-# Idempotent: a working binary in the directory is kept. The apt source it may add is
-# bookworm-backports, whose Release file says NotAutomatic/ButAutomaticUpgrades, so apt
-# pins it at 100 and nothing the system installs by default changes; the download names
-# the suite explicitly (-t bookworm-backports).
+# Idempotent: a working binary in the directory is kept. The download goes through
+# scripts/apt-private.sh (a private APT configuration under target/apt/bookworm-backports that
+# sees only bookworm-backports); the system's apt sources are never changed.
 #
 # Usage: scripts/qemu10.sh <dir>    (run <dir>/bin/qemu-system-x86_64, a wrapper)
 set -euo pipefail
@@ -17,22 +16,11 @@ dir=${1:?usage: qemu10.sh <dir>}
 mkdir -p "$(dirname "$dir")"
 dir=$(cd "$(dirname "$dir")" && pwd)/$(basename "$dir")
 bin="$dir/bin/qemu-system-x86_64"
-sudo=""
-[ "$(id -u)" = 0 ] || sudo=sudo
+here=$(cd "$(dirname "$0")" && pwd)
+state="$(dirname "$dir")/apt/bookworm-backports"
 
 if [ -x "$bin" ] && grep -q 'audio none' "$bin" && "$bin" --version 2>/dev/null | grep -q 'version 10\.'; then
     exit 0
-fi
-
-list=/etc/apt/sources.list.d/bringup-bookworm-backports.sources
-if ! apt-cache policy qemu-system-x86 2>/dev/null | grep -q 'bookworm-backports'; then
-    if [ ! -e "$list" ]; then
-        echo "qemu10: adding the bookworm-backports apt source ($list; pin stays 100)"
-        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' \
-            'Suites: bookworm-backports' 'Components: main' \
-            'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' | $sudo tee "$list" >/dev/null
-    fi
-    $sudo apt-get update -qq
 fi
 
 work=$(mktemp -d)
@@ -40,9 +28,10 @@ work=$(mktemp -d)
 chmod 777 "$work"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-# The emulator itself; its firmware comes from the system's /usr/share/qemu (-L), and the
-# libraries it needs beyond bookworm's are fetched below if the loader misses any.
-apt-get download -q -t bookworm-backports qemu-system-x86 >/dev/null
+# The emulator itself; its firmware comes from the system's /usr/share/qemu, its libraries
+# are bookworm's (a library the loader misses is an error below).
+"$here/apt-private.sh" "$state" bookworm-backports apt-get download -q -t bookworm-backports \
+    qemu-system-x86 >/dev/null
 rm -rf "$dir.tmp"
 mkdir -p "$dir.tmp"
 for deb in ./*.deb; do dpkg -x "$deb" "$dir.tmp"; done

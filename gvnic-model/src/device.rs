@@ -56,6 +56,9 @@ pub struct Gvnic {
     pub(crate) nic_counters: NicCounters,
     /// Packets transmitted since power-on (drives `spurious_reset_after_tx_packets`).
     pub(crate) tx_packets: u64,
+    /// Set by a front end that owns the MSI-X table (vfio-user): vectors are raised through
+    /// it instead of as DMA writes from `msix` (interrupts.rs).
+    pub(crate) interrupts: Option<Box<dyn crate::Interrupts>>,
 }
 
 impl Gvnic {
@@ -84,6 +87,7 @@ impl Gvnic {
             stats_report: None,
             nic_counters: NicCounters::default(),
             tx_packets: 0,
+            interrupts: None,
         };
         // Power-on: the device holds nothing; DEVICE_IS_RESET as configured (reset.rs).
         g.power_on_reset_bit();
@@ -294,6 +298,17 @@ impl Gvnic {
         self.pci = PciConfig::new(self.cfg.revision, vectors);
         self.msix = Msix::new(vectors);
         self.release_everything(ResetCause::Pci, false);
+    }
+
+    /// Raise MSI-X vectors through `hook` from now on: the transport owns the MSI-X table
+    /// (vfio-user), so the device's own table, masks and PBA are no longer consulted.
+    pub fn set_interrupts(&mut self, hook: Box<dyn crate::Interrupts>) {
+        self.interrupts = Some(hook);
+    }
+
+    /// Drop the `Interrupts` hook (its front end is gone); the device's own table applies again.
+    pub fn clear_interrupts(&mut self) {
+        self.interrupts = None;
     }
 
     /// The current tick count (model time / `TICK_US`).

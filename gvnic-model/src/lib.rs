@@ -2,8 +2,10 @@
 //! `reference/gvnic-and-nvme-facts.md` §0-§5 (cited as "facts §n" throughout).
 //!
 //! The device logic is a library over [`GuestMemory`] (the guest's RAM as DMA sees it). Two
-//! front ends drive it: in-process (driver tests call [`Gvnic::bar_read`] and friends) and
-//! [`proxy::serve`], which speaks QEMU 7.2's multi-process protocol so a real guest can use it.
+//! Three front ends drive it: in-process (driver tests call [`Gvnic::bar_read`] and friends),
+//! [`proxy::serve`], which speaks QEMU 7.2's multi-process protocol, and [`vfio_user::serve`],
+//! a vfio-user server for QEMU 10.1+ (`-device vfio-user-pci`), whose MSI-X vectors reach
+//! the guest through the [`Interrupts`] hook.
 //!
 //! All four queue formats have a data path (gvnic-dqo.md): GQI-QPL, GQI-RDA, DQO-RDA and
 //! DQO-QPL, with DQO's completion write-back held until a 128-byte line fills or the queue's
@@ -18,6 +20,7 @@ pub mod device;
 mod dma;
 pub mod flow;
 pub mod format;
+pub mod interrupts;
 pub mod layout;
 mod limits;
 pub mod msix;
@@ -39,6 +42,7 @@ pub mod responder;
 pub mod rss;
 pub mod tap;
 pub mod timestamp;
+pub mod vfio_user;
 pub mod wire;
 
 /// GQI data paths under their old names.
@@ -50,6 +54,7 @@ pub use config::{
     REDUNDANT_RESET_DELAY_TICKS,
 };
 pub use device::{Gvnic, TICK_US};
+pub use interrupts::Interrupts;
 pub use profile::Profile;
 pub use record::{
     CommandRecord, DriverInfo, InterruptRecord, Record, ResetCause, ResetRecord, Violation,

@@ -1,5 +1,8 @@
-//! `gvnic-model`: serve the gVNIC model to QEMU's `x-pci-proxy-dev` over an inherited socket
-//! (`--fd N`) or a UNIX socket path it listens on (`--socket PATH`, one connection).
+//! `gvnic-model`: serve the gVNIC model to one QEMU: to 7.2's `x-pci-proxy-dev` over an
+//! inherited socket (`--fd N`) or a UNIX socket path it listens on (`--socket PATH`), or as a
+//! vfio-user server for QEMU 10.1+'s `vfio-user-pci` (`--vfio-user PATH`).
+
+mod vfio_user_main;
 
 use std::os::fd::FromRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -12,15 +15,20 @@ use gvnic_model::{DeviceIsReset, Formats, ModelConfig};
 #[derive(Parser)]
 #[command(
     version,
-    about = "gVNIC device model for QEMU 7.2's x-pci-proxy-dev (multi-process) front end"
+    about = "gVNIC device model for QEMU: 7.2's x-pci-proxy-dev (--fd/--socket) or 10.1+'s vfio-user-pci (--vfio-user)"
 )]
 struct Args {
     /// An inherited, connected UNIX stream socket (QEMU has the other end as `fd=`).
-    #[arg(long, conflicts_with = "socket")]
+    #[arg(long, conflicts_with_all = ["socket", "vfio_user"])]
     fd: Option<i32>,
-    /// Listen on this UNIX socket path and serve the first connection.
-    #[arg(long)]
+    /// Listen on this UNIX socket path and serve the first connection (x-pci-proxy-dev).
+    #[arg(long, conflicts_with = "vfio_user")]
     socket: Option<PathBuf>,
+    /// Listen on this UNIX socket path as a vfio-user server and serve the first connection
+    /// (`-device '{"driver":"vfio-user-pci","socket":{"type":"unix","path":PATH}}'`; guest
+    /// RAM must be memory-backend-memfd,share=on). MSI-X interrupts reach the guest.
+    #[arg(long, value_name = "PATH")]
+    vfio_user: Option<PathBuf>,
     /// Write every TX/RX frame to this pcap file.
     #[arg(long)]
     pcap: Option<PathBuf>,
@@ -96,7 +104,7 @@ fn main() -> Result<()> {
     if let Some(mac) = args.mac {
         config.mac = mac;
     }
-    config.formats = args.formats;
+    config.formats = args.formats.clone();
     config.profile = args.profile;
     config.device_is_reset = match args.reset_bit_clears_on {
         ResetBit::Run => DeviceIsReset::ClearedByRun,
@@ -110,6 +118,10 @@ fn main() -> Result<()> {
             Some(u32::try_from(ticks).unwrap_or(u32::MAX));
     }
     config.responder.enabled = !args.no_responder && args.tap.is_none();
+    if let Some(path) = &args.vfio_user {
+        let dev = device(config, &args)?;
+        return vfio_user_main::serve(path, dev, args.record.as_deref());
+    }
     let stream = match (args.fd, &args.socket) {
         (Some(fd), _) => {
             if fd < 3 {
@@ -126,8 +138,20 @@ fn main() -> Result<()> {
             let (s, _) = l.accept().context("accepting QEMU's connection")?;
             s
         }
-        (None, None) => bail!("give --fd N or --socket PATH"),
+        (None, None) => bail!("give --fd N, --socket PATH or --vfio-user PATH"),
     };
+    let mut dev = device(config, &args)?;
+    stop_on_sigterm(&stream)?;
+    let served = gvnic_model::proxy::serve_device(stream, &mut dev);
+    if let Some(path) = &args.record {
+        gvnic_model::record_file::write_record(&dev, path)
+            .with_context(|| format!("writing the record to {}", path.display()))?;
+    }
+    served
+}
+
+/// The device with its pcap and TAP attached.
+fn device(config: ModelConfig, args: &Args) -> Result<gvnic_model::Gvnic> {
     let mut dev = gvnic_model::Gvnic::new(config);
     if let Some(p) = &args.pcap {
         dev.set_pcap(p)
@@ -138,13 +162,7 @@ fn main() -> Result<()> {
             gvnic_model::tap::Tap::open(name).with_context(|| format!("opening TAP {name}"))?;
         dev.set_peer(gvnic_model::wire::Peer::Tap(tap))?;
     }
-    stop_on_sigterm(&stream)?;
-    let served = gvnic_model::proxy::serve_device(stream, &mut dev);
-    if let Some(path) = &args.record {
-        gvnic_model::record_file::write_record(&dev, path)
-            .with_context(|| format!("writing the record to {}", path.display()))?;
-    }
-    served
+    Ok(dev)
 }
 
 /// SIGTERM ends serving the way QEMU closing the socket does (our end is shut down), so the

@@ -108,6 +108,9 @@ impl Gvnic {
     /// vector): the pending bit is set and the message waits (false). Otherwise the message
     /// is sent (true).
     pub(crate) fn assert_vector(&mut self, v: u16, mem: &dyn GuestMemory) -> bool {
+        if self.interrupts.is_some() {
+            return self.raise_through_hook(v);
+        }
         if !self.msix_enabled() || usize::from(v) >= self.msix.table.len() {
             return false;
         }
@@ -117,6 +120,29 @@ impl Gvnic {
         }
         self.send_message(v, mem);
         true
+    }
+
+    /// Vectors can be asserted: MSI-X is enabled here, or the transport owns the table
+    /// (vfio-user: QEMU decides, from its own copy of the capability).
+    pub(crate) fn vectors_live(&self) -> bool {
+        self.interrupts.is_some() || self.msix_enabled()
+    }
+
+    /// The transport owns the table: hand it the vector. Recorded with address and data 0
+    /// (the message is the transport's; the device never sees it).
+    fn raise_through_hook(&mut self, v: u16) -> bool {
+        if usize::from(v) >= self.msix.table.len() {
+            return false;
+        }
+        let raised = self.interrupts.as_mut().is_some_and(|h| h.raise(v));
+        self.record.interrupts.push(InterruptRecord {
+            vector: v,
+            address: 0,
+            data: 0,
+            written_to_ram: false,
+            tick: self.now_ticks(),
+        });
+        raised
     }
 
     fn send_message(&mut self, v: u16, mem: &dyn GuestMemory) {

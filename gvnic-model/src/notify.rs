@@ -139,7 +139,7 @@ impl Gvnic {
         let Some(v) = self.block_vector(block) else {
             return;
         };
-        if !self.msix_enabled() {
+        if !self.vectors_live() {
             return;
         }
         let sent = self.assert_vector(v, mem);

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use host_client::console::FrameDisplay;
 use host_client::matrix::plan::{Firmware, FormatSet};
-use host_client::{Accel, Pacing};
+use host_client::{Accel, GvnicTransport, Pacing};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -137,9 +137,14 @@ pub struct QemuOpts {
     /// Attach a raw file as an NVMe controller (repeatable; serials nvme0, nvme1, ...).
     #[arg(long, value_name = "FILE")]
     pub nvme: Vec<PathBuf>,
-    /// Attach the gVNIC device model (x-pci-proxy-dev).
+    /// Attach the gVNIC device model (vfio-user-pci on QEMU 10.1+, else x-pci-proxy-dev).
     #[arg(long)]
     pub gvnic: bool,
+    /// How the gVNIC model is attached (implies --gvnic): vfio-user (QEMU 10.1+, MSI-X
+    /// reaches the guest) or proxy (x-pci-proxy-dev, no interrupts) [default: vfio-user when
+    /// the QEMU binary is 10.1 or newer].
+    #[arg(long, value_enum, value_name = "T")]
+    pub gvnic_transport: Option<GvnicTransport>,
     /// Write the gVNIC model's wire traffic to this pcap file (implies --gvnic).
     #[arg(long, value_name = "FILE")]
     pub gvnic_pcap: Option<PathBuf>,
@@ -287,7 +292,7 @@ pub struct MatrixCmd {
     pub report: PathBuf,
     /// Local targets from a TOML file (`[[target]]` tables, each with its own NVMe disks)
     /// instead of the axes.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic", "gvnic_formats", "gvnic_revision", "gvnic_profile", "nvme", "gce"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["firmware", "machine", "accel", "gvnic", "gvnic_formats", "gvnic_revision", "gvnic_profile", "gvnic_transport", "nvme", "gce"])]
     pub targets: Option<PathBuf>,
     /// Firmware axis: bios, uefi (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "gce")]
@@ -310,6 +315,10 @@ pub struct MatrixCmd {
     /// gVNIC device generation axis: 2024, 2026.
     #[arg(long, value_delimiter = ',', conflicts_with = "gce")]
     pub gvnic_profile: Vec<gvnic_model::Profile>,
+    /// gVNIC transport axis: proxy (QEMU 7.2's x-pci-proxy-dev), vfio-user (QEMU 10.1+,
+    /// target/qemu-11 when present) [default: from the QEMU version, no axis].
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "gce")]
+    pub gvnic_transport: Vec<GvnicTransport>,
     /// A raw NVMe disk attached to every local target (repeatable).
     #[arg(long, value_name = "FILE", conflicts_with = "gce")]
     pub nvme: Vec<PathBuf>,

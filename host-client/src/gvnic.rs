@@ -1,8 +1,12 @@
-//! Attaching the gVNIC device model to QEMU: a UNIX socketpair, the model serving one end in
-//! a thread of this process (`gvnic_model::proxy::serve_device`), QEMU inheriting the other end as
-//! `-device x-pci-proxy-dev,fd=N` (reference: qemu-multiprocess-proxy.md).
+//! Attaching the gVNIC device model to QEMU, the model serving in a thread of this process:
+//!
+//! - proxy: a UNIX socketpair, `gvnic_model::proxy::serve_device` on one end, QEMU inheriting
+//!   the other as `-device x-pci-proxy-dev,fd=N` (reference: qemu-multiprocess-proxy.md);
+//! - vfio-user: a listening UNIX socket in the run directory, `gvnic_model::vfio_user::serve`
+//!   on it, QEMU connecting as `vfio-user-pci` (reference: qemu11-vfio-user.md).
 
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -10,6 +14,7 @@ use anyhow::{Context, Result};
 use gvnic_model::{CommandRecord, InterruptRecord, ResetRecord, Violation};
 
 use crate::qemu::GvnicOptions;
+use crate::GvnicTransport;
 
 /// What the model held and saw when it stopped serving (QEMU gone): the device's own view,
 /// to check against what the monitor reported.
@@ -29,7 +34,9 @@ pub struct ModelState {
     pub admin_commands: Vec<CommandRecord>,
     /// Every reset, in order (PCI resets from QEMU included).
     pub resets: Vec<ResetRecord>,
-    /// Every MSI-X message the device sent (recorded only: the proxy has no interrupt path).
+    /// Every MSI-X vector the device asserted. Proxy: the message (address, data), recorded
+    /// only (no interrupt path). vfio-user: raised through QEMU's eventfd (address and data 0:
+    /// QEMU owns the table).
     pub interrupts: Vec<InterruptRecord>,
     /// The whole record as `gvnic-model --record FILE` writes it (summary, names, final
     /// state): what `bringup run`/`matrix` hold a run to (crate::model_verdict).
@@ -59,8 +66,10 @@ pub type FinalState = Arc<Mutex<Option<ModelState>>>;
 
 /// The two ends while QEMU starts.
 pub struct Attachment {
-    /// Handed to QEMU (FD_CLOEXEC cleared in the child only).
+    /// Proxy: handed to QEMU (FD_CLOEXEC cleared in the child only).
     pub qemu_end: Option<UnixStream>,
+    /// vfio-user: the socket the model listens on, for QEMU to connect to.
+    pub vfio_user_socket: Option<PathBuf>,
     /// The model thread serving the other end until QEMU closes it.
     pub thread: Option<JoinHandle<Result<()>>>,
     /// Filled in by the model thread when it stops serving.
@@ -76,32 +85,80 @@ impl Attachment {
     }
 }
 
-pub fn attach(opts: &GvnicOptions) -> Result<Attachment> {
-    let (model_end, qemu_end) = UnixStream::pair()?;
-    let config = model_config(opts);
-    let pcap = opts.pcap.clone();
-    // Opened here, before QEMU starts, so a bad name fails the start with its reason.
-    let tap = opts
-        .tap
+/// Starts the model thread for `transport`; vfio-user listens on `socket` (in the run
+/// directory, one per model).
+pub fn attach(opts: &GvnicOptions, transport: GvnicTransport, socket: &Path) -> Result<Attachment> {
+    match transport {
+        GvnicTransport::Proxy => attach_proxy(opts),
+        GvnicTransport::VfioUser => attach_vfio_user(opts, socket),
+    }
+}
+
+/// The device as the options describe it, pcap and TAP attached (in the model thread).
+fn device(
+    config: gvnic_model::ModelConfig,
+    pcap: Option<PathBuf>,
+    tap: Option<gvnic_model::tap::Tap>,
+) -> Result<gvnic_model::Gvnic> {
+    let mut dev = gvnic_model::Gvnic::new(config);
+    if let Some(p) = &pcap {
+        dev.set_pcap(p)
+            .with_context(|| format!("opening pcap {}", p.display()))?;
+    }
+    if let Some(tap) = tap {
+        dev.set_peer(gvnic_model::wire::Peer::Tap(tap))?;
+    }
+    Ok(dev)
+}
+
+/// Opened here, before QEMU starts, so a bad name fails the start with its reason.
+fn open_tap(opts: &GvnicOptions) -> Result<Option<gvnic_model::tap::Tap>> {
+    opts.tap
         .as_deref()
         .map(|name| {
             gvnic_model::tap::Tap::open(name).with_context(|| format!("opening TAP {name}"))
         })
-        .transpose()?;
+        .transpose()
+}
+
+fn attach_vfio_user(opts: &GvnicOptions, path: &Path) -> Result<Attachment> {
+    let path = path.to_path_buf();
+    // Bound before QEMU starts: vfio-user-pci connects during realize.
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("binding the vfio-user socket {}", path.display()))?;
+    let (config, pcap, tap) = (model_config(opts), opts.pcap.clone(), open_tap(opts)?);
+    let final_state = FinalState::default();
+    let publish = final_state.clone();
+    let thread = std::thread::Builder::new()
+        .name("gvnic-model".into())
+        .spawn(move || {
+            let dev = device(config, pcap, tap)?;
+            let (dev, served) = gvnic_model::vfio_user::serve(listener, dev);
+            if let Ok(mut slot) = publish.lock() {
+                *slot = Some(ModelState::of(&dev));
+            }
+            served
+        })?;
+    Ok(Attachment {
+        qemu_end: None,
+        vfio_user_socket: Some(path),
+        thread: Some(thread),
+        final_state,
+    })
+}
+
+fn attach_proxy(opts: &GvnicOptions) -> Result<Attachment> {
+    let (model_end, qemu_end) = UnixStream::pair()?;
+    let config = model_config(opts);
+    let pcap = opts.pcap.clone();
+    let tap = open_tap(opts)?;
     let final_state = FinalState::default();
     let publish = final_state.clone();
     // `proxy::serve`, with the device kept here so its state outlives the connection.
     let thread = std::thread::Builder::new()
         .name("gvnic-model".into())
         .spawn(move || {
-            let mut dev = gvnic_model::Gvnic::new(config);
-            if let Some(p) = &pcap {
-                dev.set_pcap(p)
-                    .with_context(|| format!("opening pcap {}", p.display()))?;
-            }
-            if let Some(tap) = tap {
-                dev.set_peer(gvnic_model::wire::Peer::Tap(tap))?;
-            }
+            let mut dev = device(config, pcap, tap)?;
             let served = gvnic_model::proxy::serve_device(model_end, &mut dev);
             if let Ok(mut slot) = publish.lock() {
                 *slot = Some(ModelState::of(&dev));
@@ -110,6 +167,7 @@ pub fn attach(opts: &GvnicOptions) -> Result<Attachment> {
         })?;
     Ok(Attachment {
         qemu_end: Some(qemu_end),
+        vfio_user_socket: None,
         thread: Some(thread),
         final_state,
     })

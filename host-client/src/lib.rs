@@ -23,7 +23,8 @@
 //!
 //! - [`QemuConfig`] / [`QemuProcess`]: the QEMU command line (no display adapter, serial on
 //!   a private UNIX socket, `snapshot=on` for the image, OVMF with a private vars copy,
-//!   NVMe drives, the gVNIC model through `x-pci-proxy-dev`, QMP).
+//!   NVMe drives, the gVNIC model through `vfio-user-pci` (QEMU 10.1+) or `x-pci-proxy-dev`,
+//!   QMP).
 //! - [`Session`]: `start_qemu`, `connect(Transport)`, `wait_for_prompt`, `sync_prompt`,
 //!   `command`, `send_raw`, `interrupt`, `resync`, `qmp`, `frames`, `damaged_frames`,
 //!   `sequence_gaps`, `frame_log`, `transcript`.
@@ -40,6 +41,7 @@ pub mod disk_view;
 pub mod frames;
 pub mod gce;
 pub mod gvnic;
+pub mod gvnic_transport;
 pub mod json;
 pub mod matrix;
 pub mod model_verdict;
@@ -58,6 +60,7 @@ pub mod transport;
 pub mod unaccounted;
 
 pub use frames::{DamagedFrame, FrameLog, SeqGap};
+pub use gvnic_transport::GvnicTransport;
 pub use outcome::CommandOutcome;
 pub use qemu::{Accel, DirectBoot, GvnicOptions, NvmeDrive, QemuConfig, QemuProcess};
 pub use session::{BootInfo, Pacing, Session, SessionError};

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crate::disk_view::DiskView;
 use anyhow::{bail, Context, Result};
 
+use crate::GvnicTransport;
+
 /// OVMF firmware code (read-only pflash).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// OVMF variable store template (copied per run).
@@ -113,6 +115,51 @@ pub struct QemuConfig {
     pub bios_serial_console: bool,
     /// How the NVMe disk files are opened (see [`crate::disk_view`]).
     pub nvme_view: DiskView,
+    /// How `gvnic` (and `more_gvnics`) are attached; None: vfio-user when `qemu_binary` is
+    /// 10.1 or newer, else the proxy ([`GvnicTransport::for_binary`]).
+    pub gvnic_transport: Option<GvnicTransport>,
+}
+
+impl QemuConfig {
+    /// The gVNIC transport this run uses (asks the binary its version when not set).
+    pub fn resolved_gvnic_transport(&self) -> GvnicTransport {
+        self.gvnic_transport
+            .unwrap_or_else(|| GvnicTransport::for_binary(&self.qemu_binary))
+    }
+}
+
+/// Where QEMU finds one gVNIC model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GvnicEndpoint {
+    /// x-pci-proxy-dev: this inherited socket fd.
+    ProxyFd(i32),
+    /// vfio-user-pci: the model listens on this UNIX socket.
+    VfioUser(PathBuf),
+}
+
+impl GvnicEndpoint {
+    fn of(a: &crate::gvnic::Attachment) -> Option<GvnicEndpoint> {
+        match (&a.qemu_end, &a.vfio_user_socket) {
+            (Some(s), _) => Some(GvnicEndpoint::ProxyFd(s.as_raw_fd())),
+            (None, Some(p)) => Some(GvnicEndpoint::VfioUser(p.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The `-device` value for the model `id` at `slot`. vfio-user takes the JSON form: its
+    /// socket is a SocketAddress (reference/qemu11-vfio-user.md §1).
+    fn device(&self, id: &str, slot: u8) -> String {
+        match self {
+            GvnicEndpoint::ProxyFd(fd) => format!("x-pci-proxy-dev,id={id},fd={fd},addr={slot:#x}"),
+            GvnicEndpoint::VfioUser(path) => serde_json::json!({
+                "driver": "vfio-user-pci",
+                "id": id,
+                "addr": format!("{slot:02x}.0"),
+                "socket": {"type": "unix", "path": path.display().to_string()},
+            })
+            .to_string(),
+        }
+    }
 }
 
 impl Default for QemuConfig {
@@ -132,6 +179,7 @@ impl Default for QemuConfig {
             more_gvnics: Vec::new(),
             bios_serial_console: false,
             nvme_view: DiskView::default(),
+            gvnic_transport: None,
         }
     }
 }
@@ -149,6 +197,16 @@ pub fn default_image() -> PathBuf {
     std::env::var_os("BRINGUP_IMAGE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/bringup.img"))
+}
+
+/// QEMU 11.1 (trixie-backports with its trixie runtime, unpacked by `make qemu11`; the
+/// vfio-user client): `BRINGUP_QEMU11`, else
+/// `<workspace>/target/qemu-11/bin/qemu-system-x86_64` (a wrapper). None when neither exists.
+pub fn qemu11_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("BRINGUP_QEMU11")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/qemu-11/bin/qemu-system-x86_64"));
+    path.is_file().then_some(path)
 }
 
 /// QEMU 10 (bookworm-backports, unpacked by `make qemu10`; its TCG emulates SHA-NI, 7.2's
@@ -170,8 +228,8 @@ pub struct RunFiles {
     pub ovmf_vars: PathBuf,
 }
 
-/// The QEMU argv (without the program). `gvnic_fd` is the inherited socket for the proxy.
-pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> Vec<String> {
+/// The QEMU argv (without the program). `gvnic` is where the model serves.
+pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic: Option<&GvnicEndpoint>) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     let mem = format!("{}M", cfg.memory_mib);
@@ -264,14 +322,8 @@ pub fn qemu_args(cfg: &QemuConfig, files: &RunFiles, gvnic_fd: Option<i32>) -> V
             &format!("nvme,serial={},drive=nvme{i}", d.serial),
         ]);
     }
-    if let (Some(g), Some(fd)) = (&cfg.gvnic, gvnic_fd) {
-        push(&[
-            "-device",
-            &format!(
-                "x-pci-proxy-dev,id=gve0,fd={fd},addr={:#x}",
-                g.slot.unwrap_or(5)
-            ),
-        ]);
+    if let (Some(g), Some(end)) = (&cfg.gvnic, gvnic) {
+        push(&["-device", &end.device("gve0", g.slot.unwrap_or(5))]);
     }
     if cfg.qmp {
         push(&[
@@ -291,17 +343,17 @@ fn sercon_file(files: &RunFiles) -> PathBuf {
 /// COM1's I/O port as SeaBIOS reads `etc/sercon-port`: a little-endian 64-bit integer.
 const SERCON_COM1: [u8; 8] = 0x3f8u64.to_le_bytes();
 
-/// `-device x-pci-proxy-dev` for each of [`QemuConfig::more_gvnics`] and its inherited fd.
-fn more_gvnic_args(cfg: &QemuConfig, fds: &[i32]) -> Vec<String> {
+/// A `-device` for each of [`QemuConfig::more_gvnics`] at its endpoint.
+fn more_gvnic_args(cfg: &QemuConfig, ends: &[GvnicEndpoint]) -> Vec<String> {
     cfg.more_gvnics
         .iter()
-        .zip(fds)
+        .zip(ends)
         .enumerate()
-        .flat_map(|(i, (g, fd))| {
+        .flat_map(|(i, (g, end))| {
             let slot = g.slot.unwrap_or(6 + i as u8);
             [
                 "-device".to_string(),
-                format!("x-pci-proxy-dev,id=gve{},fd={fd},addr={slot:#x}", i + 1),
+                end.device(&format!("gve{}", i + 1), slot),
             ]
         })
         .collect()
@@ -318,6 +370,8 @@ pub struct QemuProcess {
     gvnic_state: Option<crate::gvnic::FinalState>,
     /// The threads and final states of [`QemuConfig::more_gvnics`].
     more_gvnics: Vec<(Option<JoinHandle<Result<()>>>, crate::gvnic::FinalState)>,
+    /// vfio-user: the models' sockets (to end a model still waiting for QEMU).
+    gvnic_sockets: Vec<PathBuf>,
     pub(crate) started: Instant,
 }
 
@@ -338,24 +392,39 @@ impl QemuProcess {
         if cfg.bios_serial_console && !cfg.uefi {
             std::fs::write(sercon_file(&files), SERCON_COM1)?;
         }
+        let transport = cfg.resolved_gvnic_transport();
+        let socket = |i: usize| dir.path().join(format!("gvnic{i}.sock"));
         let mut gvnic = match &cfg.gvnic {
-            Some(opts) => Some(crate::gvnic::attach(opts)?),
+            Some(opts) => Some(crate::gvnic::attach(opts, transport, &socket(0))?),
             None => None,
         };
-        let fd = gvnic
-            .as_ref()
-            .and_then(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()));
         let mut more: Vec<crate::gvnic::Attachment> = cfg
             .more_gvnics
             .iter()
-            .map(crate::gvnic::attach)
+            .enumerate()
+            .map(|(i, opts)| crate::gvnic::attach(opts, transport, &socket(i + 1)))
             .collect::<Result<_>>()?;
-        let more_fds: Vec<i32> = more
+        let end = gvnic.as_ref().and_then(GvnicEndpoint::of);
+        let more_ends: Vec<GvnicEndpoint> = more.iter().filter_map(GvnicEndpoint::of).collect();
+        let mut args = qemu_args(cfg, &files, end.as_ref());
+        args.extend(more_gvnic_args(cfg, &more_ends));
+        let gvnic_sockets: Vec<PathBuf> = gvnic
             .iter()
-            .filter_map(|g| g.qemu_end.as_ref().map(|s| s.as_raw_fd()))
+            .chain(&more)
+            .filter_map(|g| g.vfio_user_socket.clone())
             .collect();
-        let mut args = qemu_args(cfg, &files, fd);
-        args.extend(more_gvnic_args(cfg, &more_fds));
+        // The proxy's sockets are inherited by QEMU (vfio-user's are connected to by path).
+        let fd = match end {
+            Some(GvnicEndpoint::ProxyFd(fd)) => Some(fd),
+            _ => None,
+        };
+        let more_fds: Vec<i32> = more_ends
+            .iter()
+            .filter_map(|e| match e {
+                GvnicEndpoint::ProxyFd(fd) => Some(*fd),
+                GvnicEndpoint::VfioUser(_) => None,
+            })
+            .collect();
         let mut command = Command::new(&cfg.qemu_binary);
         command
             .args(&args)
@@ -405,6 +474,7 @@ impl QemuProcess {
             gvnic_thread: gvnic_thread.flatten(),
             gvnic_state,
             more_gvnics,
+            gvnic_sockets,
             started,
         })
     }
@@ -462,6 +532,14 @@ impl QemuProcess {
     pub fn shutdown(&mut self) -> Option<Result<()>> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.gvnic_thread.is_some() || self.more_gvnics.iter().any(|(t, _)| t.is_some()) {
+            // QEMU may have died before connecting: a vfio-user model would wait in accept
+            // forever. A connection of ours that closes at once ends it (harmless after
+            // QEMU connected: the server accepts one connection).
+            for path in &self.gvnic_sockets {
+                let _ = UnixStream::connect(path);
+            }
+        }
         let join = |t: JoinHandle<Result<()>>| {
             t.join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("the gVNIC model thread panicked")))
@@ -604,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn more_gvnics_are_proxies_of_their_own_at_their_slots() {
+    fn more_gvnics_are_devices_of_their_own_at_their_slots() {
         let cfg = QemuConfig {
             gvnic: Some(GvnicOptions::default()),
             more_gvnics: vec![
@@ -616,14 +694,20 @@ mod tests {
             ],
             ..Default::default()
         };
-        let a = more_gvnic_args(&cfg, &[11, 12]);
-        assert_eq!(
-            value_after(&a, "-device"),
-            [
-                "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9",
-                "x-pci-proxy-dev,id=gve2,fd=12,addr=0x7"
-            ]
+        let a = more_gvnic_args(
+            &cfg,
+            &[
+                GvnicEndpoint::ProxyFd(11),
+                GvnicEndpoint::VfioUser("/run/x/gve2/gvnic.sock".into()),
+            ],
         );
+        let devices = value_after(&a, "-device");
+        assert_eq!(devices[0], "x-pci-proxy-dev,id=gve1,fd=11,addr=0x9");
+        let vfio: serde_json::Value = serde_json::from_str(devices[1]).unwrap();
+        assert_eq!(vfio["driver"], "vfio-user-pci");
+        assert_eq!(vfio["id"], "gve2");
+        assert_eq!(vfio["addr"], "07.0");
+        assert_eq!(vfio["socket"]["path"], "/run/x/gve2/gvnic.sock");
     }
 
     #[test]
@@ -641,7 +725,7 @@ mod tests {
             extra_args: vec!["-device".into(), "pci-bridge,id=br1,chassis_nr=1".into()],
             ..Default::default()
         };
-        let a = qemu_args(&cfg, &files(), Some(7));
+        let a = qemu_args(&cfg, &files(), Some(&GvnicEndpoint::ProxyFd(7)));
         let drives = value_after(&a, "-drive");
         assert!(drives[0].contains("readonly=on") && drives[0].contains(OVMF_CODE));
         assert!(drives[1].contains("unit=1,file=/run/x/vars.fd"));
@@ -662,6 +746,37 @@ mod tests {
         assert_eq!(
             &a[a.len() - 2..],
             &["-device", "pci-bridge,id=br1,chassis_nr=1"]
+        );
+    }
+
+    #[test]
+    fn vfio_user_device_is_json_with_a_unix_socket_and_shared_memfd_ram() {
+        let cfg = QemuConfig {
+            gvnic: Some(GvnicOptions::default()),
+            more_gvnics: vec![GvnicOptions::default()],
+            ..Default::default()
+        };
+        let end = GvnicEndpoint::VfioUser("/run/x/gvnic0.sock".into());
+        let a = qemu_args(&cfg, &files(), Some(&end));
+        let devices = value_after(&a, "-device");
+        let dev: serde_json::Value = serde_json::from_str(devices[0]).expect("JSON -device");
+        assert_eq!(dev["driver"], "vfio-user-pci");
+        assert_eq!(dev["addr"], "05.0");
+        assert_eq!(dev["socket"]["type"], "unix");
+        assert_eq!(dev["socket"]["path"], "/run/x/gvnic0.sock");
+        assert_eq!(
+            value_after(&a, "-object"),
+            ["memory-backend-memfd,id=mem,size=512M,share=on"]
+        );
+        assert!(!a.iter().any(|x| x.contains("x-pci-proxy-dev")));
+        let more = more_gvnic_args(
+            &cfg,
+            &[GvnicEndpoint::VfioUser("/run/x/gvnic1.sock".into())],
+        );
+        let dev: serde_json::Value = serde_json::from_str(&more[1]).unwrap();
+        assert_eq!(
+            (dev["id"].as_str(), dev["addr"].as_str()),
+            (Some("gve1"), Some("06.0"))
         );
     }
 

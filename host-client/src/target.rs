@@ -46,16 +46,21 @@ impl TargetSpec {
     }
 }
 
-/// `qemu bios tcg`, `qemu uefi kvm`, ...
+/// `qemu bios tcg`, `qemu uefi kvm`, ...; with the gVNIC model, how it is attached
+/// (`qemu bios tcg gvnic=vfio-user`), since only vfio-user delivers its interrupts.
 pub fn qemu_label(cfg: &QemuConfig) -> String {
-    format!(
+    let mut label = format!(
         "qemu {} {}",
         if cfg.uefi { "uefi" } else { "bios" },
         match cfg.accel {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
         }
-    )
+    );
+    if cfg.gvnic.is_some() {
+        label.push_str(&format!(" gvnic={}", cfg.resolved_gvnic_transport()));
+    }
+    label
 }
 
 /// Starts or connects the session and sets its input pacing.

@@ -108,12 +108,13 @@ fn four_targets_two_at_a_time_all_pass_and_overlap() {
         assert_eq!(own["passed"], true);
         assert_eq!(own["boot"]["boot_id"], t["report"]["boot"]["boot_id"]);
         let uefi = id.starts_with("uefi");
+        // The system QEMU (7.2) attaches the model through the proxy.
         assert_eq!(
             own["transport"],
             if uefi {
-                "qemu uefi tcg"
+                "qemu uefi tcg gvnic=proxy"
             } else {
-                "qemu bios tcg"
+                "qemu bios tcg gvnic=proxy"
             }
         );
         assert_eq!(

@@ -160,12 +160,6 @@ impl Gvnic {
             );
             return descs.last().copied();
         }
-        if data.iter().any(|d| d.csum) {
-            self.record.violation(
-                Unmodelled,
-                format!("DQO TX{qid} checksum offload requested (not modelled; sent as is)"),
-            );
-        }
         let len: usize = data.iter().map(|d| usize::from(d.buf_size)).sum();
         if !(ETH_HLEN..=ETH_HLEN + usize::from(self.max_mtu()) + 4).contains(&len) {
             self.record.violation(
@@ -184,6 +178,12 @@ impl Gvnic {
                 return descs.last().copied();
             }
             frame.extend_from_slice(&buf);
+        }
+        if data.iter().any(|d| d.csum) && !super::csum::complete_parsed(&mut frame) {
+            self.record.violation(
+                Unmodelled,
+                format!("DQO TX{qid} checksum offload for a frame that is not TCP/UDP over IPv4/IPv6 (sent as is)"),
+            );
         }
         self.emit_tx(frame);
         descs.last().copied()

@@ -140,12 +140,6 @@ impl Gvnic {
             );
             return Some(cnt);
         }
-        if flags & tx_desc::FLAG_L4CSUM != 0 {
-            self.record.violation(
-                Unmodelled,
-                format!("TX{qid} L4 checksum offload requested (not modelled; sent as is)"),
-            );
-        }
         let total: usize = segs.iter().map(|s| s.0).sum();
         if total != len || len < ETH_HLEN || len > ETH_HLEN + usize::from(self.max_mtu()) + 4 {
             self.record.violation(
@@ -177,6 +171,17 @@ impl Gvnic {
                 return Some(cnt);
             }
             frame.extend_from_slice(&buf);
+        }
+        if flags & tx_desc::FLAG_L4CSUM != 0
+            && !super::csum::complete_gqi(&mut frame, first[2], first[1])
+        {
+            self.record.violation(
+                BadDescriptor,
+                format!(
+                    "TX{qid} checksum offload at words {}/{} outside the {len}-byte frame (sent as is)",
+                    first[2], first[1]
+                ),
+            );
         }
         self.emit_tx(frame);
         Some(cnt)

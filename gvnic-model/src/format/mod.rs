@@ -3,6 +3,7 @@
 //! each ring (addressing.rs), not a file. Dispatch by family happens here and in queues.rs.
 
 pub mod completion;
+mod csum;
 pub mod dqo_rx;
 pub mod dqo_tx;
 pub mod gqi_rx;

@@ -111,6 +111,7 @@ fn cells(m: &MatrixCmd, run_id: &str) -> Result<Vec<Cell>> {
         gvnic: m.gvnic,
         gvnic_formats: m.gvnic_formats.clone(),
         gvnic_revision: m.gvnic_revision.clone(),
+        gvnic_transport: m.gvnic_transport.clone(),
         gvnic_profile: m.gvnic_profile.clone(),
         nvme: m.nvme.clone(),
         memory_mib: m.memory,

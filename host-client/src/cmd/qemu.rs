@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::{QemuCmd, QemuOpts};
-use host_client::{console, GvnicOptions, NvmeDrive, QemuConfig, Session};
+use host_client::{console, GvnicOptions, GvnicTransport, NvmeDrive, QemuConfig, Session};
 
 pub fn exec(q: QemuCmd) -> Result<ExitCode> {
     let mut session = Session::start_qemu(&config(&q.qemu))?;
@@ -29,13 +29,20 @@ pub fn config(q: &QemuOpts) -> QemuConfig {
     }
     if let Some(binary) = &q.qemu_binary {
         cfg.qemu_binary = binary.clone();
+    } else if q.gvnic_transport == Some(GvnicTransport::VfioUser) {
+        // vfio-user needs QEMU 10.1+: the one `make qemu11` unpacks, when there.
+        if let Some(q11) = host_client::qemu::qemu11_binary() {
+            cfg.qemu_binary = q11.display().to_string();
+        }
     }
     cfg.nvme = NvmeDrive::numbered(&q.nvme);
+    cfg.gvnic_transport = q.gvnic_transport;
     if q.gvnic
         || q.gvnic_pcap.is_some()
         || q.gvnic_revision.is_some()
         || q.gvnic_formats.is_some()
         || q.gvnic_tap.is_some()
+        || q.gvnic_transport.is_some()
         || q.gvnic_profile.is_some()
     {
         cfg.gvnic = Some(GvnicOptions {

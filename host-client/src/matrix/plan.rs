@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::qemu::{Accel, GvnicOptions, NvmeDrive, QemuConfig};
+use crate::GvnicTransport;
 
 /// SeaBIOS or OVMF.
 #[derive(
@@ -73,6 +74,9 @@ pub struct GvnicCell {
     /// The device generation (`--gvnic-profile` axis).
     #[serde(serialize_with = "profile_name")]
     pub profile: gvnic_model::Profile,
+    /// How the model is attached; None: chosen from the QEMU binary's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<GvnicTransport>,
 }
 
 fn profile_name<S: serde::Serializer>(
@@ -121,6 +125,9 @@ impl LocalTarget {
             if g.profile != gvnic_model::Profile::default() {
                 id.push_str(&format!("-{}", g.profile));
             }
+            if let Some(t) = g.transport {
+                id.push_str(&format!("-{t}"));
+            }
         }
         id
     }
@@ -145,6 +152,15 @@ impl LocalTarget {
             profile: Some(g.profile),
             ..GvnicOptions::default()
         });
+        if let Some(t) = self.gvnic.as_ref().and_then(|g| g.transport) {
+            cfg.gvnic_transport = Some(t);
+            // vfio-user needs QEMU 10.1+: the one `make qemu11` unpacks, when there.
+            if t == GvnicTransport::VfioUser {
+                if let Some(q) = crate::qemu::qemu11_binary() {
+                    cfg.qemu_binary = q.display().to_string();
+                }
+            }
+        }
         cfg
     }
 }
@@ -184,6 +200,8 @@ pub struct LocalAxes {
     pub gvnic_formats: Vec<FormatSet>,
     pub gvnic_revision: Vec<u8>,
     pub gvnic_profile: Vec<gvnic_model::Profile>,
+    /// gVNIC transport axis (empty: chosen from the QEMU binary, no id suffix).
+    pub gvnic_transport: Vec<GvnicTransport>,
     pub nvme: Vec<PathBuf>,
     pub memory_mib: u32,
 }
@@ -202,7 +220,8 @@ impl LocalAxes {
         let with_gvnic = self.gvnic
             || !self.gvnic_formats.is_empty()
             || !self.gvnic_revision.is_empty()
-            || !self.gvnic_profile.is_empty();
+            || !self.gvnic_profile.is_empty()
+            || !self.gvnic_transport.is_empty();
         let gvnic: Vec<Option<GvnicCell>> = if with_gvnic {
             let formats = or_default(
                 &self.gvnic_formats,
@@ -210,15 +229,23 @@ impl LocalAxes {
             );
             let revisions = or_default(&self.gvnic_revision, 0);
             let profiles = or_default(&self.gvnic_profile, gvnic_model::Profile::default());
+            let transports: Vec<Option<GvnicTransport>> = if self.gvnic_transport.is_empty() {
+                vec![None]
+            } else {
+                self.gvnic_transport.iter().copied().map(Some).collect()
+            };
             let mut cells = Vec::new();
             for f in &formats {
                 for r in &revisions {
                     for p in &profiles {
-                        cells.push(Some(GvnicCell {
-                            formats: f.clone(),
-                            revision: *r,
-                            profile: *p,
-                        }));
+                        for t in &transports {
+                            cells.push(Some(GvnicCell {
+                                formats: f.clone(),
+                                revision: *r,
+                                profile: *p,
+                                transport: *t,
+                            }));
+                        }
                     }
                 }
             }
@@ -263,6 +290,7 @@ impl LocalAxes {
 /// gvnic_formats = "gqi-qpl+dqo-rda"
 /// gvnic_revision = 1
 /// gvnic_profile = "2024"
+/// gvnic_transport = "vfio-user"   # or "proxy"; default: from the QEMU version
 /// nvme = ["disk.raw"]
 /// ```
 #[derive(Debug, Deserialize)]
@@ -282,6 +310,7 @@ struct TargetEntry {
     gvnic_formats: Option<String>,
     gvnic_revision: Option<u8>,
     gvnic_profile: Option<String>,
+    gvnic_transport: Option<String>,
     #[serde(default)]
     nvme: Vec<PathBuf>,
     memory: Option<u32>,
@@ -303,10 +332,20 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
         if e.gvnic_revision.is_some_and(|r| r > 1) {
             bail!("target {}: gvnic_revision must be 0 or 1", i + 1);
         }
+        let transport = match e.gvnic_transport.as_deref() {
+            None => None,
+            Some("proxy") => Some(GvnicTransport::Proxy),
+            Some("vfio-user") => Some(GvnicTransport::VfioUser),
+            Some(other) => bail!(
+                "target {}: gvnic_transport {other:?} is not proxy or vfio-user",
+                i + 1
+            ),
+        };
         let with_gvnic = e.gvnic.unwrap_or(false)
             || e.gvnic_formats.is_some()
             || e.gvnic_revision.is_some()
-            || e.gvnic_profile.is_some();
+            || e.gvnic_profile.is_some()
+            || transport.is_some();
         let gvnic = if with_gvnic {
             let formats = e.gvnic_formats.as_deref().unwrap_or("gqi-qpl");
             Some(GvnicCell {
@@ -320,6 +359,7 @@ pub fn targets_from_toml(text: &str, base: &Path, default_memory: u32) -> Result
                         .map_err(|m: String| anyhow::anyhow!("target {}: {m}", i + 1))?,
                     None => gvnic_model::Profile::default(),
                 },
+                transport,
             })
         } else {
             None
@@ -404,6 +444,35 @@ mod tests {
 
     fn ids(cells: &[Cell]) -> Vec<&str> {
         cells.iter().map(|c| c.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_gvnic_transport_axis_multiplies_names_and_reaches_the_qemu_config() {
+        let cells = LocalAxes {
+            gvnic_transport: vec![GvnicTransport::Proxy, GvnicTransport::VfioUser],
+            memory_mib: 512,
+            ..LocalAxes::default()
+        }
+        .cells()
+        .unwrap();
+        assert_eq!(
+            ids(&cells),
+            [
+                "bios-pc-tcg-gqi-qpl-rev0-proxy",
+                "bios-pc-tcg-gqi-qpl-rev0-vfio-user"
+            ]
+        );
+        let CellKind::Local(t) = &cells[1].kind else {
+            panic!("local")
+        };
+        let cfg = t.qemu_config(None, None);
+        assert!(cfg.gvnic.is_some(), "the transport axis implies the model");
+        assert_eq!(cfg.gvnic_transport, Some(GvnicTransport::VfioUser));
+        let text = "[[target]]\ngvnic_transport = \"vfio-user\"\n";
+        let cells = targets_from_toml(text, Path::new("."), 512).unwrap();
+        assert!(cells[0].id.ends_with("-vfio-user"), "{}", cells[0].id);
+        let bad = "[[target]]\ngvnic_transport = \"pigeon\"\n";
+        assert!(targets_from_toml(bad, Path::new("."), 512).is_err());
     }
 
     #[test]

@@ -126,7 +126,7 @@ fn apt(state: &str, suites: &str, tool: &str) -> Command {
 }
 
 /// `apt-get download` of exact `name=version` pins into `dir` (as _apt: the dir is opened up).
-fn download(state: &str, suites: &str, pins: &[String], dir: &Path) {
+pub fn download(state: &str, suites: &str, pins: &[String], dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     run(Command::new("chmod").arg("777").arg(dir));
     run(apt(state, suites, "apt-get")
@@ -195,7 +195,7 @@ fn resolve(k: &Kernel) -> (String, Vec<String>) {
     (version, all)
 }
 
-fn debs(dir: &Path) -> Vec<PathBuf> {
+pub fn debs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -210,7 +210,7 @@ fn debs(dir: &Path) -> Vec<PathBuf> {
 
 /// Extracts the members matching `patterns` from every .deb into `root`. A package without a
 /// match is fine (tar's "not found" is ignored); callers check what they need exists.
-fn extract(debs: &[PathBuf], root: &Path, patterns: &[String]) {
+pub fn extract(debs: &[PathBuf], root: &Path, patterns: &[String]) {
     std::fs::create_dir_all(root).unwrap();
     for deb in debs {
         let quoted: Vec<String> = patterns.iter().map(|p| format!("'{p}'")).collect();
@@ -226,7 +226,7 @@ fn extract(debs: &[PathBuf], root: &Path, patterns: &[String]) {
     }
 }
 
-fn find(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+pub fn find(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
         if p.is_dir() && !p.is_symlink() {
@@ -240,7 +240,7 @@ fn find(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     None
 }
 
-fn file_name(p: &Path) -> String {
+pub fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -452,6 +452,15 @@ impl Initramfs {
 /// socket: `-no-reboot`), panicking after `deadline`. Returns the console and the process
 /// (still to be shut down, so the model's final state can be read).
 pub fn run_to_poweroff(cfg: &QemuConfig, deadline: Duration) -> (String, QemuProcess) {
+    run_console(cfg, None, deadline)
+}
+
+/// Like [`run_to_poweroff`], but also stops once the console shows `until`.
+pub fn run_console(
+    cfg: &QemuConfig,
+    until: Option<&str>,
+    deadline: Duration,
+) -> (String, QemuProcess) {
     let mut q = QemuProcess::spawn(cfg).expect("QEMU starts");
     let mut serial = q
         .connect_serial(Duration::from_secs(10))
@@ -473,13 +482,41 @@ pub fn run_to_poweroff(cfg: &QemuConfig, deadline: Duration) -> (String, QemuPro
                 ) => {}
             Err(e) => panic!("serial: {e}"),
         }
+        if until.is_some_and(|u| String::from_utf8_lossy(&console).contains(u)) {
+            break;
+        }
         if started.elapsed() > deadline {
             panic!(
-                "the guest did not power off within {deadline:?}; console:\n{}\nQEMU:\n{}",
+                "the guest did not finish within {deadline:?}; console:\n{}\nQEMU:\n{}",
                 String::from_utf8_lossy(&console),
                 q.stderr_tail()
             );
         }
     }
     (String::from_utf8_lossy(&console).into_owned(), q)
+}
+
+/// Runs `jobs` on `threads` threads (boots side by side on a machine with that many cores);
+/// the results in the jobs' order.
+pub fn in_parallel<T: Send, R: Send>(
+    threads: usize,
+    jobs: Vec<T>,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let Some((i, job)) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let r = f(job);
+                done.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
