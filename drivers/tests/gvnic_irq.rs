@@ -261,6 +261,7 @@ fn irq_waits_get_the_frames_polling_gets_in_every_format_and_restore_everything(
         assert_eq!(report.interrupts, during.count, "{format}");
         assert_eq!(report.entries, [0, 1], "{format}: TX block 0, RX block 1");
         assert_eq!(report.other, 0, "{format}");
+        assert!(report.restored, "{format}");
         assert!(!rig.nic.irq_waits());
         assert_eq!(snapshot(&rig), before, "{format}: MSI-X as before");
         // Polling afterwards still works, and teardown is clean.
@@ -311,4 +312,50 @@ fn irq_waits_need_the_queues_up_and_an_interrupt_path() {
         .unwrap_err();
     assert_eq!(err.code(), "no-interrupts");
     assert!(!rig.nic.irq_waits());
+}
+
+#[test]
+fn irq_waits_keep_the_deadline_and_ctrl_c_of_polling() {
+    for format in [
+        gvnic_model::QueueFormat::GqiQpl,
+        gvnic_model::QueueFormat::DqoRda,
+    ] {
+        let mut rig = rig(ModelConfig {
+            formats: Formats::only(&[format]),
+            ..ModelConfig::default()
+        });
+        rig.bring_up(State::QueuesUp).unwrap();
+        let before = snapshot(&rig);
+        let apic = apic(&rig, true);
+        let (vector, message) = rig.nic.begin_irq_waits(&rig.pci, &apic).unwrap();
+        // Nothing is sent, so nothing arrives: the deadline ends the wait, on time.
+        let t0 = rig.sim.time_us.get();
+        let err = rig
+            .nic
+            .receive_with(&rig.clock, &mut rig.pool, 30_000, Some(&apic))
+            .unwrap_err();
+        let took = rig.sim.time_us.get() - t0;
+        assert_eq!(err.code(), "gvnic-rx-timeout", "{format}");
+        assert!((30_000..45_000).contains(&took), "{format}: {took} us");
+        // Ctrl-C (COM1 is polled: its interrupt stays off) ends a long wait at once.
+        rig.sim.press_ctrl_c(20_000);
+        let t0 = rig.sim.time_us.get();
+        let err = rig
+            .nic
+            .receive_with(&rig.clock, &mut rig.pool, 5_000_000, Some(&apic))
+            .unwrap_err();
+        let took = rig.sim.time_us.get() - t0;
+        assert_eq!(err, drivers::gvnic::GvnicError::Interrupted, "{format}");
+        assert!(took < 40_000, "{format}: {took} us");
+        rig.sim.ctrl_c_from_us.set(None);
+        let report = rig
+            .nic
+            .end_irq_waits(&rig.pci, &apic, vector, message)
+            .unwrap();
+        assert!(report.restored);
+        assert_eq!(snapshot(&rig), before, "{format}");
+        assert!(exchange_with(&mut rig, 11, None).is_ok(), "{format}");
+        rig.teardown_steps().0.unwrap();
+        rig.assert_ledger_clean();
+    }
 }
