@@ -359,3 +359,46 @@ fn irq_waits_keep_the_deadline_and_ctrl_c_of_polling() {
         rig.assert_ledger_clean();
     }
 }
+
+#[test]
+fn a_dropped_frame_before_the_good_one_owes_no_second_interrupt() {
+    // A damaged frame (dropped by the driver) and the good one land before the wait looks:
+    // consuming the first does not show the ring empty, so the second is not owed an
+    // interrupt of its own (one interrupt may cover both).
+    for format in [
+        gvnic_model::QueueFormat::GqiQpl,
+        gvnic_model::QueueFormat::DqoRda,
+    ] {
+        let mut rig = rig(ModelConfig {
+            formats: Formats::only(&[format]),
+            faults: gvnic_model::Faults {
+                rx_error_frames: 1,
+                ..Default::default()
+            },
+            ..ModelConfig::default()
+        });
+        rig.bring_up(State::QueuesUp).unwrap();
+        let apic = apic(&rig, true);
+        let (vector, message) = rig.nic.begin_irq_waits(&rig.pci, &apic).unwrap();
+        let irq: Option<&dyn Interrupts> = Some(&apic);
+        for xid in [21, 22] {
+            let frame = dhcp::discover_frame([0x42, 1, 10, 128, 0, 2], xid);
+            rig.nic
+                .transmit_with(&rig.clock, &mut rig.pool, &frame, irq)
+                .unwrap_or_else(|e| panic!("{format}: {e}"));
+        }
+        // Both OFFERs arrive (the first flagged damaged) before the driver looks.
+        let _ = drivers::platform::wait_for(&rig.clock, 50_000, || None::<()>);
+        let offer = rig
+            .nic
+            .receive_with(&rig.clock, &mut rig.pool, 1_000_000, irq)
+            .unwrap_or_else(|e| panic!("{format}: {}: {e}", e.code()));
+        assert!(dhcp::classify(&offer, 22).is_offer_for(22), "{format}");
+        assert_eq!(rig.nic.rx_dropped(), 1, "{format}");
+        rig.nic
+            .end_irq_waits(&rig.pci, &apic, vector, message)
+            .unwrap();
+        rig.teardown_steps().0.unwrap();
+        rig.assert_ledger_clean();
+    }
+}

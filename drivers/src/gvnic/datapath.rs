@@ -10,7 +10,7 @@ use crate::dma::{DmaBuf, DmaPool};
 use crate::platform::{wait_for, Clock, ConfigSpace, Interrupts, WaitError};
 
 use super::device::{Gvnic, State, TX_TIMEOUT_US};
-use super::irq_wait::{self, IrqWaitEnd};
+use super::irq_wait::{self, IrqWaitEnd, Look};
 use super::notify;
 use super::ring::{RxEvent, RxRing, TxRing};
 use super::GvnicError;
@@ -177,18 +177,21 @@ impl Gvnic {
                 None => notify::rearm(family, doorbells, irqs),
             }
             match tx.poll_complete(dma, &counters) {
-                Ok(true) => Some(Ok(())),
+                Ok(true) => Look::Done(Ok(())),
                 // A device that reset makes no completions: say so instead of timing out.
-                Ok(false) if reset() => Some(Err(GvnicError::DeviceReset {
+                Ok(false) if reset() => Look::Done(Err(GvnicError::DeviceReset {
                     during: "TX completion",
                 })),
-                Ok(false) => None,
-                Err(err) => Some(Err(err)),
+                Ok(false) => Look::Empty,
+                Err(err) => Look::Done(Err(err)),
             }
         };
         let outcome = match irq {
             Some(irq) => wait_by_irq(clock, irq, TX_TIMEOUT_US, mark, look),
-            None => wait_for(clock, TX_TIMEOUT_US, look).map_err(Waited::from),
+            None => {
+                let mut look = look;
+                wait_for(clock, TX_TIMEOUT_US, || look().done()).map_err(Waited::from)
+            }
         };
         let (posted, completed) = tx.progress();
         match outcome {
@@ -253,22 +256,21 @@ impl Gvnic {
                 None => notify::rearm(family, doorbells, irqs),
             }
             match rx.poll(dma, doorbells) {
-                Ok(Some(RxEvent::Frame(frame))) => Some(Ok(frame)),
-                Ok(Some(RxEvent::Dropped(_) | RxEvent::Fragment)) | Ok(None) => {
-                    if reset() {
-                        Some(Err(GvnicError::DeviceReset {
-                            during: "RX polling",
-                        }))
-                    } else {
-                        None
-                    }
-                }
-                Err(err) => Some(Err(err)),
+                Ok(Some(RxEvent::Frame(frame))) => Look::Done(Ok(frame)),
+                Ok(_) if reset() => Look::Done(Err(GvnicError::DeviceReset {
+                    during: "RX polling",
+                })),
+                Ok(Some(RxEvent::Dropped(_) | RxEvent::Fragment)) => Look::Progress,
+                Ok(None) => Look::Empty,
+                Err(err) => Look::Done(Err(err)),
             }
         };
         let outcome = match irq {
             Some(irq) => wait_by_irq(clock, irq, timeout_us, None, look),
-            None => wait_for(clock, timeout_us, look).map_err(Waited::from),
+            None => {
+                let mut look = look;
+                wait_for(clock, timeout_us, || look().done()).map_err(Waited::from)
+            }
         };
         match outcome {
             Ok(result) => result,
@@ -334,7 +336,7 @@ fn wait_by_irq<T>(
     irq: &dyn Interrupts,
     timeout_us: u64,
     mark: Option<u32>,
-    look: impl FnMut() -> Option<T>,
+    look: impl FnMut() -> Look<T>,
 ) -> Result<T, Waited> {
     irq_wait::wait_by_irq(clock, irq, timeout_us, mark, look)
 }

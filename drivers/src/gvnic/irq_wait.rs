@@ -15,7 +15,9 @@
 //! SSE state rule holds).
 //!
 //! Never a false success: a completion found after the ring was seen empty was signalled
-//! by the device, so its interrupt must reach the CPU. If the count has not moved since
+//! by the device, so its interrupt must reach the CPU. (A consumed entry that ends nothing,
+//! a dropped frame or a fragment, does not show the ring empty: one interrupt may cover
+//! several entries.) If the count has not moved since
 //! that empty look within [`IRQ_WAIT_US`], the wait fails with `irq-not-delivered` (the
 //! entry's pending bit is clear: the message left the device, QEMU 7.2's proxy dropped it)
 //! or `no-interrupt` (the device did not send it). The completion stays consumed; the
@@ -75,6 +77,27 @@ pub(super) enum IrqWaitEnd {
     Silent,
 }
 
+/// One look at a ring.
+pub(super) enum Look<T> {
+    /// What the wait was for (or an error ending it).
+    Done(T),
+    /// Nothing new in the ring.
+    Empty,
+    /// An entry was consumed that ends nothing (a dropped frame, a fragment): look again
+    /// at once. The ring is not known empty, so no interrupt is owed yet.
+    Progress,
+}
+
+impl<T> Look<T> {
+    /// For `wait_for`: only `Done` ends the wait.
+    pub(super) fn done(self) -> Option<T> {
+        match self {
+            Look::Done(value) => Some(value),
+            Look::Empty | Look::Progress => None,
+        }
+    }
+}
+
 /// Waits for `check` by interrupt: `empty_mark` is the counter when the ring was last
 /// known empty (TX: just before posting), None when unknown.
 pub(super) fn wait_by_irq<T>(
@@ -82,35 +105,46 @@ pub(super) fn wait_by_irq<T>(
     irq: &dyn Interrupts,
     timeout_us: u64,
     mut empty_mark: Option<u32>,
-    mut check: impl FnMut() -> Option<T>,
+    mut check: impl FnMut() -> Look<T>,
 ) -> Result<T, IrqWaitEnd> {
     let deadline = clock.now_us().saturating_add(timeout_us);
     loop {
         let count = irq.delivery().count;
-        if let Some(value) = check() {
-            if let Some(mark) = empty_mark {
-                // The device signalled this completion: its interrupt must arrive.
-                let seen = crate::platform::wait_for_recovery(clock, IRQ_WAIT_US, || {
-                    (irq.delivery().count > mark).then_some(())
-                });
-                if seen.is_err() {
-                    return Err(IrqWaitEnd::Silent);
+        let look = check();
+        let value = match look {
+            Look::Done(value) => value,
+            Look::Progress | Look::Empty => {
+                // As `wait_for`: the ring was looked at once more at the deadline.
+                if clock.now_us() >= deadline {
+                    return Err(IrqWaitEnd::TimedOut);
                 }
+                if clock.interrupted() {
+                    return Err(IrqWaitEnd::Interrupted);
+                }
+                if matches!(look, Look::Empty) {
+                    empty_mark = Some(count);
+                    let slice_end = clock.now_us().saturating_add(RECHECK_US).min(deadline);
+                    while irq.delivery().count == count && clock.now_us() < slice_end {
+                        if clock.interrupted() {
+                            return Err(IrqWaitEnd::Interrupted);
+                        }
+                        clock.relax();
+                    }
+                }
+                continue;
             }
-            return Ok(value);
-        }
-        // The ring was empty at `count`, as `wait_for` looks once more at the deadline.
-        if clock.now_us() >= deadline {
-            return Err(IrqWaitEnd::TimedOut);
-        }
-        empty_mark = Some(count);
-        let slice_end = clock.now_us().saturating_add(RECHECK_US).min(deadline);
-        while irq.delivery().count == count && clock.now_us() < slice_end {
-            if clock.interrupted() {
-                return Err(IrqWaitEnd::Interrupted);
+        };
+        if let Some(mark) = empty_mark {
+            // The device signalled this completion after an empty look: its interrupt
+            // must arrive.
+            let seen = crate::platform::wait_for_recovery(clock, IRQ_WAIT_US, || {
+                (irq.delivery().count > mark).then_some(())
+            });
+            if seen.is_err() {
+                return Err(IrqWaitEnd::Silent);
             }
-            clock.relax();
         }
+        return Ok(value);
     }
 }
 
@@ -166,8 +200,8 @@ impl Gvnic {
     }
 
     /// Ends interrupt waits: CPU disarmed, GQI blocks masked again, MSI-X as before
-    /// (checked). Safe to call on every path; a NIC that reset meanwhile released its
-    /// MSI-X state itself, so only the CPU is disarmed.
+    /// (checked). Call it on every path after a successful begin; a NIC that reset
+    /// meanwhile released its MSI-X state itself, so only the CPU is disarmed.
     pub fn end_irq_waits(
         &mut self,
         config: &dyn ConfigSpace,
