@@ -367,5 +367,5 @@ fn bar_unmap(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         Some((offset, len)) => alloc::format!("bar map {bdf} {bar} {offset:#x} {len:#x}"),
         None => alloc::format!("bar map {bdf} {bar}"),
     };
-    crate::cmd::mem::release_user_window(ctx, range.start, range.end - range.start, &what)
+    crate::cmd::mem_map::release_user_window(ctx, range.start, range.end - range.start, &what)
 }

@@ -31,6 +31,8 @@ pub struct SystemInfo {
     pub tsc_hz: u64,
     /// The SHA-256 engine this CPU gets (`drivers::digest::sha256_path`), for the banner.
     pub sha256_path: drivers::digest::Sha256Path,
+    /// How the TSC rate was chosen: source, every reading, the cross-check.
+    pub tsc: drivers::clock::Calibration,
 }
 
 impl SystemInfo {
@@ -56,6 +58,9 @@ impl SystemInfo {
             boot_us: self.boot_us,
             confidential: self.confidential.name().into(),
             sha256_path: self.sha256_path.name().into(),
+            tsc_hz: self.tsc_hz,
+            tsc_source: self.tsc.source_name().into(),
+            tsc_disagreement_ppm: self.tsc.max_disagreement_ppm(),
         }
     }
 

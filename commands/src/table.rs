@@ -88,6 +88,10 @@ const GROUPS: &[Group] = &[
         device_memory: false,
     },
     Group {
+        commands: crate::cmd::mem_map::COMMANDS,
+        device_memory: false,
+    },
+    Group {
         commands: crate::cmd::memtypes::COMMANDS,
         device_memory: false,
     },

@@ -104,6 +104,7 @@ impl Bench {
             boot_us: 1,
             confidential: detect(&cpu),
             tsc_hz: 2_000_000_000,
+            tsc: drivers::clock::Calibration::default(),
             sha256_path: drivers::digest::sha256_path(&cpu),
         };
         let mut bench = Bench {

@@ -63,6 +63,7 @@ impl Monitor {
             boot_us: 1,
             confidential: drivers::cpu::confidential::ConfidentialKind::None,
             tsc_hz: 2_000_000_000,
+            tsc: drivers::clock::Calibration::default(),
             sha256_path: drivers::digest::Sha256Path::Portable,
         };
         let mut monitor = Monitor {

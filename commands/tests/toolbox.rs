@@ -313,7 +313,26 @@ fn cpuid_and_cpu_name_vendor_and_hypervisor() {
     assert_eq!(cpu.hypervisor, "KVMKVMKVM");
     assert_eq!(cpu.features, ["sse4.2"]);
     assert_eq!(cpu.tsc_hz, 2_400_000_000);
-    assert!(r.text.contains("TSC 2400.000 MHz"), "{}", r.text);
+    assert!(
+        r.text.contains("TSC 2400.000 MHz from cpuid-40000010h"),
+        "{}",
+        r.text
+    );
+    assert_eq!(cpu.tsc_source, "cpuid-40000010h");
+    let sources: Vec<(&str, &str)> = cpu
+        .tsc_sources
+        .iter()
+        .map(|s| (s.source.as_str(), s.rejection.as_str()))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("cpuid-40000010h", ""),
+            ("acpi-pm-timer", ""),
+            ("pit", "no-answer")
+        ]
+    );
+    assert!(cpu.tsc_sources[1].deviation_ppm.abs() < 100, "{cpu:?}");
     assert_eq!(r.code(3), "bad-argument");
 }
 

@@ -4,6 +4,7 @@
 //! Module map (one concern each):
 //! - [`platform`]: the traits a platform implements (config space, register windows,
 //!   MMIO mapping, clock) and the deadline helper every wait goes through.
+//! - [`clock`]: the TSC sources' arithmetic and the choice between them.
 //! - [`cpu`]: pure decoders over CPUID/MSRs (confidential-VM detection).
 //! - [`dma`]: the one bounce pool all device-visible memory comes from, and its ledger.
 //! - `pci`: config-space decoding, enumeration behind bridges, BAR sizing.
@@ -16,6 +17,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod clock;
 pub mod cpu;
 pub mod digest;
 pub mod dma;

@@ -109,6 +109,9 @@ pub enum MapError {
     WindowFull,
     /// Address or size is not usable (zero, not page aligned, overflows).
     BadRange,
+    /// Part of the range is identity mapped (RAM, firmware-owned RAM, the first MiB): an
+    /// uncached second mapping would give one physical page two memory types.
+    IdentityMapped,
 }
 
 /// A mapping of a physical MMIO range.
@@ -123,10 +126,11 @@ pub struct Mapping {
 /// Maps physical MMIO ranges uncached. Mapping the same range twice returns the same window.
 pub trait MmioMapper {
     fn map(&mut self, phys: u64, len: u64) -> Result<Mapping, MapError>;
-    /// Releases one `map` of the range. The window is counted, not owned: it goes only
-    /// when every `map` of it was released, so a driver's teardown never pulls a window out
-    /// from under a `bar map` the user made (which is never released). Unknown ranges are
-    /// ignored.
+    /// Releases one `map` of exactly `[phys, phys+len)` (the arguments that `map` got). The
+    /// window is shared, not owned: it goes only when every `map` of it was released, so a
+    /// driver's teardown never pulls a window out from under a `bar map` the user made, nor
+    /// releases a user's larger mapping that merely covers the range. A range no
+    /// outstanding `map` had is ignored.
     fn unmap(&mut self, phys: u64, len: u64);
 }
 

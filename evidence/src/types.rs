@@ -152,6 +152,13 @@ pub struct Banner {
     pub confidential: String,
     /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
     pub sha256_path: String,
+    /// The TSC rate every monitor deadline is measured with.
+    pub tsc_hz: u64,
+    /// Where that rate came from: "cpuid-15h", "kvmclock", "cpuid-40000010h",
+    /// "acpi-pm-timer", "hpet", "cpuid-16h", "pit", or "assumed" (no plausible source).
+    pub tsc_source: String,
+    /// The largest disagreement of another plausible source with it, ppm (0 when none).
+    pub tsc_disagreement_ppm: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -459,13 +466,33 @@ pub struct CpuInfo {
     /// CPUID 0x4000_0000 signature ("KVMKVMKVM", "TCGTCGTCGTCG"), empty on bare metal.
     pub hypervisor: String,
     pub features: Vec<String>,
-    /// The TSC frequency the monitor calibrated against the PIT.
+    /// The TSC frequency the monitor calibrated (source in `tsc_source`).
     pub tsc_hz: u64,
     pub apic_id: u8,
     /// The SHA-256 engine `nvme read` uses on this CPU: "sha-ni" or "portable".
     pub sha256_path: String,
     /// The monitor's confidential-VM detection ("none", "sev", "sev-es", "sev-snp", "tdx").
     pub confidential: String,
+    /// The source `tsc_hz` came from (as in `Banner::tsc_source`).
+    pub tsc_source: String,
+    /// Every TSC source the monitor tried at boot, best first.
+    pub tsc_sources: Vec<TscReading>,
+}
+
+/// What one TSC source said at boot (`cpu`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TscReading {
+    /// "acpi-pm-timer", "hpet", "pit", "kvmclock", "cpuid-15h", ...
+    pub source: String,
+    /// The plausible rate it gave, 0 when none.
+    pub hz: u64,
+    /// Why it gave none ("absent", "no-answer", "not-counting", "window-too-short",
+    /// "implausible-rate", "unreachable"), empty when it gave a rate.
+    pub rejection: String,
+    /// The raw values, as text ("35795 ticks of 3579545 Hz in 25000000 TSC ticks").
+    pub raw: String,
+    /// Signed deviation from the chosen rate, ppm (0 for the chosen source or no rate).
+    pub deviation_ppm: i64,
 }
 
 /// One ACPI table as the RSDT/XSDT lists it.

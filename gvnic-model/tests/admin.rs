@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use gvnic_model::adminq::{opcode, status};
 use gvnic_model::regs::*;
-use gvnic_model::{Formats, ModelConfig, ResetCause, ViolationKind};
+use gvnic_model::{Formats, ModelConfig, QueueFormat, ResetCause, ViolationKind};
 
 #[test]
 fn pci_identity_bars_and_msix_capability() {
@@ -247,10 +247,13 @@ fn configure_writes_irq_doorbell_indexes_and_checks_its_fields() {
         status::FAILED_PRECONDITION,
         "configured twice"
     );
+    // Only the accepted CONFIGURE is in the record's formats.
+    assert_eq!(h.dev.record().configured_formats, [QueueFormat::GqiQpl]);
     // Format 0 (legacy) is GQI-QPL.
     let mut h = H::rev(0);
     h.start_aq();
     assert_eq!(h.submit(h.configure_cmd(32, 0)), status::PASSED);
+    assert_eq!(h.dev.record().configured_formats, [QueueFormat::GqiQpl]);
 }
 
 #[test]

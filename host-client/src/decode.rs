@@ -193,6 +193,9 @@ mod tests {
             boot_us: 5,
             confidential: "none".into(),
             sha256_path: String::new(),
+            tsc_hz: 2_000_000_000,
+            tsc_source: "acpi-pm-timer".into(),
+            tsc_disagreement_ppm: 0,
         })
     }
 

@@ -124,6 +124,9 @@ fn serve(mut stream: UnixStream, quirks: Quirks) {
         boot_us: 1,
         confidential: "none".into(),
         sha256_path: String::new(),
+        tsc_hz: 2_000_000_000,
+        tsc_source: "acpi-pm-timer".into(),
+        tsc_disagreement_ppm: 0,
     }));
     let _ = write!(fake.out, "bringup> {}", quirks.half_typed);
     let mut line = quirks.half_typed.as_bytes().to_vec();

@@ -1,24 +1,28 @@
 //! The gVNIC model held to Google's own driver, three kernel generations: Debian's stock
 //! kernels (tests/support/linux.rs: bookworm 6.1, bookworm-backports 6.12, trixie-backports
-//! 7.x; unmodified `gve.ko`) boot in QEMU with the model attached through the multi-process
-//! proxy, from a tiny busybox initramfs.
+//! 7.x; unmodified `gve.ko`) boot in QEMU from a tiny busybox initramfs, with the model
+//! attached as a vfio-user device on QEMU 11 (`make qemu11`; interrupts reach the guest) or
+//! through QEMU 7.2's multi-process proxy (no interrupt path).
 //!
-//! The table is kernel x profile x offered formats: every format the kernel's gve supports,
-//! each offered alone, plus all four offered together (the driver must pick its preference).
-//! One boot per kernel x profile covers every format: each offering is its own gVNIC (its own
-//! x-pci-proxy-dev and model, slots 5, 6, ...), so one row is one device of that boot. Two
-//! boots run at a time (the machine's two cores).
+//! The table is kernel x profile x transport x offered formats: every format the kernel's gve
+//! supports, each offered alone, plus all four offered together (the driver must pick its
+//! preference). One boot per kernel x profile x transport covers every format: each offering
+//! is its own gVNIC (`QemuConfig::more_gvnics`: its own model and device, slots 5, 6, ...), so
+//! one row is one device of that boot. Two boots run at a time (the machine's two cores).
+//! `LINUX_GVE_KERNEL=6.12` / `LINUX_GVE_TRANSPORT=vfio-user` run a part.
 //!
 //! Per row, one oracle each: no admin error in dmesg for the device (probe), the model's
 //! CONFIGURE carried the expected format (and dmesg names it where gve prints it), the link
 //! came up (carrier and dmesg), tshark decodes a DHCP DISCOVER from the device's MAC, the
 //! device was released by `rmmod` and again at poweroff (gve's shutdown hook) after a second
-//! probe, and the model's record holds no violation and no refused command.
+//! probe, the model's record holds no violation and no refused command, and the device
+//! raised MSI-X. Over vfio-user also: udhcpc bound with the address and router of the
+//! responder's ACK (tshark), three pings of the router answered, and the device's
+//! notification-block interrupt counts rising.
 //!
-//! Linux cannot receive here (the proxy has no interrupt path, so NAPI never runs): no lease
-//! is asked of it. For the same reason only the first frame of each TX queue leaves (byte
-//! queue limits wait for completions that NAPI would process), so IPv6 is off and the
-//! DISCOVER is the first frame.
+//! Over the proxy Linux cannot receive (NAPI never runs): no lease is asked of it. For the
+//! same reason only the first frame of each TX queue leaves (byte queue limits wait for
+//! completions that NAPI would process), so IPv6 is off and the DISCOVER is the first frame.
 
 #[path = "support/linux.rs"]
 mod linux;

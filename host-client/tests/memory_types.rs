@@ -258,6 +258,11 @@ fn a_teardown_releases_the_drivers_window_and_keeps_the_users() {
         .expect("BAR0")
         .clone();
 
+    let gvnic = bdf_of(&mut s, "1ae0:0042");
+    let gvnic_info = frame(&ok(&mut s, &format!("lspci -v {gvnic}")), |b| match b {
+        Body::PciFunction(f) => Some(f.clone()),
+        _ => None,
+    });
     ok(&mut s, "gvnic describe");
     ok(&mut s, &format!("nvme identify {nvme}"));
     // The user's window covers the driver's (twice its size): a region of its own.
@@ -282,6 +287,23 @@ fn a_teardown_releases_the_drivers_window_and_keeps_the_users() {
     );
 
     ok(&mut s, "teardown gvnic");
+    for bar in gvnic_info
+        .bars
+        .iter()
+        .filter(|b| b.memory && b.address != 0)
+    {
+        let left = mem_types(
+            &mut s,
+            &format!("mem types {:#x} {:#x}", bar.address, bar.size),
+        );
+        // Only the user's window may still map it (when it happens to cover the BAR).
+        let users = user.window..user.window + user_len;
+        assert!(
+            left.runs.iter().all(|r| users.contains(&r.virt)),
+            "gVNIC BAR{} still mapped by the driver: {left:x?}",
+            bar.index
+        );
+    }
     ok(&mut s, "teardown nvme");
     let after = mem_types(
         &mut s,

@@ -265,6 +265,12 @@ pub fn identity_covers(start: u64, end: u64) -> bool {
     IDENTITY.get().is_some_and(|plan| plan.covers(start, end))
 }
 
+/// True if any byte of `[start, end)` is identity mapped (always false before the map was
+/// restricted).
+pub fn identity_overlaps(start: u64, end: u64) -> bool {
+    IDENTITY.get().is_some_and(|plan| plan.overlaps(start, end))
+}
+
 /// The flags of an identity page of `caching` (the 4 KiB / 2 MiB bit added by the caller).
 fn identity_flags(caching: Caching) -> PageTableFlags {
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;

@@ -112,6 +112,11 @@ impl Plan {
         true
     }
 
+    /// True if any byte of `[start, end)` is mapped.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.spans.iter().any(|s| s.start < end && start < s.end)
+    }
+
     /// What the 2 MiB page at `base` becomes.
     pub fn large_page(&self, base: u64) -> LargePage {
         let first = self.page(base);
@@ -271,6 +276,12 @@ mod tests {
             assert_eq!(plan.page(device), None, "{device:#x} must not be mapped");
         }
         assert_eq!(plan.page(0x2000_0000), None, "just above RAM");
+        assert!(plan.overlaps(0xf_f000, 0x10_1000), "the BIOS area");
+        assert!(
+            plan.overlaps(0x1fff_f000, 0x2000_1000),
+            "straddles the top of RAM"
+        );
+        assert!(!plan.overlaps(0x2000_0000, 0xfec0_1000), "the PCI hole");
         // The first 2 MiB mixes write-back and uncached; RAM pages are whole; the hole is empty.
         assert_eq!(plan.large_page(0), LargePage::Mixed);
         assert_eq!(

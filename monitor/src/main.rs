@@ -111,9 +111,32 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     // Before any command: the SHA-NI digest uses XMM registers (sse.rs has the state rule).
     sse::enable();
 
-    let clock = TscClock::calibrate(entry_tsc);
     // SAFETY: the boot page tables are identity mapped and only the window edits them.
     let mut mmio = Box::new(unsafe { mmio::MmioWindow::new() });
+    let boot_firmware = firmware::BootFirmware {
+        rsdp: facts.rsdp,
+        map: facts.map.clone(),
+        placement: drivers::platform::Placement {
+            image: kernel.start..kernel.end,
+            stack: {
+                let bottom = stack_guard + boot::GUARD_BYTES;
+                bottom..bottom + boot::STACK_BYTES as u64
+            },
+            heap: plan.heap.start..plan.heap.end,
+            dma: plan.dma.start..plan.dma.end,
+        },
+    };
+    // After the MMIO window (the HPET is mapped through it) and the firmware seam (the
+    // FADT names the PM timer, the HPET table the HPET).
+    let (clock, tsc) = TscClock::calibrate(
+        entry_tsc,
+        clock::Platform {
+            cpu: &cpu::BareCpu,
+            ports: &cpu::BarePorts,
+            firmware: &boot_firmware,
+            mmio: mmio.as_mut(),
+        },
+    );
     let acpi = facts.rsdp.and_then(acpi_tables::discover);
     let ecam = acpi
         .as_ref()
@@ -166,21 +189,9 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
         boot_us: clock.now_us(),
         confidential,
         tsc_hz: clock.tsc_hz(),
+        tsc: tsc.clone(),
         // The engine `nvme read` will pick (the same CPUID test), for the boot banner.
         sha256_path: drivers::digest::sha256_path(&cpu::BareCpu),
-    };
-    let boot_firmware = firmware::BootFirmware {
-        rsdp: facts.rsdp,
-        map: facts.map.clone(),
-        placement: drivers::platform::Placement {
-            image: kernel.start..kernel.end,
-            stack: {
-                let bottom = stack_guard + boot::GUARD_BYTES;
-                bottom..bottom + boot::STACK_BYTES as u64
-            },
-            heap: plan.heap.start..plan.heap.end,
-            dma: plan.dma.start..plan.dma.end,
-        },
     };
     let mut shell = Shell::new(boot_id, info);
     shell.set_events(&events::PlatformEvents);
@@ -189,15 +200,10 @@ extern "C" fn kmain(magic: u32, info: u32) -> ! {
     let (heap_start, heap_end, heap_state) = heap::describe();
     let _ = write!(
         screen,
-        "platform: pci config via {config_desc}; tsc {} MHz{}; heap {} MiB, \
+        "platform: pci config via {config_desc}; {}; heap {} MiB, \
          main {heap_start:#x}..{heap_end:#x} + 1 MiB reserve, allocator state at {heap_state:#x}; \
          stack {} KiB, stack guard {stack_guard:#x}; console serial{}{}{}; machine checks {}\r\n",
-        clock.tsc_hz() / 1_000_000,
-        if clock.calibrated {
-            ""
-        } else {
-            " (PIT absent, assumed)"
-        },
+        tsc.summary(),
         (plan.heap.end - plan.heap.start) >> 20,
         boot::STACK_BYTES >> 10,
         if serial_ok { "" } else { " (no UART found)" },

@@ -194,6 +194,12 @@ impl MmioMapper for MmioWindow {
         if len == 0 || end > (1 << 52) {
             return Err(MapError::BadRange);
         }
+        // The backstop of "one physical page, one type": whatever asks (a command, a
+        // driver's BAR), never an uncached second mapping of an identity-mapped page.
+        let first_page = phys & !(PAGE_4K - 1);
+        if crate::boot::identity_overlaps(first_page, end.div_ceil(PAGE_4K) * PAGE_4K) {
+            return Err(MapError::IdentityMapped);
+        }
         let (window, newly_mapped) = match self.book.place(phys, end) {
             Err(Full) => return Err(MapError::WindowFull),
             Ok(Placement::Existing { window }) => (window, false),

@@ -3,8 +3,8 @@
 //!
 //! Why users: a window is shared by everyone who maps a range inside it (`bar map`, a
 //! driver's bind), so one user's `unmap` must not pull it out from under the others. Each
-//! `map` is remembered with its exact range, and an `unmap` releases the use of exactly
-//! that range: a `map` goes to the oldest region that covers it, so at most one region
+//! `map` is remembered with its exact range (the pages it needs), and an `unmap` releases
+//! the use of exactly that range: a `map` goes to the oldest region that covers it, so at most one region
 //! holds a use of a given range, and the release finds that region, never another region
 //! that merely covers the range too (say a user's larger `mem map` over a driver's BAR).
 //! Regions keep their order (oldest first) when one goes.
@@ -25,7 +25,9 @@ pub struct Region {
     pub phys: u64,
     pub len: u64,
     pub virt: u64,
-    /// The exact `[phys, end)` of each `map` not yet matched by an `unmap`.
+    /// The pages `[first, last)` of each `map` not yet matched by an `unmap` (a map is
+    /// known by the pages it needs: a driver that maps a 256-byte BAR as its page and
+    /// unmaps it by its size releases the same use).
     pub users: Vec<(u64, u64)>,
 }
 
@@ -59,6 +61,11 @@ pub enum Release {
 #[derive(Debug)]
 pub struct Full;
 
+/// The whole pages holding `[phys, end)`.
+fn pages(phys: u64, end: u64) -> (u64, u64) {
+    (phys & !(PAGE_4K - 1), end.div_ceil(PAGE_4K) * PAGE_4K)
+}
+
 pub struct MmioBook {
     /// Free virtual ranges, sorted, merged, page aligned.
     free: Vec<Range<u64>>,
@@ -86,19 +93,18 @@ impl MmioBook {
     /// Where `[phys, end)` goes. A new placement's virtual range is taken at once; the
     /// caller gives it back with [`MmioBook::abandon`] if mapping fails.
     pub fn place(&mut self, phys: u64, end: u64) -> Result<Placement, Full> {
+        // Sub-page BARs exist (a 256-byte BAR): map the pages that hold them.
+        let (first, last) = pages(phys, end);
         if let Some(region) = self
             .regions
             .iter_mut()
-            .find(|r| r.phys <= phys && end <= r.phys + r.len)
+            .find(|r| r.phys <= first && last <= r.phys + r.len)
         {
-            region.users.push((phys, end));
+            region.users.push((first, last));
             return Ok(Placement::Existing {
                 window: region.virt + (phys - region.phys),
             });
         }
-        // Sub-page BARs exist (a 256-byte BAR): map the pages that hold them.
-        let first = phys & !(PAGE_4K - 1);
-        let last = end.div_ceil(PAGE_4K) * PAGE_4K;
         let span = last - first;
         let base = self.take(first, span).ok_or(Full)?;
         Ok(Placement::New {
@@ -151,7 +157,7 @@ impl MmioBook {
             phys: first,
             len: span,
             virt: base,
-            users: alloc::vec![(phys, end)],
+            users: alloc::vec![pages(phys, end)],
         });
     }
 
@@ -162,10 +168,11 @@ impl MmioBook {
 
     /// The `map` of exactly `[phys, end)` is done with its window.
     pub fn release(&mut self, phys: u64, end: u64) -> Release {
+        let range = pages(phys, end);
         let found = self.regions.iter().enumerate().find_map(|(index, r)| {
             r.users
                 .iter()
-                .rposition(|&user| user == (phys, end))
+                .rposition(|&user| user == range)
                 .map(|user| (index, user))
         });
         let Some((index, user)) = found else {
@@ -347,6 +354,20 @@ mod tests {
             1,
             "one merged free range: {:x?}",
             book.free
+        );
+    }
+
+    #[test]
+    fn a_use_is_known_by_its_pages() {
+        let mut book = MmioBook::new(BASE, 1 << 40);
+        // Mapped as its page (pci::map_bar), released by its 256-byte size.
+        let window = new_at(&mut book, 0xfebf_2000, 0x1000);
+        assert_eq!(
+            book.release(0xfebf_2000, 0xfebf_2100),
+            Release::Unmap {
+                virt: window,
+                len: 0x1000
+            }
         );
     }
 

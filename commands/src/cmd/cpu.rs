@@ -58,8 +58,11 @@ pub static COMMANDS: &[CommandSpec] = &[
         details: "Decodes CPUID: vendor, family/model/stepping, brand string, the hypervisor's signature (leaf \
                   0x40000000, when CPUID.1 says one is present), the features bring-up cares about (sse4.2, \
                   x2apic, aes, rdrand, avx2, sha-ni, invariant-tsc, the AMD sme/sev/sev-es/sev-snp \
-                  capability bits, a TDX guest leaf), the boot CPU's APIC id, and the TSC frequency the \
-                  monitor calibrated against the PIT, and the monitor's confidential-VM verdict. Emits a cpu frame.",
+                  capability bits, a TDX guest leaf), the boot CPU's APIC id, the TSC frequency and the source \
+                  it came from, with every source the monitor tried at boot (CPUID 0x15, kvmclock, the \
+                  hypervisor leaf 0x40000010, the ACPI PM timer, the HPET, CPUID 0x16, the PIT): its rate or \
+                  why it has none, its raw values, and how far it disagrees with the rate used; and the \
+                  monitor's confidential-VM verdict. Emits a cpu frame.",
         examples: &["cpu"],
         min_args: 0,
         max_args: 0,
@@ -192,7 +195,8 @@ fn cpu(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
     let summary = CpuSummary::read(ctx.hw.cpu);
     let tsc_hz = ctx.info.tsc_hz;
     let sha256_path = drivers::digest::sha256_path(ctx.hw.cpu);
-    ctx.out.print(&cpu_text(&summary, tsc_hz));
+    ctx.out.print(&cpu_text(&summary));
+    ctx.out.print(&super::tsc_text::text(&ctx.info.tsc));
     ctx.out.print(&alloc::format!(
         "sha256 engine for nvme read: {sha256_path}\n"
     ));
@@ -209,12 +213,14 @@ fn cpu(ctx: &mut Ctx, _: &Args) -> Result<(), CmdError> {
         apic_id: summary.apic_id,
         sha256_path: sha256_path.name().into(),
         confidential: ctx.info.confidential.name().into(),
+        tsc_source: ctx.info.tsc.source_name().into(),
+        tsc_sources: super::tsc_text::frame(&ctx.info.tsc),
     }));
     Ok(())
 }
 
 /// The human text of `cpu` (pure).
-pub fn cpu_text(s: &CpuSummary, tsc_hz: u64) -> String {
+pub fn cpu_text(s: &CpuSummary) -> String {
     let hypervisor = if s.hypervisor.is_empty() {
         String::from("none (bare metal)")
     } else {
@@ -222,7 +228,7 @@ pub fn cpu_text(s: &CpuSummary, tsc_hz: u64) -> String {
     };
     alloc::format!(
         "vendor {}, family {:#x} model {:#x} stepping {}\nbrand: {}\nhypervisor: {hypervisor}\n\
-         features: {}\nboot CPU APIC id {}; TSC {}.{:03} MHz (calibrated against the PIT)\n",
+         features: {}\nboot CPU APIC id {}\n",
         s.vendor,
         s.family,
         s.model,
@@ -238,7 +244,5 @@ pub fn cpu_text(s: &CpuSummary, tsc_hz: u64) -> String {
             s.features.join(" ")
         },
         s.apic_id,
-        tsc_hz / 1_000_000,
-        tsc_hz / 1_000 % 1_000
     )
 }

@@ -12,10 +12,12 @@ pub mod gvnic;
 pub mod io;
 pub mod irq;
 pub mod mem;
+pub mod mem_map;
 pub mod memtypes;
 pub mod net;
 pub mod net_text;
 pub mod nvme;
+pub mod tsc_text;
 pub mod windows;
 
 use alloc::string::String;

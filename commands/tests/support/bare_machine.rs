@@ -282,6 +282,28 @@ pub fn system_info(dma_bytes: u64) -> SystemInfo {
         boot_us: 1234,
         confidential: drivers::cpu::confidential::ConfidentialKind::None,
         tsc_hz: 2_400_000_000,
+        tsc: kvm_like_calibration(),
         sha256_path: drivers::digest::Sha256Path::Portable,
     }
+}
+
+/// What a KVM guest's boot would decide: the hypervisor leaf says 2.4 GHz, the PM timer
+/// agrees (+50 ppm), the PIT is absent.
+pub fn kvm_like_calibration() -> drivers::clock::Calibration {
+    use drivers::clock::{rates, Calibration, Evidence, Reading, Rejection, Source};
+    Calibration::choose(vec![
+        Reading::from_evidence(
+            Source::HypervisorLeaf,
+            Evidence::HypervisorLeaf { tsc_khz: 2_400_000 },
+        ),
+        Reading::from_evidence(
+            Source::PmTimer,
+            Evidence::Counted {
+                ticks: 35_795,
+                counter_hz: rates::PM_TIMER_HZ,
+                tsc_ticks: 24_000_000,
+            },
+        ),
+        Reading::rejected(Source::Pit, Rejection::NoAnswer),
+    ])
 }

@@ -11,7 +11,8 @@ mod handler;
 mod tables;
 
 pub use tables::{
-    fadt, hpet, madt, mcfg, table_bytes, tables, FadtInfo, HpetInfo, MadtCpu, MadtInfo,
+    fadt, hpet, madt, mcfg, pm_timer, pm_timer_of, table_bytes, tables, FadtInfo, HpetInfo,
+    MadtCpu, MadtInfo, PmTimerBlock,
 };
 pub use tables::{space_name, MadtIoApic, MadtOverride, McfgSegment, TableInfo};
 

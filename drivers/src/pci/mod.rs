@@ -116,6 +116,10 @@ impl fmt::Display for PciError {
             ),
             PciError::Map(MapError::WindowFull) => write!(f, "the monitor's MMIO window is full"),
             PciError::Map(MapError::BadRange) => write!(f, "the BAR's range cannot be mapped"),
+            PciError::Map(MapError::IdentityMapped) => write!(
+                f,
+                "the BAR overlaps the identity map (RAM): mapping it uncached would alias it"
+            ),
             PciError::PartUnaligned {
                 bdf,
                 bar,

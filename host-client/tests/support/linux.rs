@@ -6,9 +6,10 @@
 //! Every package comes through `scripts/apt-private.sh` (a private APT configuration under
 //! target/apt/, never the system's sources), so a fresh machine needs nothing else. The
 //! newest kernel a suite has is resolved from its `linux-image-amd64` meta package when the
-//! cache is empty; later runs use what was unpacked, offline. A lock file serialises the
-//! fetch between test processes (cargo runs test binaries one after another, but a developer
-//! may run two at once).
+//! cache is empty; later runs use what was unpacked, offline (delete
+//! target/linux-cache/kernel-NAME to move to a newer kernel). The packages are deleted once
+//! unpacked. A lock file serialises the fetch between test processes (cargo runs test
+//! binaries one after another, but a developer may run two at once).
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::fs::File;
@@ -345,6 +346,10 @@ pub fn kernel(k: &Kernel) -> Unpacked {
     std::fs::write(out.join("modules.order"), order.join("\n")).unwrap();
     std::fs::write(out.join(DONE), &version).unwrap();
     let _ = std::fs::remove_dir_all(&root);
+    // The packages (~100 MiB each) are not needed once unpacked: keep target/ small.
+    for d in debs(&dir) {
+        let _ = std::fs::remove_file(d);
+    }
     cached(&out).expect("the kernel was just unpacked")
 }
 
