@@ -379,6 +379,22 @@ impl GvnicBench {
         self.monitor.run(line, &mut hw)
     }
 
+    /// [`Self::run`] with an interrupt path (the model's messages as the APIC sees them).
+    fn run_with_irq(&mut self, line: &str, irq: &dyn drivers::platform::Interrupts) -> Run {
+        let mut hw = Hw {
+            config: &self.config,
+            mmio: &mut self.mapper,
+            clock: &self.clock,
+            dma: &mut self.pool,
+            memory: &NoMemory,
+            cpu: &drivers::platform::NullCpu,
+            ports: &drivers::platform::NullPorts,
+            firmware: &drivers::platform::NoFirmware,
+            irq,
+        };
+        self.monitor.run(line, &mut hw)
+    }
+
     fn model(&self) -> std::cell::Ref<'_, gvnic_model::Gvnic> {
         self.sim.model.borrow()
     }
@@ -1349,4 +1365,125 @@ fn irq_test_on_a_gvnic_without_an_interrupt_controller_is_named_and_restores_eve
     // Without a bdf, `irq test` takes the bound gVNIC.
     assert_eq!(bench.run("irq test").code(), "no-interrupts");
     bench.assert_recovers("irq test without an APIC");
+}
+
+/// The boot CPU's APIC as the model's MSI record shows it: messages to [`APIC`] count; with
+/// `delivers` false nothing ever arrives (QEMU 7.2's proxy).
+struct ModelApic {
+    sim: Rc<Sim>,
+    delivers: bool,
+    since: std::cell::Cell<usize>,
+    armed: std::cell::Cell<bool>,
+}
+
+const APIC: drivers::platform::MsiMessage = drivers::platform::MsiMessage {
+    address: 0xfee0_0000,
+    data: 0x41,
+};
+
+impl drivers::platform::Interrupts for ModelApic {
+    fn arm(&self) -> Result<(drivers::platform::MsiMessage, u8), drivers::platform::IrqError> {
+        self.since
+            .set(self.sim.model.borrow().record().interrupts.len());
+        self.armed.set(true);
+        Ok((APIC, 0x41))
+    }
+    fn delivery(&self) -> drivers::platform::Delivery {
+        let model = self.sim.model.borrow();
+        let count = model.record().interrupts[self.since.get()..]
+            .iter()
+            .filter(|r| r.address == APIC.address && r.data == APIC.data)
+            .count() as u32;
+        drivers::platform::Delivery {
+            count: if self.delivers { count } else { 0 },
+            first_us: 0,
+            other: 0,
+        }
+    }
+    fn disarm(&self) {
+        self.armed.set(false);
+    }
+}
+
+#[test]
+fn gvnic_commands_with_irq_wait_by_interrupt_report_it_and_restore() {
+    let mut bench = GvnicBench::new(0, Faults::default());
+    let apic = ModelApic {
+        sim: bench.sim.clone(),
+        delivers: true,
+        since: Default::default(),
+        armed: Default::default(),
+    };
+    // Bound and polled first, so the table below is the polling driver's.
+    bench.run("gvnic txdhcp --timeout 500").assert_ok();
+    let table = |run: &Run| -> Vec<String> {
+        run.text
+            .lines()
+            .filter(|l| !l.starts_with("@@"))
+            .map(String::from)
+            .collect()
+    };
+    let msix_before = table(&bench.run("msix 00:04.0"));
+    let tx = bench.run_with_irq("gvnic txdhcp --irq", &apic);
+    tx.assert_ok();
+    assert!(tx.text.contains("DHCP OFFER for xid"), "{}", tx.text);
+    assert!(
+        tx.text.contains("completions waited for by interrupt"),
+        "{}",
+        tx.text
+    );
+    let waits: Vec<evidence::GvnicWaits> = tx
+        .frames
+        .iter()
+        .filter_map(|f| match &f.body {
+            Body::GvnicWaits(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 1, "{:?}", tx.kinds());
+    assert_eq!(waits[0].mode, "irq");
+    assert!(waits[0].interrupts >= 1, "{:?}", waits[0]);
+    assert!(waits[0].restored && waits[0].error.is_empty());
+    assert!(!apic.armed.get(), "disarmed after the command");
+    // MSI-X as the polling driver had it.
+    assert_eq!(table(&bench.run("msix 00:04.0")), msix_before);
+
+    let dhcp = bench.run_with_irq("gvnic dhcp --irq", &apic);
+    dhcp.assert_ok();
+    assert_eq!(dhcp.count("net.lease"), 1);
+    assert_eq!(dhcp.count("gvnic.waits"), 1);
+    let ping = bench.run_with_irq("gvnic ping gateway --count 2 --irq", &apic);
+    ping.assert_ok();
+    assert_eq!(ping.count("gvnic.waits"), 1);
+    // Without --irq: polling, no frame about waits.
+    let polled = bench.run_with_irq("gvnic ping gateway --count 1", &apic);
+    polled.assert_ok();
+    assert_eq!(polled.count("gvnic.waits"), 0);
+    bench.assert_recovers("irq waits");
+}
+
+#[test]
+fn gvnic_irq_waits_without_an_interrupt_path_fail_by_name_and_polling_still_works() {
+    let mut bench = GvnicBench::new(0, Faults::default());
+    // No local APIC at all.
+    let none = bench.run("gvnic txdhcp --irq");
+    assert_eq!(none.code(), "no-interrupts", "{}", none.text);
+    // A machine whose device interrupts never arrive (QEMU 7.2's proxy).
+    let proxy = ModelApic {
+        sim: bench.sim.clone(),
+        delivers: false,
+        since: Default::default(),
+        armed: Default::default(),
+    };
+    let lost = bench.run_with_irq("gvnic dhcp --irq", &proxy);
+    assert_eq!(lost.code(), "irq-not-delivered", "{}", lost.text);
+    assert_eq!(lost.count("net.lease"), 0, "never a false success");
+    assert_eq!(lost.count("gvnic.waits"), 1);
+    assert!(!proxy.armed.get());
+    let lost_tx = bench.run_with_irq("gvnic txdhcp --irq", &proxy);
+    assert_eq!(lost_tx.code(), "irq-not-delivered", "{}", lost_tx.text);
+    // Polling, the default, is untouched by the failed sessions.
+    bench.run("gvnic dhcp").assert_ok();
+    bench.run("gvnic txdhcp --timeout 500").assert_ok();
+    bench.assert_recovers("irq waits on a proxy");
 }

@@ -69,6 +69,8 @@ pub enum Body {
     NvmeFlush(NvmeFlush),
     /// `nvme list`: one namespace of one controller (every NVMe function listed).
     NvmeDisk(NvmeDisk),
+    /// `gvnic ... --irq`: completions waited for by interrupt, and what was taken.
+    GvnicWaits(GvnicWaits),
 }
 
 impl Body {
@@ -115,6 +117,7 @@ impl Body {
             Body::NvmeVerify(_) => "nvme.verify",
             Body::NvmeFlush(_) => "nvme.flush",
             Body::NvmeDisk(_) => "nvme.disk",
+            Body::GvnicWaits(_) => "gvnic.waits",
         }
     }
 }
@@ -918,4 +921,31 @@ pub struct NvmeDisk {
     pub gce_device_name: String,
     /// LBA 1 carries the GPT disk GUID the image recorded: the disk the monitor booted from.
     pub boot_disk: bool,
+}
+
+/// `gvnic txdhcp|dhcp|ping|http|metadata --irq`: how the command's TX and RX completions
+/// were waited for, and the interrupts that reached the boot CPU meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GvnicWaits {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    /// The command ("gvnic dhcp", ...).
+    pub command: String,
+    /// "irq" (polling, the default, emits no frame).
+    pub mode: String,
+    /// The boot CPU's vector and the MSI message both blocks were routed to.
+    pub vector: u8,
+    pub address: u64,
+    pub data: u32,
+    /// MSI-X entries routed: TX block, RX block.
+    pub entries: Vec<u16>,
+    /// Interrupts taken on `vector` during the command.
+    pub interrupts: u32,
+    /// Interrupts on other vectors meanwhile.
+    pub other: u32,
+    /// Every MSI-X entry, the control word and the command register read back as before.
+    pub restored: bool,
+    /// The command's error code ("" when it succeeded), e.g. "irq-not-delivered".
+    pub error: String,
 }

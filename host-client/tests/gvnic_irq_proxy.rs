@@ -3,6 +3,8 @@
 //! - issue 20 item 5: `irq test` on the gVNIC fails with `irq-not-delivered` (the model
 //!   sent the MSI-X message, the proxy has no interrupt path), never a pass; MSI-X is left as
 //!   it was and the NIC still gets its OFFER by polling;
+//! - issue 20 item 6: `gvnic dhcp --irq` fails the same way (no lease claimed), MSI-X
+//!   restored, and polling goes on working;
 //! - issue 22: a revision-1 device that powers on with DEVICE_IS_RESET clear and answers a
 //!   redundant reset with a delayed one 3 s later: the monitor never resets it redundantly,
 //!   so seconds after the bind the NIC still works and the model saw no self-reset.
@@ -24,6 +26,10 @@ gvnic describe
 expect gvnic.describe.msix_vectors >= 3
 expect-fail irq-not-delivered
 irq test
+expect-fail irq-not-delivered
+gvnic dhcp --irq
+expect gvnic.waits.interrupts == 0
+expect gvnic.waits.restored == true
 gvnic txdhcp --timeout 10000
 expect gvnic.rx.kind == "dhcp-offer"
 sleep 4000

@@ -2,7 +2,8 @@
 //! (`bringup run --gvnic-transport vfio-user`) on QEMU 11 with the model as a vfio-user
 //! device, which raises MSI-X vectors through QEMU's eventfds: the RX notification block's
 //! interrupt reaches the boot CPU in GQI-QPL and in DQO-RDA, everything is restored, and
-//! the NIC goes on working. Needs target/bringup.img (`make image`) and target/qemu-11
+//! the NIC goes on working; then `gvnic dhcp --irq` and `gvnic ping --irq` (issue 20 item
+//! 6) get their lease and replies with interrupts counted. Needs target/bringup.img (`make image`) and target/qemu-11
 //! (`make qemu11`).
 
 use std::process::Command;
@@ -45,6 +46,21 @@ fn gvnic_irq_proof_passes_over_vfio_user() {
         assert!(
             frames.contains("\"role\":\"rx-block\""),
             "{formats}: {frames}"
+        );
+        // Issue 20 item 6: the lease and the ping waited by interrupt, counted, restored.
+        let waits: Vec<&serde_json::Value> = report["frames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f.to_string().contains("\"mode\":\"irq\""))
+            .collect();
+        assert_eq!(waits.len(), 2, "{formats}: {frames}");
+        assert!(
+            waits.iter().all(|f| {
+                let t = f.to_string();
+                !t.contains("\"interrupts\":0,") && t.contains("\"restored\":true")
+            }),
+            "{formats}: {waits:?}"
         );
     }
     eprintln!("vfio-user gvnic irq proofs: {:?}", started.elapsed());

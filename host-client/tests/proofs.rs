@@ -40,6 +40,7 @@ const KINDS: &[&str] = &[
     "nvme.verify",
     "nvme.flush",
     "nvme.disk",
+    "gvnic.waits",
 ];
 
 #[test]

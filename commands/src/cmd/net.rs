@@ -17,6 +17,7 @@ use evidence::Body;
 
 use super::net_text as text;
 use crate::args::Args;
+use crate::gvnic::waits::{self, IRQ_FLAG};
 use crate::table::{CmdError, CommandSpec, Ctx, Flag};
 
 const TIMEOUT_FLAG: Flag = Flag {
@@ -34,23 +35,25 @@ const MAX_BYTES_FLAG: Flag = Flag {
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "gvnic dhcp",
-        usage: "gvnic dhcp [--timeout MS]",
+        usage: "gvnic dhcp [--timeout MS] [--irq]",
         summary: "take a DHCP lease through the gVNIC (smoltcp's client: DISCOVER, OFFER, REQUEST, ACK)",
         details: "Brings the NIC's queues up if needed and runs smoltcp's DHCPv4 client until the ACK or \
                   --timeout ms (default 10000; DISCOVER is retried every second). Shows the address, the mask \
                   and the prefix the interface uses (a /32 like GCE's is widened to cover the router, so the \
                   router's ARP is accepted), router, gateway (option 121's default route wins over option 3), \
                   DNS, MTU, lease time, server id, classless routes, and the exchange on the wire. The lease is \
-                  kept for 'gvnic ping' and 'gvnic http'. Emits a net.lease frame. Ctrl-C stops the wait.",
-        examples: &["gvnic dhcp", "gvnic dhcp --timeout 30000"],
+                  kept for 'gvnic ping' and 'gvnic http'. Emits a net.lease frame. Ctrl-C stops the wait. \
+                  --irq (here and on ping, http, metadata) waits for the NIC's completions by interrupt \
+                  and emits a gvnic.waits frame (see 'help gvnic txdhcp').",
+        examples: &["gvnic dhcp", "gvnic dhcp --timeout 30000", "gvnic dhcp --irq"],
         min_args: 0,
         max_args: 0,
-        flags: &[TIMEOUT_FLAG],
+        flags: &[TIMEOUT_FLAG, IRQ_FLAG],
         run: dhcp,
     },
     CommandSpec {
         name: "gvnic ping",
-        usage: "gvnic ping <ip|gateway> [--count N] [--timeout MS]",
+        usage: "gvnic ping <ip|gateway> [--count N] [--timeout MS] [--irq]",
         summary: "ICMP echo through the gVNIC, with each reply's round trip and the loss",
         details: "Uses the lease of 'gvnic dhcp' (takes one first if there is none or it expired). Sends \
                   --count echo requests (default 4, at most 100) of 56 bytes, each after the previous reply or \
@@ -67,12 +70,13 @@ pub static COMMANDS: &[CommandSpec] = &[
                 help: "echo requests to send (1..=100, default 4)",
             },
             TIMEOUT_FLAG,
+            IRQ_FLAG,
         ],
         run: ping,
     },
     CommandSpec {
         name: "gvnic http",
-        usage: "gvnic http <url> [--header \"K: V\"]... [--max-bytes N] [--timeout MS]",
+        usage: "gvnic http <url> [--header \"K: V\"]... [--max-bytes N] [--timeout MS] [--irq]",
         summary: "HTTP GET over TCP through the gVNIC: status, headers, bounded body, digest, timings",
         details: "Uses the lease of 'gvnic dhcp' (takes one first if needed). The URL is \
                   http://IPV4[:PORT][/PATH] (no DNS, no TLS). Sends GET with Host, User-Agent, Accept, \
@@ -95,12 +99,13 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             MAX_BYTES_FLAG,
             TIMEOUT_FLAG,
+            IRQ_FLAG,
         ],
         run: http_get,
     },
     CommandSpec {
         name: "gvnic metadata",
-        usage: "gvnic metadata [path] [--max-bytes N] [--timeout MS]",
+        usage: "gvnic metadata [path] [--max-bytes N] [--timeout MS] [--irq]",
         summary: "GET a GCE metadata path (default instance/id) with Metadata-Flavor: Google",
         details: "'gvnic http http://169.254.169.254/computeMetadata/v1/<path> --header \"Metadata-Flavor: \
                   Google\"': the instance's own id, zone (instance/zone), and so on. A status other than \
@@ -108,7 +113,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         examples: &["gvnic metadata", "gvnic metadata instance/zone"],
         min_args: 0,
         max_args: 1,
-        flags: &[MAX_BYTES_FLAG, TIMEOUT_FLAG],
+        flags: &[MAX_BYTES_FLAG, TIMEOUT_FLAG, IRQ_FLAG],
         run: metadata,
     },
 ];
@@ -147,23 +152,44 @@ fn bounded(args: &Args, name: &str, default: u64, min: u64, max: u64) -> Result<
 }
 
 /// Runs `call` over the gVNIC (queues brought up first); also says when it started and
-/// the NIC's MAC.
+/// the NIC's MAC. With `by_irq` the call's completions are waited for by interrupt, and
+/// the session is reported (and everything restored) before returning.
 fn with_nic<T>(
     ctx: &mut Ctx,
+    by_irq: bool,
+    command: &str,
     call: impl FnOnce(&mut GvnicNic, &dyn drivers::platform::Clock) -> Outcome<T>,
 ) -> Result<(Outcome<T>, u64, [u8; 6]), CmdError> {
-    let (_bdf, nic, hw) = crate::gvnic::nic_up(ctx)?;
+    let (bdf, nic, hw) = crate::gvnic::nic_up(ctx)?;
+    let started = match by_irq {
+        true => Some(waits::begin(bdf, nic, hw)?),
+        false => None,
+    };
     let clock = hw.clock;
-    let started = clock.now_us();
-    let mut nic = GvnicNic::new(nic, clock, hw.dma)
-        .ok_or_else(|| CmdError::new("gvnic-wrong-state", "the gVNIC was never described"))?;
-    let mac = drivers::net::nic::Nic::mac(&nic);
-    Ok((call(&mut nic, clock), started, mac))
+    let begun = clock.now_us();
+    let irq = by_irq.then_some(hw.irq);
+    let ran = GvnicNic::new(nic, clock, hw.dma)
+        .ok_or_else(|| CmdError::new("gvnic-wrong-state", "the gVNIC was never described"))
+        .map(|nic| {
+            let mut nic = nic.with_irq(irq);
+            let mac = drivers::net::nic::Nic::mac(&nic);
+            (call(&mut nic, clock), begun, mac)
+        });
+    // The session's report names the command's error, if any.
+    let failed = match &ran {
+        Ok((outcome, _, _)) => outcome.result.as_ref().err().map(|e| net_error(e.clone())),
+        Err(err) => Some(err.clone()),
+    };
+    let ended = waits::finish(ctx, started, command, failed.map_or(Ok(()), Err));
+    match (ran, ended) {
+        (Ok(ran), Err(err)) if ran.0.result.is_ok() => Err(err),
+        (ran, _) => ran,
+    }
 }
 
 /// Takes a lease, prints and frames it, keeps it.
-fn take_lease(ctx: &mut Ctx, timeout_ms: u64) -> Result<Lease, CmdError> {
-    let (outcome, started, mac) = with_nic(ctx, |nic, clock| {
+fn take_lease(ctx: &mut Ctx, timeout_ms: u64, by_irq: bool) -> Result<Lease, CmdError> {
+    let (outcome, started, mac) = with_nic(ctx, by_irq, "gvnic dhcp", |nic, clock| {
         iface::acquire_lease(nic, clock, timeout_ms * 1000)
     })?;
     let wire = text::wire_events(&outcome.trace, started);
@@ -187,7 +213,7 @@ fn take_lease(ctx: &mut Ctx, timeout_ms: u64) -> Result<Lease, CmdError> {
 }
 
 /// The kept lease, or a fresh one.
-fn lease(ctx: &mut Ctx) -> Result<Lease, CmdError> {
+fn lease(ctx: &mut Ctx, by_irq: bool) -> Result<Lease, CmdError> {
     let now = ctx.hw.clock.now_us();
     match &ctx.devices.net.lease {
         Some(lease) if !lease.expired(now) => Ok(lease.clone()),
@@ -198,7 +224,7 @@ fn lease(ctx: &mut Ctx) -> Result<Lease, CmdError> {
                 "none yet"
             };
             let _ = writeln!(ctx.out, "no usable lease ({why}): taking one first");
-            take_lease(ctx, DEFAULT_DHCP_TIMEOUT_MS)
+            take_lease(ctx, DEFAULT_DHCP_TIMEOUT_MS, by_irq)
         }
     }
 }
@@ -211,7 +237,7 @@ fn dhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         1,
         MAX_TIMEOUT_MS,
     )?;
-    take_lease(ctx, timeout_ms).map(|_| ())
+    take_lease(ctx, timeout_ms, args.flag("--irq")).map(|_| ())
 }
 
 fn ping(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
@@ -225,7 +251,8 @@ fn ping(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         MAX_TIMEOUT_MS,
     )?;
     let wanted = text::parse_target(target)?;
-    let lease = lease(ctx)?;
+    let by_irq = args.flag("--irq");
+    let lease = lease(ctx, by_irq)?;
     let target = match wanted {
         Some(ip) => ip,
         None => lease
@@ -237,8 +264,9 @@ fn ping(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         count,
         timeout_us: timeout_ms * 1000,
     };
-    let (outcome, started, _) =
-        with_nic(ctx, |nic, clock| iface::ping(nic, clock, &lease, request))?;
+    let (outcome, started, _) = with_nic(ctx, by_irq, "gvnic ping", |nic, clock| {
+        iface::ping(nic, clock, &lease, request)
+    })?;
     let wire = text::wire_events(&outcome.trace, started);
     let report = outcome.result.map_err(net_error)?;
     ctx.out.print(&text::ping_text(&report));
@@ -254,8 +282,9 @@ fn get(
     headers: &[(String, String)],
     max_bytes: usize,
     timeout_ms: u64,
+    by_irq: bool,
 ) -> Result<evidence::NetHttp, CmdError> {
-    let lease = lease(ctx)?;
+    let lease = lease(ctx, by_irq)?;
     let request_bytes = http::request(url, headers);
     let request = TcpRequest {
         ip: url.ip,
@@ -264,7 +293,7 @@ fn get(
         timeout_us: timeout_ms * 1000,
     };
     let mut reader = http::Reader::new(max_bytes);
-    let (outcome, _, _) = with_nic(ctx, |nic, clock| {
+    let (outcome, _, _) = with_nic(ctx, by_irq, "gvnic http", |nic, clock| {
         iface::tcp_exchange(nic, clock, &lease, &request, &mut |data| reader.feed(data))
     })?;
     let timings = outcome.result.map_err(net_error)?;
@@ -301,7 +330,15 @@ fn http_get(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(net_error)?;
     let (max_bytes, timeout_ms) = http_args(args)?;
-    get(ctx, &url, &headers, max_bytes, timeout_ms).map(|_| ())
+    get(
+        ctx,
+        &url,
+        &headers,
+        max_bytes,
+        timeout_ms,
+        args.flag("--irq"),
+    )
+    .map(|_| ())
 }
 
 fn metadata(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
@@ -309,7 +346,14 @@ fn metadata(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
     let url = http::parse_url(&text::metadata_url(path)).map_err(net_error)?;
     let (max_bytes, timeout_ms) = http_args(args)?;
     let header = (String::from("Metadata-Flavor"), String::from("Google"));
-    let frame = get(ctx, &url, &[header], max_bytes, timeout_ms)?;
+    let frame = get(
+        ctx,
+        &url,
+        &[header],
+        max_bytes,
+        timeout_ms,
+        args.flag("--irq"),
+    )?;
     if frame.status != 200 {
         return Err(CmdError::new(
             "net-http-status",

@@ -7,9 +7,10 @@
 use alloc::vec::Vec;
 
 use crate::dma::{DmaBuf, DmaPool};
-use crate::platform::{wait_for, Clock, ConfigSpace, WaitError};
+use crate::platform::{wait_for, Clock, ConfigSpace, Interrupts, WaitError};
 
 use super::device::{Gvnic, State, TX_TIMEOUT_US};
+use super::irq_wait::{self, IrqWaitEnd, Look};
 use super::notify;
 use super::ring::{RxEvent, RxRing, TxRing};
 use super::GvnicError;
@@ -45,8 +46,21 @@ impl Gvnic {
         dma: &mut DmaPool,
         frame: &[u8],
     ) -> Result<TxDone, GvnicError> {
+        self.send_with(config, clock, dma, frame, None)
+    }
+
+    /// [`Self::send`], by interrupt while a `--irq` session is live (a NIC brought up
+    /// again after a reset has lost the session's routing, so its retry polls).
+    pub fn send_with(
+        &mut self,
+        config: &dyn ConfigSpace,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        frame: &[u8],
+        irq: Option<&dyn Interrupts>,
+    ) -> Result<TxDone, GvnicError> {
         self.bring_up(config, clock, dma, State::QueuesUp)?;
-        match self.transmit(clock, dma, frame) {
+        match self.transmit_with(clock, dma, frame, irq) {
             Err(GvnicError::DeviceReset { .. }) => {
                 self.bring_up(config, clock, dma, State::QueuesUp)?;
                 let done = self.transmit(clock, dma, frame)?;
@@ -67,7 +81,20 @@ impl Gvnic {
         dma: &mut DmaPool,
         frame: &[u8],
     ) -> Result<TxDone, GvnicError> {
-        let result = self.transmit_once(clock, dma, frame);
+        self.transmit_with(clock, dma, frame, None)
+    }
+
+    /// [`Self::transmit`], waiting for the completion by interrupt when `irq` is given
+    /// and a `--irq` session is live ([`super::irq_wait`]).
+    pub fn transmit_with(
+        &mut self,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        frame: &[u8],
+        irq: Option<&dyn Interrupts>,
+    ) -> Result<TxDone, GvnicError> {
+        let irq = irq.filter(|_| self.irq_session.is_some());
+        let result = self.transmit_once(clock, dma, frame, irq);
         self.after_data_path(clock, dma, result)
     }
 
@@ -119,8 +146,10 @@ impl Gvnic {
         clock: &dyn Clock,
         dma: &mut DmaPool,
         frame: &[u8],
+        irq: Option<&dyn Interrupts>,
     ) -> Result<TxDone, GvnicError> {
         let started = clock.now_us();
+        let block = self.tx.as_ref().map_or(0, |t| t.ntfy_id()) as u16;
         let live = self.live()?;
         // A device that reset since the last command holds none of our queues: ringing
         // its doorbell would be a write into nothing. Say so instead.
@@ -140,19 +169,30 @@ impl Gvnic {
             ..
         } = live;
         let reset = || aq.is_none_or(|aq| aq.device_was_reset(regs));
+        let mark = irq.map(|irq| irq.delivery().count);
         tx.post(dma, doorbells, &counters, frame)?;
-        let outcome = wait_for(clock, TX_TIMEOUT_US, || {
-            notify::rearm(family, doorbells, irqs);
+        let look = || {
+            match irq {
+                Some(_) => irq_wait::unmask(family, doorbells, irqs),
+                None => notify::rearm(family, doorbells, irqs),
+            }
             match tx.poll_complete(dma, &counters) {
-                Ok(true) => Some(Ok(())),
+                Ok(true) => Look::Done(Ok(())),
                 // A device that reset makes no completions: say so instead of timing out.
-                Ok(false) if reset() => Some(Err(GvnicError::DeviceReset {
+                Ok(false) if reset() => Look::Done(Err(GvnicError::DeviceReset {
                     during: "TX completion",
                 })),
-                Ok(false) => None,
-                Err(err) => Some(Err(err)),
+                Ok(false) => Look::Empty,
+                Err(err) => Look::Done(Err(err)),
             }
-        });
+        };
+        let outcome = match irq {
+            Some(irq) => wait_by_irq(clock, irq, TX_TIMEOUT_US, mark, look),
+            None => {
+                let mut look = look;
+                wait_for(clock, TX_TIMEOUT_US, || look().done()).map_err(Waited::from)
+            }
+        };
         let (posted, completed) = tx.progress();
         match outcome {
             Ok(Ok(())) => Ok(TxDone {
@@ -161,8 +201,9 @@ impl Gvnic {
                 after_reset: false,
             }),
             Ok(Err(err)) => Err(err),
-            Err(WaitError::TimedOut) => Err(GvnicError::TxTimeout { posted, completed }),
-            Err(WaitError::Interrupted) => Err(GvnicError::Interrupted),
+            Err(Waited::TimedOut) => Err(GvnicError::TxTimeout { posted, completed }),
+            Err(Waited::Interrupted) => Err(GvnicError::Interrupted),
+            Err(Waited::Silent) => Err(self.silent_irq(block, irq.unwrap_or(&NO_IRQ))),
         }
     }
 
@@ -174,7 +215,20 @@ impl Gvnic {
         dma: &mut DmaPool,
         timeout_us: u64,
     ) -> Result<Vec<u8>, GvnicError> {
-        let result = self.receive_once(clock, dma, timeout_us);
+        self.receive_with(clock, dma, timeout_us, None)
+    }
+
+    /// [`Self::receive`], waiting by interrupt when `irq` is given and a `--irq` session
+    /// is live ([`super::irq_wait`]).
+    pub fn receive_with(
+        &mut self,
+        clock: &dyn Clock,
+        dma: &mut DmaPool,
+        timeout_us: u64,
+        irq: Option<&dyn Interrupts>,
+    ) -> Result<Vec<u8>, GvnicError> {
+        let irq = irq.filter(|_| self.irq_session.is_some());
+        let result = self.receive_once(clock, dma, timeout_us, irq);
         self.after_data_path(clock, dma, result)
     }
 
@@ -183,7 +237,9 @@ impl Gvnic {
         clock: &dyn Clock,
         dma: &mut DmaPool,
         timeout_us: u64,
+        irq: Option<&dyn Interrupts>,
     ) -> Result<Vec<u8>, GvnicError> {
+        let block = self.rx.as_ref().map_or(1, |r| r.ntfy_id()) as u16;
         let Live {
             aq,
             regs,
@@ -194,26 +250,33 @@ impl Gvnic {
             ..
         } = self.live()?;
         let reset = || aq.is_none_or(|aq| aq.device_was_reset(regs));
-        let outcome = wait_for(clock, timeout_us, || {
-            notify::rearm(family, doorbells, irqs);
-            match rx.poll(dma, doorbells) {
-                Ok(Some(RxEvent::Frame(frame))) => Some(Ok(frame)),
-                Ok(Some(RxEvent::Dropped(_) | RxEvent::Fragment)) | Ok(None) => {
-                    if reset() {
-                        Some(Err(GvnicError::DeviceReset {
-                            during: "RX polling",
-                        }))
-                    } else {
-                        None
-                    }
-                }
-                Err(err) => Some(Err(err)),
+        let look = || {
+            match irq {
+                Some(_) => irq_wait::unmask(family, doorbells, irqs),
+                None => notify::rearm(family, doorbells, irqs),
             }
-        });
+            match rx.poll(dma, doorbells) {
+                Ok(Some(RxEvent::Frame(frame))) => Look::Done(Ok(frame)),
+                Ok(_) if reset() => Look::Done(Err(GvnicError::DeviceReset {
+                    during: "RX polling",
+                })),
+                Ok(Some(RxEvent::Dropped(_) | RxEvent::Fragment)) => Look::Progress,
+                Ok(None) => Look::Empty,
+                Err(err) => Look::Done(Err(err)),
+            }
+        };
+        let outcome = match irq {
+            Some(irq) => wait_by_irq(clock, irq, timeout_us, None, look),
+            None => {
+                let mut look = look;
+                wait_for(clock, timeout_us, || look().done()).map_err(Waited::from)
+            }
+        };
         match outcome {
             Ok(result) => result,
-            Err(WaitError::TimedOut) => Err(GvnicError::RxTimeout),
-            Err(WaitError::Interrupted) => Err(GvnicError::Interrupted),
+            Err(Waited::TimedOut) => Err(GvnicError::RxTimeout),
+            Err(Waited::Interrupted) => Err(GvnicError::Interrupted),
+            Err(Waited::Silent) => Err(self.silent_irq(block, irq.unwrap_or(&NO_IRQ))),
         }
     }
 
@@ -255,6 +318,31 @@ impl Gvnic {
         Ok(drained)
     }
 }
+
+/// How a wait ended without a value, polling or by interrupt.
+type Waited = IrqWaitEnd;
+
+impl From<WaitError> for IrqWaitEnd {
+    fn from(err: WaitError) -> Self {
+        match err {
+            WaitError::TimedOut => IrqWaitEnd::TimedOut,
+            WaitError::Interrupted => IrqWaitEnd::Interrupted,
+        }
+    }
+}
+
+fn wait_by_irq<T>(
+    clock: &dyn Clock,
+    irq: &dyn Interrupts,
+    timeout_us: u64,
+    mark: Option<u32>,
+    look: impl FnMut() -> Look<T>,
+) -> Result<T, Waited> {
+    irq_wait::wait_by_irq(clock, irq, timeout_us, mark, look)
+}
+
+/// Stands in when no interrupt path was given (a silent interrupt then cannot happen).
+const NO_IRQ: crate::platform::NoInterrupts = crate::platform::NoInterrupts;
 
 /// Borrowed pieces of a NIC whose queues are up.
 struct Live<'a> {

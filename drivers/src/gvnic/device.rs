@@ -107,6 +107,8 @@ pub struct Gvnic {
     /// The format CONFIGURE_DEVICE_RESOURCES was given.
     pub(super) format: Option<QueueFormat>,
     pub(super) msix: Option<DummyMsix>,
+    /// `--irq`: completions waited for by interrupt ([`super::irq_wait`]).
+    pub(super) irq_session: Option<super::irq_wait::IrqSession>,
     /// Ring and buffer sizes inside the device's option limits, decided at CONFIGURE.
     plan: Option<RingPlan>,
     /// The MTU a DHCP lease asked for (option 26), for [`Gvnic::mtu_plan`].
@@ -142,6 +144,7 @@ impl Gvnic {
             wanted: None,
             format: None,
             msix: None,
+            irq_session: None,
             plan: None,
             lease_mtu: None,
             released: None,
@@ -371,6 +374,9 @@ impl Gvnic {
         dma: &mut DmaPool,
     ) -> Result<bool, GvnicError> {
         self.quiesce_msix(config);
+        // A `--irq` session's saved MSI-X state names DMA targets this release frees: the
+        // session ends here (its CPU side is disarmed by `end_irq_waits`).
+        self.irq_session = None;
         let already = self.holds_nothing();
         let confirmed = already || {
             self.request_reset();

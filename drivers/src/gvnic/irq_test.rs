@@ -47,8 +47,8 @@ pub const SETTLE_US: u64 = 1_000;
 pub const MGMT_WATCH_US: u64 = 200_000;
 /// GQI IRQ doorbell bits besides MASK (Linux gve.h GVE_IRQ_ACK / GVE_IRQ_EVENT): what its
 /// poll writes to unmask the block again.
-const GQI_IRQ_ACK: u32 = 1 << 31;
-const GQI_IRQ_EVENT: u32 = 1 << 29;
+pub(super) const GQI_IRQ_ACK: u32 = 1 << 31;
+pub(super) const GQI_IRQ_EVENT: u32 = 1 << 29;
 /// DHCP transaction id of the trigger ("IRQ\x01").
 const TRIGGER_XID: u32 = 0x4952_5101;
 
@@ -156,8 +156,8 @@ impl From<GvnicError> for IrqTestError {
     }
 }
 
-/// What the test changes, as it was.
-struct Saved {
+/// What the test (and `--irq` waits) change, as it was.
+pub(super) struct Saved {
     entries: Vec<MsixEntry>,
     control: u16,
     command: u16,
@@ -180,17 +180,7 @@ impl Gvnic {
             }
             .into());
         }
-        let bdf = self.msix.as_ref().ok_or(GvnicError::NoMsix)?.bdf();
-        let saved = {
-            let table = self.msix.as_ref().ok_or(GvnicError::NoMsix)?.table();
-            Saved {
-                entries: (0..table.vectors())
-                    .filter_map(|v| table.view().entry(v))
-                    .collect(),
-                control: table.cap.control(config, bdf),
-                command: config.read16(bdf, COMMAND),
-            }
-        };
+        let (bdf, saved) = self.save_msix(config)?;
         let (message, vector) = irq.arm().map_err(IrqTestError::NoInterrupts)?;
         let rx = self.route_and_raise_rx(config, clock, dma, irq, message, &saved);
         irq.disarm();
@@ -219,10 +209,41 @@ impl Gvnic {
         })
     }
 
+    /// The MSI-X table's bdf, and every entry, the control word and the command register
+    /// as they are now.
+    pub(super) fn save_msix(
+        &self,
+        config: &dyn ConfigSpace,
+    ) -> Result<(crate::platform::Bdf, Saved), GvnicError> {
+        let msix = self.msix.as_ref().ok_or(GvnicError::NoMsix)?;
+        let (bdf, table) = (msix.bdf(), msix.table());
+        Ok((
+            bdf,
+            Saved {
+                entries: (0..table.vectors())
+                    .filter_map(|v| table.view().entry(v))
+                    .collect(),
+                control: table.cap.control(config, bdf),
+                command: config.read16(bdf, COMMAND),
+            },
+        ))
+    }
+
     /// Every entry as it was but `entry`, which gets `message`, unmasked; MSI-X on,
     /// function unmasked, INTx off. (DQO's other queue keeps its dummy-target vector: its
     /// completions are held back until it may assert.)
     fn route_only(&self, config: &dyn ConfigSpace, entry: u16, message: MsiMessage, saved: &Saved) {
+        self.route_entries(config, &[entry], message, saved);
+    }
+
+    /// [`Self::route_only`] for several entries.
+    pub(super) fn route_entries(
+        &self,
+        config: &dyn ConfigSpace,
+        routed: &[u16],
+        message: MsiMessage,
+        saved: &Saved,
+    ) {
         let Some(msix) = self.msix.as_ref() else {
             return;
         };
@@ -230,17 +251,19 @@ impl Gvnic {
         for (v, e) in saved.entries.iter().enumerate() {
             table.view().set_entry(v as u16, *e);
         }
-        table.view().set_entry(
-            entry,
-            MsixEntry {
-                message,
-                vector_control: saved
-                    .entries
-                    .get(usize::from(entry))
-                    .map_or(0, |e| e.vector_control)
-                    & !VECTOR_MASKED,
-            },
-        );
+        for &entry in routed {
+            table.view().set_entry(
+                entry,
+                MsixEntry {
+                    message,
+                    vector_control: saved
+                        .entries
+                        .get(usize::from(entry))
+                        .map_or(0, |e| e.vector_control)
+                        & !VECTOR_MASKED,
+                },
+            );
+        }
         let bdf = msix.bdf();
         table.cap.set_control(
             config,
@@ -386,7 +409,7 @@ impl Gvnic {
     }
 
     /// Every entry, the control word and the command register back as they were, checked.
-    fn restore(
+    pub(super) fn restore(
         &self,
         config: &dyn ConfigSpace,
         bdf: crate::platform::Bdf,

@@ -31,6 +31,7 @@ pub mod datapath;
 pub mod describe;
 pub mod device;
 pub mod irq_test;
+pub mod irq_wait;
 pub mod limits;
 pub mod notify;
 pub mod options;
@@ -148,6 +149,23 @@ pub enum GvnicError {
     /// The device's option limits leave nothing this driver can use (a ring range with no
     /// power of two, packet buffers too small for a frame).
     OptionLimit(String),
+    /// `--irq`: the platform cannot take interrupts (no local APIC the monitor drives).
+    NoInterrupts,
+    /// `--irq`: a completion arrived on a routed block whose entry's pending bit is clear
+    /// (the message left the device), yet no interrupt reached the CPU (QEMU 7.2's proxy).
+    IrqNotDelivered {
+        entry: u16,
+        other: u32,
+    },
+    /// `--irq`: a completion arrived but its block's vector raised nothing (pending bit
+    /// set or unreadable).
+    NoInterrupt {
+        entry: u16,
+        pending: Option<bool>,
+        other: u32,
+    },
+    /// `--irq`: an MSI-X register did not read back as before the session.
+    NotRestored(&'static str),
 }
 
 impl GvnicError {
@@ -177,6 +195,10 @@ impl GvnicError {
             GvnicError::Interrupted => "interrupted",
             GvnicError::TruncatedOption(_) => "gvnic-truncated-option",
             GvnicError::OptionLimit(_) => "gvnic-option-limit",
+            GvnicError::NoInterrupts => "no-interrupts",
+            GvnicError::IrqNotDelivered { .. } => "irq-not-delivered",
+            GvnicError::NoInterrupt { .. } => "no-interrupt",
+            GvnicError::NotRestored(_) => "restore-failed",
         }
     }
 
@@ -195,6 +217,10 @@ impl GvnicError {
                 | GvnicError::ResetTimeout { .. }
                 | GvnicError::ResetLoop { .. }
                 | GvnicError::OptionLimit(_)
+                | GvnicError::NoInterrupts
+                | GvnicError::IrqNotDelivered { .. }
+                | GvnicError::NoInterrupt { .. }
+                | GvnicError::NotRestored(_)
         )
     }
 }
@@ -285,6 +311,35 @@ impl fmt::Display for GvnicError {
             GvnicError::Interrupted => write!(f, "interrupted"),
             GvnicError::TruncatedOption(t) => write!(f, "bad device descriptor: {t}"),
             GvnicError::OptionLimit(why) => write!(f, "device option limit: {why}"),
+            GvnicError::NoInterrupts => {
+                write!(f, "this platform has no local APIC the monitor can drive")
+            }
+            GvnicError::IrqNotDelivered { entry, other } => write!(
+                f,
+                "a completion arrived on MSI-X entry {entry}'s unmasked block and its pending \
+                 bit is clear, but no interrupt reached the boot CPU within {} ms ({other} on \
+                 other vectors): this machine does not deliver device interrupts (QEMU 7.2's \
+                 x-pci-proxy-dev has no interrupt path; QEMU 10.1+ with vfio-user does)",
+                irq_wait::IRQ_WAIT_US / 1000
+            ),
+            GvnicError::NoInterrupt {
+                entry,
+                pending,
+                other,
+            } => write!(
+                f,
+                "a completion arrived but MSI-X entry {entry} raised no interrupt within {} ms \
+                 (pending bit {}, {other} on other vectors)",
+                irq_wait::IRQ_WAIT_US / 1000,
+                match pending {
+                    Some(true) => "set",
+                    Some(false) => "clear",
+                    None => "unreadable",
+                }
+            ),
+            GvnicError::NotRestored(what) => {
+                write!(f, "{what} did not read back as before the interrupt waits")
+            }
         }
     }
 }

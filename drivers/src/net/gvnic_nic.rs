@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use crate::dma::DmaPool;
 use crate::gvnic::{Gvnic, GvnicError};
-use crate::platform::{wait_for, Clock, WaitError};
+use crate::platform::{wait_for, Clock, Interrupts, WaitError};
 
 /// How long a frame waits behind an earlier TX whose completion wait was cut short (Ctrl-C
 /// during a previous command): the device completes it moments later (policy).
@@ -22,6 +22,8 @@ pub struct GvnicNic<'a> {
     dma: &'a mut DmaPool,
     mac: [u8; 6],
     mtu: usize,
+    /// `--irq`: completions waited for by interrupt (the NIC's session must be live).
+    irq: Option<&'a dyn Interrupts>,
 }
 
 impl<'a> GvnicNic<'a> {
@@ -36,7 +38,14 @@ impl<'a> GvnicNic<'a> {
             dma,
             mac,
             mtu,
+            irq: None,
         })
+    }
+
+    /// Waits by interrupt while the NIC's `--irq` session is live ([`Gvnic::begin_irq_waits`]).
+    pub fn with_irq(mut self, irq: Option<&'a dyn Interrupts>) -> Self {
+        self.irq = irq;
+        self
     }
 }
 
@@ -57,12 +66,12 @@ impl Nic for GvnicNic<'_> {
     }
 
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
-        let (nic, clock, dma) = (&mut *self.nic, self.clock, &mut *self.dma);
+        let (nic, clock, dma, irq) = (&mut *self.nic, self.clock, &mut *self.dma, self.irq);
         // The driver refuses to post while an earlier descriptor is outstanding; that one
         // completes soon, so retry within the grace (a user wait: Ctrl-C ends it).
         let mut busy = None;
         let sent = wait_for(clock, TX_BUSY_GRACE_US, || {
-            match nic.transmit(clock, dma, frame) {
+            match nic.transmit_with(clock, dma, frame, irq) {
                 Err(err @ GvnicError::TxBusy { .. }) => {
                     busy = Some(err);
                     None
@@ -80,7 +89,10 @@ impl Nic for GvnicNic<'_> {
     }
 
     fn receive(&mut self, timeout_us: u64) -> Result<Option<Vec<u8>>, NicError> {
-        match self.nic.receive(self.clock, self.dma, timeout_us) {
+        match self
+            .nic
+            .receive_with(self.clock, self.dma, timeout_us, self.irq)
+        {
             Ok(frame) => Ok(Some(frame)),
             Err(GvnicError::RxTimeout) => Ok(None),
             Err(err) => Err(nic_error(err)),

@@ -26,6 +26,7 @@ mod describe;
 pub(crate) mod irq;
 mod teardown;
 mod txdhcp;
+pub(crate) mod waits;
 
 use describe::{describe_frame, describe_text};
 pub use teardown::teardown;
@@ -57,7 +58,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "gvnic txdhcp",
-        usage: "gvnic txdhcp [--timeout MS] [--format F]",
+        usage: "gvnic txdhcp [--timeout MS] [--format F] [--irq]",
         summary: "send a DHCP DISCOVER through the gVNIC and report what comes back",
         details: "Brings the NIC's queues up if they are not (CONFIGURE_DEVICE_RESOURCES with every event \
                   counter; GQI: IRQs masked; DQO: every MSI-X vector at a dummy target in the DMA pool, queue \
@@ -67,11 +68,16 @@ pub static COMMANDS: &[CommandSpec] = &[
                   with a random xid (broadcast, 0.0.0.0:68 -> 255.255.255.255:67, IPv4 and UDP checksums), sends \
                   it, waits for the TX completion, then waits up to --timeout ms (default 3000) for frames. An \
                   OFFER for our xid is reported with the offered address, server and lease; other frames are \
-                  summarised. Emits gvnic.tx and gvnic.rx frames. Ctrl-C stops the wait.",
+                  summarised. Emits gvnic.tx and gvnic.rx frames. Ctrl-C stops the wait. With --irq the TX \
+                  and RX completions are waited for by interrupt (both notification blocks' MSI-X entries \
+                  routed to the boot CPU for the command, everything restored after; a gvnic.waits frame \
+                  counts the interrupts); a machine that does not deliver device interrupts (QEMU 7.2's \
+                  proxy) fails with irq-not-delivered.",
         examples: &[
             "gvnic txdhcp",
             "gvnic txdhcp --timeout 10000",
             "gvnic txdhcp --format dqo-qpl",
+            "gvnic txdhcp --irq",
         ],
         min_args: 0,
         max_args: 0,
@@ -82,6 +88,7 @@ pub static COMMANDS: &[CommandSpec] = &[
                 help: "how long to wait for a reply, in ms (1..=60000, default 3000)",
             },
             FORMAT_FLAG,
+            waits::IRQ_FLAG,
         ],
         run: txdhcp,
     },

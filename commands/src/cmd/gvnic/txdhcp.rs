@@ -51,6 +51,20 @@ pub(super) fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         );
     }
 
+    let started = match args.flag("--irq") {
+        true => {
+            let (bound, hw) = bound_nic(ctx.devices, ctx.hw)?;
+            Some(waits::begin(bdf, &mut bound.nic, hw)?)
+        }
+        false => None,
+    };
+    let by_irq = started.is_some();
+    let result = exchange(ctx, bdf, timeout_ms, by_irq);
+    waits::finish(ctx, started, "gvnic txdhcp", result)
+}
+
+/// The DISCOVER out and whatever comes back (by interrupt when `by_irq`).
+fn exchange(ctx: &mut Ctx, bdf: Bdf, timeout_ms: u64, by_irq: bool) -> Result<(), CmdError> {
     ctx.devices.gvnic.sent += 1;
     let seed = ctx.hw.clock.now_us() ^ ctx.devices.gvnic.sent.rotate_left(40);
     let xid = dhcp::xid_from_seed(seed);
@@ -61,7 +75,10 @@ pub(super) fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         .map(|i| i.descriptor.mac)
         .unwrap_or_default();
     let frame = dhcp::discover_frame(mac, xid);
-    let sent = bound.nic.send(hw.config, hw.clock, hw.dma, &frame);
+    let irq = by_irq.then_some(hw.irq);
+    let sent = bound
+        .nic
+        .send_with(hw.config, hw.clock, hw.dma, &frame, irq);
     report_released_quarantine(ctx);
     let done = sent.map_err(|err| driver_error(bdf, err))?;
     if done.after_reset {
@@ -88,7 +105,7 @@ pub(super) fn txdhcp(ctx: &mut Ctx, args: &Args) -> Result<(), CmdError> {
         elapsed_us: done.elapsed_us,
         queue_format,
     }));
-    match await_offer(ctx, bdf, xid, sent_at, sent_at + timeout_ms * 1000)? {
+    match await_offer(ctx, bdf, xid, sent_at, sent_at + timeout_ms * 1000, by_irq)? {
         Awaited::Offer => Ok(()),
         Awaited::Others(others) => {
             let _ = writeln!(
@@ -124,6 +141,7 @@ fn await_offer(
     xid: u32,
     sent_at: u64,
     deadline: u64,
+    by_irq: bool,
 ) -> Result<Awaited, CmdError> {
     let mut others = 0usize;
     loop {
@@ -132,7 +150,8 @@ fn await_offer(
         let received = if remaining == 0 {
             Err(GvnicError::RxTimeout)
         } else {
-            bound.nic.receive(hw.clock, hw.dma, remaining)
+            let irq = by_irq.then_some(hw.irq);
+            bound.nic.receive_with(hw.clock, hw.dma, remaining, irq)
         };
         let dropped = bound.nic.rx_dropped();
         let now = hw.clock.now_us();
