@@ -7,31 +7,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use evidence::Body;
-use host_client::{CommandOutcome, QemuConfig, Session};
+use host_client::{QemuConfig, Session};
 use sha2::{Digest, Sha256};
+
+#[path = "support/nvme_disk.rs"]
+mod nvme_disk;
+use nvme_disk::{random_file, run};
 
 const SERIAL: &str = "bringup-nvme-7";
 const NS1_BLOCKS: u64 = 40_000; // 512-byte blocks, ~20 MiB
 const NS2_BLOCKS: u64 = 600; // 4096-byte blocks
-
-fn random_file(path: &Path, len: usize, mut state: u64) -> Vec<u8> {
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    std::fs::write(path, &data).unwrap();
-    data
-}
-
-fn run(s: &mut Session, line: &str) -> CommandOutcome {
-    let out = s.command(line, Duration::from_secs(120)).unwrap();
-    eprintln!("bringup> {line}\n{}", out.text.trim_end());
-    out
-}
 
 fn read_ok(s: &mut Session, disk: &[u8], block: u64, ns: u32, lba: u64, count: u64) {
     let out = run(s, &format!("nvme read {lba} {count} --ns {ns}"));

@@ -16,29 +16,14 @@ use evidence::Body;
 use host_client::{CommandOutcome, QemuConfig, Session};
 use sha2::{Digest, Sha256};
 
+#[path = "support/nvme_disk.rs"]
+mod nvme_disk;
+use nvme_disk::{random_file, run};
+
 const A1_BLOCKS: u64 = 4096; // controller A, ns 1: 512-byte blocks
 const A2_BLOCKS: u64 = 512; // controller A, ns 2: 4096-byte blocks
 const B_BLOCKS: u64 = 16384; // controller B: the scratch disk, 8 MiB
 const RO_BLOCKS: u64 = 256;
-
-fn random_file(path: &Path, len: usize, mut state: u64) -> Vec<u8> {
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    std::fs::write(path, &data).unwrap();
-    data
-}
-
-fn run(s: &mut Session, line: &str) -> CommandOutcome {
-    let out = s.command(line, Duration::from_secs(120)).unwrap();
-    eprintln!("bringup> {line}\n{}", out.text.trim_end());
-    out
-}
 
 fn ok(s: &mut Session, line: &str) -> CommandOutcome {
     let out = run(s, line);
